@@ -1,0 +1,1 @@
+"""Evaluation: linear probes, segmentation, reports, VQA and benchmarks."""

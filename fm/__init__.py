@@ -1,0 +1,8 @@
+"""fm: 3D medical image encoders, segmentation-grounded reports and a language model that sees the scan."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("fm3d")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0.0.0+unknown"

@@ -1,0 +1,168 @@
+"""The `fm` command. Each subcommand is a thin shell over a library call; a problem with a user's
+file becomes a one-line message on stderr and exit status 1, never a traceback."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+
+from fm import __version__
+from fm.dicom import MultipleSeriesError
+from fm.errors import InputFileError
+from fm.examples import DEFAULT_EXAMPLE, EXAMPLES, example_path
+from fm.io import Volume, load_volume, save_volume
+
+EXIT_BAD_INPUT = 1
+
+
+def _reports_input_errors(command):
+    """Turn InputFileError into `error: <file>: <problem>` and a non-zero exit."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except InputFileError as err:
+            click.echo(f"error: {err}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+
+    return wrapper
+
+
+def _load(path: str, frame, series, modality, max_voxels) -> Volume:
+    """load_volume, asking which DICOM series to use when a folder holds several and a person is there."""
+    try:
+        return load_volume(path, frame=frame, series=series, modality=modality, max_voxels=max_voxels)
+    except MultipleSeriesError as err:
+        if not sys.stdin.isatty():
+            raise
+        click.echo(f"{path} holds {len(err.series)} DICOM series:", err=True)
+        for info in err.series:
+            click.echo("  " + info.describe(), err=True)
+        choice = click.prompt("Which series", type=click.IntRange(1, len(err.series)), err=True)
+        return load_volume(path, frame=frame, series=choice, modality=modality, max_voxels=max_voxels)
+
+
+def _input_options(command):
+    """Options every command that reads a scan shares."""
+    options = [
+        click.option("--frame", type=int, help="Volume to take from a 4D file (0-based)."),
+        click.option("--series", help="DICOM series to take from a folder: 1-based index or SeriesInstanceUID."),
+        click.option("--modality", help="Override the modality (e.g. MR, CT); DICOM states its own."),
+        click.option(
+            "--max-voxels",
+            type=int,
+            help="Refuse files whose header claims more voxels than this (default 2^29, or FM_MAX_VOXELS).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fm")
+def main():
+    """3D medical image foundation models: load scans, encoders, reports.
+
+    Scans can be NIfTI (.nii, .nii.gz), MGH/MGZ, NRRD, MHA/MHD, a DICOM file, a folder of DICOM
+    files or a .zip of one. Coordinates are RAS millimetres; left and right come from the
+    scan's affine.
+    """
+
+
+@main.command()
+@click.argument("path", required=False, type=click.Path(path_type=str))
+@click.option(
+    "--example",
+    is_flag=False,
+    flag_value=DEFAULT_EXAMPLE,
+    type=click.Choice(sorted(EXAMPLES)),
+    help=f"Use a bundled example scan instead of PATH (default: {DEFAULT_EXAMPLE}).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@_input_options
+@_reports_input_errors
+def info(path, example, as_json, frame, series, modality, max_voxels):
+    """Print a scan's geometry and intensities.
+
+    Shows shape, voxel spacing, the file's orientation code, the RAS bounding box in mm, the
+    modality, the intensity range and, for DICOM, which series was read.
+
+    \b
+    Examples:
+      fm info scan.nii.gz
+      fm info dicom_folder/ --series 2
+      fm info --example
+    """
+    if (path is None) == (example is None):
+        raise click.UsageError("give a PATH or --example, not both")
+    volume = _load(str(example_path(example)) if example else path, frame, series, modality, max_voxels)
+    summary = volume.summary()
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo(_format_summary(summary))
+
+
+def _format_summary(s: dict) -> str:
+    lo, hi = np.array(s["ras_bounds_mm"]["min"]), np.array(s["ras_bounds_mm"]["max"])
+    intensity = s["intensity"]
+    rows = [
+        ("file", s["path"]),
+        ("format", s["format"]),
+        ("shape", " x ".join(map(str, s["shape"])) + " voxels"),
+        ("spacing", " x ".join(f"{v:.4g}" for v in s["spacing_mm"]) + " mm"),
+        ("orientation", f"{s['source_orientation']} in the file; held as {s['orientation']}"),
+        ("RAS extent", "  ".join(f"{a} {l:.1f} .. {h:.1f}" for a, l, h in zip("xyz", lo, hi)) + " mm"),
+        ("modality", s["modality"] or "unknown"),
+        ("intensity", f"{intensity['min']:.6g} .. {intensity['max']:.6g} (mean {intensity['mean']:.6g})"),
+    ]
+    series = s["meta"].get("dicom_series")
+    if series:
+        rows.append(
+            (
+                "DICOM series",
+                f"{series['index']} of {series['of']}: number {series['number']} "
+                f"{series['description']!r}, {series['slices']} slices",
+            )
+        )
+    return "\n".join(f"{key:<13}{value}" for key, value in rows)
+
+
+@main.command()
+@click.argument("source", type=click.Path(path_type=str))
+@click.argument("output", type=click.Path(path_type=Path))
+@click.option(
+    "--grid",
+    type=click.Choice(["source", "ras"]),
+    default="source",
+    show_default=True,
+    help="Write on the input's own voxel grid, or in the RAS-closest layout.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+@_input_options
+@_reports_input_errors
+def convert(source, output, grid, overwrite, frame, series, modality, max_voxels):
+    """Convert a scan to NIfTI, MGZ, NRRD or MHA (by OUTPUT's extension).
+
+    A DICOM series becomes one 3D file with its geometry intact; an existing OUTPUT is kept
+    unless --overwrite is given.
+
+    \b
+    Examples:
+      fm convert dicom_folder/ scan.nii.gz
+      fm convert scan.mha scan_ras.nii.gz --grid ras
+    """
+    volume = _load(source, frame, series, modality, max_voxels)
+    written = save_volume(volume, output, grid=grid, overwrite=overwrite)
+    click.echo(f"wrote {written}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,15 @@
+"""The one exception type for bad input, so callers and the CLI can tell a user's file problem
+from a bug in this package."""
+
+from __future__ import annotations
+
+import os
+
+
+class InputFileError(ValueError):
+    """A file the user gave cannot be used. The message always names the file and the problem."""
+
+    def __init__(self, path: str | os.PathLike, problem: str):
+        self.path = os.fspath(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")

@@ -1,0 +1,25 @@
+"""Example scans that ship with installed packages, so every command has something to run on
+without a download."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+# name -> (package, resource path, what it is)
+EXAMPLES = {
+    "mni152": (
+        "nilearn",
+        "datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
+        "MNI152 2009c symmetric T1 template, 1 mm, as shipped by nilearn",
+    ),
+}
+DEFAULT_EXAMPLE = "mni152"
+
+
+def example_path(name: str = DEFAULT_EXAMPLE) -> Path:
+    """Path of a bundled example scan."""
+    if name not in EXAMPLES:
+        raise KeyError(f"unknown example {name!r}; available: {', '.join(EXAMPLES)}")
+    package, resource, _ = EXAMPLES[name]
+    return Path(str(files(package).joinpath(resource)))

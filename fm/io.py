@@ -1,0 +1,493 @@
+"""Scan I/O: one `Volume` type, loaders for every format the package reads, and a saver that puts
+derived arrays (masks, probability maps) back on the input's own grid.
+
+Conventions, used everywhere in the package and never mixed:
+
+- `Volume.array` is indexed ``[i, j, k]``: the voxel axes in the order of the affine's columns
+  (nibabel's convention, "x-y-z"), not the z-y-x order of SimpleITK or DICOM pixel arrays.
+- `Volume.affine` maps voxel indices ``(i, j, k, 1)`` to RAS+ millimetres: +x towards the
+  patient's Right, +y Anterior, +z Superior. Left and right are only ever read from it.
+- On load the axes are permuted and flipped (never resampled) to the layout closest to RAS, so
+  array axis 0 runs left -> right, axis 1 posterior -> anterior, axis 2 inferior -> superior.
+  The file's own layout is kept in `Volume.source`, and `save_volume` writes back onto it by
+  default, so a mask made from a scan overlays that scan exactly in any viewer.
+
+Readers: NIfTI-1/2 and FreeSurfer MGH/MGZ with nibabel, NRRD and MetaImage (MHA/MHD) with
+SimpleITK, DICOM series with pydicom (see `fm.dicom`). Every problem with a user's file is raised
+as `InputFileError` naming the file and the problem, and header sizes are checked against a
+voxel budget before any voxel data is read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import os
+import shutil
+import tempfile
+import zlib
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import SimpleITK as sitk
+from nibabel.filebasedimages import ImageFileError
+from nibabel.orientations import (
+    aff2axcodes,
+    apply_orientation,
+    axcodes2ornt,
+    inv_ornt_aff,
+    io_orientation,
+    ornt_transform,
+)
+from nibabel.spatialimages import HeaderDataError
+
+from fm import dicom
+from fm.errors import InputFileError
+
+#: Default voxel budget: 2**29 voxels is 2 GiB as float32, above a 512 x 512 x 2000 CT.
+#: Override per call (`max_voxels=`) or for a whole process with the FM_MAX_VOXELS variable.
+DEFAULT_MAX_VOXELS = 2**29
+
+# RAS <-> LPS: DICOM and ITK store patient coordinates in LPS; flipping x and y converts.
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+_NIBABEL_SUFFIXES = (".nii", ".nii.gz", ".mgz", ".mgh")
+_ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
+_DICOM_SUFFIXES = (".dcm", ".zip")
+READABLE_SUFFIXES = _NIBABEL_SUFFIXES + _ITK_SUFFIXES + _DICOM_SUFFIXES
+WRITABLE_SUFFIXES = _NIBABEL_SUFFIXES + _ITK_SUFFIXES
+
+sitk.ProcessObject_SetGlobalWarningDisplay(False)  # ITK warnings become our errors, not stderr noise
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceGrid:
+    """Where a volume came from and how its voxels were laid out in the file."""
+
+    path: str
+    format: str
+    affine: np.ndarray  # voxel -> RAS mm, for the array as stored in the file
+    shape: tuple[int, int, int]
+
+    @property
+    def orientation(self) -> str:
+        """Orientation code of the file's voxel axes, e.g. 'LPS' for an axial DICOM series."""
+        return "".join(aff2axcodes(self.affine))
+
+    def to_ras_transform(self) -> np.ndarray:
+        """nibabel orientation transform from the file's axes to the RAS-closest layout."""
+        return ornt_transform(io_orientation(self.affine), axcodes2ornt("RAS"))
+
+
+@dataclasses.dataclass
+class Volume:
+    """A 3D scan: voxel array in RAS-closest layout, voxel -> RAS mm affine, and de-identified metadata.
+
+    `array` is float32 for loaded images; derived volumes made with `with_array` may hold labels.
+    """
+
+    array: np.ndarray
+    affine: np.ndarray
+    source: SourceGrid
+    modality: str | None = None
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(int(n) for n in self.array.shape)
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """Voxel size in mm along the array axes (lengths of the affine's columns)."""
+        return tuple(float(s) for s in np.linalg.norm(self.affine[:3, :3], axis=0))
+
+    @property
+    def orientation(self) -> str:
+        """Orientation code of the array axes: 'RAS' unless the scan is oblique to them."""
+        return "".join(aff2axcodes(self.affine))
+
+    def ras_bounds_mm(self) -> tuple[np.ndarray, np.ndarray]:
+        """RAS extent of the voxel grid (outer voxel edges), as (min xyz, max xyz) in mm."""
+        corners = np.array(np.meshgrid(*[(-0.5, n - 0.5) for n in self.shape], indexing="ij"))
+        corners = corners.reshape(3, -1)
+        ras = self.affine[:3, :3] @ corners + self.affine[:3, 3:4]
+        return ras.min(axis=1), ras.max(axis=1)
+
+    def voxel_to_ras(self, ijk: np.ndarray) -> np.ndarray:
+        """Voxel indices (..., 3) -> RAS mm (..., 3)."""
+        ijk = np.asarray(ijk, dtype=float)
+        return ijk @ self.affine[:3, :3].T + self.affine[:3, 3]
+
+    def with_array(self, array: np.ndarray, **meta: Any) -> "Volume":
+        """A derived volume (mask, probability map) on this volume's grid, same source."""
+        array = np.asarray(array)
+        if array.shape != self.array.shape:
+            raise ValueError(f"derived array has shape {array.shape}, the volume has {self.array.shape}")
+        return Volume(array, self.affine.copy(), self.source, self.modality, {**self.meta, **meta})
+
+    def to_source_layout(self) -> np.ndarray:
+        """The array permuted and flipped back to the layout of the source file."""
+        back = ornt_transform(axcodes2ornt("RAS"), io_orientation(self.source.affine))
+        return apply_orientation(self.array, back)
+
+    def summary(self) -> dict[str, Any]:
+        """What `fm info` prints, as plain JSON-able values."""
+        finite = self.array[np.isfinite(self.array)] if self.array.size else self.array
+        lo, hi = self.ras_bounds_mm()
+        return {
+            "path": self.source.path,
+            "format": self.source.format,
+            "shape": list(self.shape),
+            "spacing_mm": [round(s, 6) for s in self.spacing],
+            "source_orientation": self.source.orientation,
+            "orientation": self.orientation,
+            "ras_bounds_mm": {"min": [round(float(v), 3) for v in lo], "max": [round(float(v), 3) for v in hi]},
+            "modality": self.modality,
+            "intensity": {
+                "min": float(finite.min()) if finite.size else None,
+                "max": float(finite.max()) if finite.size else None,
+                "mean": float(finite.mean()) if finite.size else None,
+            },
+            "meta": self.meta,
+        }
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_volume(
+    path: str | os.PathLike,
+    *,
+    frame: int | None = None,
+    series: str | int | None = None,
+    modality: str | None = None,
+    max_voxels: int | None = None,
+) -> Volume:
+    """Read a scan into a `Volume` in RAS-closest layout.
+
+    path: a NIfTI (.nii, .nii.gz), MGH/MGZ, NRRD, MHA/MHD file, a DICOM file, a folder of DICOM
+        files or a .zip of one.
+    frame: which volume of a 4D file to take (required when it holds more than one).
+    series: for DICOM folders holding several series, which one: its 1-based index in
+        `fm.dicom.list_series` or its SeriesInstanceUID.
+    modality: override the modality (e.g. "MR", "CT"); DICOM files state their own.
+    max_voxels: refuse files whose header claims more voxels than this (default
+        FM_MAX_VOXELS or DEFAULT_MAX_VOXELS), before reading any voxel data.
+    """
+    path = Path(path)
+    budget = _voxel_budget(max_voxels)
+    if not path.exists():
+        raise InputFileError(path, "no such file or folder")
+    kind = _format_of(path)
+    if kind == "dicom":
+        if frame is not None:
+            raise InputFileError(path, "frame= applies to 4D files, not to DICOM series")
+        series_data = dicom.read_series(path, series=series, max_voxels=budget)
+        array, affine, fmt = series_data.array, series_data.affine_ras, "DICOM"
+        meta = series_data.meta
+        modality = modality or series_data.modality
+    else:
+        if series is not None:
+            raise InputFileError(path, "series= applies to DICOM folders only")
+        reader = _read_nibabel if kind == "nibabel" else _read_itk
+        array, affine, fmt, meta = reader(path, frame, budget)
+    return _canonical_volume(path, array, affine, fmt, modality, meta)
+
+
+def _voxel_budget(max_voxels: int | None) -> int:
+    if max_voxels is not None:
+        return int(max_voxels)
+    return int(os.environ.get("FM_MAX_VOXELS", DEFAULT_MAX_VOXELS))
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+
+
+def _format_of(path: Path) -> str:
+    if path.is_dir():
+        return "dicom"
+    suffix = _suffix(path)
+    if suffix in _NIBABEL_SUFFIXES:
+        return "nibabel"
+    if suffix in _ITK_SUFFIXES:
+        return "itk"
+    if suffix in _DICOM_SUFFIXES or dicom.has_dicom_preamble(path):
+        return "dicom"
+    raise InputFileError(
+        path,
+        f"unsupported file type {suffix or '(no extension)'!r}; "
+        f"readable: {', '.join(READABLE_SUFFIXES)} or a folder of DICOM files",
+    )
+
+
+def check_voxel_budget(path: Path, shape: tuple[int, ...], budget: int) -> None:
+    n = int(np.prod(np.asarray(shape, dtype=np.float64)))
+    if n > budget:
+        dims = " x ".join(str(s) for s in shape)
+        raise InputFileError(
+            path,
+            f"header claims {dims} = {n:,} voxels, over the budget of {budget:,} "
+            "(raise it with max_voxels= / --max-voxels / FM_MAX_VOXELS if the scan is real)",
+        )
+
+
+def _spatial_shape(path: Path, shape: tuple[int, ...], frame: int | None) -> tuple[int, ...]:
+    """Validate dimensionality; returns the shape with trailing singleton dimensions dropped."""
+    shape = tuple(int(s) for s in shape)
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    if len(shape) < 3 or min(shape[:3]) <= 1:
+        raise InputFileError(path, f"holds 2D data (shape {shape}); a 3D volume is needed")
+    if len(shape) > 4:
+        raise InputFileError(path, f"has {len(shape)} dimensions (shape {shape}); at most 4 are supported")
+    if len(shape) == 4:
+        if frame is None:
+            raise InputFileError(
+                path, f"is 4D with {shape[3]} volumes; choose one with frame= (CLI: --frame N, 0-based)"
+            )
+        if not 0 <= frame < shape[3]:
+            raise InputFileError(path, f"frame {frame} is out of range: the file has {shape[3]} volumes (0-based)")
+    elif frame not in (None, 0):
+        raise InputFileError(path, f"frame {frame} requested, but the file holds a single 3D volume")
+    return shape
+
+
+def _check_spacing(path: Path, spacing) -> None:
+    spacing = np.asarray(spacing, dtype=float)[:3]
+    if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
+        raise InputFileError(
+            path, f"voxel spacing {tuple(float(s) for s in spacing)} mm is invalid: it must be finite and positive"
+        )
+
+
+def _read_nibabel(path: Path, frame: int | None, budget: int):
+    suffix = _suffix(path)
+    _check_magic(path, suffix)
+    try:
+        img = nib.load(str(path))
+    except (ImageFileError, HeaderDataError, EOFError, OSError, zlib.error, ValueError) as err:
+        raise InputFileError(path, f"corrupt or unreadable header ({_first_line(err)})") from None
+    shape = _spatial_shape(path, img.shape, frame)
+    check_voxel_budget(path, img.shape, budget)
+    header = img.header
+    meta: dict[str, Any] = {}
+    if isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        fmt = "NIfTI-2" if isinstance(img, nib.Nifti2Image) else "NIfTI-1"
+        qcode, scode = int(header["qform_code"]), int(header["sform_code"])
+        if qcode == 0 and scode == 0:
+            raise InputFileError(
+                path,
+                "header has no orientation (qform_code = sform_code = 0), so left and right are unknown; "
+                "set a qform or sform (e.g. nibabel set_qform, fslorient) and try again",
+            )
+        meta.update(qform_code=qcode, sform_code=scode)
+        _check_spacing(path, header.get_zooms()[:3])
+        if suffix == ".nii":
+            _check_uncompressed_size(path, header, img.shape)
+    else:
+        fmt = "MGH" if suffix == ".mgh" else "MGZ"
+        _check_spacing(path, header.get_zooms()[:3])
+    if np.issubdtype(img.get_data_dtype(), np.complexfloating) or img.get_data_dtype().fields:
+        raise InputFileError(path, f"voxel type {img.get_data_dtype()} is not a scalar real number")
+    try:
+        data = np.asarray(img.dataobj).reshape(shape)
+    except (EOFError, OSError, zlib.error, ValueError) as err:
+        raise InputFileError(path, f"truncated or corrupt voxel data ({_first_line(err)})") from None
+    if len(shape) == 4:
+        data = data[..., frame]
+    return data, np.asarray(img.affine, dtype=float), fmt, meta
+
+
+def _check_magic(path: Path, suffix: str) -> None:
+    """Name a wrong file type plainly instead of letting a parser fail somewhere inside."""
+    with open(path, "rb") as f:
+        head = f.read(352)
+    if suffix in (".nii.gz", ".mgz"):
+        if head[:2] != b"\x1f\x8b":
+            raise InputFileError(path, f"is not gzip-compressed (wrong magic bytes), although it is named {suffix}")
+        try:
+            with gzip.open(path, "rb") as f:
+                head = f.read(352)
+        except (OSError, EOFError, zlib.error) as err:
+            raise InputFileError(path, f"corrupt gzip stream ({_first_line(err)})") from None
+    if suffix in (".nii", ".nii.gz"):
+        if len(head) >= 348 and head[344:348] in (b"n+1\0", b"ni1\0"):
+            if head[344:348] == b"ni1\0":
+                raise InputFileError(path, "is a two-file NIfTI (.hdr/.img) header; convert it to a single .nii")
+            return
+        if len(head) >= 8 and head[4:8] in (b"n+2\0",):
+            return
+        if len(head) < 348:
+            raise InputFileError(path, f"is truncated: {len(head)} bytes, shorter than a NIfTI header (348)")
+        raise InputFileError(path, "is not a NIfTI file (wrong magic bytes)")
+
+
+def _check_uncompressed_size(path: Path, header, shape) -> None:
+    needed = int(header.get_data_offset()) + int(np.prod(shape)) * header.get_data_dtype().itemsize
+    have = path.stat().st_size
+    if have < needed:
+        raise InputFileError(path, f"is truncated: the header needs {needed:,} bytes, the file has {have:,}")
+
+
+def _read_itk(path: Path, frame: int | None, budget: int):
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as err:
+        raise InputFileError(path, f"corrupt or unreadable header ({_itk_reason(err)})") from None
+    size = tuple(reader.GetSize())
+    ncomp = reader.GetNumberOfComponents()
+    full_shape = size + ((ncomp,) if ncomp > 1 else ())
+    shape = _spatial_shape(path, full_shape, frame)
+    check_voxel_budget(path, full_shape, budget)
+    _check_spacing(path, reader.GetSpacing()[:3])
+    ndim = reader.GetDimension()
+    direction = np.asarray(reader.GetDirection(), dtype=float).reshape(ndim, ndim)[:3, :3]
+    affine_lps = np.eye(4)
+    affine_lps[:3, :3] = direction * np.asarray(reader.GetSpacing()[:3], dtype=float)
+    affine_lps[:3, 3] = reader.GetOrigin()[:3]
+    try:
+        image = reader.Execute()
+    except RuntimeError as err:
+        raise InputFileError(path, f"truncated or corrupt voxel data ({_itk_reason(err)})") from None
+    data = sitk.GetArrayFromImage(image)  # (t?, z, y, x, c?) -> (x, y, z, t|c)
+    if ncomp > 1:
+        data = np.moveaxis(data, -1, 0)
+    data = data.transpose(tuple(range(data.ndim))[::-1]).reshape(shape)
+    if len(shape) == 4:
+        data = data[..., frame]
+    fmt = {".nrrd": "NRRD", ".nhdr": "NRRD", ".mha": "MetaImage", ".mhd": "MetaImage"}[_suffix(path)]
+    return data, LPS_TO_RAS @ affine_lps, fmt, {}
+
+
+def _itk_reason(err: RuntimeError) -> str:
+    """ITK exceptions are multi-line with source locations; keep the sentence a user can act on."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    for line in lines:
+        if line.lower().startswith("description:"):
+            return line.split(":", 1)[1].strip()
+    return lines[-1] if lines else "unknown ITK error"
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def _canonical_volume(path: Path, array, affine, fmt: str, modality: str | None, meta: dict) -> Volume:
+    """Validate geometry and voxels, then permute/flip to the layout closest to RAS."""
+    affine = np.asarray(affine, dtype=float)
+    if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
+        raise InputFileError(path, "affine (voxel -> world transform) has non-finite entries")
+    singular = np.linalg.svd(affine[:3, :3], compute_uv=False)
+    if singular.min() <= 1e-6 * max(singular.max(), 1e-12):
+        raise InputFileError(path, "affine (voxel -> world transform) is singular: its voxel axes are not independent")
+    _check_spacing(path, np.linalg.norm(affine[:3, :3], axis=0))
+    array = np.asarray(array)
+    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+        raise InputFileError(path, f"voxel type {array.dtype} is not a scalar real number")
+    array = array.astype(np.float32, copy=False)
+    bad = ~np.isfinite(array)
+    if bad.any():
+        raise InputFileError(path, f"{int(bad.sum()):,} voxels are NaN or infinite")
+    source = SourceGrid(str(path), fmt, affine, tuple(int(s) for s in array.shape))
+    to_ras = source.to_ras_transform()
+    ras_array = np.ascontiguousarray(apply_orientation(array, to_ras))
+    ras_affine = affine @ inv_ornt_aff(to_ras, array.shape)
+    return Volume(ras_array, ras_affine, source, modality, meta)
+
+
+# ----------------------------------------------------------------------------------------------
+# Saving
+
+
+def save_volume(
+    volume: Volume,
+    path: str | os.PathLike,
+    *,
+    grid: str = "source",
+    overwrite: bool = False,
+) -> Path:
+    """Write a volume to NIfTI, MGZ, NRRD or MetaImage (chosen by the file name's extension).
+
+    grid="source" (default) writes on the input file's own grid and orientation, so a mask
+    overlays its scan exactly; grid="ras" writes the RAS-closest layout held in memory.
+    An existing file is never replaced unless overwrite=True, and the scan a volume was loaded
+    from is never replaced at all. The write goes to a temporary folder first, so a failure
+    leaves nothing half-written.
+    """
+    path = Path(path)
+    suffix = _suffix(path)
+    if suffix not in WRITABLE_SUFFIXES:
+        raise InputFileError(
+            path, f"cannot write {suffix or 'files without an extension'}; writable: {', '.join(WRITABLE_SUFFIXES)}"
+        )
+    if grid not in ("source", "ras"):
+        raise ValueError(f"grid must be 'source' or 'ras', not {grid!r}")
+    if Path(volume.source.path).exists() and path.resolve() == Path(volume.source.path).resolve():
+        raise InputFileError(path, "is the scan this volume was read from; refusing to write over it")
+    if path.exists() and not overwrite:
+        raise InputFileError(path, "already exists; pass overwrite=True (CLI: --overwrite) to replace it")
+    if not path.parent.is_dir():
+        raise InputFileError(path, f"output folder {path.parent} does not exist")
+    if grid == "source":
+        array, affine = volume.to_source_layout(), volume.source.affine
+    else:
+        array, affine = volume.array, volume.affine
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".fm-write-") as tmp:
+        staged = Path(tmp) / path.name
+        if suffix in _NIBABEL_SUFFIXES:
+            _write_nibabel(array, affine, staged, suffix, volume.meta)
+        else:
+            _write_itk(array, affine, staged)
+        written = sorted(Path(tmp).iterdir())
+        clashes = [p.name for p in written if (path.parent / p.name).exists() and p.name != path.name]
+        if clashes and not overwrite:
+            raise InputFileError(path, f"would replace existing {', '.join(clashes)}; pass overwrite=True")
+        for produced in written:
+            shutil.move(str(produced), str(path.parent / produced.name))
+    return path
+
+
+def _write_nibabel(array: np.ndarray, affine: np.ndarray, path: Path, suffix: str, meta: dict) -> None:
+    array = _storable(array, allowed=(np.uint8, np.int16, np.int32, np.float32))
+    if suffix in (".mgz", ".mgh"):
+        nib.save(nib.MGHImage(array, affine), str(path))
+        return
+    image_class = nib.Nifti2Image if max(array.shape) > 32767 else nib.Nifti1Image
+    img = image_class(array, affine)
+    img.set_qform(affine, code=int(meta.get("qform_code") or 1))
+    img.set_sform(affine, code=int(meta.get("sform_code") or 1))
+    nib.save(img, str(path))
+
+
+def _write_itk(array: np.ndarray, affine_ras: np.ndarray, path: Path) -> None:
+    array = _storable(array, allowed=(np.uint8, np.int16, np.int32, np.float32))
+    affine_lps = LPS_TO_RAS @ affine_ras
+    spacing = np.linalg.norm(affine_lps[:3, :3], axis=0)
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array.transpose(2, 1, 0)))
+    image.SetSpacing(tuple(float(s) for s in spacing))
+    image.SetOrigin(tuple(float(v) for v in affine_lps[:3, 3]))
+    image.SetDirection(tuple(float(v) for v in (affine_lps[:3, :3] / spacing).ravel()))
+    sitk.WriteImage(image, str(path), useCompression=path.suffix.lower() in (".nrrd", ".mha"))
+
+
+def _storable(array: np.ndarray, allowed: tuple) -> np.ndarray:
+    """Cast to a dtype every target format stores: labels stay integers, images float32."""
+    array = np.asarray(array)
+    if array.dtype == bool:
+        return array.astype(np.uint8)
+    if array.dtype.type in allowed:
+        return array
+    if np.issubdtype(array.dtype, np.integer):
+        lo, hi = (int(array.min()), int(array.max())) if array.size else (0, 0)
+        for dtype in (np.uint8, np.int16, np.int32):
+            if np.iinfo(dtype).min <= lo and hi <= np.iinfo(dtype).max:
+                return array.astype(dtype)
+    return array.astype(np.float32)

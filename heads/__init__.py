@@ -1,0 +1,1 @@
+"""Task heads on encoder features: segmentation decoders, test-time adaptation, probes."""
