@@ -194,6 +194,10 @@ class _Source:
         if self._zip is not None:
             self._zip.close()
 
+    @property
+    def is_single_file(self) -> bool:
+        return self._zip is None and self.path.is_file()
+
     def members(self) -> list[str]:
         if self._zip is not None:
             return sorted(i.filename for i in self._zip.infolist() if not i.is_dir())
@@ -237,7 +241,7 @@ def _discover(source: _Source) -> list[SeriesInfo]:
         uid = str(ds.get("SeriesInstanceUID", "unknown"))
         groups[uid].extend(frames)
         headers.setdefault(uid, ds)
-    if not groups and source.path.is_file() and looked_at == 0:
+    if not groups and source.is_single_file and looked_at == 0:
         raise InputFileError(source.path, "is not a DICOM file (no DICM preamble or readable header)")
     if not groups:
         what = "folder" if source.path.is_dir() else "file"

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import io
 import os
 import shutil
 import tempfile
@@ -267,31 +268,31 @@ def _check_spacing(path: Path, spacing) -> None:
 
 def _read_nibabel(path: Path, frame: int | None, budget: int):
     suffix = _suffix(path)
-    _check_magic(path, suffix)
+    raw_header = _raw_nifti_header(path, suffix)
+    if raw_header is not None:
+        # Validate the header as written: nibabel silently turns a zero pixdim into 1 on load.
+        _check_spacing(path, raw_header["pixdim"][1:4])
+        if int(raw_header["qform_code"]) == 0 and int(raw_header["sform_code"]) == 0:
+            raise InputFileError(
+                path,
+                "header has no orientation (qform_code = sform_code = 0), so left and right are unknown; "
+                "set a qform or sform (e.g. nibabel set_qform, fslorient) and try again",
+            )
     try:
         img = nib.load(str(path))
     except (ImageFileError, HeaderDataError, EOFError, OSError, zlib.error, ValueError) as err:
         raise InputFileError(path, f"corrupt or unreadable header ({_first_line(err)})") from None
     shape = _spatial_shape(path, img.shape, frame)
     check_voxel_budget(path, img.shape, budget)
-    header = img.header
     meta: dict[str, Any] = {}
-    if isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+    if raw_header is not None:
         fmt = "NIfTI-2" if isinstance(img, nib.Nifti2Image) else "NIfTI-1"
-        qcode, scode = int(header["qform_code"]), int(header["sform_code"])
-        if qcode == 0 and scode == 0:
-            raise InputFileError(
-                path,
-                "header has no orientation (qform_code = sform_code = 0), so left and right are unknown; "
-                "set a qform or sform (e.g. nibabel set_qform, fslorient) and try again",
-            )
-        meta.update(qform_code=qcode, sform_code=scode)
-        _check_spacing(path, header.get_zooms()[:3])
+        meta.update(qform_code=int(raw_header["qform_code"]), sform_code=int(raw_header["sform_code"]))
         if suffix == ".nii":
-            _check_uncompressed_size(path, header, img.shape)
+            _check_uncompressed_size(path, img)
     else:
         fmt = "MGH" if suffix == ".mgh" else "MGZ"
-        _check_spacing(path, header.get_zooms()[:3])
+        _check_spacing(path, img.header.get_zooms()[:3])
     if np.issubdtype(img.get_data_dtype(), np.complexfloating) or img.get_data_dtype().fields:
         raise InputFileError(path, f"voxel type {img.get_data_dtype()} is not a scalar real number")
     try:
@@ -303,32 +304,34 @@ def _read_nibabel(path: Path, frame: int | None, budget: int):
     return data, np.asarray(img.affine, dtype=float), fmt, meta
 
 
-def _check_magic(path: Path, suffix: str) -> None:
-    """Name a wrong file type plainly instead of letting a parser fail somewhere inside."""
+def _raw_nifti_header(path: Path, suffix: str):
+    """The NIfTI header exactly as stored (None for MGH/MGZ), after checking the magic bytes so a
+    wrong file type is named plainly instead of failing somewhere inside a parser."""
     with open(path, "rb") as f:
-        head = f.read(352)
+        head = f.read(540)
     if suffix in (".nii.gz", ".mgz"):
         if head[:2] != b"\x1f\x8b":
             raise InputFileError(path, f"is not gzip-compressed (wrong magic bytes), although it is named {suffix}")
         try:
             with gzip.open(path, "rb") as f:
-                head = f.read(352)
+                head = f.read(540)
         except (OSError, EOFError, zlib.error) as err:
             raise InputFileError(path, f"corrupt gzip stream ({_first_line(err)})") from None
-    if suffix in (".nii", ".nii.gz"):
-        if len(head) >= 348 and head[344:348] in (b"n+1\0", b"ni1\0"):
-            if head[344:348] == b"ni1\0":
-                raise InputFileError(path, "is a two-file NIfTI (.hdr/.img) header; convert it to a single .nii")
-            return
-        if len(head) >= 8 and head[4:8] in (b"n+2\0",):
-            return
-        if len(head) < 348:
-            raise InputFileError(path, f"is truncated: {len(head)} bytes, shorter than a NIfTI header (348)")
-        raise InputFileError(path, "is not a NIfTI file (wrong magic bytes)")
+    if suffix not in (".nii", ".nii.gz"):
+        return None
+    if len(head) >= 348 and head[344:348] == b"ni1\0":
+        raise InputFileError(path, "is the header of a two-file NIfTI (.hdr/.img); convert it to a single .nii")
+    if len(head) >= 348 and head[344:348] == b"n+1\0":
+        return nib.Nifti1Header.from_fileobj(io.BytesIO(head), check=False)
+    if len(head) >= 540 and head[4:8] == b"n+2\0":
+        return nib.Nifti2Header.from_fileobj(io.BytesIO(head), check=False)
+    if len(head) < 348:
+        raise InputFileError(path, f"is truncated: {len(head)} bytes, shorter than a NIfTI header (348)")
+    raise InputFileError(path, "is not a NIfTI file (wrong magic bytes)")
 
 
-def _check_uncompressed_size(path: Path, header, shape) -> None:
-    needed = int(header.get_data_offset()) + int(np.prod(shape)) * header.get_data_dtype().itemsize
+def _check_uncompressed_size(path: Path, img) -> None:
+    needed = int(img.dataobj.offset) + int(np.prod(img.shape)) * img.get_data_dtype().itemsize
     have = path.stat().st_size
     if have < needed:
         raise InputFileError(path, f"is truncated: the header needs {needed:,} bytes, the file has {have:,}")

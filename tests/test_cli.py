@@ -1,0 +1,103 @@
+"""The `fm` command as a user runs it: the installed console script, its messages and exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import phantoms
+from fm.cli import main
+from fm.io import load_volume
+
+
+@pytest.fixture
+def run():
+    runner = CliRunner()
+
+    def invoke(*args):
+        return runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+    return invoke
+
+
+def installed_fm() -> str:
+    """The console script pip installed beside this interpreter."""
+    fm = Path(sys.executable).parent / "fm"
+    assert fm.is_file(), f"the `fm` console script is not installed at {fm}"
+    return str(fm)
+
+
+def test_console_script_prints_the_example_summary():
+    fm = installed_fm()
+    done = subprocess.run([fm, "info", "--example"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "197 x 233 x 189 voxels" in done.stdout
+    assert "RAS extent   x -98.5 .. 98.5  y -134.5 .. 98.5  z -72.5 .. 116.5 mm" in done.stdout
+
+
+def test_bad_input_is_one_line_and_a_non_zero_exit():
+    fm = installed_fm()
+    done = subprocess.run([fm, "info", "missing-scan.nii.gz"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip() == "error: missing-scan.nii.gz: no such file or folder"
+    assert "Traceback" not in done.stderr
+
+
+def test_info_json_for_a_dicom_series(tmp_path, run):
+    reference, affine = phantoms.ras_reference()
+    folder = phantoms.write_series(tmp_path / "series", phantoms.dicom_slices(*phantoms.relayout(reference, affine, "PIR")))
+    result = run("info", folder, "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["format"] == "DICOM"
+    assert summary["shape"] == [48, 40, 36]
+    assert summary["source_orientation"] == "PIR"
+    assert summary["modality"] == "MR"
+    assert summary["meta"]["dicom_series"]["slices"] == 48
+    volume = load_volume(folder)
+    lo, hi = volume.ras_bounds_mm()
+    np.testing.assert_allclose(summary["ras_bounds_mm"]["min"], lo, atol=1e-3)
+    np.testing.assert_allclose(summary["ras_bounds_mm"]["max"], hi, atol=1e-3)
+
+
+def test_info_names_the_chosen_series(tmp_path, run):
+    reference, affine = phantoms.ras_reference()
+    study = tmp_path / "study"
+    phantoms.write_series(study / "a", phantoms.dicom_slices(reference, affine, description="first"))
+    phantoms.write_series(study / "b", phantoms.dicom_slices(reference, affine, description="second"))
+
+    unchosen = run("info", study)  # no terminal: list the series and stop
+    assert unchosen.exit_code == 1
+    assert "holds 2 DICOM series" in unchosen.output and "'second'" in unchosen.output
+
+    chosen = run("info", study, "--series", "2")
+    assert chosen.exit_code == 0
+    assert "DICOM series 2 of 2: number 7 'second', 36 slices" in chosen.output
+
+
+def test_convert_keeps_existing_output_unless_overwrite(tmp_path, run):
+    source = phantoms.write_nifti(tmp_path / "in.nii", *phantoms.ras_reference())
+    out = tmp_path / "out.nrrd"
+    assert run("convert", source, out).exit_code == 0
+    first = out.read_bytes()
+
+    again = run("convert", source, out, "--grid", "ras")
+    assert again.exit_code == 1
+    assert "already exists; pass overwrite=True (CLI: --overwrite)" in again.output
+    assert out.read_bytes() == first
+
+    assert run("convert", source, out, "--overwrite").exit_code == 0
+    np.testing.assert_array_equal(load_volume(out).array, load_volume(source).array)
+
+
+def test_help_explains_each_subcommand_with_an_example(run):
+    for command in ("info", "convert"):
+        result = run(command, "--help")
+        assert result.exit_code == 0
+        assert "Examples:" in result.output and f"fm {command} " in result.output
