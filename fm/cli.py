@@ -14,7 +14,7 @@ import numpy as np
 from fm import __version__
 from fm.dicom import MultipleSeriesError
 from fm.errors import InputFileError
-from fm.examples import DEFAULT_EXAMPLE, EXAMPLES, example_path
+from fm.examples import DEFAULT_EXAMPLE, EXAMPLES, example_modality, example_path
 from fm.io import Volume, load_volume, save_volume
 
 EXIT_BAD_INPUT = 1
@@ -102,7 +102,9 @@ def info(path, example, as_json, frame, series, modality, max_voxels):
     """
     if (path is None) == (example is None):
         raise click.UsageError("give a PATH or --example, not both")
-    volume = _load(str(example_path(example)) if example else path, frame, series, modality, max_voxels)
+    if example:
+        path, modality = str(example_path(example)), modality or example_modality(example)
+    volume = _load(path, frame, series, modality, max_voxels)
     summary = volume.summary()
     if as_json:
         click.echo(json.dumps(summary, indent=2))
@@ -114,7 +116,7 @@ def _format_summary(s: dict) -> str:
     lo, hi = np.array(s["ras_bounds_mm"]["min"]), np.array(s["ras_bounds_mm"]["max"])
     intensity = s["intensity"]
     rows = [
-        ("file", s["path"]),
+        ("file", s["file"]),
         ("format", s["format"]),
         ("shape", " x ".join(map(str, s["shape"])) + " voxels"),
         ("spacing", " x ".join(f"{v:.4g}" for v in s["spacing_mm"]) + " mm"),

@@ -6,11 +6,12 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
-# name -> (package, resource path, what it is)
+# name -> (package, resource path, modality, what it is)
 EXAMPLES = {
     "mni152": (
         "nilearn",
         "datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
+        "MR",
         "MNI152 2009c symmetric T1 template, 1 mm, as shipped by nilearn",
     ),
 }
@@ -21,5 +22,9 @@ def example_path(name: str = DEFAULT_EXAMPLE) -> Path:
     """Path of a bundled example scan."""
     if name not in EXAMPLES:
         raise KeyError(f"unknown example {name!r}; available: {', '.join(EXAMPLES)}")
-    package, resource, _ = EXAMPLES[name]
+    package, resource, _, _ = EXAMPLES[name]
     return Path(str(files(package).joinpath(resource)))
+
+
+def example_modality(name: str = DEFAULT_EXAMPLE) -> str:
+    return EXAMPLES[name][2]

@@ -138,7 +138,7 @@ class Volume:
         finite = self.array[np.isfinite(self.array)] if self.array.size else self.array
         lo, hi = self.ras_bounds_mm()
         return {
-            "path": self.source.path,
+            "file": self.source.path,
             "format": self.source.format,
             "shape": list(self.shape),
             "spacing_mm": [round(s, 6) for s in self.spacing],

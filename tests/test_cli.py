@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
 import subprocess
 import sys
 from pathlib import Path
@@ -101,3 +103,22 @@ def test_help_explains_each_subcommand_with_an_example(run):
         result = run(command, "--help")
         assert result.exit_code == 0
         assert "Examples:" in result.output and f"fm {command} " in result.output
+
+
+def test_asks_which_series_when_a_person_is_at_the_terminal(tmp_path):
+    """With a terminal on stdin, `fm info` lists the series and reads the choice."""
+    reference, affine = phantoms.ras_reference()
+    study = tmp_path / "study"
+    phantoms.write_series(study / "a", phantoms.dicom_slices(reference, affine, description="first"))
+    phantoms.write_series(study / "b", phantoms.dicom_slices(reference, affine, description="second"))
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        [installed_fm(), "info", str(study)], stdin=terminal, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    os.close(terminal)
+    os.write(controller, b"2\n")
+    out, err = proc.communicate(timeout=120)
+    os.close(controller)
+    assert proc.returncode == 0, err
+    assert "1. series 7 'first'" in err and "Which series" in err
+    assert "DICOM series 2 of 2: number 7 'second'" in out

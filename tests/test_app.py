@@ -1,0 +1,59 @@
+"""The Gradio demo served on loopback and driven through gradio_client, as a browser would."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import phantoms  # noqa: E402
+from app import build_app  # noqa: E402
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+from PIL import Image  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def client():
+    demo = build_app()
+    port = free_port()
+    demo.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+    try:
+        yield Client(f"http://127.0.0.1:{port}/", verbose=False)
+    finally:
+        demo.close()
+
+
+def test_uploaded_scan_gives_summary_and_three_views(client, tmp_path):
+    array, affine = phantoms.relayout(*phantoms.ras_reference(), "LPS")
+    scan = phantoms.write_nifti(tmp_path / "upload.nii.gz", array, affine)
+    summary, axial, coronal, sagittal = client.predict(handle_file(str(scan)), api_name="/inspect")
+    assert summary["shape"] == [48, 40, 36]
+    assert summary["source_orientation"] == "LPS"
+    for view in (axial, coronal, sagittal):
+        assert np.asarray(Image.open(view)).ndim == 3
+
+
+def test_bad_upload_shows_the_problem(client, tmp_path):
+    fake = tmp_path / "broken.nii"
+    fake.write_bytes(b"not an image" * 40)
+    with pytest.raises(AppError, match="not a NIfTI file"):
+        client.predict(handle_file(str(fake)), api_name="/inspect")
+
+
+def test_example_button(client):
+    summary, *_ = client.predict(api_name="/example")
+    assert summary["shape"] == [197, 233, 189]
