@@ -242,6 +242,8 @@ def _spatial_shape(path: Path, shape: tuple[int, ...], frame: int | None) -> tup
     shape = tuple(int(s) for s in shape)
     while len(shape) > 3 and shape[-1] == 1:
         shape = shape[:-1]
+    if 0 in shape:
+        raise InputFileError(path, f"has no voxels along a dimension (shape {shape})")
     if len(shape) < 3 or min(shape[:3]) <= 1:
         raise InputFileError(path, f"holds 2D data (shape {shape}); a 3D volume is needed")
     if len(shape) > 4:

@@ -85,6 +85,11 @@ def test_2d_data(tmp_path):
     raises("one.dcm", "single 2D image", load_volume, single)
 
 
+def test_empty_dimension(tmp_path):
+    path = phantoms.write_nifti(tmp_path / "empty.nii", np.zeros((8, 0, 8), np.float32), np.eye(4))
+    raises("empty.nii", "has no voxels along a dimension", load_volume, path)
+
+
 def test_more_than_four_dimensions(tmp_path):
     path = phantoms.write_nifti(tmp_path / "5d.nii.gz", np.zeros((8, 8, 8, 2, 3), np.float32), np.eye(4))
     raises("5d.nii.gz", "has 5 dimensions", load_volume, path)
@@ -212,6 +217,13 @@ def _shift(ds, axis, mm):
     position = [float(v) for v in ds.ImagePositionPatient]
     position[axis] += mm
     ds.ImagePositionPatient = phantoms._ds(position)
+
+
+def test_truncated_dicom_pixel_data(tmp_path):
+    def truncate(slices):
+        slices[3].PixelData = slices[3].PixelData[:100]
+
+    raises("bad", "cannot decode pixel data", load_volume, series_with(tmp_path, truncate))
 
 
 def test_gantry_tilt(tmp_path):

@@ -153,7 +153,7 @@ def test_choosing_a_series_from_a_folder_with_two(tmp_path):
 # Saving
 
 
-@pytest.mark.parametrize("fmt", ["nii.gz", "mgz", "nrrd", "mha"])
+@pytest.mark.parametrize("fmt", ["nii.gz", "mgz", "nrrd", "mha", "mhd"])
 @pytest.mark.parametrize("code", ["LPS", "PIR"])
 def test_round_trip_on_the_source_grid_is_exact(tmp_path, fmt, code):
     reference, ras_affine = phantoms.ras_reference()
@@ -200,8 +200,12 @@ def test_ras_grid_output_is_the_canonical_layout(tmp_path):
     np.testing.assert_array_equal(np.asarray(raw.dataobj), reference)
 
 
-def test_4d_file_gives_the_chosen_frame(tmp_path):
+@pytest.mark.parametrize("fmt", ["nii.gz", "nrrd"])
+def test_4d_file_gives_the_chosen_frame(tmp_path, fmt):
     reference, ras_affine = phantoms.ras_reference()
-    stack = np.stack([reference, reference * 2, reference * 3], axis=-1)
-    path = phantoms.write_nifti(tmp_path / "fmri.nii.gz", stack, ras_affine)
-    np.testing.assert_array_equal(load_volume(path, frame=2).array, reference * 3)
+    array, affine = phantoms.relayout(reference, ras_affine, "LPS")
+    stack = np.stack([array, array * 2, array * 3], axis=-1)
+    path = write_format(fmt, tmp_path, stack, affine, name="fmri")
+    volume = load_volume(path, frame=2)
+    np.testing.assert_array_equal(volume.array, reference * 3)
+    np.testing.assert_allclose(volume.affine, ras_affine, atol=1e-4)
