@@ -14,12 +14,21 @@ from fm.io import READABLE_SUFFIXES, load_volume
 from fm.views import orthogonal_views
 
 
-def inspect_scan(path: str | None, modality: str | None = None):
+# One-file formats only: the data file of a two-file .mhd/.nhdr cannot come with a single upload.
+UPLOADABLE = [s for s in READABLE_SUFFIXES if s not in (".mhd", ".nhdr")]
+
+
+def inspect_scan(path: str | None, series: float | None = None, frame: float | None = None, modality: str | None = None):
     """Summary and views for one uploaded file; a bad file becomes a message in the page."""
     if not path:
         raise gr.Error("Upload a scan or press 'Use the example scan'.")
     try:
-        volume = load_volume(path, modality=modality)
+        volume = load_volume(
+            path,
+            series=int(series) if series else None,
+            frame=int(frame) if frame is not None and frame >= 0 else None,
+            modality=modality,
+        )
     except InputFileError as err:
         raise gr.Error(str(err)) from None
     views = orthogonal_views(volume)
@@ -33,14 +42,21 @@ def build_app() -> gr.Blocks:
             "Axial and coronal views are radiological (patient's right on the left)."
         )
         with gr.Row():
-            upload = gr.File(label="Scan", file_types=list(READABLE_SUFFIXES), type="filepath")
-            example = gr.Button("Use the example scan")
+            upload = gr.File(label="Scan", file_types=UPLOADABLE, type="filepath")
+            with gr.Column():
+                series = gr.Number(label="DICOM series (1-based; blank for the only one)", precision=0, value=None)
+                frame = gr.Number(label="Frame of a 4D file (0-based; -1 for none)", precision=0, value=-1)
+                example = gr.Button("Use the example scan")
         with gr.Row():
             axial, coronal, sagittal = (gr.Image(label=name, type="numpy") for name in ("Axial", "Coronal", "Sagittal"))
         summary = gr.JSON(label="What was read")
         outputs = [summary, axial, coronal, sagittal]
-        upload.change(inspect_scan, inputs=upload, outputs=outputs, api_name="inspect")
-        example.click(lambda: inspect_scan(str(example_path()), example_modality()), outputs=outputs, api_name="example")
+        inputs = [upload, series, frame]
+        upload.change(inspect_scan, inputs=inputs, outputs=outputs, api_name="inspect")
+        gr.on([series.submit, frame.submit], inspect_scan, inputs=inputs, outputs=outputs, api_name=False)
+        example.click(
+            lambda: inspect_scan(str(example_path()), modality=example_modality()), outputs=outputs, api_name="example"
+        )
     return demo
 
 

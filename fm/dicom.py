@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import struct
 import zipfile
 import zlib
 from collections import defaultdict
@@ -29,7 +30,9 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut
 
 from fm.errors import InputFileError
+from fm.limits import check_voxel_budget, voxel_budget
 
+# DICOM and ITK store patient coordinates in LPS; flipping x and y converts either way.
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 #: Slice gaps may differ from their median by this fraction before a series is refused.
@@ -139,24 +142,23 @@ def has_dicom_preamble(path: Path) -> bool:
 
 def list_series(path: str | Path) -> list[SeriesInfo]:
     """The image series in a DICOM folder, .zip or file, ordered by series number."""
-    with _Source(Path(path)) as source:
+    with _Source(Path(path), voxel_budget()) as source:
         return _discover(source)
 
 
 def read_series(
     path: str | Path,
     series: str | int | None = None,
-    max_voxels: int = 2**29,
+    max_voxels: int | None = None,
     spacing_tolerance: float = SLICE_SPACING_TOLERANCE,
 ) -> SeriesData:
     """Assemble one series into an (i, j, k) array and voxel -> RAS affine."""
     path = Path(path)
-    with _Source(path) as source:
+    max_voxels = voxel_budget(max_voxels)
+    with _Source(path, max_voxels) as source:
         found = _discover(source)
         chosen = _choose(path, found, series)
         frames, affine_lps, slice_step = _assemble(path, chosen, spacing_tolerance)
-        from fm.io import check_voxel_budget  # late import: fm.io imports this module
-
         check_voxel_budget(path, (frames[0].columns, frames[0].rows, len(frames)), max_voxels)
         array = _read_pixels(path, source, frames)
     meta = _deidentified(chosen.header)
@@ -178,8 +180,9 @@ def read_series(
 class _Source:
     """A folder, a .zip or a single file, yielding (name, dataset reader) for every member."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, max_voxels: int):
         self.path = path
+        self.max_voxels = max_voxels
         self._zip: zipfile.ZipFile | None = None
 
     def __enter__(self) -> "_Source":
@@ -188,6 +191,16 @@ class _Source:
                 self._zip = zipfile.ZipFile(self.path)
             except (zipfile.BadZipFile, OSError) as err:
                 raise InputFileError(self.path, f"is not a readable zip archive ({err})") from None
+            # Checked from the archive's directory before inflating anything: a few MB of zeros can
+            # inflate to gigabytes. Allow 4 bytes a voxel plus room for headers and other files.
+            expanded = sum(i.file_size for i in self._zip.infolist())
+            allowed = 4 * self.max_voxels + 64 * 2**20
+            if expanded > allowed:
+                raise InputFileError(
+                    self.path,
+                    f"archive expands to {expanded / 2**30:.1f} GiB, more than the voxel budget allows "
+                    f"({allowed / 2**30:.1f} GiB; raise it with max_voxels= / --max-voxels / FM_MAX_VOXELS)",
+                )
         return self
 
     def __exit__(self, *exc) -> None:
@@ -211,8 +224,9 @@ class _Source:
         try:
             if self._zip is not None:
                 with self._zip.open(member) as f:
-                    data = io.BytesIO(f.read())
-                return pydicom.dcmread(data, stop_before_pixels=header_only)
+                    if header_only:  # the stream is seekable: only the header is inflated
+                        return pydicom.dcmread(f, stop_before_pixels=True)
+                    return pydicom.dcmread(io.BytesIO(f.read()))
             return pydicom.dcmread(member, stop_before_pixels=header_only)
         except (zipfile.BadZipFile, zlib.error) as err:
             raise InputFileError(self.path, f"{member}: corrupt archive member ({err})") from None
@@ -232,15 +246,24 @@ def _discover(source: _Source) -> list[SeriesInfo]:
     groups: dict[str, list[_Frame]] = defaultdict(list)
     headers: dict[str, pydicom.Dataset] = {}
     looked_at = without_geometry = 0
+    numbers: dict[str, int | None] = {}
     for member, ds in _iter_headers(source):
         looked_at += 1
-        frames = _frames_of(source.path, member, ds)
+        try:
+            frames = _frames_of(source.path, member, ds)
+            uid = str(ds.get("SeriesInstanceUID", "unknown"))
+            number = ds.get("SeriesNumber")
+            number = int(number) if number not in (None, "") else None
+        except (ValueError, TypeError, IndexError, KeyError, AttributeError, struct.error) as err:
+            if isinstance(err, InputFileError):
+                raise
+            raise InputFileError(source.path, f"{member}: malformed DICOM attribute ({err})") from None
         if not frames:
             without_geometry += 1
             continue
-        uid = str(ds.get("SeriesInstanceUID", "unknown"))
         groups[uid].extend(frames)
         headers.setdefault(uid, ds)
+        numbers.setdefault(uid, number)
     if not groups and source.is_single_file and looked_at == 0:
         raise InputFileError(source.path, "is not a DICOM file (no DICM preamble or readable header)")
     if not groups:
@@ -254,12 +277,11 @@ def _discover(source: _Source) -> list[SeriesInfo]:
     infos = []
     for uid, frames in groups.items():
         ds = headers[uid]
-        number = ds.get("SeriesNumber")
         infos.append(
             SeriesInfo(
                 index=0,
                 uid=uid,
-                number=int(number) if number not in (None, "") else None,
+                number=numbers[uid],
                 description=str(ds.get("SeriesDescription", "")),
                 modality=str(ds.Modality) if ds.get("Modality") else None,
                 frames=frames,
@@ -293,11 +315,26 @@ def _frames_of(path: Path, member: str, ds: pydicom.Dataset) -> list[_Frame]:
     if int(ds.get("SamplesPerPixel", 1)) != 1:
         raise InputFileError(path, f"{member}: colour images ({ds.SamplesPerPixel} samples per pixel) are not supported")
     if "PerFrameFunctionalGroupsSequence" in ds:
-        return _enhanced_frames(path, member, ds)
-    if not all(k in ds for k in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing")):
+        frames = _enhanced_frames(path, member, ds)
+    elif int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        raise InputFileError(
+            path, f"{member}: multi-frame image without per-frame geometry (functional groups); cannot place its frames"
+        )
+    elif not all(k in ds for k in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing")):
         return []
-    return [
-        _Frame(
+    else:
+        frames = [_single_frame(path, member, ds)]
+    for frame in frames:
+        row, col = frame.orientation[:3], frame.orientation[3:]
+        if abs(np.linalg.norm(row) - 1) > 1e-3 or abs(np.linalg.norm(col) - 1) > 1e-3 or abs(row @ col) > 1e-3:
+            raise InputFileError(
+                path, f"{member}: ImageOrientationPatient {frame.orientation.tolist()} is not two orthonormal vectors"
+            )
+    return frames
+
+
+def _single_frame(path: Path, member: str, ds: pydicom.Dataset) -> _Frame:
+    return _Frame(
             file=member,
             frame_index=None,
             position=_floats(ds.ImagePositionPatient, 3, path, member, "ImagePositionPatient"),
@@ -308,19 +345,25 @@ def _frames_of(path: Path, member: str, ds: pydicom.Dataset) -> list[_Frame]:
             slope=float(ds.get("RescaleSlope", 1) or 1),
             intercept=float(ds.get("RescaleIntercept", 0) or 0),
         )
-    ]
 
 
 def _enhanced_frames(path: Path, member: str, ds: pydicom.Dataset) -> list[_Frame]:
-    shared = ds.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in ds else None
+    shared_groups = ds.get("SharedFunctionalGroupsSequence") or [None]
+    shared = shared_groups[0]
     per_frame = ds.PerFrameFunctionalGroupsSequence
+    declared = int(ds.get("NumberOfFrames", 0) or 0)
+    if declared != len(per_frame):
+        raise InputFileError(
+            path, f"{member}: NumberOfFrames is {declared} but {len(per_frame)} per-frame functional groups are present"
+        )
     frames = []
     for index, group in enumerate(per_frame):
 
         def attr(sequence: str, keyword: str, default=None):
             for source in (group, shared):
-                if source is not None and sequence in source and keyword in source[sequence].value[0]:
-                    return source[sequence].value[0][keyword].value
+                items = source.get(sequence) if source is not None else None
+                if items and keyword in items[0]:
+                    return items[0][keyword].value
             if default is None:
                 raise InputFileError(path, f"{member}: frame {index + 1} has no {sequence} > {keyword}")
             return default
@@ -372,8 +415,6 @@ def _assemble(path: Path, series: SeriesInfo, tolerance: float) -> tuple[list[_F
     if len(frames) < 2:
         raise InputFileError(path, "holds a single 2D image; a 3D volume needs the whole series (pass its folder)")
     row_cos, col_cos = first.orientation[:3], first.orientation[3:]
-    if abs(np.linalg.norm(row_cos) - 1) > 1e-3 or abs(np.linalg.norm(col_cos) - 1) > 1e-3 or abs(row_cos @ col_cos) > 1e-3:
-        raise InputFileError(path, f"ImageOrientationPatient {first.orientation.tolist()} is not two orthonormal vectors")
     normal = np.cross(row_cos, col_cos)
     frames = sorted(frames, key=lambda f: float(f.position @ normal))
     positions = np.array([f.position for f in frames])
@@ -387,13 +428,25 @@ def _assemble(path: Path, series: SeriesInfo, tolerance: float) -> tuple[list[_F
             "(several echoes, phases or time points in one series?)",
         )
     span = positions[-1] - positions[0]
-    across = np.linalg.norm(span - (span @ normal) * normal)
-    tilt = np.degrees(np.arctan2(across, span @ normal))
+    # Every slice must sit on the line through the first one along the normal. A drift that grows
+    # with distance is a gantry tilt; anything else is a displaced slice.
+    offsets = positions - positions[0]
+    in_plane = offsets - np.outer(offsets @ normal, normal)
+    tilt = np.degrees(np.arctan2(np.linalg.norm(in_plane[-1]), along[-1] - along[0]))
     if tilt > TILT_TOLERANCE_DEG:
         raise InputFileError(
             path,
             f"series {series.index} has a gantry tilt of {tilt:.2f} degrees (slices are sheared, not stacked "
             "along their normal); resample it to a regular grid first",
+        )
+    limit = 0.1 * min(first.pixel_spacing)
+    drift = np.linalg.norm(in_plane, axis=1)
+    if drift.max() > limit:
+        k = int(np.argmax(drift))
+        raise InputFileError(
+            path,
+            f"series {series.index}: the slice at position {along[k]:.3f} mm is displaced {drift[k]:.2f} mm "
+            "sideways from the others; the images do not form one stack",
         )
     step = float(np.median(gaps))
     if np.any(gaps > 1.5 * step):
@@ -458,8 +511,12 @@ def _decode(path: Path, source: _Source, member: str) -> tuple[pydicom.Dataset, 
 def _deidentified(ds: pydicom.Dataset) -> dict[str, Any]:
     meta = {}
     for keyword in KEPT_TAGS:
-        if keyword in ds and ds[keyword].value not in (None, ""):
-            meta[keyword] = _jsonable(ds[keyword].value)
+        try:
+            value = ds[keyword].value if keyword in ds else None
+        except (ValueError, TypeError, struct.error):
+            continue  # a malformed informational tag is left out rather than failing the load
+        if value not in (None, ""):
+            meta[keyword] = _jsonable(value)
     syntax = getattr(ds, "file_meta", {}).get("TransferSyntaxUID")
     if syntax is not None:
         meta["TransferSyntax"] = syntax.name

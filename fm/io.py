@@ -45,14 +45,9 @@ from nibabel.orientations import (
 from nibabel.spatialimages import HeaderDataError
 
 from fm import dicom
+from fm.dicom import LPS_TO_RAS
 from fm.errors import InputFileError
-
-#: Default voxel budget: 2**29 voxels is 2 GiB as float32, above a 512 x 512 x 2000 CT.
-#: Override per call (`max_voxels=`) or for a whole process with the FM_MAX_VOXELS variable.
-DEFAULT_MAX_VOXELS = 2**29
-
-# RAS <-> LPS: DICOM and ITK store patient coordinates in LPS; flipping x and y converts.
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+from fm.limits import check_voxel_budget, voxel_budget
 
 _NIBABEL_SUFFIXES = (".nii", ".nii.gz", ".mgz", ".mgh")
 _ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
@@ -70,7 +65,7 @@ class SourceGrid:
     path: str
     format: str
     affine: np.ndarray  # voxel -> RAS mm, for the array as stored in the file
-    shape: tuple[int, int, int]
+    files: tuple[str, ...] = ()  # every file the scan was read from (a .mhd and its .raw, ...)
 
     @property
     def orientation(self) -> str:
@@ -176,10 +171,10 @@ def load_volume(
         `fm.dicom.list_series` or its SeriesInstanceUID.
     modality: override the modality (e.g. "MR", "CT"); DICOM files state their own.
     max_voxels: refuse files whose header claims more voxels than this (default
-        FM_MAX_VOXELS or DEFAULT_MAX_VOXELS), before reading any voxel data.
+        FM_MAX_VOXELS or fm.limits.DEFAULT_MAX_VOXELS), before reading any voxel data.
     """
     path = Path(path)
-    budget = _voxel_budget(max_voxels)
+    budget = voxel_budget(max_voxels)
     if not path.exists():
         raise InputFileError(path, "no such file or folder")
     kind = _format_of(path)
@@ -196,12 +191,6 @@ def load_volume(
         reader = _read_nibabel if kind == "nibabel" else _read_itk
         array, affine, fmt, meta = reader(path, frame, budget)
     return _canonical_volume(path, array, affine, fmt, modality, meta)
-
-
-def _voxel_budget(max_voxels: int | None) -> int:
-    if max_voxels is not None:
-        return int(max_voxels)
-    return int(os.environ.get("FM_MAX_VOXELS", DEFAULT_MAX_VOXELS))
 
 
 def _suffix(path: Path) -> str:
@@ -224,17 +213,6 @@ def _format_of(path: Path) -> str:
         f"unsupported file type {suffix or '(no extension)'!r}; "
         f"readable: {', '.join(READABLE_SUFFIXES)} or a folder of DICOM files",
     )
-
-
-def check_voxel_budget(path: Path, shape: tuple[int, ...], budget: int) -> None:
-    n = int(np.prod(np.asarray(shape, dtype=np.float64)))
-    if n > budget:
-        dims = " x ".join(str(s) for s in shape)
-        raise InputFileError(
-            path,
-            f"header claims {dims} = {n:,} voxels, over the budget of {budget:,} "
-            "(raise it with max_voxels= / --max-voxels / FM_MAX_VOXELS if the scan is real)",
-        )
 
 
 def _spatial_shape(path: Path, shape: tuple[int, ...], frame: int | None) -> tuple[int, ...]:
@@ -298,11 +276,13 @@ def _read_nibabel(path: Path, frame: int | None, budget: int):
     if np.issubdtype(img.get_data_dtype(), np.complexfloating) or img.get_data_dtype().fields:
         raise InputFileError(path, f"voxel type {img.get_data_dtype()} is not a scalar real number")
     try:
-        data = np.asarray(img.dataobj).reshape(shape)
+        if len(shape) == 4 and len(img.shape) == 4:
+            data = np.asarray(img.dataobj[..., frame])  # reads only that volume where the format allows
+        else:
+            data = np.asarray(img.dataobj).reshape(shape)
+            data = data[..., frame] if len(shape) == 4 else data
     except (EOFError, OSError, zlib.error, ValueError) as err:
         raise InputFileError(path, f"truncated or corrupt voxel data ({_first_line(err)})") from None
-    if len(shape) == 4:
-        data = data[..., frame]
     return data, np.asarray(img.affine, dtype=float), fmt, meta
 
 
@@ -347,10 +327,18 @@ def _read_itk(path: Path, frame: int | None, budget: int):
     except RuntimeError as err:
         raise InputFileError(path, f"corrupt or unreadable header ({_itk_reason(err)})") from None
     size = tuple(reader.GetSize())
-    ncomp = reader.GetNumberOfComponents()
-    full_shape = size + ((ncomp,) if ncomp > 1 else ())
-    shape = _spatial_shape(path, full_shape, frame)
-    check_voxel_budget(path, full_shape, budget)
+    shape = _spatial_shape(path, size, frame)
+    check_voxel_budget(path, size, budget)
+    if reader.GetNumberOfComponents() > 1:
+        raise InputFileError(
+            path, f"has {reader.GetNumberOfComponents()} components per voxel (colour or vector image); a scalar volume is needed"
+        )
+    fmt = {".nrrd": "NRRD", ".nhdr": "NRRD", ".mha": "MetaImage", ".mhd": "MetaImage"}[_suffix(path)]
+    if fmt == "NRRD" and "NRRD_space" not in reader.GetMetaDataKeys():
+        # ITK would assume LPS; without a named space the file does not say where left is.
+        raise InputFileError(
+            path, "NRRD header has no 'space' field (e.g. left-posterior-superior), so left and right are unknown"
+        )
     _check_spacing(path, reader.GetSpacing()[:3])
     ndim = reader.GetDimension()
     direction = np.asarray(reader.GetDirection(), dtype=float).reshape(ndim, ndim)[:3, :3]
@@ -361,14 +349,27 @@ def _read_itk(path: Path, frame: int | None, budget: int):
         image = reader.Execute()
     except RuntimeError as err:
         raise InputFileError(path, f"truncated or corrupt voxel data ({_itk_reason(err)})") from None
-    data = sitk.GetArrayFromImage(image)  # (t?, z, y, x, c?) -> (x, y, z, t|c)
-    if ncomp > 1:
-        data = np.moveaxis(data, -1, 0)
+    data = sitk.GetArrayFromImage(image)  # (t, z, y, x) -> (x, y, z, t)
     data = data.transpose(tuple(range(data.ndim))[::-1]).reshape(shape)
     if len(shape) == 4:
         data = data[..., frame]
-    fmt = {".nrrd": "NRRD", ".nhdr": "NRRD", ".mha": "MetaImage", ".mhd": "MetaImage"}[_suffix(path)]
     return data, LPS_TO_RAS @ affine_lps, fmt, {}
+
+
+def _input_files(path: Path) -> tuple[str, ...]:
+    """The scan's own files, which no output may replace: a DICOM folder's files, or a two-file
+    header (.mhd, .nhdr) with the data file it names."""
+    path = Path(path)
+    if path.is_dir():
+        return tuple(str(p.resolve()) for p in path.rglob("*") if p.is_file())
+    files = [path.resolve()]
+    if _suffix(path) in (".mhd", ".nhdr"):
+        keys = ("elementdatafile", "data file", "datafile")
+        for line in path.read_text(errors="replace").splitlines():
+            key, sep, value = line.partition("=" if _suffix(path) == ".mhd" else ":")
+            if sep and key.strip().lower() in keys and value.strip().upper() != "LOCAL":
+                files.append((path.parent / value.strip()).resolve())
+    return tuple(str(f) for f in files)
 
 
 def _itk_reason(err: RuntimeError) -> str:
@@ -393,7 +394,6 @@ def _canonical_volume(path: Path, array, affine, fmt: str, modality: str | None,
     singular = np.linalg.svd(affine[:3, :3], compute_uv=False)
     if singular.min() <= 1e-6 * max(singular.max(), 1e-12):
         raise InputFileError(path, "affine (voxel -> world transform) is singular: its voxel axes are not independent")
-    _check_spacing(path, np.linalg.norm(affine[:3, :3], axis=0))
     array = np.asarray(array)
     if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
         raise InputFileError(path, f"voxel type {array.dtype} is not a scalar real number")
@@ -401,7 +401,7 @@ def _canonical_volume(path: Path, array, affine, fmt: str, modality: str | None,
     bad = ~np.isfinite(array)
     if bad.any():
         raise InputFileError(path, f"{int(bad.sum()):,} voxels are NaN or infinite")
-    source = SourceGrid(str(path), fmt, affine, tuple(int(s) for s in array.shape))
+    source = SourceGrid(str(path), fmt, affine, _input_files(path))
     to_ras = source.to_ras_transform()
     ras_array = np.ascontiguousarray(apply_orientation(array, to_ras))
     ras_affine = affine @ inv_ornt_aff(to_ras, array.shape)
@@ -435,7 +435,8 @@ def save_volume(
         )
     if grid not in ("source", "ras"):
         raise ValueError(f"grid must be 'source' or 'ras', not {grid!r}")
-    if Path(volume.source.path).exists() and path.resolve() == Path(volume.source.path).resolve():
+    protected = set(volume.source.files)
+    if str(path.resolve()) in protected:
         raise InputFileError(path, "is the scan this volume was read from; refusing to write over it")
     if path.exists() and not overwrite:
         raise InputFileError(path, "already exists; pass overwrite=True (CLI: --overwrite) to replace it")
@@ -452,6 +453,9 @@ def save_volume(
         else:
             _write_itk(array, affine, staged)
         written = sorted(Path(tmp).iterdir())
+        inputs = [p.name for p in written if str((path.parent / p.name).resolve()) in protected]
+        if inputs:
+            raise InputFileError(path, f"would replace {', '.join(inputs)}, a file of the input scan")
         clashes = [p.name for p in written if (path.parent / p.name).exists() and p.name != path.name]
         if clashes and not overwrite:
             raise InputFileError(path, f"would replace existing {', '.join(clashes)}; pass overwrite=True")

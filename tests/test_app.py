@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sys
 from pathlib import Path
@@ -40,7 +41,7 @@ def client():
 def test_uploaded_scan_gives_summary_and_three_views(client, tmp_path):
     array, affine = phantoms.relayout(*phantoms.ras_reference(), "LPS")
     scan = phantoms.write_nifti(tmp_path / "upload.nii.gz", array, affine)
-    summary, axial, coronal, sagittal = client.predict(handle_file(str(scan)), api_name="/inspect")
+    summary, axial, coronal, sagittal = client.predict(handle_file(str(scan)), None, -1, api_name="/inspect")
     assert summary["shape"] == [48, 40, 36]
     assert summary["source_orientation"] == "LPS"
     for view in (axial, coronal, sagittal):
@@ -51,7 +52,23 @@ def test_bad_upload_shows_the_problem(client, tmp_path):
     fake = tmp_path / "broken.nii"
     fake.write_bytes(b"not an image" * 40)
     with pytest.raises(AppError, match="not a NIfTI file"):
-        client.predict(handle_file(str(fake)), api_name="/inspect")
+        client.predict(handle_file(str(fake)), None, -1, api_name="/inspect")
+
+
+def test_series_and_frame_choices_reach_the_loader(client, tmp_path):
+    reference, affine = phantoms.ras_reference()
+    study = tmp_path / "study"
+    phantoms.write_series(study / "a", phantoms.dicom_slices(reference, affine, description="first"))
+    phantoms.write_series(study / "b", phantoms.dicom_slices(*phantoms.relayout(reference, affine, "PIR"), description="second"))
+    archive = Path(shutil.make_archive(str(tmp_path / "study"), "zip", study))
+    with pytest.raises(AppError, match="holds 2 DICOM series"):
+        client.predict(handle_file(str(archive)), None, -1, api_name="/inspect")
+    summary, *_ = client.predict(handle_file(str(archive)), 2, -1, api_name="/inspect")
+    assert summary["meta"]["SeriesDescription"] == "second"
+
+    bold = phantoms.write_nifti(tmp_path / "bold.nii.gz", np.stack([reference, reference + 1], axis=-1), affine)
+    summary, *_ = client.predict(handle_file(str(bold)), None, 1, api_name="/inspect")
+    assert summary["intensity"]["max"] == float(reference.max() + 1)
 
 
 def test_example_button(client):

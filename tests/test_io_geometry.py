@@ -61,12 +61,13 @@ def test_oblique_grid_keeps_the_marker_in_place(tmp_path, fmt):
     volume = load_volume(write_format(fmt, tmp_path, array, affine))
 
     np.testing.assert_allclose(phantoms.marker_ras(volume), phantoms.MARKER_RAS, atol=0.5)
-    # Held in the nearest-RAS layout: every voxel is still exactly where the file put it.
-    np.testing.assert_allclose(
-        volume.voxel_to_ras(np.argwhere(volume.array == volume.array.max())[0]),
-        affine[:3, :3] @ np.argwhere(array == array.max())[0] + affine[:3, 3],
-        atol=1e-4,
-    )
+    # Held in the nearest-RAS layout: every voxel keeps the world position the file gave it.
+    source_ijk = np.random.default_rng(0).integers(0, array.shape, size=(50, 3))
+    world = source_ijk @ affine[:3, :3].T + affine[:3, 3]
+    held_ijk = np.linalg.solve(volume.affine[:3, :3], (world - volume.affine[:3, 3]).T).T
+    np.testing.assert_allclose(held_ijk, np.round(held_ijk), atol=1e-4)
+    held = volume.array[tuple(np.round(held_ijk).astype(int).T)]
+    np.testing.assert_array_equal(held, array[tuple(source_ijk.T)])
 
 
 @pytest.mark.parametrize("code", ["LPS", "PIR", "LIP", "LPI"])  # axial, sagittal, coronal, feet-first axial
@@ -81,6 +82,29 @@ def test_dicom_series_matches_nifti_of_the_same_data(tmp_path, code):
     np.testing.assert_array_equal(dicom.array, nifti.array)
     np.testing.assert_allclose(phantoms.marker_ras(dicom), phantoms.MARKER_RAS, atol=0.5)
     assert dicom.modality == "MR"
+
+
+@pytest.mark.parametrize("layout", ["LPS", "PIR", "LIP", "oblique"])
+def test_dicom_series_agrees_with_itk(tmp_path, layout):
+    """ITK's own DICOM series reader (GDCM) is an independent judge of our DICOM geometry."""
+    if layout == "oblique":
+        array, affine = phantoms.oblique()
+    else:
+        array, affine = phantoms.relayout(*phantoms.ras_reference(), layout)
+    folder = phantoms.write_series(tmp_path / "series", phantoms.dicom_slices(array, affine))
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
+    image = reader.Execute()
+    itk_values = sitk.GetArrayFromImage(image).transpose(2, 1, 0)
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    itk_affine = np.eye(4)
+    itk_affine[:3, :3] = direction * np.array(image.GetSpacing())
+    itk_affine[:3, 3] = image.GetOrigin()
+    itk_affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ itk_affine
+
+    volume = load_volume(folder)
+    np.testing.assert_allclose(volume.source.affine, itk_affine, atol=1e-4)
+    np.testing.assert_array_equal(volume.to_source_layout(), itk_values)
 
 
 def test_oblique_dicom_matches_nifti(tmp_path):
@@ -200,7 +224,7 @@ def test_ras_grid_output_is_the_canonical_layout(tmp_path):
     np.testing.assert_array_equal(np.asarray(raw.dataobj), reference)
 
 
-@pytest.mark.parametrize("fmt", ["nii.gz", "nrrd"])
+@pytest.mark.parametrize("fmt", ["nii.gz", "mha"])
 def test_4d_file_gives_the_chosen_frame(tmp_path, fmt):
     reference, ras_affine = phantoms.ras_reference()
     array, affine = phantoms.relayout(reference, ras_affine, "LPS")
