@@ -26,5 +26,12 @@ def example_path(name: str = DEFAULT_EXAMPLE) -> Path:
     return Path(str(files(package).joinpath(resource)))
 
 
+def nilearn_template(kind: str) -> Path:
+    """nilearn's MNI152 2009c symmetric 1 mm maps: kind is 't1', 'gm' or 'wm'."""
+    if kind not in ("t1", "gm", "wm"):
+        raise KeyError(kind)
+    return Path(str(files("nilearn").joinpath(f"datasets/data/mni_icbm152_{kind}_tal_nlin_sym_09a_converted.nii.gz")))
+
+
 def example_modality(name: str = DEFAULT_EXAMPLE) -> str:
     return EXAMPLES[name][2]

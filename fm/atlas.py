@@ -1,0 +1,77 @@
+"""Where in the brain a point is: a moment-based alignment of any brain mask to MNI space, and
+lobe-level regions defined on MNI coordinates.
+
+No registration software or downloadable atlas is needed: a brain's centroid and principal
+axes (from its mask, in RAS mm) are matched to those of the MNI152 template's brain mask that
+nilearn ships. This is accurate to a few millimetres for brains within about 30 degrees of the
+scanner axes, which is enough for lobe-level regions and for finding the midline. The lobe
+boundaries below are simplified planes through MNI landmarks (central sulcus, parieto-occipital
+sulcus, Sylvian fissure, tentorium), not a parcellation: regions near a boundary can be off by
+one lobe.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import nibabel as nib
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from fm.examples import nilearn_template
+
+
+@functools.lru_cache(maxsize=1)
+def mni_brain_moments() -> tuple[np.ndarray, np.ndarray]:
+    """Centroid and covariance (RAS mm) of the MNI152 brain mask (T1 template > 0)."""
+    img = nib.load(str(nilearn_template("t1")))
+    ijk = np.argwhere(np.asarray(img.dataobj) > 0)
+    points = ijk @ img.affine[:3, :3].T + img.affine[:3, 3]
+    return points.mean(axis=0), np.cov(points.T)
+
+
+def _axes_along_ras(covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Principal axes as columns matched to x, y, z (each pointing to +R, +A, +S) and their variances."""
+    variances, vectors = np.linalg.eigh(covariance)
+    rows, cols = linear_sum_assignment(-np.abs(vectors))  # vector `cols[i]` goes with RAS axis `rows[i]`
+    axes = vectors[:, cols]
+    axes = axes * np.sign(np.diag(axes))  # point each towards the positive end of its RAS axis
+    return axes, variances[cols]
+
+
+def align_to_mni(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """4x4 map from the scan's RAS mm to MNI mm, from the moments of a brain mask on the scan grid.
+
+    Left and right are taken from the affine: a scan stored in any orientation gives the same map.
+    """
+    ijk = np.argwhere(mask)
+    if len(ijk) < 100:
+        raise ValueError("brain mask has fewer than 100 voxels; cannot align it to MNI space")
+    points = ijk @ affine[:3, :3].T + affine[:3, 3]
+    centre, covariance = points.mean(axis=0), np.cov(points.T)
+    scan_axes, scan_var = _axes_along_ras(covariance)
+    mni_centre, mni_cov = mni_brain_moments()
+    mni_axes, mni_var = _axes_along_ras(mni_cov)
+    linear = mni_axes @ np.diag(np.sqrt(mni_var / scan_var)) @ scan_axes.T
+    out = np.eye(4)
+    out[:3, :3] = linear
+    out[:3, 3] = mni_centre - linear @ centre
+    return out
+
+
+def lobe(mni: np.ndarray) -> np.ndarray:
+    """Lobe-level region name for MNI points (..., 3), without side."""
+    x, y, z = np.moveaxis(np.asarray(mni, dtype=float), -1, 0)
+    ax = np.abs(x)
+    central_sulcus = -18.0 - 0.35 * (z - 40.0)  # runs from about y=-7 at z=10 to y=-28 at z=70
+    regions = np.full(x.shape, "parietal lobe", dtype=object)
+    regions[y > central_sulcus] = "frontal lobe"
+    temporal = (z < 8.0 - 0.1 * (y + 20)) & (ax > 28) & (y > -75) & (y < 25)
+    regions[temporal] = "temporal lobe"
+    regions[(y < -72 + 0.2 * (z - 20))] = "occipital lobe"
+    regions[(ax >= 28) & (ax < 42) & (y > -25) & (y < 22) & (z > -12) & (z < 22)] = "insula"
+    regions[(ax < 28) & (y > -35) & (y < 25) & (z > -12) & (z < 22)] = "deep grey matter and internal capsule"
+    infratentorial = (y < -38) & (z < -18 - 0.3 * (y + 60))
+    regions[infratentorial] = "cerebellum"
+    regions[(ax < 14) & (y > -42) & (y < -12) & (z < -12)] = "brainstem"
+    return regions

@@ -1,0 +1,45 @@
+"""Label sets as data: which integer in a label map means which structure, which labels are lesion,
+and how lesion labels nest into the regions that are reported and evaluated (BraTS convention:
+whole tumour contains tumour core contains enhancing tumour)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelSet:
+    name: str
+    structures: dict[int, str]  # measured one by one (volume, completeness)
+    lesion: dict[int, str]  # labels whose union forms lesions (connected components)
+    nested: dict[str, tuple[int, ...]]  # reported sub-region -> the lesion labels it covers
+
+    def __post_init__(self):
+        overlap = set(self.structures) & set(self.lesion)
+        if overlap or 0 in self.structures or 0 in self.lesion:
+            raise ValueError(f"label set {self.name}: ids must be unique and non-zero (clash: {sorted(overlap)})")
+
+    @property
+    def names(self) -> dict[int, str]:
+        return {0: "background", **self.structures, **self.lesion}
+
+    @property
+    def foreground_ids(self) -> tuple[int, ...]:
+        return tuple(sorted({*self.structures, *self.lesion}))
+
+
+#: Brain tissue with hemispheres, plus a nested tumour, as made by fm.synth and segmented by the
+#: default model. Left/right labels are anatomical (the patient's side), decided in RAS space.
+BRAIN_TUMOUR = LabelSet(
+    name="brain-tumour-v1",
+    structures={
+        1: "cerebrospinal fluid",
+        2: "lateral ventricles",
+        3: "left grey matter",
+        4: "right grey matter",
+        5: "left white matter",
+        6: "right white matter",
+    },
+    lesion={7: "peritumoral oedema", 8: "necrotic / non-enhancing core", 9: "enhancing tumour"},
+    nested={"whole_tumour": (7, 8, 9), "tumour_core": (8, 9), "enhancing_tumour": (9,)},
+)

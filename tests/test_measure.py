@@ -1,0 +1,191 @@
+"""Findings maths: volumes, diameters, centroids, laterality and regions from label maps of known
+analytic size, in several orientations and spacings."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+import phantoms
+from fm.examples import nilearn_template
+from fm.findings import Findings, Laterality, findings_json_schema
+from fm.io import load_volume
+from fm.labels import BRAIN_TUMOUR
+from fm.measure import measure
+
+OEDEMA, CORE, ENHANCING = 7, 8, 9
+
+
+def grid(shape, spacing, rotation=np.eye(3), centre=(0.0, 0.0, 0.0)) -> np.ndarray:
+    affine = np.eye(4)
+    affine[:3, :3] = rotation @ np.diag(spacing)
+    affine[:3, 3] = np.asarray(centre) - affine[:3, :3] @ ((np.array(shape) - 1) / 2)
+    return affine
+
+
+def ras_of(affine, shape) -> np.ndarray:
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1).astype(float)
+    return ijk @ affine[:3, :3].T + affine[:3, 3]
+
+
+def brain_with_lesions(ras: np.ndarray, lesions) -> np.ndarray:
+    """Analytic labels at RAS points: an ellipsoidal 'brain' (grey left/right) holding spherical
+    lesions given as (centre, radius, core radius)."""
+    centre, semi = np.array([0.0, -18.0, 10.0]), np.array([68.0, 85.0, 62.0])
+    inside = np.sum(((ras - centre) / semi) ** 2, axis=-1) <= 1
+    labels = np.where(inside, np.where(ras[..., 0] < 0, 3, 4), 0).astype(np.uint8)
+    for lesion_centre, radius, core in lesions:
+        d = np.linalg.norm(ras - np.asarray(lesion_centre), axis=-1)
+        labels[d <= radius] = OEDEMA
+        labels[d <= core] = CORE
+        labels[(d <= core) & (d > core - 2.5)] = ENHANCING
+    return labels
+
+
+def as_volume(tmp_path, labels, affine, name="labels.nii.gz"):
+    return load_volume(phantoms.write_nifti(tmp_path / name, labels.astype(np.float32), affine))
+
+
+def measured(tmp_path, affine, shape, lesions, **kwargs):
+    labels = brain_with_lesions(ras_of(affine, shape), lesions)
+    volume = as_volume(tmp_path, labels, affine)
+    return measure(volume.array.astype(np.uint8), volume, BRAIN_TUMOUR, **kwargs)
+
+
+def sphere_ml(r):
+    return 4 / 3 * np.pi * r**3 / 1000
+
+
+@pytest.mark.parametrize(
+    "spacing,radius",
+    [((1.0, 1.0, 1.0), 12.0), ((0.8, 1.0, 2.5), 20.0), ((1.5, 1.5, 1.5), 10.0)],
+)
+def test_sphere_volume_and_diameters(tmp_path, spacing, radius):
+    shape = tuple(int(round(180 / s)) for s in spacing)
+    findings = measured(tmp_path, grid(shape, spacing), shape, [((30.0, 0.0, 10.0), radius, radius * 0.5)])
+    (lesion,) = findings.lesions
+    assert lesion.volume_ml == pytest.approx(sphere_ml(radius), rel=0.02)
+    assert lesion.subregion_volumes_ml["whole_tumour"] == lesion.volume_ml
+    assert lesion.subregion_volumes_ml["tumour_core"] == pytest.approx(sphere_ml(radius * 0.5), rel=0.06)
+    assert abs(lesion.longest_diameter_mm - 2 * radius) <= max(spacing)
+    assert abs(lesion.short_axis_mm - 2 * radius) <= max(spacing)
+    np.testing.assert_allclose(lesion.centroid_ras_mm, (30.0, 0.0, 10.0), atol=0.5)
+
+
+def test_ellipsoid_long_and_short_axes(tmp_path):
+    shape, spacing = (120, 120, 120), (1.0, 1.0, 1.0)
+    affine = grid(shape, spacing)
+    ras = ras_of(affine, shape)
+    labels = brain_with_lesions(ras, [])
+    a = np.radians(30)
+    rot = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    local = (ras - [25.0, 0.0, 10.0]) @ rot  # ellipsoid axes 20, 10, 8 mm rotated 30 degrees about z
+    labels[np.sum((local / [20.0, 10.0, 8.0]) ** 2, axis=-1) <= 1] = OEDEMA
+    volume = as_volume(tmp_path, labels, affine)
+    (lesion,) = measure(volume.array.astype(np.uint8), volume, BRAIN_TUMOUR).lesions
+    assert abs(lesion.longest_diameter_mm - 40) <= 1.5
+    assert abs(lesion.short_axis_mm - 20) <= 1.5
+
+
+@pytest.mark.parametrize("layout", ["RAS", "LPS", "PIR", "ILA", "oblique"])
+def test_the_same_lesions_measure_the_same_in_every_orientation(tmp_path, layout):
+    lesions = [((35.0, 10.0, 20.0), 11.0, 6.0), ((-30.0, -40.0, 5.0), 8.0, 4.0)]
+    shape, spacing = (110, 120, 100), (1.4, 1.6, 1.5)
+    if layout == "oblique":
+        a = np.radians(20)
+        rotation = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+        affine = grid(shape, spacing, rotation, centre=(0, -18, 10))
+        labels = brain_with_lesions(ras_of(affine, shape), lesions)
+    else:
+        ras_affine = grid(shape, spacing, centre=(0, -18, 10))
+        labels, affine = phantoms.relayout(brain_with_lesions(ras_of(ras_affine, shape), lesions), ras_affine, layout)
+    volume = as_volume(tmp_path, labels, affine)
+    findings = measure(volume.array.astype(np.uint8), volume, BRAIN_TUMOUR)
+
+    big, small = findings.lesions
+    assert big.laterality == Laterality.right and small.laterality == Laterality.left
+    np.testing.assert_allclose(big.centroid_ras_mm, lesions[0][0], atol=0.6)
+    np.testing.assert_allclose(small.centroid_ras_mm, lesions[1][0], atol=0.6)
+    assert big.volume_ml == pytest.approx(sphere_ml(11.0), rel=0.04)
+    assert findings.multifocal and findings.lesion_count == 2
+    assert findings.structure("right grey matter").volume_ml > 0
+
+
+@pytest.mark.parametrize(
+    "centre,expected",
+    [((-40.0, 0.0, 0.0), Laterality.left), ((0.0, 0.0, 0.0), Laterality.bilateral), ((4.0, 0.0, 0.0), Laterality.midline_crossing)],
+)
+def test_laterality_classes(tmp_path, centre, expected):
+    shape = (140, 160, 130)
+    (lesion,) = measured(tmp_path, grid(shape, (1.2, 1.2, 1.2), centre=(0, -18, 10)), shape, [(centre, 10.0, 5.0)]).lesions
+    assert lesion.laterality == expected
+
+
+def test_regions_on_the_mni_template(tmp_path):
+    """Lesions placed at MNI landmarks inside the template's own brain mask land in the right lobe."""
+    img = nib.load(str(nilearn_template("t1")))
+    ras = ras_of(img.affine, img.shape)
+    labels = np.where(np.asarray(img.dataobj) > 0, 5, 0).astype(np.uint8)
+    sites = {
+        "frontal lobe": (35.0, 35.0, 30.0),
+        "temporal lobe": (-50.0, -20.0, -15.0),
+        "occipital lobe": (20.0, -90.0, 5.0),
+        "parietal lobe": (-35.0, -55.0, 50.0),
+        "cerebellum": (25.0, -65.0, -38.0),
+    }
+    for centre in sites.values():
+        labels[np.linalg.norm(ras - centre, axis=-1) <= 6] = OEDEMA
+    volume = load_volume(phantoms.write_nifti(tmp_path / "mni.nii.gz", *phantoms.relayout(labels.astype(np.float32), img.affine, "LPS")))
+    findings = measure(volume.array.astype(np.uint8), volume, BRAIN_TUMOUR)
+    by_centre = {tuple(np.round(l.centroid_ras_mm)): l for l in findings.lesions}
+    for region, centre in sites.items():
+        lesion = by_centre[tuple(np.round(centre))]
+        assert lesion.region == region, (centre, lesion.region)
+        assert lesion.laterality == (Laterality.right if centre[0] > 0 else Laterality.left)
+
+
+def test_probabilities_give_confidence_and_a_volume_interval(tmp_path):
+    shape = (120, 140, 110)
+    affine = grid(shape, (1.3, 1.3, 1.3), centre=(0, -18, 10))
+    labels = brain_with_lesions(ras_of(affine, shape), [((30.0, 0.0, 10.0), 10.0, 5.0)])
+    volume = as_volume(tmp_path, labels, affine)
+    labels = volume.array.astype(np.uint8)
+    probabilities = np.zeros((10, *shape), np.float32)
+    for label in range(10):
+        probabilities[label][labels == label] = 0.8
+    probabilities[0] += 0.2  # 20 % of every voxel's mass left on background
+    findings = measure(labels, volume, BRAIN_TUMOUR, probabilities=probabilities, source="test-model")
+    (lesion,) = findings.lesions
+    assert lesion.confidence == pytest.approx(0.8, abs=1e-6)
+    low, high = lesion.volume_interval_ml
+    assert low == pytest.approx(0.8 * lesion.volume_ml, rel=1e-4) and high == pytest.approx(lesion.volume_ml)
+    assert findings.structure("left grey matter").confidence == pytest.approx(0.8, abs=1e-6)
+    assert findings.provenance.source == "test-model"
+
+
+def test_structures_cut_by_the_image_edge_are_flagged(tmp_path):
+    shape = (60, 160, 130)  # 84 mm wide: the ellipsoid brain (136 mm) is cut on both sides
+    findings = measured(tmp_path, grid(shape, (1.4, 1.2, 1.2), centre=(0, -18, 10)), shape, [])
+    assert findings.structure("left grey matter").touches_border
+    assert not findings.structure("lateral ventricles").touches_border
+    assert findings.structure("lateral ventricles").volume_ml == 0
+
+
+def test_findings_json_round_trip_and_schema(tmp_path):
+    shape = (110, 130, 100)
+    findings = measured(tmp_path, grid(shape, (1.4, 1.4, 1.4), centre=(0, -18, 10)), shape, [((30.0, 0.0, 10.0), 9.0, 4.0)])
+    text = findings.to_json()
+    assert Findings.from_json(text) == findings
+    data = json.loads(text)
+    assert data["lesion_count"] == 1 and data["multifocal"] is False
+    assert data["lesions"][0]["laterality"] == "right"
+    data["lesion_count"] = 3
+    with pytest.raises(ValueError, match="lesion_count"):
+        Findings.from_json(json.dumps(data))
+    schema = findings_json_schema()
+    lesion_schema = schema["$defs"]["LesionFinding"]["properties"]
+    assert {"volume_ml", "longest_diameter_mm", "centroid_ras_mm", "laterality"} <= set(lesion_schema)
+    assert schema["properties"]["schema_version"]["default"] == "1.0"
