@@ -123,6 +123,10 @@ class Volume:
             raise ValueError(f"derived array has shape {array.shape}, the volume has {self.array.shape}")
         return Volume(array, self.affine.copy(), self.source, self.modality, {**self.meta, **meta})
 
+    def from_source_layout(self, array: np.ndarray, **meta: Any) -> "Volume":
+        """A derived volume from an array laid out like the source file (the inverse of to_source_layout)."""
+        return self.with_array(apply_orientation(np.asarray(array), self.source.to_ras_transform()), **meta)
+
     def to_source_layout(self) -> np.ndarray:
         """The array permuted and flipped back to the layout of the source file."""
         back = ornt_transform(axcodes2ornt("RAS"), io_orientation(self.source.affine))
@@ -384,6 +388,19 @@ def _itk_reason(err: RuntimeError) -> str:
 def _first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__
+
+
+def volume_from_array(
+    array: np.ndarray,
+    affine: np.ndarray,
+    *,
+    name: str = "<array>",
+    modality: str | None = None,
+    meta: dict | None = None,
+) -> Volume:
+    """A Volume from an in-memory array and its voxel -> RAS affine, validated and laid out
+    exactly as load_volume would lay out the same data read from a file."""
+    return _canonical_volume(Path(name), array, affine, "array", modality, dict(meta or {}))
 
 
 def _canonical_volume(path: Path, array, affine, fmt: str, modality: str | None, meta: dict) -> Volume:

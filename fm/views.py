@@ -23,9 +23,30 @@ _VIEWS = {
 }
 
 
-def orthogonal_views(volume: Volume, centre_ras=None, size: int = 256) -> dict[str, np.ndarray]:
+#: Overlay colours (RGB) by label id; labels without a colour are not drawn.
+LABEL_COLOURS = {
+    1: (70, 110, 255),
+    2: (0, 200, 255),
+    3: (120, 200, 90),
+    4: (90, 170, 60),
+    5: (245, 235, 150),
+    6: (225, 205, 110),
+    7: (255, 215, 0),
+    8: (230, 40, 40),
+    9: (255, 120, 255),
+}
+
+
+def orthogonal_views(
+    volume: Volume,
+    centre_ras=None,
+    size: int = 256,
+    labels: np.ndarray | None = None,
+    opacity: float = 0.45,
+) -> dict[str, np.ndarray]:
     """{"axial", "coronal", "sagittal"} -> RGB uint8 images through `centre_ras` (default: the
-    middle of the volume), each labelled with the patient side at every edge."""
+    middle of the volume), each labelled with the patient side at every edge; `labels` (on the
+    volume's grid) are blended in with LABEL_COLOURS."""
     codes = aff2axcodes(volume.affine)
     axis_of = {pair: next(a for a, c in enumerate(codes) if c in pair) for pair in ("LR", "AP", "SI")}
     if centre_ras is None:
@@ -39,15 +60,23 @@ def orthogonal_views(volume: Volume, centre_ras=None, size: int = 256) -> dict[s
     views = {}
     for name, (fixed, (vertical, top), (horizontal, left)) in _VIEWS.items():
         v_axis, h_axis, f_axis = axis_of[vertical], axis_of[horizontal], axis_of[fixed]
-        plane = np.take(volume.array, centre[f_axis], axis=f_axis)
-        # After np.take the two remaining axes keep their relative order.
-        if v_axis > h_axis:
-            plane = plane.T
-        if codes[v_axis] == top:  # index grows towards the top side: row 0 must be the last index
-            plane = plane[::-1, :]
-        if codes[h_axis] == left:
-            plane = plane[:, ::-1]
-        pixels = np.clip((plane - lo) * scale, 0, 255).astype(np.uint8)
+        def oriented(array):
+            plane = np.take(array, centre[f_axis], axis=f_axis)
+            if v_axis > h_axis:  # after np.take the two remaining axes keep their relative order
+                plane = plane.T
+            if codes[v_axis] == top:  # index grows towards the top side: row 0 must be the last index
+                plane = plane[::-1, :]
+            if codes[h_axis] == left:
+                plane = plane[:, ::-1]
+            return plane
+
+        grey = np.clip((oriented(volume.array) - lo) * scale, 0, 255).astype(np.uint8)
+        pixels = np.repeat(grey[..., None], 3, axis=-1)
+        if labels is not None:
+            plane_labels = oriented(labels)
+            for label, colour in LABEL_COLOURS.items():
+                hit = plane_labels == label
+                pixels[hit] = ((1 - opacity) * pixels[hit] + opacity * np.array(colour)).astype(np.uint8)
         views[name] = _labelled(
             pixels,
             (spacing[v_axis], spacing[h_axis]),
@@ -61,7 +90,7 @@ def _labelled(pixels: np.ndarray, spacing_vh, sides: dict[str, str], size: int) 
     height_mm, width_mm = pixels.shape[0] * spacing_vh[0], pixels.shape[1] * spacing_vh[1]
     zoom = size / max(height_mm, width_mm)
     shape = (max(1, round(width_mm * zoom)), max(1, round(height_mm * zoom)))
-    image = Image.fromarray(pixels).resize(shape, Image.Resampling.BILINEAR).convert("RGB")
+    image = Image.fromarray(pixels).resize(shape, Image.Resampling.BILINEAR)
     draw = ImageDraw.Draw(image)
     w, h = image.size
     colour = (255, 220, 0)

@@ -1,0 +1,190 @@
+"""Reports written only from Findings: a structured report (sections of measured statements) and a
+narrative in clinical style. The narrative picks among several phrasings with a seeded generator,
+so training text varies while every number and side is copied from the findings, never invented.
+This is the baseline the language model must match.
+"""
+
+from __future__ import annotations
+
+import random
+
+from fm.findings import Findings, Laterality, LesionFinding
+
+#: Lateral ventricles larger than this are reported as enlarged (about twice the MNI152 template's).
+VENTRICLES_ENLARGED_ML = 80.0
+
+_SIDE = {
+    Laterality.left: "left",
+    Laterality.right: "right",
+    Laterality.bilateral: "bilateral",
+    Laterality.midline_crossing: "midline-crossing",
+}
+
+
+def lesion_character(lesion: LesionFinding) -> dict[str, float | str]:
+    """Descriptors derived from a lesion's nested sub-region volumes."""
+    whole = lesion.subregion_volumes_ml.get("whole_tumour", lesion.volume_ml)
+    core = lesion.subregion_volumes_ml.get("tumour_core", 0.0)
+    enhancing = lesion.subregion_volumes_ml.get("enhancing_tumour", 0.0)
+    necrotic = max(core - enhancing, 0.0)
+    if enhancing <= 0:
+        enhancement = "non-enhancing"
+    elif necrotic > 0.2 * core:
+        enhancement = "rim-enhancing"
+    else:
+        enhancement = "solidly enhancing"
+    return {
+        "enhancement": enhancement,
+        "oedema_ml": max(whole - core, 0.0),
+        "core_ml": core,
+        "enhancing_ml": enhancing,
+        "necrotic_ml": necrotic,
+    }
+
+
+def location(lesion: LesionFinding) -> str:
+    if lesion.laterality in (Laterality.left, Laterality.right):
+        return f"{_SIDE[lesion.laterality]} {lesion.region}"
+    if lesion.laterality == Laterality.bilateral:
+        return f"{lesion.region}, extending across the midline into both hemispheres"
+    side = "right" if lesion.right_fraction > 0.5 else "left"
+    return f"{side} {lesion.region}, crossing the midline"
+
+
+def structured_report(findings: Findings) -> dict:
+    """Sections of short statements, each carrying the numbers it rests on."""
+    g = findings.geometry
+    technique = {
+        "grid": "x".join(map(str, g.shape)),
+        "spacing_mm": [round(s, 2) for s in g.spacing_mm],
+        "orientation": g.orientation,
+        "source": findings.provenance.source,
+    }
+    lesions = []
+    for lesion in findings.lesions:
+        character = lesion_character(lesion)
+        lesions.append(
+            {
+                "lesion_id": lesion.lesion_id,
+                "location": location(lesion),
+                "laterality": lesion.laterality.value,
+                "region": lesion.region,
+                "volume_ml": round(lesion.volume_ml, 1),
+                "longest_diameter_mm": round(lesion.longest_diameter_mm, 1),
+                "short_axis_mm": round(lesion.short_axis_mm, 1),
+                "enhancement": character["enhancement"],
+                "oedema_ml": round(character["oedema_ml"], 1),
+                "necrotic_core_ml": round(character["necrotic_ml"], 1),
+                "enhancing_ml": round(character["enhancing_ml"], 1),
+                "centroid_ras_mm": [round(v, 1) for v in lesion.centroid_ras_mm],
+                "incomplete": lesion.touches_border,
+                "confidence": round(lesion.confidence, 3),
+            }
+        )
+    structures = [
+        {
+            "name": s.name,
+            "volume_ml": None if s.touches_border else round(s.volume_ml, 1),
+            "incomplete": s.touches_border,
+        }
+        for s in findings.structures
+    ]
+    return {
+        "technique": technique,
+        "findings": {"lesions": lesions, "structures": structures},
+        "impression": impression(findings),
+    }
+
+
+def _ventricles(findings: Findings) -> tuple[float | None, bool]:
+    try:
+        v = findings.structure("lateral ventricles")
+    except KeyError:
+        return None, False
+    return (None if v.touches_border else v.volume_ml), v.touches_border
+
+
+def impression(findings: Findings) -> list[str]:
+    lines = []
+    if not findings.lesions:
+        lines.append("No focal lesion.")
+    elif len(findings.lesions) == 1:
+        lesion = findings.lesions[0]
+        lines.append(f"Single {lesion_character(lesion)['enhancement']} lesion in the {location(lesion)}, {lesion.volume_ml:.1f} mL.")
+    else:
+        sides = sorted({_SIDE[l.laterality] for l in findings.lesions})
+        lines.append(
+            f"Multifocal disease: {len(findings.lesions)} lesions ({', '.join(sides)}), "
+            f"largest {findings.lesions[0].volume_ml:.1f} mL in the {location(findings.lesions[0])}."
+        )
+    ventricles, incomplete = _ventricles(findings)
+    if ventricles is not None and ventricles > VENTRICLES_ENLARGED_ML:
+        lines.append(f"Enlarged lateral ventricles ({ventricles:.1f} mL).")
+    if any(s.touches_border for s in findings.structures if s.volume_ml > 0) or incomplete:
+        lines.append("Coverage is incomplete: structures reaching the edge of the image are not fully measured.")
+    return lines
+
+
+_LESION_OPENERS = (
+    "There is a {enh} lesion in the {loc}",
+    "A {enh} mass is seen in the {loc}",
+    "In the {loc} there is a {enh} lesion",
+    "A {enh} lesion is centred in the {loc}",
+)
+_SIZE_PHRASES = (
+    ", measuring {long:.1f} x {short:.1f} mm ({vol:.1f} mL).",
+    " of {vol:.1f} mL, {long:.1f} mm in longest diameter and {short:.1f} mm across.",
+    " ({long:.1f} x {short:.1f} mm; volume {vol:.1f} mL).",
+)
+_OEDEMA_PHRASES = (
+    "Surrounding oedema measures {oedema:.1f} mL.",
+    "It is surrounded by {oedema:.1f} mL of oedema.",
+    "There is {oedema:.1f} mL of perilesional oedema.",
+)
+_NECROSIS_PHRASES = (
+    "The core contains {necrotic:.1f} mL of non-enhancing or necrotic tissue.",
+    "A necrotic or non-enhancing component of {necrotic:.1f} mL is present centrally.",
+)
+_NORMAL_PHRASES = (
+    "No focal parenchymal lesion is identified.",
+    "There is no focal lesion.",
+    "No mass lesion or abnormal signal focus is seen.",
+)
+_VENTRICLE_PHRASES = {
+    "normal": (
+        "The lateral ventricles are normal in size ({vol:.1f} mL).",
+        "Ventricular size is within normal limits ({vol:.1f} mL).",
+    ),
+    "enlarged": (
+        "The lateral ventricles are enlarged ({vol:.1f} mL).",
+        "There is ventricular enlargement, the lateral ventricles measuring {vol:.1f} mL.",
+    ),
+}
+
+
+def narrative_report(findings: Findings, seed: int = 0) -> str:
+    """FINDINGS and IMPRESSION in clinical prose, every number taken from `findings`."""
+    rng = random.Random(seed)
+    sentences = []
+    if not findings.lesions:
+        sentences.append(rng.choice(_NORMAL_PHRASES))
+    elif len(findings.lesions) > 1:
+        sentences.append(f"There are {len(findings.lesions)} separate lesions.")
+    for lesion in findings.lesions:
+        character = lesion_character(lesion)
+        opener = rng.choice(_LESION_OPENERS).format(enh=character["enhancement"], loc=location(lesion))
+        size = rng.choice(_SIZE_PHRASES).format(
+            long=lesion.longest_diameter_mm, short=lesion.short_axis_mm, vol=lesion.volume_ml
+        )
+        sentences.append(opener + size)
+        if character["oedema_ml"] >= 0.1:
+            sentences.append(rng.choice(_OEDEMA_PHRASES).format(oedema=character["oedema_ml"]))
+        if character["enhancement"] == "rim-enhancing":
+            sentences.append(rng.choice(_NECROSIS_PHRASES).format(necrotic=character["necrotic_ml"]))
+        if lesion.touches_border:
+            sentences.append("It extends to the edge of the imaged volume, so its size is underestimated.")
+    ventricles, _ = _ventricles(findings)
+    if ventricles is not None:
+        state = "enlarged" if ventricles > VENTRICLES_ENLARGED_ML else "normal"
+        sentences.append(rng.choice(_VENTRICLE_PHRASES[state]).format(vol=ventricles))
+    return "FINDINGS:\n" + " ".join(sentences) + "\n\nIMPRESSION:\n" + "\n".join(f"- {line}" for line in impression(findings))
