@@ -8,6 +8,12 @@ from pathlib import Path
 
 # name -> (package, resource path, modality, what it is)
 EXAMPLES = {
+    "synthetic-brain": (
+        "fm",
+        "data/example_brain_t1.nii.gz",
+        "MR",
+        "synthetic 1 mm T1-weighted brain with one right parietal lesion, made by fm.synth (python -m fm.synth.example)",
+    ),
     "mni152": (
         "nilearn",
         "datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
@@ -15,7 +21,7 @@ EXAMPLES = {
         "MNI152 2009c symmetric T1 template, 1 mm, as shipped by nilearn",
     ),
 }
-DEFAULT_EXAMPLE = "mni152"
+DEFAULT_EXAMPLE = "synthetic-brain"
 
 
 def example_path(name: str = DEFAULT_EXAMPLE) -> Path:

@@ -16,6 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import phantoms  # noqa: E402
 from app import build_app  # noqa: E402
+from fm.examples import example_path  # noqa: E402
+from fm.io import load_volume  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -73,4 +75,5 @@ def test_series_and_frame_choices_reach_the_loader(client, tmp_path):
 
 def test_example_button(client):
     summary, *_ = client.predict(api_name="/example")
-    assert summary["shape"] == [197, 233, 189]
+    assert summary["shape"] == list(load_volume(example_path()).shape)
+    assert summary["modality"] == "MR"

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 import phantoms
 from fm.cli import main
+from fm.examples import example_path
 from fm.io import load_volume
 
 
@@ -39,8 +40,16 @@ def test_console_script_prints_the_example_summary():
     fm = installed_fm()
     done = subprocess.run([fm, "info", "--example"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert "197 x 233 x 189 voxels" in done.stdout
-    assert "RAS extent   x -98.5 .. 98.5  y -134.5 .. 98.5  z -72.5 .. 116.5 mm" in done.stdout
+    example = load_volume(example_path())
+    lo, hi = example.ras_bounds_mm()
+    assert " x ".join(map(str, example.shape)) + " voxels" in done.stdout
+    assert "LAS in the file; held as RAS" in done.stdout
+    assert f"x {lo[0]:.1f} .. {hi[0]:.1f}  y {lo[1]:.1f} .. {hi[1]:.1f}  z {lo[2]:.1f} .. {hi[2]:.1f} mm" in done.stdout
+    assert "modality     MR" in done.stdout
+
+    mni = subprocess.run([fm, "info", "--example", "mni152"], capture_output=True, text=True, timeout=120)
+    assert "197 x 233 x 189 voxels" in mni.stdout
+    assert "RAS extent   x -98.5 .. 98.5  y -134.5 .. 98.5  z -72.5 .. 116.5 mm" in mni.stdout
 
 
 def test_bad_input_is_one_line_and_a_non_zero_exit():

@@ -107,6 +107,7 @@ def generate(
     lesion_count: int | None = None,
     atrophy: float | None = None,
     orientation: str | None = None,
+    noise_level: float | None = None,
 ) -> SynthSample:
     """Sample `index` of `split` for `seed`. Keyword overrides pin one factor (for examples and tests)."""
     if split not in SPLITS:
@@ -140,6 +141,7 @@ def generate(
     means, stds = contrast.label_intensities(rng, contrast_name)
     bias = float(rng.uniform(0, spec.bias_max))
     noise = float(rng.uniform(0.005, spec.noise_max))
+    noise = noise if noise_level is None else float(noise_level)
 
     template_tensor = torch.from_numpy(mni_labels).float()
     warp = spatial.smooth_field(rng, shape, 3, 5, warp_mm)
