@@ -39,9 +39,13 @@ def _axes_along_ras(covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return axes, variances[cols]
 
 
-def align_to_mni(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
+def align_to_mni(mask: np.ndarray, affine: np.ndarray, left_right: np.ndarray | None = None) -> np.ndarray:
     """4x4 map from the scan's RAS mm to MNI mm, from the moments of a brain mask on the scan grid.
 
+    left_right: the brain's left-to-right unit axis in RAS, when known (e.g. from hemisphere
+        labels). The brain's left-right and up-down spreads are close, so principal axes alone
+        can mix them under a little scaling and rotation; given this axis, only the well separated
+        antero-posterior and supero-inferior axes are left to the moments.
     Left and right are taken from the affine: a scan stored in any orientation gives the same map.
     """
     ijk = np.argwhere(mask)
@@ -49,7 +53,10 @@ def align_to_mni(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
         raise ValueError("brain mask has fewer than 100 voxels; cannot align it to MNI space")
     points = ijk @ affine[:3, :3].T + affine[:3, 3]
     centre, covariance = points.mean(axis=0), np.cov(points.T)
-    scan_axes, scan_var = _axes_along_ras(covariance)
+    if left_right is None:
+        scan_axes, scan_var = _axes_along_ras(covariance)
+    else:
+        scan_axes, scan_var = _axes_given_left_right(covariance, np.asarray(left_right, float))
     mni_centre, mni_cov = mni_brain_moments()
     mni_axes, mni_var = _axes_along_ras(mni_cov)
     linear = mni_axes @ np.diag(np.sqrt(mni_var / scan_var)) @ scan_axes.T
@@ -57,6 +64,21 @@ def align_to_mni(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
     out[:3, :3] = linear
     out[:3, 3] = mni_centre - linear @ centre
     return out
+
+
+def _axes_given_left_right(covariance: np.ndarray, left_right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x = left_right / np.linalg.norm(left_right)
+    helper = np.array([0.0, 1.0, 0.0]) - x[1] * x
+    y0 = helper / np.linalg.norm(helper)
+    z0 = np.cross(x, y0)
+    plane = np.column_stack([y0, z0])
+    variances, vectors = np.linalg.eigh(plane.T @ covariance @ plane)
+    in_plane = plane @ vectors  # two principal axes orthogonal to left-right
+    a_p = in_plane[:, np.argmax(np.abs(in_plane[1]))]
+    a_p = a_p * np.sign(a_p[1])
+    s_i = np.cross(x, a_p)
+    axes = np.column_stack([x, a_p, s_i])
+    return axes, np.array([axis @ covariance @ axis for axis in axes.T])
 
 
 def lobe(mni: np.ndarray) -> np.ndarray:

@@ -118,7 +118,9 @@ def _format_summary(s: dict) -> str:
     rows = [
         ("file", s["file"]),
         ("format", s["format"]),
-        ("shape", " x ".join(map(str, s["shape"])) + " voxels"),
+        ("shape", " x ".join(map(str, s["shape"])) + " voxels" + (
+            f" (in the file: {' x '.join(map(str, s['source_shape']))})" if s["source_shape"] != s["shape"] else ""
+        )),
         ("spacing", " x ".join(f"{v:.4g}" for v in s["spacing_mm"]) + " mm"),
         ("orientation", f"{s['source_orientation']} in the file; held as {s['orientation']}"),
         ("RAS extent", "  ".join(f"{a} {l:.1f} .. {h:.1f}" for a, l, h in zip("xyz", lo, hi)) + " mm"),

@@ -57,10 +57,12 @@ class LesionFinding(_Strict):
 
 
 class InputGeometry(_Strict):
+    """The input file's own grid, as stored (not the RAS-reordered layout held in memory)."""
+
     shape: tuple[int, int, int]
     spacing_mm: tuple[float, float, float]
-    orientation: str = Field(description="orientation code of the source file, e.g. LPS")
-    affine_ras: list[list[float]] = Field(description="voxel -> RAS mm of the grid the label map is on")
+    orientation: str = Field(description="orientation code of the file's voxel axes, e.g. LPS")
+    affine_ras: list[list[float]] = Field(description="voxel -> RAS mm of the file's grid")
 
 
 class Provenance(_Strict):

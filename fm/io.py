@@ -140,6 +140,7 @@ class Volume:
             "file": self.source.path,
             "format": self.source.format,
             "shape": list(self.shape),
+            "source_shape": list(self.to_source_layout().shape),
             "spacing_mm": [round(s, 6) for s in self.spacing],
             "source_orientation": self.source.orientation,
             "orientation": self.orientation,

@@ -13,6 +13,8 @@ class LabelSet:
     structures: dict[int, str]  # measured one by one (volume, completeness)
     lesion: dict[int, str]  # labels whose union forms lesions (connected components)
     nested: dict[str, tuple[int, ...]]  # reported sub-region -> the lesion labels it covers
+    left: tuple[int, ...] = ()  # structures of the patient's left hemisphere (give the midline)
+    right: tuple[int, ...] = ()
 
     def __post_init__(self):
         overlap = set(self.structures) & set(self.lesion)
@@ -42,4 +44,6 @@ BRAIN_TUMOUR = LabelSet(
     },
     lesion={7: "peritumoral oedema", 8: "necrotic / non-enhancing core", 9: "enhancing tumour"},
     nested={"whole_tumour": (7, 8, 9), "tumour_core": (8, 9), "enhancing_tumour": (9,)},
+    left=(3, 5),
+    right=(4, 6),
 )

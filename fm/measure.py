@@ -1,9 +1,14 @@
 """Label map + Volume (+ probabilities) -> Findings. One code path for ground truth and for a
 model's prediction, so both are measured the same way.
 
-Volumes use the true voxel volume from the affine; centroids are RAS mm; laterality and regions
-come from the brain's own midline and MNI alignment (fm.atlas), which are read through the affine,
-never from array axes.
+Volumes use the true voxel volume from the affine; centroids are RAS mm. Laterality is measured
+against the brain's own mid-sagittal plane: between the left- and right-hemisphere labels when
+the label set has them (the plane's right side is the affine's +x side), else x = 0 after the
+moment alignment to MNI. Regions come from that alignment (fm.atlas). Nothing is read from array
+axes.
+
+A lesion is a connected group of lesion voxels; pieces at most two voxels apart (a lesion cut by
+thick slices) are one lesion, and groups smaller than `min_lesion_ml` are not reported.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from fm.labels import LabelSet
 #: bilateral; anything between -> midline-crossing.
 LATERALITY_RULES = {"RIGHT": 0.9, "BILATERAL": 0.25}
 _FULL_CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)  # 26-connected components, as lesions grow
+#: Lesions below this volume are not reported (specks of a segmentation, slivers of resampling).
+MIN_LESION_ML = 0.1
 
 
 def measure(
@@ -38,6 +45,7 @@ def measure(
     *,
     probabilities: np.ndarray | None = None,
     source: str = "ground truth",
+    min_lesion_ml: float = MIN_LESION_ML,
 ) -> Findings:
     """Measure every structure and lesion of `label_map` (on `volume`'s grid).
 
@@ -59,18 +67,21 @@ def measure(
             label_id=label,
             volume_ml=float(counts[label] * voxel_ml),
             touches_border=label in on_border,
-            confidence=_mean_probability(probabilities, [label], labels == label),
+            confidence=_structure_confidence(probabilities, label, labels),
         )
         for label, name in label_set.structures.items()
     ]
     brain = np.isin(labels, label_set.foreground_ids)
-    lesions = _lesions(labels, brain, volume, label_set, probabilities, voxel_ml) if brain.sum() >= 100 else []
+    lesions = []
+    if brain.sum() >= 100:
+        lesions = _lesions(labels, brain, volume, label_set, probabilities, voxel_ml, min_lesion_ml)
+    source_affine = volume.source.affine
     return Findings(
         geometry=InputGeometry(
-            shape=volume.shape,
-            spacing_mm=volume.spacing,
+            shape=volume.to_source_layout().shape,
+            spacing_mm=tuple(float(v) for v in np.linalg.norm(source_affine[:3, :3], axis=0)),
             orientation=volume.source.orientation,
-            affine_ras=volume.affine.round(6).tolist(),
+            affine_ras=source_affine.round(6).tolist(),
         ),
         structures=structures,
         lesions=lesions,
@@ -83,33 +94,61 @@ def _labels_on_border(labels: np.ndarray) -> set[int]:
     return set(np.unique(np.concatenate([f.ravel() for f in faces])).tolist())
 
 
-def _mean_probability(probabilities, channels: list[int], mask: np.ndarray) -> float:
-    if probabilities is None or not mask.any():
+def _structure_confidence(probabilities, label: int, labels: np.ndarray) -> float:
+    if probabilities is None:
         return 1.0
-    return float(np.clip(probabilities[channels].sum(axis=0)[mask].mean(), 0.0, 1.0))
+    inside = labels == label
+    return float(np.clip(probabilities[label][inside].mean(), 0.0, 1.0)) if inside.any() else 1.0
 
 
-def _lesions(labels, brain, volume: Volume, label_set: LabelSet, probabilities, voxel_ml) -> list[LesionFinding]:
+def _midline(labels, volume: Volume, label_set: LabelSet) -> tuple[np.ndarray, np.ndarray] | None:
+    """(point, unit normal towards the patient's right) of the plane between the hemispheres."""
+    if not (label_set.left and label_set.right):
+        return None
+    centroids = []
+    for side in (label_set.left, label_set.right):
+        ijk = np.argwhere(np.isin(labels, side))
+        if len(ijk) < 100:
+            return None
+        centroids.append(volume.voxel_to_ras(ijk.mean(axis=0)))
+    left, right = centroids
+    normal = (right - left) / np.linalg.norm(right - left)
+    # The affine decides which side is right; the labels only say where the plane lies.
+    return (left + right) / 2, normal * (1.0 if normal[0] >= 0 else -1.0)
+
+
+def _lesions(labels, brain, volume: Volume, label_set: LabelSet, probabilities, voxel_ml, min_ml) -> list[LesionFinding]:
     lesion_ids = list(label_set.lesion)
-    components, n = ndimage.label(np.isin(labels, lesion_ids), structure=_FULL_CONNECTIVITY)
+    lesion_mask = np.isin(labels, lesion_ids)
+    # Group pieces at most two voxels apart, then keep only lesion voxels in each group.
+    groups, n = ndimage.label(ndimage.binary_dilation(lesion_mask, structure=_FULL_CONNECTIVITY), structure=_FULL_CONNECTIVITY)
     if n == 0:
         return []
-    to_mni = atlas.align_to_mni(brain, volume.affine)
+    components = np.where(lesion_mask, groups, 0)
+    midline = _midline(labels, volume, label_set)
+    to_mni = atlas.align_to_mni(brain, volume.affine, left_right=None if midline is None else midline[1])
+    lesion_probability = probabilities[lesion_ids].sum(axis=0) if probabilities is not None else None
     found = []
     for component_id, box in enumerate(ndimage.find_objects(components), start=1):
+        if box is None:
+            continue
         local = components[box] == component_id
+        if local.sum() * voxel_ml < min_ml:
+            continue
         offset = np.array([s.start for s in box])
         ijk = np.argwhere(local) + offset
         ras = volume.voxel_to_ras(ijk)
         mni = ras @ to_mni[:3, :3].T + to_mni[:3, 3]
-        right_fraction = float(np.mean(mni[:, 0] > 0))
+        if midline is None:
+            right_fraction = float(np.mean(mni[:, 0] > 0))
+        else:
+            right_fraction = float(np.mean((ras - midline[0]) @ midline[1] > 0))
         lobes, votes = np.unique(atlas.lobe(mni), return_counts=True)
         longest, short = _diameters_mm(ras, volume.affine)
         local_labels = labels[box][local]
-        mask = None
-        if probabilities is not None:
-            mask = np.zeros(labels.shape, dtype=bool)
-            mask[box] = local
+        confidence, interval = 1.0, None
+        if lesion_probability is not None:
+            confidence, interval = _lesion_probability_stats(lesion_probability, components, component_id, box, voxel_ml)
         found.append(
             dict(
                 component_id=component_id,
@@ -125,12 +164,25 @@ def _lesions(labels, brain, volume: Volume, label_set: LabelSet, probabilities, 
                 longest_diameter_mm=longest,
                 short_axis_mm=short,
                 touches_border=bool(np.any(offset == 0) or np.any(np.array([s.stop for s in box]) == labels.shape)),
-                confidence=_mean_probability(probabilities, lesion_ids, mask),
-                volume_interval_ml=_volume_interval(probabilities, lesion_ids, mask, voxel_ml),
+                confidence=confidence,
+                volume_interval_ml=interval,
             )
         )
     found.sort(key=lambda f: -f["volume_ml"])
     return [LesionFinding(lesion_id=i, **f) for i, f in enumerate(found, start=1)]
+
+
+def _lesion_probability_stats(lesion_probability, components, component_id, box, voxel_ml):
+    """Mean lesion probability over the component, and hard-mask volume vs probability-weighted
+    volume over the component and a one-voxel margin, all inside its bounding box."""
+    padded = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(box, components.shape))
+    mask = components[padded] == component_id
+    probability = lesion_probability[padded]
+    near = ndimage.binary_dilation(mask, structure=_FULL_CONNECTIVITY)
+    hard = float(mask.sum() * voxel_ml)
+    soft = float(probability[near].sum() * voxel_ml)
+    confidence = float(np.clip(probability[mask].mean(), 0.0, 1.0))
+    return confidence, (min(hard, soft), max(hard, soft))
 
 
 def _laterality(right_fraction: float) -> Laterality:
@@ -143,16 +195,6 @@ def _laterality(right_fraction: float) -> Laterality:
     return Laterality.midline_crossing
 
 
-def _volume_interval(probabilities, channels, mask, voxel_ml):
-    """Hard-mask volume vs probability-weighted volume over the lesion and a one-voxel margin."""
-    if probabilities is None:
-        return None
-    hard = float(mask.sum() * voxel_ml)
-    near = ndimage.binary_dilation(mask, structure=_FULL_CONNECTIVITY)
-    soft = float(probabilities[channels].sum(axis=0)[near].sum() * voxel_ml)
-    return (min(hard, soft), max(hard, soft))
-
-
 def _diameters_mm(ras: np.ndarray, affine: np.ndarray) -> tuple[float, float]:
     """Longest diameter and the longest extent perpendicular to it, edge to edge, in mm.
 
@@ -162,11 +204,14 @@ def _diameters_mm(ras: np.ndarray, affine: np.ndarray) -> tuple[float, float]:
     """
     edges = affine[:3, :3]
     longest_dir, longest = _farthest_pair(ras)
+    if longest == 0:  # a single voxel: its widest and next widest extents
+        widths = np.sort(np.linalg.norm(edges, axis=0))[::-1]
+        return float(widths[0]), float(widths[1])
     long_mm = longest + _voxel_width(edges, longest_dir)
     projected = ras - np.outer(ras @ longest_dir, longest_dir)
     short_dir, short = _farthest_pair(projected)
     short_mm = short + _voxel_width(edges, short_dir) if short > 0 else _voxel_width(edges, _orthogonal(longest_dir))
-    return float(long_mm), float(short_mm)
+    return float(long_mm), float(min(short_mm, long_mm))
 
 
 def _farthest_pair(points: np.ndarray) -> tuple[np.ndarray, float]:

@@ -10,8 +10,12 @@ import random
 
 from fm.findings import Findings, Laterality, LesionFinding
 
-#: Lateral ventricles larger than this are reported as enlarged (about twice the MNI152 template's).
-VENTRICLES_ENLARGED_ML = 80.0
+#: Lateral ventricles are reported as enlarged above this fraction of the intracranial volume
+#: (all labelled brain and CSF); the MNI152 template's is 2.3 %, which keeps the judgement
+#: independent of head size.
+VENTRICLES_ENLARGED_FRACTION = 0.04
+_MIDLINE_REGIONS = ("brainstem", "deep grey matter and internal capsule")
+_ORDINALS = ("largest", "second", "third", "fourth", "fifth")
 
 _SIDE = {
     Laterality.left: "left",
@@ -27,7 +31,9 @@ def lesion_character(lesion: LesionFinding) -> dict[str, float | str]:
     core = lesion.subregion_volumes_ml.get("tumour_core", 0.0)
     enhancing = lesion.subregion_volumes_ml.get("enhancing_tumour", 0.0)
     necrotic = max(core - enhancing, 0.0)
-    if enhancing <= 0:
+    if core <= 0:
+        enhancement = "oedema-like"  # signal change without a solid core
+    elif enhancing <= 0:
         enhancement = "non-enhancing"
     elif necrotic > 0.2 * core:
         enhancement = "rim-enhancing"
@@ -46,9 +52,26 @@ def location(lesion: LesionFinding) -> str:
     if lesion.laterality in (Laterality.left, Laterality.right):
         return f"{_SIDE[lesion.laterality]} {lesion.region}"
     if lesion.laterality == Laterality.bilateral:
+        if lesion.region in _MIDLINE_REGIONS:
+            return f"{lesion.region}, on both sides of the midline"
         return f"{lesion.region}, extending across the midline into both hemispheres"
-    side = "right" if lesion.right_fraction > 0.5 else "left"
-    return f"{side} {lesion.region}, crossing the midline"
+    return f"{side_of(lesion)} {lesion.region}, crossing the midline"
+
+
+def side_of(lesion: LesionFinding) -> str:
+    """The side a lesion is reported on: left, right, 'left, crossing the midline', or 'both sides'."""
+    if lesion.laterality in (Laterality.left, Laterality.right):
+        return _SIDE[lesion.laterality]
+    if lesion.laterality == Laterality.bilateral:
+        return "both sides"
+    return "right" if lesion.right_fraction > 0.5 else "left"
+
+
+def lesion_noun(lesion: LesionFinding) -> str:
+    character = lesion_character(lesion)
+    if character["enhancement"] == "oedema-like":
+        return "area of oedema-like signal change without a solid core"
+    return f"{character['enhancement']} lesion"
 
 
 def structured_report(findings: Findings) -> dict:
@@ -96,12 +119,18 @@ def structured_report(findings: Findings) -> dict:
     }
 
 
-def _ventricles(findings: Findings) -> tuple[float | None, bool]:
+def ventricles(findings: Findings) -> tuple[float, bool, float] | None:
+    """(lateral ventricle volume in mL, enlarged?, fraction of the intracranial volume), or None
+    when it cannot be judged (no such structure, or the intracranial volume is cut by the edge)."""
     try:
         v = findings.structure("lateral ventricles")
     except KeyError:
-        return None, False
-    return (None if v.touches_border else v.volume_ml), v.touches_border
+        return None
+    if any(s.touches_border for s in findings.structures if s.volume_ml > 0):
+        return None
+    intracranial = sum(s.volume_ml for s in findings.structures) + sum(l.volume_ml for l in findings.lesions)
+    fraction = v.volume_ml / intracranial if intracranial > 0 else 0.0
+    return v.volume_ml, fraction > VENTRICLES_ENLARGED_FRACTION, fraction
 
 
 def impression(findings: Findings) -> list[str]:
@@ -110,30 +139,38 @@ def impression(findings: Findings) -> list[str]:
         lines.append("No focal lesion.")
     elif len(findings.lesions) == 1:
         lesion = findings.lesions[0]
-        lines.append(f"Single {lesion_character(lesion)['enhancement']} lesion in the {location(lesion)}, {lesion.volume_ml:.1f} mL.")
+        lines.append(f"Single {lesion_noun(lesion)} in the {location(lesion)}, {lesion.volume_ml:.1f} mL.")
     else:
-        sides = sorted({_SIDE[l.laterality] for l in findings.lesions})
+        counts: dict[str, int] = {}
+        for lesion in findings.lesions:
+            key = side_of(lesion) if lesion.laterality in (Laterality.left, Laterality.right) else "across the midline"
+            counts[key] = counts.get(key, 0) + 1
+        sides = ", ".join(f"{n} {key}" for key, n in sorted(counts.items()))
         lines.append(
-            f"Multifocal disease: {len(findings.lesions)} lesions ({', '.join(sides)}), "
-            f"largest {findings.lesions[0].volume_ml:.1f} mL in the {location(findings.lesions[0])}."
+            f"Multifocal disease: {len(findings.lesions)} lesions ({sides}), "
+            f"the largest {findings.lesions[0].volume_ml:.1f} mL in the {location(findings.lesions[0])}."
         )
-    ventricles, incomplete = _ventricles(findings)
-    if ventricles is not None and ventricles > VENTRICLES_ENLARGED_ML:
-        lines.append(f"Enlarged lateral ventricles ({ventricles:.1f} mL).")
-    if any(s.touches_border for s in findings.structures if s.volume_ml > 0) or incomplete:
+    judged = ventricles(findings)
+    if judged is not None and judged[1]:
+        lines.append(f"Enlarged lateral ventricles ({judged[0]:.1f} mL, {100 * judged[2]:.1f} % of intracranial volume).")
+    if any(s.touches_border for s in findings.structures if s.volume_ml > 0):
         lines.append("Coverage is incomplete: structures reaching the edge of the image are not fully measured.")
     return lines
 
 
 _LESION_OPENERS = (
-    "There is a {enh} lesion in the {loc}",
-    "A {enh} mass is seen in the {loc}",
-    "In the {loc} there is a {enh} lesion",
-    "A {enh} lesion is centred in the {loc}",
+    "There is a {noun} in the {loc}",
+    "A {noun} is seen in the {loc}",
+    "In the {loc} there is a {noun}",
+    "A {noun} is centred in the {loc}",
+)
+_ORDINAL_OPENERS = (
+    "The {ordinal} lesion is {enh} and lies in the {loc}",
+    "The {ordinal} lesion, {enh}, is in the {loc}",
 )
 _SIZE_PHRASES = (
     ", measuring {long:.1f} x {short:.1f} mm ({vol:.1f} mL).",
-    " of {vol:.1f} mL, {long:.1f} mm in longest diameter and {short:.1f} mm across.",
+    ", measuring {vol:.1f} mL in volume, {long:.1f} mm in longest diameter and {short:.1f} mm across.",
     " ({long:.1f} x {short:.1f} mm; volume {vol:.1f} mL).",
 )
 _OEDEMA_PHRASES = (
@@ -152,12 +189,12 @@ _NORMAL_PHRASES = (
 )
 _VENTRICLE_PHRASES = {
     "normal": (
-        "The lateral ventricles are normal in size ({vol:.1f} mL).",
-        "Ventricular size is within normal limits ({vol:.1f} mL).",
+        "The lateral ventricles are normal in size ({vol:.1f} mL, {pct:.1f} % of intracranial volume).",
+        "Ventricular size is within normal limits ({vol:.1f} mL, {pct:.1f} % of intracranial volume).",
     ),
     "enlarged": (
-        "The lateral ventricles are enlarged ({vol:.1f} mL).",
-        "There is ventricular enlargement, the lateral ventricles measuring {vol:.1f} mL.",
+        "The lateral ventricles are enlarged ({vol:.1f} mL, {pct:.1f} % of intracranial volume).",
+        "There is ventricular enlargement, the lateral ventricles measuring {vol:.1f} mL ({pct:.1f} % of intracranial volume).",
     ),
 }
 
@@ -170,21 +207,26 @@ def narrative_report(findings: Findings, seed: int = 0) -> str:
         sentences.append(rng.choice(_NORMAL_PHRASES))
     elif len(findings.lesions) > 1:
         sentences.append(f"There are {len(findings.lesions)} separate lesions.")
-    for lesion in findings.lesions:
+    for rank, lesion in enumerate(findings.lesions):
         character = lesion_character(lesion)
-        opener = rng.choice(_LESION_OPENERS).format(enh=character["enhancement"], loc=location(lesion))
+        if len(findings.lesions) > 1:
+            ordinal = _ORDINALS[rank] if rank < len(_ORDINALS) else "next"
+            enh = character["enhancement"] if character["enhancement"] != "oedema-like" else "oedema-like without a solid core"
+            opener = rng.choice(_ORDINAL_OPENERS).format(ordinal=ordinal, enh=enh, loc=location(lesion))
+        else:
+            opener = rng.choice(_LESION_OPENERS).format(noun=lesion_noun(lesion), loc=location(lesion))
         size = rng.choice(_SIZE_PHRASES).format(
             long=lesion.longest_diameter_mm, short=lesion.short_axis_mm, vol=lesion.volume_ml
         )
         sentences.append(opener + size)
-        if character["oedema_ml"] >= 0.1:
+        if character["oedema_ml"] >= 0.1 and character["enhancement"] != "oedema-like":
             sentences.append(rng.choice(_OEDEMA_PHRASES).format(oedema=character["oedema_ml"]))
         if character["enhancement"] == "rim-enhancing":
             sentences.append(rng.choice(_NECROSIS_PHRASES).format(necrotic=character["necrotic_ml"]))
         if lesion.touches_border:
             sentences.append("It extends to the edge of the imaged volume, so its size is underestimated.")
-    ventricles, _ = _ventricles(findings)
-    if ventricles is not None:
-        state = "enlarged" if ventricles > VENTRICLES_ENLARGED_ML else "normal"
-        sentences.append(rng.choice(_VENTRICLE_PHRASES[state]).format(vol=ventricles))
+    judged = ventricles(findings)
+    if judged is not None:
+        phrase = rng.choice(_VENTRICLE_PHRASES["enlarged" if judged[1] else "normal"])
+        sentences.append(phrase.format(vol=judged[0], pct=100 * judged[2]))
     return "FINDINGS:\n" + " ".join(sentences) + "\n\nIMPRESSION:\n" + "\n".join(f"- {line}" for line in impression(findings))

@@ -167,11 +167,30 @@ def test_probabilities_give_confidence_and_a_volume_interval(tmp_path):
 
 
 def test_structures_cut_by_the_image_edge_are_flagged(tmp_path):
-    shape = (60, 160, 130)  # 84 mm wide: the ellipsoid brain (136 mm) is cut on both sides
-    findings = measured(tmp_path, grid(shape, (1.4, 1.2, 1.2), centre=(0, -18, 10)), shape, [])
-    assert findings.structure("left grey matter").touches_border
-    assert not findings.structure("lateral ventricles").touches_border
-    assert findings.structure("lateral ventricles").volume_ml == 0
+    wide = (110, 160, 120)  # 154 x 192 x 144 mm: the 136 x 170 x 124 mm ellipsoid brain fits
+    whole = measured(tmp_path, grid(wide, (1.4, 1.2, 1.2), centre=(0, -18, 10)), wide, [])
+    assert not any(s.touches_border for s in whole.structures)
+    narrow = (60, 160, 120)  # 84 mm wide: cut on both sides
+    cut = measured(tmp_path, grid(narrow, (1.4, 1.2, 1.2), centre=(0, -18, 10)), narrow, [])
+    assert cut.structure("left grey matter").touches_border and cut.structure("right grey matter").touches_border
+    assert cut.structure("left grey matter").volume_ml < whole.structure("left grey matter").volume_ml
+
+
+def test_pieces_of_one_lesion_are_one_lesion_and_specks_are_not_reported(tmp_path):
+    shape, spacing = (110, 130, 36), (1.4, 1.4, 4.0)
+    affine = grid(shape, spacing, centre=(0, -18, 10))
+    labels = brain_with_lesions(ras_of(affine, shape), [((30.0, 0.0, 10.0), 10.0, 5.0)])
+    k = int(np.argmin(np.abs(ras_of(affine, shape)[0, 0, :, 2] - 10.0)))
+    labels[:, :, k] = np.where(np.isin(labels[:, :, k], (OEDEMA, CORE, ENHANCING)), 4, labels[:, :, k])  # a gap slice
+    labels[20, 20, 20] = OEDEMA  # a single-voxel speck (0.008 mL)
+    volume = as_volume(tmp_path, labels, affine)
+    findings = measure(volume.array.astype(np.uint8), volume, BRAIN_TUMOUR)
+    assert findings.lesion_count == 1
+    (lesion,) = findings.lesions
+    assert lesion.short_axis_mm <= lesion.longest_diameter_mm
+    specks = measure(volume.array.astype(np.uint8), volume, BRAIN_TUMOUR, min_lesion_ml=0.0)
+    assert specks.lesion_count == 2
+    assert specks.lesions[1].longest_diameter_mm == pytest.approx(4.0) and specks.lesions[1].short_axis_mm == pytest.approx(1.4)
 
 
 def test_findings_json_round_trip_and_schema(tmp_path):

@@ -38,6 +38,7 @@ def label_intensities(rng: np.random.Generator, contrast: str) -> tuple[np.ndarr
         means[4], means[6] = means[3], means[5]
     stds = rng.uniform(0.01, 0.05, GENERATION_LABELS)
     stds[0] = 0.0
+    stds[4], stds[6] = stds[3], stds[5]  # no side may be told from its noise either
     return np.clip(means, 0, None), stds
 
 

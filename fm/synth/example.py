@@ -21,7 +21,7 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 IMAGE = DATA / "example_brain_t1.nii.gz"
 LABELS = DATA / "example_brain_t1_labels.nii.gz"
 FINDINGS = DATA / "example_brain_t1_findings.json"
-SEED, INDEX = 2026, 1  # a right parietal enhancing lesion with oedema
+SEED, INDEX = 2026, 3  # a right parietal enhancing lesion with oedema
 MARGIN_MM = 6
 
 

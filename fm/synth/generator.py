@@ -116,19 +116,22 @@ def generate(
     rng = np.random.default_rng(sample_seed(seed, split, index))
     template = load_template()
 
-    atrophy = float(rng.uniform(0, 1)) if atrophy is None else float(atrophy)
-    count = int(rng.choice(len(spec.lesion_count_weights), p=spec.lesion_count_weights)) if lesion_count is None else lesion_count
+    # Every factor is drawn whether or not it is overridden, so pinning one leaves the rest as is.
+    drawn_atrophy = float(rng.uniform(0, 1))
+    drawn_count = int(rng.choice(len(spec.lesion_count_weights), p=spec.lesion_count_weights))
+    atrophy = drawn_atrophy if atrophy is None else float(atrophy)
+    count = drawn_count if lesion_count is None else int(lesion_count)
     plans = lesions.plan_lesions(rng, template, count, spec.lesion_volume_ml, spec.infratentorial_lesions)
     mni_labels = with_atrophy(template, atrophy)
     lesions.paint_lesions(mni_labels, template, plans)
 
-    if spacing_mm is None:
-        spacing = rng.uniform(*spec.spacing_mm, 3)
-        if rng.random() < spec.thick_slice_probability:
-            spacing[rng.integers(3)] = rng.uniform(*spec.thick_slice_mm)
-    else:
-        spacing = np.asarray(spacing_mm, float)
-    code = orientation or spatial.ORIENTATIONS[rng.integers(len(spatial.ORIENTATIONS))]
+    spacing = rng.uniform(*spec.spacing_mm, 3)
+    thick_axis = int(rng.integers(3))
+    if rng.random() < spec.thick_slice_probability:
+        spacing[thick_axis] = rng.uniform(*spec.thick_slice_mm)
+    spacing = spacing if spacing_mm is None else np.asarray(spacing_mm, float)
+    drawn_code = spatial.ORIENTATIONS[rng.integers(len(spatial.ORIENTATIONS))]
+    code = orientation or drawn_code
     axis_extent = [HEAD_FOV_MM["RLAPSI".index(c) // 2] for c in code]
     shape = tuple(int(np.ceil(extent / s)) for extent, s in zip(axis_extent, spacing))
     centre = np.asarray(HEAD_CENTRE_MNI) + rng.uniform(-6, 6, 3)
@@ -137,7 +140,8 @@ def generate(
     warp_mm = float(rng.uniform(0, 3))
     strengths = [float(rng.uniform(0.0, 0.3)) for _ in plans]
     mass_effects = [(np.array(p.centre_mni), p.radius_mm, s) for p, s in zip(plans, strengths)]
-    contrast_name = contrast_name or spec.contrasts[rng.integers(len(spec.contrasts))]
+    drawn_contrast = spec.contrasts[rng.integers(len(spec.contrasts))]
+    contrast_name = contrast_name or drawn_contrast
     means, stds = contrast.label_intensities(rng, contrast_name)
     bias = float(rng.uniform(0, spec.bias_max))
     noise = float(rng.uniform(0.005, spec.noise_max))
@@ -179,7 +183,9 @@ def generate(
         "warp_mm": round(warp_mm, 3),
         "bias": round(bias, 4),
         "noise": round(noise, 4),
-        "lesions": [
+        # What was painted; the findings (measured afterwards) are the truth: lesions can merge,
+        # be clipped to the brain or shrink below the reporting size.
+        "planned_lesions": [
             {**dataclasses.asdict(p), "mass_effect": round(s, 3)} for p, s in zip(plans, strengths)
         ],
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 
 from fm.findings import Findings, Laterality
-from fm.narrative import VENTRICLES_ENLARGED_ML, lesion_character, location
+from fm.narrative import lesion_character, lesion_noun, location, side_of, ventricles
 
 _ASK = {
     "presence": ("Is there a lesion in this scan?", "Is a focal lesion present?", "Does this brain show a tumour?"),
@@ -37,27 +37,24 @@ def qa_pairs(findings: Findings, seed: int = 0) -> list[dict[str, str]]:
     lesions = findings.lesions
     add("presence", "closed", "yes" if lesions else "no")
     add("count", "closed", str(len(lesions)))
-    try:
-        ventricles = findings.structure("lateral ventricles")
-        if not ventricles.touches_border:
-            add("ventricles", "closed", "yes" if ventricles.volume_ml > VENTRICLES_ENLARGED_ML else "no")
-    except KeyError:
-        pass
+    judged = ventricles(findings)
+    if judged is not None:
+        add("ventricles", "closed", "yes" if judged[1] else "no")
     if not lesions:
         return pairs
     main = lesions[0]
     character = lesion_character(main)
-    add("side", "closed", main.laterality.value)
+    add("side", "closed", side_of(main))
     add("region", "closed", main.region)
     add("midline", "closed", "no" if main.laterality in (Laterality.left, Laterality.right) else "yes")
-    add("enhancement", "closed", "no" if character["enhancement"] == "non-enhancing" else "yes")
+    add("enhancement", "closed", "yes" if character["enhancing_ml"] > 0 else "no")
     add("volume", "open", f"{main.volume_ml:.1f} mL")
     add("diameter", "open", f"{main.longest_diameter_mm:.1f} mm")
     add("oedema", "open", f"{character['oedema_ml']:.1f} mL")
     add(
         "describe",
         "open",
-        f"A {character['enhancement']} lesion in the {location(main)}, {main.longest_diameter_mm:.1f} x "
+        f"A {lesion_noun(main)} in the {location(main)}, {main.longest_diameter_mm:.1f} x "
         f"{main.short_axis_mm:.1f} mm ({main.volume_ml:.1f} mL), with {character['oedema_ml']:.1f} mL of surrounding oedema.",
     )
     return pairs
