@@ -1,0 +1,87 @@
+"""The Encoder interface every family implements, the InputSpec that says what input it expects,
+and the Features it returns.
+
+An Encoder is an nn.Module that also saves to / loads from the project's own format (config.json
+with the constructor arguments and the InputSpec, model.safetensors, a model card) through
+huggingface_hub's PyTorchModelHubMixin, so a local folder and a Hub repo load the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from huggingface_hub import PyTorchModelHubMixin
+from torch import nn
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+    """What an encoder expects: set in each family's pretrained config, like timm's."""
+
+    spacing_mm: tuple[float, float, float] | None  # resample to this (None: keep the scan's)
+    orientation: str  # axis codes of the array fed to the network, e.g. "RAS"
+    size: tuple[int, int, int]  # crop/pad size, or the sliding-window size when `windowed`
+    windowed: bool  # True: any size divisible by `divisible_by` works (sliding window)
+    intensity: str  # "minmax" (to [0, 1]), "zscore_nonzero", "none"
+    in_channels: int
+    modalities: tuple[str, ...]  # e.g. ("T1",) or ("T1c", "T1", "T2", "FLAIR")
+    divisible_by: int = 1
+    notes: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "InputSpec":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in fields}
+        return cls(**data)
+
+
+@dataclasses.dataclass
+class Features:
+    """maps: multi-scale feature maps, finest first, each (B, C_i, D_i, H_i, W_i);
+    tokens: (B, N, C) for adapters; embedding: (B, C) for probes."""
+
+    maps: list[torch.Tensor]
+    tokens: torch.Tensor
+    embedding: torch.Tensor
+
+
+def tokens_of(feature_map: torch.Tensor) -> torch.Tensor:
+    """(B, C, D, H, W) -> (B, D*H*W, C)."""
+    return feature_map.flatten(2).transpose(1, 2)
+
+
+class Encoder(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="fm3d",
+    tags=["medical-imaging", "3d", "feature-extraction"],
+    license="other",
+):
+    """Base class: subclasses set `family`, build their network in __init__ (JSON-able
+    arguments only: they become config.json), and implement `forward_features`, `spec`,
+    `num_features` and `load_original_state_dict`."""
+
+    family: str = ""
+
+    @property
+    def spec(self) -> InputSpec:
+        raise NotImplementedError
+
+    @property
+    def num_features(self) -> int:
+        raise NotImplementedError
+
+    def forward_features(self, x: torch.Tensor) -> Features:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> Features:
+        return self.forward_features(x)
+
+    def original_state_dict(self, checkpoint: dict, path) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+        """From a published checkpoint container: (the submodule it belongs to, its state dict)."""
+        raise NotImplementedError

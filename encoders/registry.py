@@ -1,0 +1,97 @@
+"""One registry for every encoder, in the manner of timm: `create_encoder(name, pretrained=...)`.
+
+`pretrained` may be:
+- a published checkpoint file (the authors' container: Swin-BOB / MONAI trainer and
+  self-supervised files, AnatCL `.pth`, Brain-ID `.pth`), loaded strictly and safely;
+- a folder in this project's format (config.json + model.safetensors), or
+- `hf-hub:org/name`, the same format on the Hugging Face Hub (honours HF_HUB_OFFLINE and the
+  local cache).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from encoders.anatcl import AnatCL
+from encoders.base import Encoder
+from encoders.brain_id import BrainID
+from encoders.checkpoint import load_container, load_state_dict_strictly
+from encoders.swin_bob import SwinBOB
+from fm.errors import InputFileError
+
+HUB_PREFIX = "hf-hub:"
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderEntry:
+    cls: type[Encoder]
+    defaults: dict
+    description: str
+
+
+_REGISTRY: dict[str, EncoderEntry] = {
+    "swin_bob": EncoderEntry(
+        SwinBOB,
+        dict(in_channels=1, out_channels=72, feature_size=48),
+        "Swin-UNETR pretrained on UK Biobank organ masks (UKBOB), 72 structures",
+    ),
+    "swin_bob_btcv": EncoderEntry(
+        SwinBOB,
+        dict(in_channels=1, out_channels=14, feature_size=48),
+        "Swin-UNETR fine-tuned on BTCV abdominal CT, 13 organs + background",
+    ),
+    "swin_bob_brats": EncoderEntry(
+        SwinBOB,
+        dict(in_channels=4, out_channels=3, feature_size=48, spacing_mm=(1.0, 1.0, 1.0), window=(128, 128, 128), modalities=("T1c", "T1", "T2", "FLAIR")),
+        "Swin-UNETR for BraTS brain tumours, 4 MR contrasts, 3 nested regions (sigmoid)",
+    ),
+    "anatcl": EncoderEntry(AnatCL, dict(), "AnatCL anatomical brain-MRI encoder, 3D ResNet-18, 512-d"),
+    "brain_id": EncoderEntry(BrainID, dict(f_maps=64), "Brain-ID contrast-agnostic brain features, 5-level 3D U-Net"),
+}
+
+
+def list_encoders() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def describe_encoder(name: str) -> str:
+    return _entry(name).description
+
+
+def _entry(name: str) -> EncoderEntry:
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown encoder {name!r}; available: {', '.join(list_encoders())}")
+    return _REGISTRY[name]
+
+
+def create_encoder(name: str, pretrained: str | Path | None = None, *, strict: bool = True, **overrides) -> Encoder:
+    """Build encoder `name` (with constructor `overrides`) and load `pretrained` weights if given.
+
+    strict=False tolerates missing/unexpected keys (for fine-tuning from a partial checkpoint);
+    a checkpoint that matches no key is refused either way.
+    """
+    entry = _entry(name)
+    if pretrained is None:
+        return entry.cls(**{**entry.defaults, **overrides}).eval()
+    source = str(pretrained)
+    if source.startswith(HUB_PREFIX):
+        from huggingface_hub import snapshot_download
+
+        folder = Path(snapshot_download(source[len(HUB_PREFIX) :]))
+        return _from_project_folder(entry, folder, overrides)
+    path = Path(source)
+    if path.is_dir():
+        return _from_project_folder(entry, path, overrides)
+    model = entry.cls(**{**entry.defaults, **overrides})
+    module, state = model.original_state_dict(load_container(path), path)
+    load_state_dict_strictly(module, state, path, strict=strict)
+    return model.eval()
+
+
+def _from_project_folder(entry: EncoderEntry, folder: Path, overrides: dict) -> Encoder:
+    if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
+        raise InputFileError(folder, "is not an encoder folder (needs config.json and model.safetensors)")
+    if overrides:
+        raise ValueError(f"a saved encoder carries its own configuration; drop the overrides {sorted(overrides)}")
+    return entry.cls.from_pretrained(folder).eval()
