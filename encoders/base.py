@@ -9,10 +9,14 @@ huggingface_hub's PyTorchModelHubMixin, so a local folder and a Hub repo load th
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import json
+import sys
+from pathlib import Path
 from typing import Any
 
 import torch
-from huggingface_hub import PyTorchModelHubMixin
+from huggingface_hub import ModelCard, ModelCardData, PyTorchModelHubMixin
 from torch import nn
 
 
@@ -85,3 +89,25 @@ class Encoder(
     def original_state_dict(self, checkpoint: dict, path) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         """From a published checkpoint container: (the submodule it belongs to, its state dict)."""
         raise NotImplementedError
+
+    def save_pretrained(self, save_directory, **kwargs):
+        """The mixin's config.json + model.safetensors, plus the family, InputSpec and a model card."""
+        result = super().save_pretrained(save_directory, **kwargs)
+        folder = Path(save_directory)
+        config = json.loads((folder / "config.json").read_text())
+        config.update(family=self.family, num_features=self.num_features, input_spec=self.spec.to_dict())
+        (folder / "config.json").write_text(json.dumps(config, indent=2))
+        self.model_card().save(folder / "README.md")
+        return result
+
+    def model_card(self) -> ModelCard:
+        data = ModelCardData(library_name="fm3d", license="other", tags=["medical-imaging", "3d", "feature-extraction", self.family])
+        spec_rows = "\n".join(f"| {k} | {v} |" for k, v in self.spec.to_dict().items())
+        doc = inspect.getdoc(sys.modules[type(self).__module__]) or ""
+        text = (
+            f"---\n{data.to_yaml()}\n---\n\n# {self.family} encoder ({self.num_features} features)\n\n{doc}\n\n"
+            f"## Input\n\n| field | value |\n| --- | --- |\n{spec_rows}\n\n"
+            "## Use\n\n```python\nfrom encoders.registry import create_encoder\n"
+            f'model = create_encoder("{self.family}", pretrained="hf-hub:ORG/NAME")\n```\n'
+        )
+        return ModelCard(text)
