@@ -86,6 +86,12 @@ class Encoder(
     def forward(self, x: torch.Tensor) -> Features:
         return self.forward_features(x)
 
+    def preprocess(self, volume) -> "Preprocessed":
+        """An fm.io.Volume as the (1, C, D, H, W) tensor this encoder expects, with its grid."""
+        from encoders.preprocess import monai_preprocess
+
+        return monai_preprocess(volume, self.spec)
+
     def original_state_dict(self, checkpoint: dict, path) -> tuple[nn.Module, dict[str, torch.Tensor]]:
         """From a published checkpoint container: (the submodule it belongs to, its state dict)."""
         raise NotImplementedError

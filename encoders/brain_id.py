@@ -120,6 +120,12 @@ class BrainID(Encoder):
     def num_features(self) -> int:
         return self._features
 
+    def preprocess(self, volume):
+        """The authors' demo preprocessing, reproduced exactly (encoders.preprocess)."""
+        from encoders.preprocess import brain_id_preprocess
+
+        return brain_id_preprocess(volume, crop=self.spec.size[0])
+
     def forward_features(self, x: torch.Tensor) -> Features:
         levels = self.backbone(x)
         last = levels[-1]

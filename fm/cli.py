@@ -196,5 +196,57 @@ def synth(count, seed, split, out, preview):
         click.echo(f"preview {out / f'preview-{split}.png'}")
 
 
+def _parse_overrides(pairs: tuple[str, ...]) -> dict:
+    """KEY=VALUE pairs: JSON values, or comma-separated numbers as a list."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--set")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = [json.loads(v) for v in value.split(",")] if "," in value else value
+    return out
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--encoder", "encoder_name", required=True, help="Encoder name (see `fm encoders`).")
+@click.option("--pretrained", help="Published checkpoint file, a saved encoder folder, or hf-hub:org/name.")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Encoder constructor override, e.g. widths=8,16,32,64.")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True, help="Parquet file (extended if it exists).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True, help="Scans run together (1: bit-identical rows whatever the batch).")
+def embed(paths, encoder_name, pretrained, settings, out, batch_size):
+    """Embed scans with an encoder: one parquet row per scan.
+
+    Each row holds the path, the scan's content hash, the encoder and weights hashes, the input
+    spec and the embedding. Scans already in OUT with the same encoder and weights are skipped, so
+    a run can be resumed or extended. Any format `fm info` reads works.
+
+    \b
+    Examples:
+      fm embed scans/*.nii.gz --encoder brain_id --pretrained brainid.pth --out emb.parquet
+      fm embed dicom_study/ --encoder anatcl --pretrained hf-hub:org/anatcl --out emb.parquet
+    """
+    from fm.embed import embed_scans  # torch-heavy
+
+    added, errors = embed_scans(list(paths), encoder_name, out, pretrained, _parse_overrides(settings), batch_size)
+    for message in errors:
+        click.echo(f"error: {message}", err=True)
+    click.echo(f"embedded {added} scans into {out} ({len(errors)} failed)")
+    if errors:
+        sys.exit(EXIT_BAD_INPUT)
+
+
+@main.command()
+def encoders():
+    """List the registered encoders."""
+    from encoders.registry import describe_encoder, list_encoders
+
+    for name in list_encoders():
+        click.echo(f"{name:<16}{describe_encoder(name)}")
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,144 @@
+"""From an `fm.io.Volume` to the tensor an encoder expects, remembering the grid it ends on.
+
+Swin-BOB and AnatCL use MONAI transforms (orientation, spacing, intensity, pad/crop). Brain-ID
+reproduces the authors' demo preprocessing exactly, which MONAI's resampler does not (it samples
+a different grid): min-max to [0, 1] over the volume; resize to ~1 mm keeping the field of view
+(new size = round(size x spacing), Gaussian smoothing with sigma = ln(5)/pi x factor along axes
+that shrink, zero-padded; linear interpolation on the grid of voxel centres that keeps the field
+of view); reorder to RAS; centre crop to 220^3 where larger.
+
+Every result carries `affine` (voxel -> RAS mm of the tensor's grid), so outputs on that grid
+can be put back on the scan's grid (`to_volume_grid`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.data import MetaTensor
+from monai.transforms import (
+    Compose,
+    DivisiblePad,
+    NormalizeIntensity,
+    Orientation,
+    ResizeWithPadOrCrop,
+    ScaleIntensityRange,
+    Spacing,
+)
+from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
+
+from encoders.base import InputSpec
+from fm.io import Volume
+
+
+@dataclasses.dataclass
+class Preprocessed:
+    tensor: torch.Tensor  # (1, C, D, H, W) float32
+    affine: np.ndarray  # voxel -> RAS mm of the tensor grid
+
+    def to_volume_grid(self, values: torch.Tensor, volume: Volume, mode: str = "bilinear") -> torch.Tensor:
+        """Values on the tensor grid (C, D, H, W) resampled onto `volume`'s grid (C, *volume.shape)."""
+        # For every voxel of the volume: where it falls in the tensor grid (voxel units).
+        to_tensor = np.linalg.inv(self.affine) @ volume.affine
+        shape = volume.shape
+        i, j, k = (torch.arange(n, dtype=torch.float64) for n in shape)
+        m = torch.from_numpy(to_tensor)
+        coords = (
+            m[:3, 3]
+            + i[:, None, None, None] * m[:3, 0]
+            + j[None, :, None, None] * m[:3, 1]
+            + k[None, None, :, None] * m[:3, 2]
+        )
+        sizes = torch.tensor(values.shape[1:], dtype=torch.float64)
+        grid = (2 * coords / (sizes - 1) - 1).flip(-1).float()[None]
+        sampled = F.grid_sample(values[None].float(), grid, mode=mode, padding_mode="zeros", align_corners=True)
+        return sampled[0]
+
+
+def monai_preprocess(volume: Volume, spec: InputSpec) -> Preprocessed:
+    """Orientation, spacing, intensity and pad/crop as the spec says, with MONAI transforms."""
+    image = MetaTensor(torch.from_numpy(np.ascontiguousarray(volume.array))[None], affine=torch.from_numpy(volume.affine))
+    steps = [Orientation(axcodes=spec.orientation, labels=(("L", "R"), ("P", "A"), ("I", "S")))]  # RAS+ labels, stated
+    if spec.spacing_mm is not None:
+        steps.append(Spacing(pixdim=spec.spacing_mm, mode="bilinear"))
+    if spec.intensity == "ct_window":
+        steps.append(ScaleIntensityRange(a_min=-175, a_max=250, b_min=0.0, b_max=1.0, clip=True))
+    elif spec.intensity == "zscore_nonzero":
+        steps.append(NormalizeIntensity(nonzero=True))
+    elif spec.intensity == "minmax":
+        steps.append(ScaleIntensityRange(a_min=float(image.min()), a_max=float(image.max()), b_min=0.0, b_max=1.0))
+    if spec.windowed:
+        steps.append(DivisiblePad(k=spec.divisible_by))
+    else:
+        steps.append(ResizeWithPadOrCrop(spatial_size=spec.size))
+    out = Compose(steps)(image)
+    tensor = out.as_tensor().float()
+    if spec.in_channels > 1:
+        tensor = tensor.expand(spec.in_channels, *tensor.shape[1:])  # one scan fed to every channel
+    return Preprocessed(tensor[None].contiguous(), out.affine.numpy().astype(float))
+
+
+def brain_id_preprocess(volume: Volume, crop: int = 220) -> Preprocessed:
+    """The Brain-ID demo preprocessing (see module docstring), on the file's own layout first."""
+    array = torch.from_numpy(np.ascontiguousarray(volume.to_source_layout(), dtype=np.float32))
+    affine = volume.source.affine.copy()
+    array = torch.nan_to_num(array)
+    array = array - array.min()
+    array = array / array.max()
+    array, affine = _resize_to_1mm(array, affine)
+    array, affine = _to_ras(array, affine)
+    starts = [max(n - crop, 0) // 2 for n in array.shape]
+    array = array[tuple(slice(s, s + crop) for s in starts)]
+    affine = affine.copy()
+    affine[:3, 3] = affine[:3, :3] @ np.array(starts, float) + affine[:3, 3]
+    return Preprocessed(array[None, None].contiguous(), affine)
+
+
+def _resize_to_1mm(array: torch.Tensor, affine: np.ndarray, resolution: float = 1.0):
+    spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    new_size = np.round(np.array(array.shape) * spacing / resolution).astype(int)
+    shrink = np.array(array.shape) / new_size
+    k = math.log(5) / math.pi  # Gaussian power at half the new sampling width falls to 1/5
+    sigmas = np.where(k * shrink <= k, 0.0, k * shrink)
+    for axis, sigma in enumerate(sigmas):
+        if sigma > 0:
+            array = _smooth_along(array, axis, sigma)
+    scale = new_size / np.array(array.shape)
+    for axis in range(3):
+        array = _linear_resample_along(array, axis, int(new_size[axis]), float(scale[axis]))
+    new_affine = affine.copy()
+    new_affine[:3, :3] = affine[:3, :3] / scale
+    new_affine[:3, 3] = affine[:3, 3] - affine[:3, :3] @ (0.5 - 0.5 / scale)
+    return array, new_affine
+
+
+def _smooth_along(array: torch.Tensor, axis: int, sigma: float) -> torch.Tensor:
+    half = int(np.ceil(2.5 * sigma))
+    taps = np.exp(-((np.arange(-half, half + 1) / sigma) ** 2) / 2)
+    kernel = torch.tensor(taps / taps.sum(), dtype=torch.float32)
+    moved = array.movedim(axis, -1)
+    flat = moved.reshape(-1, 1, moved.shape[-1])
+    smoothed = F.conv1d(flat, kernel[None, None], padding=half)  # zero padding, as published
+    return smoothed.reshape(moved.shape).movedim(-1, axis)
+
+
+def _linear_resample_along(array: torch.Tensor, axis: int, size: int, scale: float) -> torch.Tensor:
+    """Linear interpolation at the centres of `size` new voxels spanning the same extent."""
+    n = array.shape[axis]
+    start = (1.0 - scale) / (2.0 * scale)
+    positions = torch.arange(start, start + size / scale, 1 / scale, dtype=torch.float32)[:size]
+    positions = positions.clamp(0, n - 1)
+    lower = positions.floor().long()
+    upper = (lower + 1).clamp(max=n - 1)
+    weight = (positions - lower.float()).reshape([-1 if a == axis else 1 for a in range(3)])
+    return array.index_select(axis, lower) * (1 - weight) + array.index_select(axis, upper) * weight
+
+
+def _to_ras(array: torch.Tensor, affine: np.ndarray):
+    transform = ornt_transform(io_orientation(affine), axcodes2ornt("RAS"))
+    out = np.ascontiguousarray(apply_orientation(array.numpy(), transform))
+    return torch.from_numpy(out), affine @ inv_ornt_aff(transform, array.shape)

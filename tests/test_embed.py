@@ -1,0 +1,96 @@
+"""From scans to encoder inputs and embeddings: the published Brain-ID preprocessing, MONAI
+preprocessing that keeps left on the left, mapping back to the scan, and `fm embed`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from click.testing import CliRunner
+
+import phantoms
+from encoders.preprocess import brain_id_preprocess
+from encoders.registry import create_encoder
+from fm.cli import main
+from fm.embed import embed_scans, embeddings_of
+from fm.io import load_volume
+
+BRAIN_ID = Path(__file__).resolve().parent / "data" / "refvectors" / "brain_id"
+CHECKPOINT = BRAIN_ID / "brainid_small_checkpoint.pth"
+
+
+def test_brain_id_preprocessing_matches_the_published_demo():
+    expected = torch.load(BRAIN_ID / "preproc_output.pt", weights_only=True)
+    volume = load_volume(BRAIN_ID / "preproc_input.nii.gz")
+    np.testing.assert_allclose(volume.source.affine, expected["affine_in"].numpy(), atol=1e-6)
+    result = brain_id_preprocess(volume)
+    torch.testing.assert_close(result.tensor, expected["preprocessed"].float(), atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(result.affine, expected["affine_out"].numpy(), atol=1e-4)
+
+
+def test_brain_id_preprocessing_crops_large_scans_to_220_around_the_centre(tmp_path):
+    array = np.zeros((240, 230, 100), np.float32)
+    array[120, 115, 50] = 1.0
+    volume = load_volume(phantoms.write_nifti(tmp_path / "big.nii", array, np.eye(4)))
+    result = brain_id_preprocess(volume)
+    assert tuple(result.tensor.shape[2:]) == (220, 220, 100)
+    peak = np.unravel_index(int(result.tensor.argmax()), result.tensor.shape[2:])
+    np.testing.assert_allclose(result.affine[:3, :3] @ np.array(peak) + result.affine[:3, 3], [120, 115, 50], atol=1e-6)
+
+
+def test_monai_preprocessing_keeps_the_patients_right_on_the_right(tmp_path):
+    reference, affine = phantoms.ras_reference()
+    lps = load_volume(phantoms.write_nifti(tmp_path / "lps.nii.gz", *phantoms.relayout(reference, affine, "LPS")))
+    for name, kwargs in (("anatcl", {}), ("swin_bob_brats", {"feature_size": 12})):
+        encoder = create_encoder(name, **kwargs)
+        prepared = encoder.preprocess(lps)
+        spec = encoder.spec
+        assert prepared.tensor.shape[1] == spec.in_channels
+        if spec.windowed:
+            assert all(n % spec.divisible_by == 0 for n in prepared.tensor.shape[2:])
+        else:
+            assert tuple(prepared.tensor.shape[2:]) == spec.size
+        ijk = np.unravel_index(int(prepared.tensor[0, 0].argmax()), prepared.tensor.shape[2:])
+        ras = prepared.affine[:3, :3] @ np.array(ijk) + prepared.affine[:3, 3]
+        np.testing.assert_allclose(ras, phantoms.MARKER_RAS, atol=1.6)  # within a 1.5 mm voxel
+
+        back = prepared.to_volume_grid(prepared.tensor[0, :1], lps)
+        marker = np.unravel_index(int(back[0].argmax()), lps.shape)
+        np.testing.assert_allclose(lps.voxel_to_ras(np.array(marker)), phantoms.MARKER_RAS, atol=2.6)
+
+
+def test_embed_is_deterministic_resumable_and_format_independent(tmp_path):
+    reference, affine = phantoms.ras_reference()
+    array, grid = phantoms.relayout(reference, affine, "PIR")
+    nifti = phantoms.write_nifti(tmp_path / "scan.nii.gz", array, grid)
+    dicom = phantoms.write_series(tmp_path / "scan_dicom", phantoms.dicom_slices(array, grid))
+    out = tmp_path / "emb.parquet"
+    overrides = {"f_maps": 8}
+    added, errors = embed_scans([nifti, dicom, tmp_path / "missing.nii"], "brain_id", out, str(CHECKPOINT), overrides, progress=False)
+    assert added == 2 and len(errors) == 1 and "missing.nii: no such file" in errors[0]
+    paths, vectors = embeddings_of(out)
+    assert vectors.shape == (2, 8)
+    np.testing.assert_allclose(vectors[0], vectors[1], atol=1e-6)  # same voxels and geometry, two formats
+
+    again, _ = embed_scans([nifti, dicom], "brain_id", out, str(CHECKPOINT), overrides, progress=False)
+    assert again == 0 and pq.read_table(out).num_rows == 2
+
+    other = tmp_path / "other.parquet"
+    embed_scans([nifti], "brain_id", other, str(CHECKPOINT), overrides, progress=False)
+    np.testing.assert_array_equal(embeddings_of(other)[1][0], vectors[0])
+    row = pq.read_table(out).to_pylist()[0]
+    assert row["encoder"] == "brain_id" and len(row["content_sha256"]) == 64 and '"intensity": "minmax"' in row["spec_json"]
+
+
+def test_cli_embed_with_a_published_checkpoint(tmp_path):
+    scan = phantoms.write_nifti(tmp_path / "scan.nii.gz", *phantoms.ras_reference())
+    out = tmp_path / "emb.parquet"
+    result = CliRunner().invoke(
+        main, ["embed", str(scan), "--encoder", "anatcl", "--pretrained", str(BRAIN_ID.parent / "anatcl" / "anatcl_small_checkpoint.pth"),
+               "--set", "widths=8,16,32,64", "--out", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "embedded 1 scans" in result.output
+    assert embeddings_of(out)[1].shape == (1, 64)
