@@ -13,11 +13,14 @@ import inspect
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from huggingface_hub import ModelCard, ModelCardData, PyTorchModelHubMixin
 from torch import nn
+
+if TYPE_CHECKING:
+    from encoders.preprocess import Preprocessed
 
 
 @dataclasses.dataclass(frozen=True)
