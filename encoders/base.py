@@ -40,12 +40,6 @@ class InputSpec:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "InputSpec":
-        fields = {f.name for f in dataclasses.fields(cls)}
-        data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in fields}
-        return cls(**data)
-
 
 @dataclasses.dataclass
 class Features:
@@ -71,7 +65,7 @@ class Encoder(
 ):
     """Base class: subclasses set `family`, build their network in __init__ (JSON-able
     arguments only: they become config.json), and implement `forward_features`, `spec`,
-    `num_features` and `load_original_state_dict`."""
+    `num_features` and `original_state_dict`."""
 
     family: str = ""
 
@@ -90,7 +84,8 @@ class Encoder(
         return self.forward_features(x)
 
     def preprocess(self, volume) -> "Preprocessed":
-        """An fm.io.Volume as the (1, C, D, H, W) tensor this encoder expects, with its grid."""
+        """An fm.io.Volume (or one per input channel, on one grid) as the (1, C, D, H, W) tensor
+        this encoder expects, with its grid."""
         from encoders.preprocess import monai_preprocess
 
         return monai_preprocess(volume, self.spec)

@@ -17,15 +17,16 @@ from torch import nn
 
 from fm.errors import InputFileError
 
-# numpy 2 moved numpy.core to numpy._core; old pickles name the old path.
+# numpy 2 moved numpy.core to numpy._core; old pickles name the old path. Only numeric dtype
+# classes are allowed (a float64 `best_acc`, an int `epoch`), never object or string ones.
 _SCALAR = np._core.multiarray.scalar
-SAFE_GLOBALS = [
-    (_SCALAR, "numpy.core.multiarray.scalar"),
-    _SCALAR,
-    np.dtype,
-    *[getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith("DType")],
-    argparse.Namespace,
+_NUMERIC_DTYPES = [
+    np.dtypes.Float16DType, np.dtypes.Float32DType, np.dtypes.Float64DType,
+    np.dtypes.Int8DType, np.dtypes.Int16DType, np.dtypes.Int32DType, np.dtypes.Int64DType,
+    np.dtypes.UInt8DType, np.dtypes.UInt16DType, np.dtypes.UInt32DType, np.dtypes.UInt64DType,
+    np.dtypes.BoolDType,
 ]
+SAFE_GLOBALS = [(_SCALAR, "numpy.core.multiarray.scalar"), _SCALAR, np.dtype, *_NUMERIC_DTYPES, argparse.Namespace]
 
 
 def load_container(path: str | Path) -> dict:

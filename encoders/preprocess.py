@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ from monai.transforms import (
     NormalizeIntensity,
     Orientation,
     ResizeWithPadOrCrop,
+    ScaleIntensity,
     ScaleIntensityRange,
     Spacing,
 )
@@ -53,15 +55,32 @@ class Preprocessed:
             + j[None, :, None, None] * m[:3, 1]
             + k[None, None, :, None] * m[:3, 2]
         )
-        sizes = torch.tensor(values.shape[1:], dtype=torch.float64)
+        sizes = torch.tensor(values.shape[1:], dtype=torch.float64).clamp(min=2)  # a 1-voxel axis: no division by 0
         grid = (2 * coords / (sizes - 1) - 1).flip(-1).float()[None]
         sampled = F.grid_sample(values[None].float(), grid, mode=mode, padding_mode="zeros", align_corners=True)
         return sampled[0]
 
 
-def monai_preprocess(volume: Volume, spec: InputSpec) -> Preprocessed:
-    """Orientation, spacing, intensity and pad/crop as the spec says, with MONAI transforms."""
-    image = MetaTensor(torch.from_numpy(np.ascontiguousarray(volume.array))[None], affine=torch.from_numpy(volume.affine))
+def monai_preprocess(volume: Volume | Sequence[Volume], spec: InputSpec) -> Preprocessed:
+    """Orientation, spacing, intensity and pad/crop as the spec says, with MONAI transforms.
+
+    `volume` is one scan, or one scan per input channel (same grid, in the spec's modality order).
+    """
+    volumes = [volume] if isinstance(volume, Volume) else list(volume)
+    if len(volumes) != spec.in_channels:
+        raise ValueError(
+            f"this encoder takes {spec.in_channels} co-registered scans ({', '.join(spec.modalities)}), got {len(volumes)}"
+        )
+    first = volumes[0]
+    for other in volumes[1:]:
+        if other.shape != first.shape or not np.allclose(other.affine, first.affine, atol=1e-3):
+            raise ValueError(f"{other.source.path} is not on the grid of {first.source.path}; register the scans first")
+    for v in volumes:
+        if float(v.array.max()) == float(v.array.min()):
+            raise ValueError(f"{v.source.path} is constant ({float(v.array.min())}); there is nothing to encode")
+    # A copy: MONAI's intensity transforms work in place and must not touch the caller's volume.
+    stacked = torch.tensor(np.stack([v.array for v in volumes]), dtype=torch.float32)
+    image = MetaTensor(stacked, affine=torch.from_numpy(first.affine))
     steps = [Orientation(axcodes=spec.orientation, labels=(("L", "R"), ("P", "A"), ("I", "S")))]  # RAS+ labels, stated
     if spec.spacing_mm is not None:
         steps.append(Spacing(pixdim=spec.spacing_mm, mode="bilinear"))
@@ -70,16 +89,13 @@ def monai_preprocess(volume: Volume, spec: InputSpec) -> Preprocessed:
     elif spec.intensity == "zscore_nonzero":
         steps.append(NormalizeIntensity(nonzero=True))
     elif spec.intensity == "minmax":
-        steps.append(ScaleIntensityRange(a_min=float(image.min()), a_max=float(image.max()), b_min=0.0, b_max=1.0))
+        steps.append(ScaleIntensity(minv=0.0, maxv=1.0, channel_wise=True))
     if spec.windowed:
         steps.append(DivisiblePad(k=spec.divisible_by))
     else:
         steps.append(ResizeWithPadOrCrop(spatial_size=spec.size))
     out = Compose(steps)(image)
-    tensor = out.as_tensor().float()
-    if spec.in_channels > 1:
-        tensor = tensor.expand(spec.in_channels, *tensor.shape[1:])  # one scan fed to every channel
-    return Preprocessed(tensor[None].contiguous(), out.affine.numpy().astype(float))
+    return Preprocessed(out.as_tensor().float()[None].contiguous(), out.affine.numpy().astype(float))
 
 
 def brain_id_preprocess(volume: Volume, crop: int = 220) -> Preprocessed:
@@ -88,6 +104,8 @@ def brain_id_preprocess(volume: Volume, crop: int = 220) -> Preprocessed:
     affine = volume.source.affine.copy()
     array = torch.nan_to_num(array)
     array = array - array.min()
+    if float(array.max()) == 0:
+        raise ValueError(f"{volume.source.path} is constant; there is nothing to encode")
     array = array / array.max()
     array, affine = _resize_to_1mm(array, affine)
     array, affine = _to_ras(array, affine)
@@ -103,7 +121,7 @@ def _resize_to_1mm(array: torch.Tensor, affine: np.ndarray, resolution: float = 
     new_size = np.round(np.array(array.shape) * spacing / resolution).astype(int)
     shrink = np.array(array.shape) / new_size
     k = math.log(5) / math.pi  # Gaussian power at half the new sampling width falls to 1/5
-    sigmas = np.where(k * shrink <= k, 0.0, k * shrink)
+    sigmas = np.where(shrink > 1, k * shrink, 0.0)  # smooth only along axes that shrink
     for axis, sigma in enumerate(sigmas):
         if sigma > 0:
             array = _smooth_along(array, axis, sigma)

@@ -11,7 +11,11 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import json
 from pathlib import Path
+
+from safetensors.torch import load_file
 
 from encoders.anatcl import AnatCL
 from encoders.base import Encoder
@@ -33,12 +37,12 @@ class EncoderEntry:
 _REGISTRY: dict[str, EncoderEntry] = {
     "swin_bob": EncoderEntry(
         SwinBOB,
-        dict(in_channels=1, out_channels=72, feature_size=48),
-        "Swin-UNETR pretrained on UK Biobank organ masks (UKBOB), 72 structures",
+        dict(in_channels=1, out_channels=72, feature_size=48, modalities=("MR",)),
+        "Swin-UNETR pretrained on UK Biobank body MRI organ masks (UKBOB), 72 structures",
     ),
     "swin_bob_btcv": EncoderEntry(
         SwinBOB,
-        dict(in_channels=1, out_channels=14, feature_size=48),
+        dict(in_channels=1, out_channels=14, feature_size=48, spacing_mm=(1.5, 1.5, 2.0), modalities=("CT",)),
         "Swin-UNETR fine-tuned on BTCV abdominal CT, 13 organs + background",
     ),
     "swin_bob_brats": EncoderEntry(
@@ -78,20 +82,35 @@ def create_encoder(name: str, pretrained: str | Path | None = None, *, strict: b
     if source.startswith(HUB_PREFIX):
         from huggingface_hub import snapshot_download
 
-        folder = Path(snapshot_download(source[len(HUB_PREFIX) :]))
-        return _from_project_folder(entry, folder, overrides)
+        folder = Path(snapshot_download(source[len(HUB_PREFIX) :], allow_patterns=["config.json", "model.safetensors", "README.md"]))
+        return _from_project_folder(entry, folder, overrides, strict)
     path = Path(source)
     if path.is_dir():
-        return _from_project_folder(entry, path, overrides)
+        return _from_project_folder(entry, path, overrides, strict)
     model = entry.cls(**{**entry.defaults, **overrides})
     module, state = model.original_state_dict(load_container(path), path)
     load_state_dict_strictly(module, state, path, strict=strict)
     return model.eval()
 
 
-def _from_project_folder(entry: EncoderEntry, folder: Path, overrides: dict) -> Encoder:
+def _from_project_folder(entry: EncoderEntry, folder: Path, overrides: dict, strict: bool) -> Encoder:
+    """config.json + model.safetensors, checked like a published checkpoint (the Hub mixin's own
+    loader would accept missing weights without a word)."""
     if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
         raise InputFileError(folder, "is not an encoder folder (needs config.json and model.safetensors)")
     if overrides:
         raise ValueError(f"a saved encoder carries its own configuration; drop the overrides {sorted(overrides)}")
-    return entry.cls.from_pretrained(folder).eval()
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except json.JSONDecodeError as err:
+        raise InputFileError(folder / "config.json", f"is not valid JSON ({err})") from None
+    if config.get("family") != entry.cls.family:
+        raise InputFileError(folder, f"holds a {config.get('family')!r} encoder, not {entry.cls.family!r}")
+    accepted = inspect.signature(entry.cls.__init__).parameters
+    model = entry.cls(**{k: v for k, v in config.items() if k in accepted})
+    try:
+        state = load_file(str(folder / "model.safetensors"))
+    except Exception as err:  # safetensors raises its own error types for corrupt files
+        raise InputFileError(folder / "model.safetensors", f"is not a readable safetensors file ({err})") from None
+    load_state_dict_strictly(model, state, folder, strict=strict)
+    return model.eval()

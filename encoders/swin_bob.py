@@ -62,10 +62,11 @@ class SwinBOB(Encoder):
         legacy_patch_merging: bool = True,
         spacing_mm: tuple[float, float, float] = (1.5, 1.5, 1.5),
         window: tuple[int, int, int] = (96, 96, 96),
-        modalities: tuple[str, ...] = ("CT",),
+        modalities: tuple[str, ...] = ("MR",),
     ):
         super().__init__()
-        self.config_values = dict(spacing_mm=tuple(spacing_mm), window=tuple(window), modalities=tuple(modalities))
+        modalities = (modalities,) if isinstance(modalities, str) else tuple(modalities)
+        self.config_values = dict(spacing_mm=tuple(spacing_mm), window=tuple(window), modalities=modalities)
         self.unetr = SwinUNETR(
             in_channels=in_channels,
             out_channels=out_channels,
@@ -91,7 +92,7 @@ class SwinBOB(Encoder):
             in_channels=self._in_channels,
             modalities=self.config_values["modalities"],
             divisible_by=32,
-            notes="Sliding-window segmentation over 96^3 windows; any size divisible by 32 encodes.",
+            notes="Sliding-window segmentation over the window; embeddings encode the whole padded volume (size divisible by 32).",
         )
 
     @property

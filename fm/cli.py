@@ -217,6 +217,7 @@ def _parse_overrides(pairs: tuple[str, ...]) -> dict:
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Encoder constructor override, e.g. widths=8,16,32,64.")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True, help="Parquet file (extended if it exists).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True, help="Scans run together (1: bit-identical rows whatever the batch).")
+@_reports_input_errors
 def embed(paths, encoder_name, pretrained, settings, out, batch_size):
     """Embed scans with an encoder: one parquet row per scan.
 
@@ -229,8 +230,11 @@ def embed(paths, encoder_name, pretrained, settings, out, batch_size):
       fm embed scans/*.nii.gz --encoder brain_id --pretrained brainid.pth --out emb.parquet
       fm embed dicom_study/ --encoder anatcl --pretrained hf-hub:org/anatcl --out emb.parquet
     """
+    from encoders.registry import list_encoders
     from fm.embed import embed_scans  # torch-heavy
 
+    if encoder_name not in list_encoders():
+        raise click.BadParameter(f"unknown encoder {encoder_name!r}; choose from {', '.join(list_encoders())}", param_hint="--encoder")
     added, errors = embed_scans(list(paths), encoder_name, out, pretrained, _parse_overrides(settings), batch_size)
     for message in errors:
         click.echo(f"error: {message}", err=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 import torch
 from click.testing import CliRunner
 
@@ -45,7 +46,9 @@ def test_monai_preprocessing_keeps_the_patients_right_on_the_right(tmp_path):
     lps = load_volume(phantoms.write_nifti(tmp_path / "lps.nii.gz", *phantoms.relayout(reference, affine, "LPS")))
     for name, kwargs in (("anatcl", {}), ("swin_bob_brats", {"feature_size": 12})):
         encoder = create_encoder(name, **kwargs)
-        prepared = encoder.preprocess(lps)
+        before = lps.array.copy()
+        prepared = encoder.preprocess([lps] * encoder.spec.in_channels if encoder.spec.in_channels > 1 else lps)
+        np.testing.assert_array_equal(lps.array, before)  # the caller's volume is untouched
         spec = encoder.spec
         assert prepared.tensor.shape[1] == spec.in_channels
         if spec.windowed:
@@ -59,6 +62,13 @@ def test_monai_preprocessing_keeps_the_patients_right_on_the_right(tmp_path):
         back = prepared.to_volume_grid(prepared.tensor[0, :1], lps)
         marker = np.unravel_index(int(back[0].argmax()), lps.shape)
         np.testing.assert_allclose(lps.voxel_to_ras(np.array(marker)), phantoms.MARKER_RAS, atol=2.6)
+
+
+def test_multi_contrast_encoders_refuse_a_single_scan(tmp_path):
+    scan = load_volume(phantoms.write_nifti(tmp_path / "t1.nii.gz", *phantoms.ras_reference()))
+    encoder = create_encoder("swin_bob_brats", feature_size=12)
+    with pytest.raises(ValueError, match=r"takes 4 co-registered scans \(T1c, T1, T2, FLAIR\), got 1"):
+        encoder.preprocess(scan)
 
 
 def test_embed_is_deterministic_resumable_and_format_independent(tmp_path):
@@ -76,6 +86,17 @@ def test_embed_is_deterministic_resumable_and_format_independent(tmp_path):
 
     again, _ = embed_scans([nifti, dicom], "brain_id", out, str(CHECKPOINT), overrides, progress=False)
     assert again == 0 and pq.read_table(out).num_rows == 2
+
+    constant = phantoms.write_nifti(tmp_path / "blank.nii.gz", np.zeros((20, 20, 20), np.float32), np.eye(4))
+    more, problems = embed_scans([constant, nifti], "brain_id", out, str(CHECKPOINT), overrides, progress=False)
+    assert more == 0 and "blank.nii.gz" in problems[0] and "constant" in problems[0]
+
+    wider = embed_scans([nifti], "anatcl", out, str(CHECKPOINT.parent.parent / "anatcl" / "anatcl_small_checkpoint.pth"),
+                        {"widths": [8, 16, 32, 64]}, progress=False)[0]
+    cropped = embed_scans([nifti], "anatcl", out, str(CHECKPOINT.parent.parent / "anatcl" / "anatcl_small_checkpoint.pth"),
+                          {"widths": [8, 16, 32, 64], "size": [96, 96, 96]}, progress=False)[0]
+    assert wider == 1 and cropped == 1, "a different input spec is a different embedding"
+    assert pq.read_table(out).num_rows == 4
 
     other = tmp_path / "other.parquet"
     embed_scans([nifti], "brain_id", other, str(CHECKPOINT), overrides, progress=False)
