@@ -47,3 +47,34 @@ BRAIN_TUMOUR = LabelSet(
     left=(3, 5),
     right=(4, 6),
 )
+
+
+#: BTCV abdominal CT (Synapse multi-organ): the 13 organs of the Swin-UNETR BTCV checkpoints.
+BTCV = LabelSet(
+    name="btcv-13",
+    structures={
+        1: "spleen",
+        2: "right kidney",
+        3: "left kidney",
+        4: "gallbladder",
+        5: "oesophagus",
+        6: "liver",
+        7: "stomach",
+        8: "aorta",
+        9: "inferior vena cava",
+        10: "portal and splenic veins",
+        11: "pancreas",
+        12: "right adrenal gland",
+        13: "left adrenal gland",
+    },
+    lesion={},
+    nested={},
+)
+
+#: BraTS glioma labels as the Swin-UNETR BraTS checkpoints write them (sigmoid channels TC, WT, ET).
+BRATS = LabelSet(
+    name="brats",
+    structures={},
+    lesion={1: "necrotic / non-enhancing core", 2: "peritumoral oedema", 4: "enhancing tumour"},
+    nested={"whole_tumour": (1, 2, 4), "tumour_core": (1, 4), "enhancing_tumour": (4,)},
+)

@@ -1,0 +1,165 @@
+"""Segmentation on encoder features, from a scan to labels and probabilities on the scan's own grid.
+
+- `SwinSegmentationNet`: the Swin-UNETR decoder itself, so released Swin-BOB / BTCV / BraTS
+  segmentation checkpoints work end to end.
+- `LightSegmentationNet`: a small decoder for the other families (a 1x1x1 convolution where the
+  encoder already has a full-resolution map, as Brain-ID does; otherwise progressive upsampling
+  through the encoder's multi-scale maps).
+- `Segmenter`: preprocess -> sliding-window inference with Gaussian blending (MONAI) ->
+  softmax, or nested sigmoid regions (whole tumour > tumour core > enhancing, as BraTS) ->
+  probabilities resampled onto the input volume's grid -> labels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.inferers import sliding_window_inference
+from torch import nn
+
+from encoders.base import Encoder
+from encoders.preprocess import Preprocessed
+from encoders.swin_bob import SwinBOB
+from fm.io import Volume
+from fm.labels import LabelSet
+
+
+class SwinSegmentationNet(nn.Module):
+    """Swin-UNETR end to end: its own decoder and output layer."""
+
+    def __init__(self, encoder: SwinBOB):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, x):
+        return self.encoder.segment(x)
+
+
+class LightSegmentationNet(nn.Module):
+    """A light decoder over an encoder's multi-scale maps (finest first)."""
+
+    def __init__(self, encoder: Encoder, num_classes: int, channels: list[int], width: int = 16):
+        super().__init__()
+        self.encoder = encoder
+        self.fuse = nn.ModuleList(
+            nn.Sequential(nn.Conv3d(c + width, width, 3, padding=1, bias=False), nn.InstanceNorm3d(width, affine=True), nn.LeakyReLU(0.01))
+            for c in channels[:-1]
+        )
+        self.bottom = nn.Conv3d(channels[-1], width, 1)
+        self.out = nn.Conv3d(width, num_classes, 1)
+
+    def forward(self, x):
+        maps = self.encoder.forward_features(x).maps
+        y = self.bottom(maps[-1])
+        for fuse, skip in zip(reversed(self.fuse), reversed(maps[:-1])):
+            y = F.interpolate(y, size=skip.shape[2:], mode="trilinear", align_corners=False)
+            y = fuse(torch.cat([skip, y], dim=1))
+        if y.shape[2:] != x.shape[2:]:
+            y = F.interpolate(y, size=x.shape[2:], mode="trilinear", align_corners=False)
+        return self.out(y)
+
+
+@dataclasses.dataclass
+class Segmentation:
+    labels: np.ndarray  # uint8/int16 on the volume's (RAS-closest) grid
+    probabilities: np.ndarray  # (max label id + 1, *volume.shape) float32, channel = label id
+    label_set: LabelSet
+
+
+class Segmenter:
+    """Runs a segmentation network on a Volume and returns results on that volume's grid.
+
+    output: "softmax" (channel c = label c) or "nested" (sigmoid channels named by
+    `region_channels`, e.g. ("tumour_core", "whole_tumour", "enhancing_tumour") for BraTS).
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        preprocess: Callable[[Volume], Preprocessed],
+        label_set: LabelSet,
+        roi_size: tuple[int, int, int],
+        output: str = "softmax",
+        region_channels: tuple[str, ...] = (),
+        overlap: float = 0.5,
+    ):
+        if output not in ("softmax", "nested"):
+            raise ValueError(f"output must be 'softmax' or 'nested', not {output!r}")
+        self.net = net.eval()
+        self.preprocess = preprocess
+        self.label_set = label_set
+        self.roi_size = tuple(roi_size)
+        self.output = output
+        self.region_channels = tuple(region_channels)
+        self.overlap = overlap
+
+    def logits(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Whole-volume inference when it fits one window, else Gaussian-blended windows."""
+        if all(n <= r for n, r in zip(tensor.shape[2:], self.roi_size)):
+            return self.net(tensor)
+        return sliding_window_inference(tensor, self.roi_size, 1, self.net, overlap=self.overlap, mode="gaussian")
+
+    @torch.no_grad()
+    def __call__(self, volume: Volume) -> Segmentation:
+        prepared = self.preprocess(volume)
+        logits = self.logits(prepared.tensor)
+        return self.to_volume(logits, prepared, volume)
+
+    def to_volume(self, logits: torch.Tensor, prepared: Preprocessed, volume: Volume) -> Segmentation:
+        n_labels = max(self.label_set.names) + 1
+        if self.output == "softmax":
+            probabilities = torch.softmax(logits, dim=1)[0]
+            on_grid = prepared.to_volume_grid(probabilities, volume)
+            on_grid[0] += (on_grid.sum(0) == 0).float()  # outside the network's field of view: background
+            full = torch.zeros((n_labels, *volume.shape))
+            full[: on_grid.shape[0]] = on_grid
+            labels = full.argmax(0)
+        else:
+            regions = prepared.to_volume_grid(torch.sigmoid(logits)[0], volume)
+            labels = nested_to_labels(regions, self.region_channels, self.label_set)
+            full = _nested_to_probabilities(regions, self.region_channels, self.label_set, n_labels)
+        dtype = np.uint8 if n_labels <= 256 else np.int16
+        return Segmentation(labels.numpy().astype(dtype), full.numpy().astype(np.float32), self.label_set)
+
+
+def _exclusive_label(label_set: LabelSet, region: str, inner: str | None) -> int:
+    own = set(label_set.nested[region]) - (set(label_set.nested[inner]) if inner else set())
+    if len(own) != 1:
+        raise ValueError(f"region {region} does not add exactly one label over {inner}: {sorted(own)}")
+    return own.pop()
+
+
+def _outer_to_inner(label_set: LabelSet, region_channels: tuple[str, ...]) -> list[str]:
+    return sorted(region_channels, key=lambda r: -len(label_set.nested[r]))
+
+
+def nested_to_labels(regions: torch.Tensor, region_channels: tuple[str, ...], label_set: LabelSet, threshold: float = 0.5) -> torch.Tensor:
+    """Nested region probabilities (channels named by `region_channels`) -> a label map: each voxel
+    takes the label its innermost region above threshold adds (enhancing, else core, else oedema)."""
+    order = _outer_to_inner(label_set, region_channels)
+    labels = torch.zeros(regions.shape[1:], dtype=torch.int64)
+    inside = torch.ones(regions.shape[1:], dtype=torch.bool)
+    for i, region in enumerate(order):
+        inner = order[i + 1] if i + 1 < len(order) else None
+        inside = inside & (regions[region_channels.index(region)] > threshold)  # nesting enforced
+        labels[inside] = _exclusive_label(label_set, region, inner)
+    return labels
+
+
+def _nested_to_probabilities(regions, region_channels, label_set, n_labels) -> torch.Tensor:
+    """Per-label probabilities from nested region probabilities (outer minus inner)."""
+    order = _outer_to_inner(label_set, region_channels)
+    full = torch.zeros((n_labels, *regions.shape[1:]))
+    previous = None
+    for i, region in enumerate(order):
+        p = regions[region_channels.index(region)] if previous is None else torch.minimum(regions[region_channels.index(region)], previous)
+        inner = order[i + 1] if i + 1 < len(order) else None
+        p_inner = torch.minimum(regions[region_channels.index(inner)], p) if inner else torch.zeros_like(p)
+        full[_exclusive_label(label_set, region, inner)] = p - p_inner
+        previous = p
+    full[0] = 1 - regions[region_channels.index(order[0])]
+    return full

@@ -1,0 +1,126 @@
+"""Segmentation heads: output shapes, label sets, sliding windows, nested regions, results on the
+scan's own grid, and entropy test-time adaptation that leaves the model as it found it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import phantoms
+from encoders.preprocess import Preprocessed
+from encoders.registry import create_encoder
+from fm.io import load_volume, volume_from_array
+from fm.labels import BRAIN_TUMOUR, BRATS, BTCV
+from heads.etta import norm_affine_parameters, segment_with_etta
+from heads.segmentation import LightSegmentationNet, Segmenter, SwinSegmentationNet, nested_to_labels
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "refvectors" / "swin_bob"
+
+
+class Threshold(nn.Module):
+    """A pointwise 'network': label 1 where the intensity is above half the maximum."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv3d(1, 2, 1)
+        with torch.no_grad():
+            self.conv.weight[:] = torch.tensor([-1.0, 1.0]).view(2, 1, 1, 1, 1)
+            self.conv.bias[:] = torch.tensor([0.5, -0.5])
+
+    def forward(self, x):
+        return self.conv(x) * 8
+
+
+def identity_preprocess(volume):
+    array = volume.array / volume.array.max()
+    return Preprocessed(torch.from_numpy(np.ascontiguousarray(array))[None, None].float(), volume.affine.copy())
+
+
+@torch.no_grad()
+def test_head_output_shapes():
+    swin = SwinSegmentationNet(create_encoder("swin_bob_btcv", feature_size=12))
+    assert swin(torch.rand(1, 1, 64, 64, 64)).shape == (1, 14, 64, 64, 64)
+    brain_id = create_encoder("brain_id", f_maps=8)
+    light = LightSegmentationNet(brain_id, num_classes=10, channels=[8, 16, 32, 64, 128])
+    assert light(torch.rand(1, 1, 37, 45, 41)).shape == (1, 10, 37, 45, 41)
+    anatcl = create_encoder("anatcl", widths=(8, 16, 32, 64))
+    assert LightSegmentationNet(anatcl, 14, channels=[8, 16, 32, 64])(torch.rand(1, 1, 48, 40, 36)).shape == (1, 14, 48, 40, 36)
+
+
+def test_label_sets():
+    assert list(BTCV.structures.values())[:3] == ["spleen", "right kidney", "left kidney"] and len(BTCV.structures) == 13
+    assert BRATS.nested["whole_tumour"] == (1, 2, 4)
+    assert BRAIN_TUMOUR.left == (3, 5) and BRAIN_TUMOUR.right == (4, 6)
+
+
+@torch.no_grad()
+def test_sliding_window_equals_whole_volume_inference():
+    net = Threshold().eval()
+    segmenter = Segmenter(net, identity_preprocess, BRAIN_TUMOUR, roi_size=(16, 16, 16))
+    x = torch.rand(1, 1, 40, 36, 30)
+    torch.testing.assert_close(segmenter.logits(x), net(x), atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_released_swin_checkpoint_segments_end_to_end():
+    if not (SHARED / "swinbob_small_model_final.pt").is_file():
+        pytest.fail(f"Swin-BOB reference vectors missing at {SHARED}")
+    encoder = create_encoder("swin_bob_btcv", SHARED / "swinbob_small_model_final.pt", feature_size=12)
+    x = torch.load(SHARED / "input.pt", weights_only=True)["input"]
+    expected = torch.load(SHARED / "outputs_reference.pt", weights_only=True)["logits_stride2"]
+    volume = volume_from_array(x[0, 0].numpy(), np.diag([1.5, 1.5, 2.0, 1.0]))
+    segmenter = Segmenter(
+        SwinSegmentationNet(encoder),
+        lambda v: Preprocessed(torch.from_numpy(v.array)[None, None], v.affine.copy()),
+        BTCV,
+        roi_size=(64, 64, 64),
+    )
+    result = segmenter(volume)
+    np.testing.assert_array_equal(result.labels[::2, ::2, ::2], expected[0].argmax(0).numpy())
+    assert result.probabilities.shape == (14, 64, 64, 64)
+
+
+def test_nested_regions_become_braTS_labels():
+    regions = torch.zeros(3, 4, 1, 1)  # channels: tumour_core, whole_tumour, enhancing_tumour
+    regions[1, 1:] = 0.9  # whole tumour in voxels 1..3
+    regions[0, 2:] = 0.8  # core in 2..3
+    regions[2, 3] = 0.7  # enhancing in 3
+    regions[2, 0] = 0.9  # 'enhancing' outside the whole tumour is not believed
+    labels = nested_to_labels(regions, ("tumour_core", "whole_tumour", "enhancing_tumour"), BRATS)
+    assert labels[:, 0, 0].tolist() == [0, 2, 1, 4]
+
+
+@torch.no_grad()
+def test_results_land_on_the_scans_own_grid(tmp_path):
+    reference, affine = phantoms.ras_reference()
+    scan = load_volume(phantoms.write_nifti(tmp_path / "lps.nii.gz", *phantoms.relayout(reference, affine, "LPS")))
+    segmenter = Segmenter(Threshold().eval(), identity_preprocess, BRAIN_TUMOUR, roi_size=(32, 32, 32))
+    result = segmenter(scan)
+    assert result.labels.shape == scan.shape and result.probabilities.shape == (10, *scan.shape)
+    marked = np.argwhere(result.labels == 1)
+    np.testing.assert_allclose(scan.voxel_to_ras(marked.mean(axis=0)), phantoms.MARKER_RAS, atol=1.0)
+    np.testing.assert_allclose(result.probabilities.sum(0), 1.0, atol=1e-5)
+
+
+def test_etta_adapts_then_restores_the_model(tmp_path):
+    torch.manual_seed(0)
+    encoder = create_encoder("brain_id", f_maps=8)
+    net = LightSegmentationNet(encoder, num_classes=10, channels=[8, 16, 32, 64, 128]).eval()
+    segmenter = Segmenter(net, identity_preprocess, BRAIN_TUMOUR, roi_size=(48, 40, 36))
+    scan = load_volume(phantoms.write_nifti(tmp_path / "scan.nii.gz", *phantoms.ras_reference()))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    flags = {k: p.requires_grad for k, p in net.named_parameters()}
+    plain = segmenter(scan)
+    adapted, entropies = segment_with_etta(segmenter, scan, steps=5, lr=0.05)
+    assert entropies[-1] < entropies[0]
+    assert np.abs(adapted.probabilities - plain.probabilities).max() > 1e-3, "the adapted weights were not used"
+    for k, v in net.state_dict().items():
+        torch.testing.assert_close(v, before[k], atol=0, rtol=0)
+    assert {k: p.requires_grad for k, p in net.named_parameters()} == flags
+    again = segmenter(scan)
+    np.testing.assert_array_equal(again.probabilities, plain.probabilities)
+    assert len(norm_affine_parameters(net)) > 0
