@@ -243,6 +243,41 @@ def embed(paths, encoder_name, pretrained, settings, out, batch_size):
         sys.exit(EXIT_BAD_INPUT)
 
 
+@main.group()
+def train():
+    """Train the project's models (recipes in the repository, seeded and resumable)."""
+
+
+@train.command("seg")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True, help="Run folder (checkpoint, log).")
+@click.option("--steps", type=click.IntRange(min=1), default=4000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--f-maps", type=click.IntRange(min=8), default=16, show_default=True, help="Width of the U-Net's first level (a multiple of 8).")
+@click.option("--patch", type=click.IntRange(min=16), default=96, show_default=True, help="Cubic training patch size (voxels).")
+@click.option("--workers", type=click.IntRange(min=0), default=1, show_default=True, help="Processes generating scans.")
+@click.option("--export", "export_to", type=click.Path(path_type=Path, file_okay=False), help="Also write the shipped format here.")
+def train_seg(out, steps, seed, f_maps, patch, workers, export_to):
+    """Train the default segmenter on synthetic scans only.
+
+    Runs again with the same OUT continue from the last checkpoint (written every 100 steps);
+    --steps can be raised to train longer.
+
+    \b
+    Examples:
+      fm train seg --out runs/seg --steps 4000
+      fm train seg --out runs/seg --steps 6000 --export fm/data/default_segmenter
+    """
+    from heads.train_segmenter import SegTrainConfig, export, train as run_training
+
+    if f_maps % 8:
+        raise click.BadParameter("must be a multiple of 8 (GroupNorm with 8 groups)", param_hint="--f-maps")
+    config = SegTrainConfig(steps=steps, seed=seed, f_maps=f_maps, patch=(patch,) * 3, workers=workers)
+    checkpoint = run_training(out, config)
+    click.echo(f"checkpoint {checkpoint}")
+    if export_to:
+        click.echo(f"exported {export(checkpoint, export_to)}")
+
+
 @main.command()
 def encoders():
     """List the registered encoders."""

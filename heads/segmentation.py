@@ -40,11 +40,16 @@ class SwinSegmentationNet(nn.Module):
 
 
 class LightSegmentationNet(nn.Module):
-    """A light decoder over an encoder's multi-scale maps (finest first)."""
+    """A light decoder over an encoder's multi-scale maps (finest first). Brain-ID already decodes
+    to full resolution, so its head is a single 1x1x1 convolution on that map."""
 
     def __init__(self, encoder: Encoder, num_classes: int, channels: list[int], width: int = 16):
         super().__init__()
         self.encoder = encoder
+        self.full_resolution = encoder.family == "brain_id"
+        if self.full_resolution:
+            self.out = nn.Conv3d(channels[0], num_classes, 1)
+            return
         self.fuse = nn.ModuleList(
             nn.Sequential(nn.Conv3d(c + width, width, 3, padding=1, bias=False), nn.InstanceNorm3d(width, affine=True), nn.LeakyReLU(0.01))
             for c in channels[:-1]
@@ -54,6 +59,8 @@ class LightSegmentationNet(nn.Module):
 
     def forward(self, x):
         maps = self.encoder.forward_features(x).maps
+        if self.full_resolution:
+            return self.out(maps[0])
         y = self.bottom(maps[-1])
         for fuse, skip in zip(reversed(self.fuse), reversed(maps[:-1])):
             y = F.interpolate(y, size=skip.shape[2:], mode="trilinear", align_corners=False)

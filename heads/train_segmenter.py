@@ -1,0 +1,159 @@
+"""The recipe for the default segmenter: a small Brain-ID-style U-Net with a 1x1x1 head, trained
+only on fm.synth scans (the Brain-ID / SynthSeg idea: anatomy learned from images of random
+contrast, resolution and orientation), seeded, checkpointed and resumable.
+
+Each step draws the next training-split scan (`generate(seed, index, "train")`), puts it through
+exactly the preprocessing used at inference (`segmenter_preprocess`), crops a random patch (seeded
+by the step) and takes one Adam step on Dice + cross-entropy (MONAI's DiceCELoss). Scans are made
+in a DataLoader worker so generation and training share the two cores.
+
+DIR/checkpoint.pt (model, optimiser, step, config; loads with weights_only=True) is written every
+`checkpoint_every` steps and DIR/train_log.jsonl gets one line per step; running again with the
+same DIR continues from the last checkpoint. `export` writes the model in the shipped format.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.losses import DiceCELoss
+from monai.transforms import (
+    Compose,
+    Orientation,
+    ScaleIntensityRangePercentiles,
+    Spacing,
+    SpatialPad,
+)
+from safetensors.torch import save_file
+from torch.utils.data import DataLoader, IterableDataset
+from tqdm import tqdm
+
+from encoders.brain_id import BrainID
+from encoders.preprocess import Preprocessed
+from fm.io import Volume
+from fm.labels import BRAIN_TUMOUR
+from heads.segmentation import LightSegmentationNet
+
+NUM_CLASSES = max(BRAIN_TUMOUR.names) + 1
+_RAS = (("L", "R"), ("P", "A"), ("I", "S"))
+
+
+@dataclasses.dataclass
+class SegTrainConfig:
+    steps: int = 4000
+    seed: int = 0
+    f_maps: int = 16  # a multiple of 8: GroupNorm uses 8 groups on every concatenation
+    patch: tuple[int, int, int] = (96, 96, 96)
+    spacing_mm: float = 1.5
+    lr: float = 2e-3
+    checkpoint_every: int = 100
+    workers: int = 1
+
+
+def segmenter_net(f_maps: int) -> LightSegmentationNet:
+    encoder = BrainID(f_maps=f_maps)
+    return LightSegmentationNet(encoder, NUM_CLASSES, channels=[f_maps * 2**i for i in range(5)])
+
+
+def segmenter_preprocess(volume: Volume, spacing_mm: float, labels: np.ndarray | None = None):
+    """RAS, isotropic spacing, intensities robustly scaled to [0, 1]: training and inference alike.
+    With `labels` (on the volume's grid) returns (Preprocessed, resampled labels)."""
+    image = MetaTensor(torch.tensor(np.ascontiguousarray(volume.array[None]), dtype=torch.float32), affine=torch.from_numpy(volume.affine))
+    spatial = [Orientation(axcodes="RAS", labels=_RAS), Spacing(pixdim=(spacing_mm,) * 3, mode="bilinear")]
+    out = Compose([*spatial, ScaleIntensityRangePercentiles(lower=0.5, upper=99.5, b_min=0.0, b_max=1.0, clip=True)])(image)
+    prepared = Preprocessed(out.as_tensor()[None].float(), out.affine.numpy().astype(float))
+    if labels is None:
+        return prepared
+    label_image = MetaTensor(torch.tensor(np.ascontiguousarray(labels[None]), dtype=torch.float32), affine=torch.from_numpy(volume.affine))
+    resampled = Compose([Orientation(axcodes="RAS", labels=_RAS), Spacing(pixdim=(spacing_mm,) * 3, mode="nearest")])(label_image)
+    return prepared, resampled.as_tensor()[0].round().long()
+
+
+class SynthPatches(IterableDataset):
+    """Training patches from consecutive synthetic scans, starting at scan `start`."""
+
+    def __init__(self, config: SegTrainConfig, start: int):
+        self.config, self.start = config, start
+
+    def __iter__(self):
+        from fm.synth.generator import generate
+
+        torch.set_num_threads(1)
+        index = self.start
+        while True:
+            sample = generate(self.config.seed, index, "train")
+            volume = sample.volume()
+            prepared, labels = segmenter_preprocess(volume, self.config.spacing_mm, volume.from_source_layout(sample.labels).array)
+            yield _random_patch(prepared.tensor[0], labels, self.config.patch, np.random.default_rng([self.config.seed, index]))
+            index += 1
+
+
+def _random_patch(image: torch.Tensor, labels: torch.Tensor, patch, rng: np.random.Generator):
+    pad = SpatialPad(spatial_size=patch)
+    image, labels = pad(image), pad(labels[None])[0]
+    starts = [int(rng.integers(0, n - p + 1)) for n, p in zip(image.shape[1:], patch)]
+    window = tuple(slice(s, s + p) for s, p in zip(starts, patch))
+    return image[(slice(None), *window)].contiguous(), labels[window].contiguous()
+
+
+def train(out: str | Path, config: SegTrainConfig, progress: bool = True) -> Path:
+    """Train (or continue training) into `out`; returns the checkpoint path."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = out / "checkpoint.pt"
+    torch.manual_seed(config.seed)
+    net = segmenter_net(config.f_maps)
+    optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
+    step = 0
+    if checkpoint_path.exists():
+        state = torch.load(checkpoint_path, weights_only=True)
+        if state["config"] != dataclasses.asdict(config) | {"steps": state["config"]["steps"]}:
+            raise ValueError(f"{checkpoint_path} was trained with another configuration: {state['config']}")
+        net.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        step = int(state["step"])
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+    loader = DataLoader(SynthPatches(config, start=step), batch_size=None, num_workers=config.workers)
+    net.train()
+    log = open(out / "train_log.jsonl", "a")
+    bar = tqdm(total=config.steps, initial=step, desc="train segmenter", unit="step", disable=not progress)
+    started = time.perf_counter()
+    for image, labels in loader:
+        if step >= config.steps:
+            break
+        optimiser.zero_grad()
+        loss = loss_fn(net(image[None]), labels[None, None])
+        loss.backward()
+        optimiser.step()
+        step += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{float(loss):.3f}")
+        log.write(json.dumps({"step": step, "loss": round(float(loss), 5), "seconds": round(time.perf_counter() - started, 1)}) + "\n")
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            _save(checkpoint_path, net, optimiser, step, config)
+    log.close()
+    bar.close()
+    return checkpoint_path
+
+
+def _save(path: Path, net, optimiser, step: int, config: SegTrainConfig) -> None:
+    staged = path.with_suffix(".tmp")
+    torch.save({"model": net.state_dict(), "optimiser": optimiser.state_dict(), "step": step, "config": dataclasses.asdict(config)}, staged)
+    staged.replace(path)
+
+
+def export(checkpoint: str | Path, folder: str | Path) -> Path:
+    """The trained network as shipped: model.safetensors + config.json (no optimiser state)."""
+    state = torch.load(checkpoint, weights_only=True)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in state["model"].items()}, str(folder / "model.safetensors"))
+    config = {**state["config"], "trained_steps": state["step"], "label_set": BRAIN_TUMOUR.name, "num_classes": NUM_CLASSES}
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    return folder
