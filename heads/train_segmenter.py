@@ -48,12 +48,13 @@ _RAS = (("L", "R"), ("P", "A"), ("I", "S"))
 class SegTrainConfig:
     steps: int = 4000
     seed: int = 0
-    f_maps: int = 16  # a multiple of 8: GroupNorm uses 8 groups on every concatenation
-    patch: tuple[int, int, int] = (96, 96, 96)
+    f_maps: int = 8  # a multiple of 8: GroupNorm uses 8 groups on every concatenation
+    patch: tuple[int, int, int] = (64, 64, 64)
     spacing_mm: float = 1.5
     lr: float = 2e-3
     checkpoint_every: int = 100
     workers: int = 1
+    patches_per_scan: int = 4  # making a scan costs more than a training step: use it several times
 
 
 def segmenter_net(f_maps: int) -> LightSegmentationNet:
@@ -76,7 +77,8 @@ def segmenter_preprocess(volume: Volume, spacing_mm: float, labels: np.ndarray |
 
 
 class SynthPatches(IterableDataset):
-    """Training patches from consecutive synthetic scans, starting at scan `start`."""
+    """Training patches for steps `start`, `start + 1`, ...: step s uses scan s // patches_per_scan
+    and a patch placed by a generator seeded with (seed, s), so a resumed run sees the same data."""
 
     def __init__(self, config: SegTrainConfig, start: int):
         self.config, self.start = config, start
@@ -85,13 +87,15 @@ class SynthPatches(IterableDataset):
         from fm.synth.generator import generate
 
         torch.set_num_threads(1)
-        index = self.start
+        step, per_scan = self.start, self.config.patches_per_scan
         while True:
+            index = step // per_scan
             sample = generate(self.config.seed, index, "train")
             volume = sample.volume()
             prepared, labels = segmenter_preprocess(volume, self.config.spacing_mm, volume.from_source_layout(sample.labels).array)
-            yield _random_patch(prepared.tensor[0], labels, self.config.patch, np.random.default_rng([self.config.seed, index]))
-            index += 1
+            while step // per_scan == index:
+                yield _random_patch(prepared.tensor[0], labels, self.config.patch, np.random.default_rng([self.config.seed, step]))
+                step += 1
 
 
 def _random_patch(image: torch.Tensor, labels: torch.Tensor, patch, rng: np.random.Generator):
@@ -132,9 +136,11 @@ def train(out: str | Path, config: SegTrainConfig, progress: bool = True) -> Pat
         loss.backward()
         optimiser.step()
         step += 1
+        value = float(loss.detach())
         bar.update(1)
-        bar.set_postfix(loss=f"{float(loss):.3f}")
-        log.write(json.dumps({"step": step, "loss": round(float(loss), 5), "seconds": round(time.perf_counter() - started, 1)}) + "\n")
+        bar.set_postfix(loss=f"{value:.3f}")
+        log.write(json.dumps({"step": step, "loss": round(value, 5), "seconds": round(time.perf_counter() - started, 1)}) + "\n")
+        log.flush()  # a background run can be followed with tail -f
         if step % config.checkpoint_every == 0 or step == config.steps:
             _save(checkpoint_path, net, optimiser, step, config)
     log.close()
