@@ -47,16 +47,16 @@ class Preprocessed:
         # For every voxel of the volume: where it falls in the tensor grid (voxel units).
         to_tensor = np.linalg.inv(self.affine) @ volume.affine
         shape = volume.shape
-        i, j, k = (torch.arange(n, dtype=torch.float64) for n in shape)
-        m = torch.from_numpy(to_tensor)
+        i, j, k = (torch.arange(n, dtype=torch.float32) for n in shape)  # float32: exact enough, half the memory
+        m = torch.from_numpy(to_tensor.astype(np.float32))
         coords = (
             m[:3, 3]
             + i[:, None, None, None] * m[:3, 0]
             + j[None, :, None, None] * m[:3, 1]
             + k[None, None, :, None] * m[:3, 2]
         )
-        sizes = torch.tensor(values.shape[1:], dtype=torch.float64).clamp(min=2)  # a 1-voxel axis: no division by 0
-        grid = (2 * coords / (sizes - 1) - 1).flip(-1).float()[None]
+        sizes = torch.tensor(values.shape[1:], dtype=torch.float32).clamp(min=2)  # a 1-voxel axis: no division by 0
+        grid = (2 * coords / (sizes - 1) - 1).flip(-1)[None]
         sampled = F.grid_sample(values[None].float(), grid, mode=mode, padding_mode="zeros", align_corners=True)
         return sampled[0]
 

@@ -251,10 +251,10 @@ def train():
 @train.command("seg")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True, help="Run folder (checkpoint, log).")
 @click.option("--steps", type=click.IntRange(min=1), default=4000, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--f-maps", type=click.IntRange(min=8), default=8, show_default=True, help="Width of the U-Net's first level (a multiple of 8).")
 @click.option("--patch", type=click.IntRange(min=16), default=64, show_default=True, help="Cubic training patch size (voxels).")
-@click.option("--workers", type=click.IntRange(min=0), default=1, show_default=True, help="Processes generating scans.")
+@click.option("--workers", type=click.IntRange(0, 1), default=1, show_default=True, help="1: make scans in a second process; 0: in the training process.")
 @click.option("--export", "export_to", type=click.Path(path_type=Path, file_okay=False), help="Also write the shipped format here.")
 def train_seg(out, steps, seed, f_maps, patch, workers, export_to):
     """Train the default segmenter on synthetic scans only.

@@ -38,21 +38,25 @@ def prediction_entropy(logits: torch.Tensor, output: str) -> torch.Tensor:
 
 @contextlib.contextmanager
 def adapted(net: nn.Module, tensor: torch.Tensor, output: str, steps: int = 3, lr: float = 1e-3, roi_size=None):
-    """Inside the block `net` has entropy-adapted normalisation parameters; afterwards every
-    parameter, and every requires_grad flag, is exactly as before. Yields the entropy per step."""
+    """Inside the block `net` has entropy-adapted normalisation parameters; afterwards its
+    parameters, buffers (running statistics), gradients, requires_grad flags and train/eval mode
+    are exactly as before. Yields the entropy per step."""
     params = norm_affine_parameters(net)
     if not params:
         raise ValueError("the network has no normalisation affine parameters to adapt")
-    saved = {name: p.detach().clone() for name, p in net.named_parameters()}
+    saved_params = {id(p): p.detach().clone() for p in params}
+    saved_buffers = {name: b.detach().clone() for name, b in net.named_buffers()}
     flags = {name: p.requires_grad for name, p in net.named_parameters()}
-    for p in net.parameters():
-        p.requires_grad_(False)
-    for p in params:
-        p.requires_grad_(True)
-    optimiser = torch.optim.Adam(params, lr=lr)
-    crop = _central_crop(tensor, roi_size) if roi_size else tensor
-    entropies = []
+    was_training = net.training
+    entropies: list[float] = []
     try:
+        net.eval()  # adapt affine parameters only: running statistics stay frozen
+        for p in net.parameters():
+            p.requires_grad_(False)
+        for p in params:
+            p.requires_grad_(True)
+        optimiser = torch.optim.Adam(params, lr=lr)
+        crop = _central_crop(tensor, roi_size) if roi_size else tensor
         with torch.enable_grad():
             for _ in range(steps):
                 optimiser.zero_grad()
@@ -63,9 +67,14 @@ def adapted(net: nn.Module, tensor: torch.Tensor, output: str, steps: int = 3, l
         yield entropies
     finally:
         with torch.no_grad():
+            for p in params:
+                p.copy_(saved_params[id(p)])
+                p.grad = None
+            for name, b in net.named_buffers():
+                b.copy_(saved_buffers[name])
             for name, p in net.named_parameters():
-                p.copy_(saved[name])
                 p.requires_grad_(flags[name])
+        net.train(was_training)
 
 
 def _central_crop(tensor: torch.Tensor, roi_size) -> torch.Tensor:

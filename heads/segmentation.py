@@ -118,15 +118,20 @@ class Segmenter:
 
     def to_volume(self, logits: torch.Tensor, prepared: Preprocessed, volume: Volume) -> Segmentation:
         n_labels = max(self.label_set.names) + 1
+        # Interpolation weight that falls inside the network's grid: near its edge only part of a
+        # voxel's weight does, so values are divided by it; outside it the voxel is background.
+        coverage = prepared.to_volume_grid(torch.ones(1, *logits.shape[2:]), volume)[0]
+        inside = coverage > 1e-6
         if self.output == "softmax":
-            probabilities = torch.softmax(logits, dim=1)[0]
-            on_grid = prepared.to_volume_grid(probabilities, volume)
-            on_grid[0] += (on_grid.sum(0) == 0).float()  # outside the network's field of view: background
+            on_grid = prepared.to_volume_grid(torch.softmax(logits, dim=1)[0], volume)
+            on_grid = torch.where(inside, on_grid / coverage.clamp(min=1e-6), 0.0)
+            on_grid[0] += (~inside).float()
             full = torch.zeros((n_labels, *volume.shape))
             full[: on_grid.shape[0]] = on_grid
             labels = full.argmax(0)
         else:
             regions = prepared.to_volume_grid(torch.sigmoid(logits)[0], volume)
+            regions = torch.where(inside, regions / coverage.clamp(min=1e-6), 0.0).clamp(0, 1)
             labels = nested_to_labels(regions, self.region_channels, self.label_set)
             full = _nested_to_probabilities(regions, self.region_channels, self.label_set, n_labels)
         dtype = np.uint8 if n_labels <= 256 else np.int16

@@ -53,7 +53,7 @@ class SegTrainConfig:
     spacing_mm: float = 1.5
     lr: float = 2e-3
     checkpoint_every: int = 100
-    workers: int = 1
+    workers: int = 1  # 0 or 1: a single stream keeps the step -> patch mapping fixed
     patches_per_scan: int = 4  # making a scan costs more than a training step: use it several times
 
 
@@ -84,9 +84,12 @@ class SynthPatches(IterableDataset):
         self.config, self.start = config, start
 
     def __iter__(self):
+        from torch.utils.data import get_worker_info
+
         from fm.synth.generator import generate
 
-        torch.set_num_threads(1)
+        if get_worker_info() is not None:
+            torch.set_num_threads(1)  # the worker makes scans on one core; training keeps the rest
         step, per_scan = self.start, self.config.patches_per_scan
         while True:
             index = step // per_scan
@@ -114,14 +117,19 @@ def train(out: str | Path, config: SegTrainConfig, progress: bool = True) -> Pat
     torch.manual_seed(config.seed)
     net = segmenter_net(config.f_maps)
     optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
+    if config.workers not in (0, 1):
+        raise ValueError("workers must be 0 or 1 (one ordered stream of scans)")
     step = 0
     if checkpoint_path.exists():
         state = torch.load(checkpoint_path, weights_only=True)
-        if state["config"] != dataclasses.asdict(config) | {"steps": state["config"]["steps"]}:
+        if _recipe(state["config"]) != _recipe(dataclasses.asdict(config)):
             raise ValueError(f"{checkpoint_path} was trained with another configuration: {state['config']}")
         net.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         step = int(state["step"])
+    _truncate_log(out / "train_log.jsonl", step)  # steps after the checkpoint are redone
+    if step >= config.steps:
+        return checkpoint_path
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     loader = DataLoader(SynthPatches(config, start=step), batch_size=None, num_workers=config.workers)
     net.train()
@@ -148,6 +156,17 @@ def train(out: str | Path, config: SegTrainConfig, progress: bool = True) -> Pat
     return checkpoint_path
 
 
+def _recipe(config: dict) -> dict:
+    """What must match to continue a run (not its length or how it is executed)."""
+    return {k: v for k, v in config.items() if k not in ("steps", "workers", "checkpoint_every")}
+
+
+def _truncate_log(log: Path, step: int) -> None:
+    if log.exists():
+        kept = [line for line in log.read_text().splitlines() if json.loads(line)["step"] <= step]
+        log.write_text("".join(line + "\n" for line in kept))
+
+
 def _save(path: Path, net, optimiser, step: int, config: SegTrainConfig) -> None:
     staged = path.with_suffix(".tmp")
     torch.save({"model": net.state_dict(), "optimiser": optimiser.state_dict(), "step": step, "config": dataclasses.asdict(config)}, staged)
@@ -160,6 +179,14 @@ def export(checkpoint: str | Path, folder: str | Path) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in state["model"].items()}, str(folder / "model.safetensors"))
-    config = {**state["config"], "trained_steps": state["step"], "label_set": BRAIN_TUMOUR.name, "num_classes": NUM_CLASSES}
+    config = {
+        **state["config"],
+        "trained_steps": state["step"],
+        "label_set": BRAIN_TUMOUR.name,
+        "num_classes": NUM_CLASSES,
+        # GroupNorm statistics depend on the window: infer with the training patch as the window.
+        "roi_size": list(state["config"]["patch"]),
+        "preprocess": "heads.train_segmenter.segmenter_preprocess",
+    }
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     return folder

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 import phantoms
-from encoders.preprocess import Preprocessed
+from encoders.base import InputSpec
+from encoders.preprocess import Preprocessed, monai_preprocess
 from encoders.registry import create_encoder
 from fm.io import load_volume, volume_from_array
 from fm.labels import BRAIN_TUMOUR, BRATS, BTCV
@@ -98,12 +99,28 @@ def test_nested_regions_become_braTS_labels():
 def test_results_land_on_the_scans_own_grid(tmp_path):
     reference, affine = phantoms.ras_reference()
     scan = load_volume(phantoms.write_nifti(tmp_path / "lps.nii.gz", *phantoms.relayout(reference, affine, "LPS")))
-    segmenter = Segmenter(Threshold().eval(), identity_preprocess, BRAIN_TUMOUR, roi_size=(32, 32, 32))
+    # MONAI preprocessing to RAS at 1.5 mm (the scan is 2 x 2.5 x 1.5 mm in LPS), so resampling back matters
+    spec = InputSpec(spacing_mm=(1.5, 1.5, 1.5), orientation="RAS", size=(32, 32, 32), windowed=True, intensity="minmax", in_channels=1, modalities=("MR",))
+    segmenter = Segmenter(Threshold().eval(), lambda v: monai_preprocess(v, spec), BRAIN_TUMOUR, roi_size=(32, 32, 32))
     result = segmenter(scan)
     assert result.labels.shape == scan.shape and result.probabilities.shape == (10, *scan.shape)
     marked = np.argwhere(result.labels == 1)
     np.testing.assert_allclose(scan.voxel_to_ras(marked.mean(axis=0)), phantoms.MARKER_RAS, atol=1.0)
     np.testing.assert_allclose(result.probabilities.sum(0), 1.0, atol=1e-5)
+
+
+def test_etta_restores_running_statistics_gradients_and_mode(tmp_path):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv3d(1, 4, 3, padding=1), nn.BatchNorm3d(4), nn.ReLU(), nn.Conv3d(4, 10, 1))
+    segmenter = Segmenter(net, identity_preprocess, BRAIN_TUMOUR, roi_size=(48, 40, 36))
+    net.train()  # e.g. a model someone is fine-tuning
+    scan = load_volume(phantoms.write_nifti(tmp_path / "scan.nii.gz", *phantoms.ras_reference()))
+    buffers = {k: v.clone() for k, v in net.named_buffers()}
+    _, entropies = segment_with_etta(segmenter, scan, steps=3, lr=0.05)
+    assert len(entropies) == 3 and net.training, "train/eval mode restored"
+    for name, value in net.named_buffers():
+        torch.testing.assert_close(value, buffers[name], atol=0, rtol=0)
+    assert all(p.grad is None for p in net.parameters())
 
 
 def test_etta_adapts_then_restores_the_model(tmp_path):

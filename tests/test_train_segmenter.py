@@ -15,7 +15,6 @@ TINY = dict(f_maps=8, patch=(32, 32, 32), spacing_mm=3.0, checkpoint_every=1, wo
 
 
 def test_training_is_seeded_and_resumes_where_it_stopped(tmp_path):
-    torch.set_num_threads(1)
     once = train(tmp_path / "a", SegTrainConfig(steps=3, **TINY), progress=False)
     train(tmp_path / "b", SegTrainConfig(steps=2, **TINY), progress=False)
     resumed = train(tmp_path / "b", SegTrainConfig(steps=3, **TINY), progress=False)
@@ -25,6 +24,13 @@ def test_training_is_seeded_and_resumes_where_it_stopped(tmp_path):
         torch.testing.assert_close(b["model"][key], value, atol=1e-6, rtol=1e-5)
     steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "train_log.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3]
+
+    # a run that died after step 4 but before checkpointing it: step 4 is redone, not logged twice
+    with open(tmp_path / "b" / "train_log.jsonl", "a") as log:
+        log.write(json.dumps({"step": 4, "loss": 1.0, "seconds": 0}) + "\n")
+    train(tmp_path / "b", SegTrainConfig(steps=4, **TINY), progress=False)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "train_log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
 
     folder = export(once, tmp_path / "shipped")
     config = json.loads((folder / "config.json").read_text())
