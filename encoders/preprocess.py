@@ -31,10 +31,9 @@ from monai.transforms import (
     ScaleIntensityRange,
     Spacing,
 )
-from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
 
 from encoders.base import InputSpec
-from fm.io import Volume
+from fm.io import Volume, volume_from_array
 
 
 @dataclasses.dataclass
@@ -108,7 +107,8 @@ def brain_id_preprocess(volume: Volume, crop: int = 220) -> Preprocessed:
         raise ValueError(f"{volume.source.path} is constant; there is nothing to encode")
     array = array / array.max()
     array, affine = _resize_to_1mm(array, affine)
-    array, affine = _to_ras(array, affine)
+    ras = volume_from_array(array.numpy(), affine, name=volume.source.path)  # fm.io's own reorientation to RAS
+    array, affine = torch.from_numpy(ras.array), ras.affine
     starts = [max(n - crop, 0) // 2 for n in array.shape]
     array = array[tuple(slice(s, s + crop) for s in starts)]
     affine = affine.copy()
@@ -154,9 +154,3 @@ def _linear_resample_along(array: torch.Tensor, axis: int, size: int, scale: flo
     upper = (lower + 1).clamp(max=n - 1)
     weight = (positions - lower.float()).reshape([-1 if a == axis else 1 for a in range(3)])
     return array.index_select(axis, lower) * (1 - weight) + array.index_select(axis, upper) * weight
-
-
-def _to_ras(array: torch.Tensor, affine: np.ndarray):
-    transform = ornt_transform(io_orientation(affine), axcodes2ornt("RAS"))
-    out = np.ascontiguousarray(apply_orientation(array.numpy(), transform))
-    return torch.from_numpy(out), affine @ inv_ornt_aff(transform, array.shape)
