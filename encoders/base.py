@@ -31,7 +31,7 @@ class InputSpec:
     orientation: str  # axis codes of the array fed to the network, e.g. "RAS"
     size: tuple[int, int, int]  # crop/pad size, or the sliding-window size when `windowed`
     windowed: bool  # True: any size divisible by `divisible_by` works (sliding window)
-    intensity: str  # "minmax" (to [0, 1]), "zscore_nonzero", "none"
+    intensity: str  # "minmax" or "percentile" (0.5-99.5 % to [0, 1]), "zscore_nonzero", "ct_window", "none"
     in_channels: int
     modalities: tuple[str, ...]  # e.g. ("T1",) or ("T1c", "T1", "T2", "FLAIR")
     divisible_by: int = 1

@@ -29,6 +29,7 @@ from monai.transforms import (
     ResizeWithPadOrCrop,
     ScaleIntensity,
     ScaleIntensityRange,
+    ScaleIntensityRangePercentiles,
     Spacing,
 )
 
@@ -87,6 +88,8 @@ def monai_preprocess(volume: Volume | Sequence[Volume], spec: InputSpec) -> Prep
         steps.append(ScaleIntensityRange(a_min=-175, a_max=250, b_min=0.0, b_max=1.0, clip=True))
     elif spec.intensity == "zscore_nonzero":
         steps.append(NormalizeIntensity(nonzero=True))
+    elif spec.intensity == "percentile":  # robust to a few very bright voxels
+        steps.append(ScaleIntensityRangePercentiles(lower=0.5, upper=99.5, b_min=0.0, b_max=1.0, clip=True))
     elif spec.intensity == "minmax":
         steps.append(ScaleIntensity(minv=0.0, maxv=1.0, channel_wise=True))
     if spec.windowed:

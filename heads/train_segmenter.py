@@ -23,19 +23,14 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.losses import DiceCELoss
-from monai.transforms import (
-    Compose,
-    Orientation,
-    ScaleIntensityRangePercentiles,
-    Spacing,
-    SpatialPad,
-)
+from monai.transforms import Compose, Orientation, Spacing, SpatialPad
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader, IterableDataset
 from tqdm import tqdm
 
 from encoders.brain_id import BrainID
-from encoders.preprocess import Preprocessed
+from encoders.base import InputSpec
+from encoders.preprocess import monai_preprocess
 from fm.io import Volume
 from fm.labels import BRAIN_TUMOUR
 from heads.segmentation import LightSegmentationNet
@@ -65,10 +60,11 @@ def segmenter_net(f_maps: int) -> LightSegmentationNet:
 def segmenter_preprocess(volume: Volume, spacing_mm: float, labels: np.ndarray | None = None):
     """RAS, isotropic spacing, intensities robustly scaled to [0, 1]: training and inference alike.
     With `labels` (on the volume's grid) returns (Preprocessed, resampled labels)."""
-    image = MetaTensor(torch.tensor(np.ascontiguousarray(volume.array[None]), dtype=torch.float32), affine=torch.from_numpy(volume.affine))
-    spatial = [Orientation(axcodes="RAS", labels=_RAS), Spacing(pixdim=(spacing_mm,) * 3, mode="bilinear")]
-    out = Compose([*spatial, ScaleIntensityRangePercentiles(lower=0.5, upper=99.5, b_min=0.0, b_max=1.0, clip=True)])(image)
-    prepared = Preprocessed(out.as_tensor()[None].float(), out.affine.numpy().astype(float))
+    spec = InputSpec(
+        spacing_mm=(spacing_mm,) * 3, orientation="RAS", size=SegTrainConfig.patch, windowed=True,
+        intensity="percentile", in_channels=1, modalities=("any MR contrast",),
+    )
+    prepared = monai_preprocess(volume, spec)  # the encoders' own MONAI pipeline
     if labels is None:
         return prepared
     label_image = MetaTensor(torch.tensor(np.ascontiguousarray(labels[None]), dtype=torch.float32), affine=torch.from_numpy(volume.affine))

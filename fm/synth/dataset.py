@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from fm.io import volume_from_array
+from fm.io import load_volume
 from fm.synth.generator import SynthSample, generate
 from fm.views import orthogonal_views
 
@@ -104,9 +104,8 @@ def write_preview(out: Path, sample_ids: list[str], png: Path, size: int = 200) 
     (or the centre), first as the image alone, then with the labels blended in colour."""
     rows = []
     for sid in sample_ids:
-        image = nib.load(str(out / "images" / f"{sid}.nii.gz"))
-        volume = volume_from_array(np.asarray(image.dataobj, dtype=np.float32), image.affine, name=sid)
-        labels = volume.from_source_layout(np.asarray(nib.load(str(out / "labels" / f"{sid}.nii.gz")).dataobj))
+        volume = load_volume(out / "images" / f"{sid}.nii.gz")
+        labels = load_volume(out / "labels" / f"{sid}.nii.gz")  # same file grid, so the same layout
         findings = json.loads((out / "findings" / f"{sid}.json").read_text())
         centre = findings["lesions"][0]["centroid_ras_mm"] if findings["lesions"] else None
         plain = orthogonal_views(volume, centre_ras=centre, size=size)
