@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -241,6 +242,110 @@ def embed(paths, encoder_name, pretrained, settings, out, batch_size):
     click.echo(f"embedded {added} scans into {out} ({len(errors)} failed)")
     if errors:
         sys.exit(EXIT_BAD_INPUT)
+
+
+def _model_options(command):
+    """Options choosing the segmentation model (fm segment, fm report)."""
+    options = [
+        click.option("--model", help="Segmenter weights: a folder (config.json + model.safetensors), hf-hub:org/name, or with --encoder swin_bob* a published checkpoint file. Default: the bundled segmenter."),
+        click.option("--encoder", "encoder_name", help="Family of --model: brain_id (default format) or swin_bob, swin_bob_btcv."),
+        click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Encoder constructor override for a published checkpoint, e.g. feature_size=12."),
+        click.option("--etta", is_flag=True, help="Entropy test-time adaptation on this scan before predicting (slower; see heads.etta)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _scan_or_example(command):
+    command = click.option(
+        "--example",
+        is_flag=False,
+        flag_value=DEFAULT_EXAMPLE,
+        type=click.Choice(sorted(EXAMPLES)),
+        help=f"Use a bundled example scan instead of SCAN (default: {DEFAULT_EXAMPLE}).",
+    )(command)
+    return click.argument("scan", required=False, type=click.Path(path_type=str))(command)
+
+
+def _run_pipeline(scan, example, model, encoder_name, settings, etta, frame, series, modality, max_voxels):
+    """Load the model and run the report pipeline with a line per stage on stderr."""
+    from fm.pipeline import ReportPipeline  # torch-heavy
+
+    if (scan is None) == (example is None):
+        raise click.UsageError("give a SCAN or --example, not both")
+    if example:
+        scan, modality = str(example_path(example)), modality or example_modality(example)
+    try:
+        pipeline = ReportPipeline.from_pretrained(model, encoder_name, etta=etta, **_parse_overrides(settings))
+    except (ValueError, KeyError) as err:
+        if isinstance(err, InputFileError):
+            raise
+        raise click.BadParameter(str(err), param_hint="--model/--encoder") from None
+    started = time.perf_counter()
+
+    def progress(stage):
+        click.echo(f"[{time.perf_counter() - started:6.1f} s] {stage}", err=True)
+
+    # _load asks which DICOM series to use when a folder holds several and a person is there
+    return pipeline(scan, progress=progress, load=lambda path: _load(path, frame, series, modality, max_voxels))
+
+
+@main.command()
+@_scan_or_example
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True, help="Label map to write (.nii.gz, .nrrd, .mha, ...), on the scan's own grid.")
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+@_model_options
+@_input_options
+@_reports_input_errors
+def segment(scan, example, out, overwrite, model, encoder_name, settings, etta, frame, series, modality, max_voxels):
+    """Segment a scan and write the label map on the scan's own grid.
+
+    With the bundled default: 1-6 brain tissue classes (CSF, ventricles, left/right grey and
+    white matter), 7-9 lesion (oedema, necrotic core, enhancing). A Swin-BOB checkpoint writes
+    its own label set (BTCV 13 organs, UKBOB 72 structures).
+
+    \b
+    Examples:
+      fm segment scan.nii.gz --out mask.nii.gz
+      fm segment ct.nii.gz --encoder swin_bob_btcv --model model_final.pt --out organs.nii.gz
+    """
+    if out.exists() and not overwrite:
+        raise InputFileError(out, "already exists; pass --overwrite to replace it")
+    result = _run_pipeline(scan, example, model, encoder_name, settings, etta, frame, series, modality, max_voxels)
+    written = save_volume(result.volume.with_array(result.segmentation.labels), out, overwrite=overwrite)
+    click.echo(f"wrote {written}")
+
+
+@main.command()
+@_scan_or_example
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True, help="Folder for report.json, report.md, report.pdf, overlay.png, mask.nii.gz.")
+@click.option("--overwrite", is_flag=True, help="Replace report files already in OUT.")
+@_model_options
+@_input_options
+@_reports_input_errors
+def report(scan, example, out, overwrite, model, encoder_name, settings, etta, frame, series, modality, max_voxels):
+    """Segment a scan, measure it and write a structured report.
+
+    Every number in the report is measured from the segmentation; structures reaching the edge
+    of the image are reported as incomplete. The report is an AI draft, not for clinical use.
+
+    \b
+    Examples:
+      fm report --example --out report/
+      fm report scan.nii.gz --out report/ --etta
+      fm report dicom_folder/ --series 2 --out report/
+    """
+    from fm.render import REPORT_FILES, write_report_folder
+
+    existing = [name for name in REPORT_FILES if (out / name).exists()]
+    if existing and not overwrite:
+        raise InputFileError(out, f"already holds {', '.join(existing)}; pass --overwrite to replace them")
+    result = _run_pipeline(scan, example, model, encoder_name, settings, etta, frame, series, modality, max_voxels)
+    click.echo("[writing] report files", err=True)
+    paths = write_report_folder(result.report, result.volume, result.segmentation.labels, result.segmentation.label_set, out, overwrite)
+    click.echo("\n".join(result.report.structured["impression"]))
+    click.echo(f"wrote {', '.join(str(p) for p in paths.values())}")
 
 
 @main.group()

@@ -12,6 +12,7 @@ from nibabel.orientations import aff2axcodes
 from PIL import Image, ImageDraw
 
 from fm.io import Volume
+from fm.labels import BRAIN_TUMOUR, LabelSet
 
 _OPPOSITE = {"L": "R", "R": "L", "A": "P", "P": "A", "S": "I", "I": "S"}
 
@@ -37,16 +38,27 @@ LABEL_COLOURS = {
 }
 
 
+def label_colours(label_set: LabelSet) -> dict[int, tuple[int, int, int]]:
+    """LABEL_COLOURS for the brain label set; other sets (BTCV, UKBOB) cycle through tab20."""
+    if label_set.name == BRAIN_TUMOUR.name:
+        return LABEL_COLOURS
+    from matplotlib import colormaps
+
+    table = colormaps["tab20"].colors
+    return {label: tuple(int(255 * c) for c in table[i % len(table)]) for i, label in enumerate(label_set.foreground_ids)}
+
+
 def orthogonal_views(
     volume: Volume,
     centre_ras=None,
     size: int = 256,
     labels: np.ndarray | None = None,
     opacity: float = 0.45,
+    colours: dict[int, tuple[int, int, int]] = LABEL_COLOURS,
 ) -> dict[str, np.ndarray]:
     """{"axial", "coronal", "sagittal"} -> RGB uint8 images through `centre_ras` (default: the
     middle of the volume), each labelled with the patient side at every edge; `labels` (on the
-    volume's grid) are blended in with LABEL_COLOURS."""
+    volume's grid) are blended in with `colours` (label id -> RGB)."""
     codes = aff2axcodes(volume.affine)
     axis_of = {pair: next(a for a, c in enumerate(codes) if c in pair) for pair in ("LR", "AP", "SI")}
     if centre_ras is None:
@@ -74,7 +86,7 @@ def orthogonal_views(
         pixels = np.repeat(grey[..., None], 3, axis=-1)
         if labels is not None:
             plane_labels = oriented(labels)
-            for label, colour in LABEL_COLOURS.items():
+            for label, colour in colours.items():
                 hit = plane_labels == label
                 pixels[hit] = ((1 - opacity) * pixels[hit] + opacity * np.array(colour)).astype(np.uint8)
         views[name] = _labelled(

@@ -104,11 +104,18 @@ class Segmenter:
         self.region_channels = tuple(region_channels)
         self.overlap = overlap
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
     def logits(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Whole-volume inference when it fits one window, else Gaussian-blended windows."""
+        """Whole-volume inference when it fits one window, else Gaussian-blended windows; runs on
+        the network's device, returns on the CPU."""
         if all(n <= r for n, r in zip(tensor.shape[2:], self.roi_size)):
-            return self.net(tensor)
-        return sliding_window_inference(tensor, self.roi_size, 1, self.net, overlap=self.overlap, mode="gaussian")
+            return self.net(tensor.to(self.device)).cpu()
+        return sliding_window_inference(
+            tensor, self.roi_size, 1, self.net, overlap=self.overlap, mode="gaussian", sw_device=self.device, device="cpu"
+        )
 
     @torch.no_grad()
     def __call__(self, volume: Volume) -> Segmentation:

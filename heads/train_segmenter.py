@@ -50,6 +50,7 @@ class SegTrainConfig:
     checkpoint_every: int = 100
     workers: int = 1  # 0 or 1: a single stream keeps the step -> patch mapping fixed
     patches_per_scan: int = 4  # making a scan costs more than a training step: use it several times
+    lesion_fraction: float = 0.5  # share of patches centred on a lesion voxel (lesions are ~2 % of a brain)
 
 
 def segmenter_net(f_maps: int) -> LightSegmentationNet:
@@ -93,14 +94,22 @@ class SynthPatches(IterableDataset):
             volume = sample.volume()
             prepared, labels = segmenter_preprocess(volume, self.config.spacing_mm, volume.from_source_layout(sample.labels).array)
             while step // per_scan == index:
-                yield _random_patch(prepared.tensor[0], labels, self.config.patch, np.random.default_rng([self.config.seed, step]))
+                rng = np.random.default_rng([self.config.seed, step])
+                yield _random_patch(prepared.tensor[0], labels, self.config.patch, rng, self.config.lesion_fraction)
                 step += 1
 
 
-def _random_patch(image: torch.Tensor, labels: torch.Tensor, patch, rng: np.random.Generator):
+def _random_patch(image: torch.Tensor, labels: torch.Tensor, patch, rng: np.random.Generator, lesion_fraction: float):
+    """A patch placed uniformly, or (with probability `lesion_fraction`, when the scan has a lesion)
+    around a random lesion voxel, so the rare tumour classes are seen in most batches."""
     pad = SpatialPad(spatial_size=patch)
     image, labels = pad(image), pad(labels[None])[0]
-    starts = [int(rng.integers(0, n - p + 1)) for n, p in zip(image.shape[1:], patch)]
+    lesion = torch.nonzero(labels >= min(BRAIN_TUMOUR.lesion)) if rng.random() < lesion_fraction else None
+    if lesion is not None and len(lesion):
+        centre = lesion[int(rng.integers(len(lesion)))].tolist()
+        starts = [min(max(c - p // 2, 0), n - p) for c, n, p in zip(centre, image.shape[1:], patch)]
+    else:
+        starts = [int(rng.integers(0, n - p + 1)) for n, p in zip(image.shape[1:], patch)]
     window = tuple(slice(s, s + p) for s, p in zip(starts, patch))
     return image[(slice(None), *window)].contiguous(), labels[window].contiguous()
 

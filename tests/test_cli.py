@@ -108,7 +108,7 @@ def test_convert_keeps_existing_output_unless_overwrite(tmp_path, run):
 
 
 def test_help_explains_each_subcommand_with_an_example(run):
-    for command in ("info", "convert"):
+    for command in ("info", "convert", "segment", "report"):
         result = run(command, "--help")
         assert result.exit_code == 0
         assert "Examples:" in result.output and f"fm {command} " in result.output
@@ -131,3 +131,60 @@ def test_asks_which_series_when_a_person_is_at_the_terminal(tmp_path):
     assert proc.returncode == 0, err
     assert "1. series 7 'first'" in err and "Which series" in err
     assert "DICOM series 2 of 2: number 7 'second'" in out
+
+
+SWIN_REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "refvectors" / "swin_bob"
+
+
+def test_report_writes_every_file_then_keeps_them(tmp_path, run):
+    out = tmp_path / "report"
+    done = run("report", "--example", "--out", out)
+    assert done.exit_code == 0, done.output
+    for name in ("report.json", "report.md", "report.pdf", "overlay.png", "mask.nii.gz"):
+        assert (out / name).stat().st_size > 0, name
+    for stage in ("load", "preprocess", "segment", "resample", "measure", "report"):
+        assert f"] {stage}" in done.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["structured"]["impression"][0] in done.stdout
+
+    again = run("report", "--example", "--out", out)
+    assert again.exit_code == 1
+    assert f"error: {out}: already holds report.json" in again.stderr
+
+
+def test_segment_runs_a_published_swin_bob_checkpoint(tmp_path, run):
+    checkpoint = SWIN_REFERENCE / "swinbob_small_model_final.pt"
+    if not checkpoint.is_file():
+        pytest.fail(f"Swin-BOB reference checkpoint missing at {checkpoint}")
+    import torch
+
+    x = torch.load(SWIN_REFERENCE / "input.pt", weights_only=True)["input"][0, 0].numpy()
+    scan = phantoms.write_nifti(tmp_path / "ct.nii.gz", *phantoms.relayout(x, np.diag([1.5, 1.5, 2.0, 1.0]), "LPS"))
+    out = tmp_path / "organs.nii.gz"
+    done = run("segment", scan, "--encoder", "swin_bob_btcv", "--model", checkpoint, "--set", "feature_size=12", "--out", out)
+    assert done.exit_code == 0, done.output
+    mask, source = load_volume(out), load_volume(scan)
+    assert mask.source.orientation == "LPS" and mask.shape == source.shape
+    np.testing.assert_allclose(mask.affine, source.affine, atol=1e-5)
+    assert set(np.unique(mask.array)) <= set(range(14))
+
+
+def test_segment_and_report_refuse_bad_input_with_one_line(tmp_path, run):
+    not_a_scan = tmp_path / "notes.nii.gz"
+    not_a_scan.write_text("not an image")
+    done = run("segment", not_a_scan, "--out", tmp_path / "mask.nii.gz")
+    assert done.exit_code == 1 and done.stderr.strip().splitlines()[-1].startswith(f"error: {not_a_scan}: is not gzip-compressed")
+    assert not (tmp_path / "mask.nii.gz").exists()
+
+    (tmp_path / "empty").mkdir()
+    done = run("report", "--example", "--model", tmp_path / "empty", "--out", tmp_path / "r")
+    assert done.exit_code == 1 and "is not a segmenter folder (needs config.json and model.safetensors)" in done.stderr
+
+    done = run("segment", "--example", "--encoder", "anatcl", "--out", tmp_path / "m.nii.gz")
+    assert done.exit_code == 2 and "anatcl has no published segmentation head" in done.output
+
+    existing = tmp_path / "kept.nii.gz"
+    existing.write_bytes(b"user data")
+    done = run("segment", "--example", "--out", existing)
+    assert done.exit_code == 1 and "already exists; pass --overwrite" in done.stderr
+    assert existing.read_bytes() == b"user data"

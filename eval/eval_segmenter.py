@@ -1,0 +1,163 @@
+"""Quality of a brain segmenter on the out-of-distribution synthetic test split (FLAIR/PD contrasts,
+thick slices, larger and infratentorial lesions: see fm.synth.generator.SPLITS), measured on each
+scan's own grid with its real spacing.
+
+Voxel metrics (MONAI): Dice and HD95 (mm) per tissue class and per nested tumour region.
+Report metrics (what a reader sees): ground-truth lesions of >= 1 mL found (a predicted lesion
+whose centroid lies within max(10 mm, half the true longest diameter) of the true one), false
+positive lesions per scan, lesion volume error, and laterality agreement of found lesions.
+
+    python eval/eval_segmenter.py --n 20 --etta-compare --out eval/results/segmenter_ood.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.metrics import compute_dice, compute_hausdorff_distance
+from tqdm import tqdm
+
+from fm.findings import Findings
+from fm.labels import BRAIN_TUMOUR
+from fm.measure import measure
+from fm.synth.generator import generate
+from heads.etta import segment_with_etta
+from heads.pretrained import load_segmenter
+
+DETECTABLE_ML = 1.0
+#: (reported name, label ids forming the region)
+REGIONS = [(name, (label,)) for label, name in BRAIN_TUMOUR.structures.items()] + [
+    (region, labels) for region, labels in BRAIN_TUMOUR.nested.items()
+]
+
+
+def voxel_metrics(predicted: np.ndarray, truth: np.ndarray, spacing) -> dict[str, dict[str, float]]:
+    """Dice and HD95 (mm) per region; NaN where the region is absent from the truth."""
+    pred = torch.stack([torch.from_numpy(np.isin(predicted, ids)) for _, ids in REGIONS])[None].float()
+    true = torch.stack([torch.from_numpy(np.isin(truth, ids)) for _, ids in REGIONS])[None].float()
+    dice = compute_dice(pred, true, include_background=True, ignore_empty=True)[0]
+    hd95 = compute_hausdorff_distance(pred, true, include_background=True, percentile=95, spacing=list(map(float, spacing)))[0]
+    present = true.flatten(2).sum(-1)[0] > 0
+    out = {}
+    for i, (name, _) in enumerate(REGIONS):
+        out[name] = {
+            "dice": float(dice[i]) if present[i] else float("nan"),
+            "hd95_mm": float(hd95[i]) if present[i] and torch.isfinite(hd95[i]) else float("nan"),
+        }
+    return out
+
+
+def lesion_metrics(predicted: Findings, truth: Findings) -> dict:
+    """Match each true lesion to the nearest predicted one within its radius (10 mm at least)."""
+    unmatched = list(predicted.lesions)
+    rows = []
+    for lesion in truth.lesions:
+        radius = max(10.0, lesion.longest_diameter_mm / 2)
+        distances = [np.linalg.norm(np.subtract(p.centroid_ras_mm, lesion.centroid_ras_mm)) for p in unmatched]
+        match = unmatched.pop(int(np.argmin(distances))) if distances and min(distances) <= radius else None
+        rows.append(
+            {
+                "true_ml": lesion.volume_ml,
+                "found": match is not None,
+                "predicted_ml": match.volume_ml if match else None,
+                "volume_error": abs(match.volume_ml - lesion.volume_ml) / lesion.volume_ml if match else None,
+                "laterality_true": lesion.laterality.value,
+                "laterality_predicted": match.laterality.value if match else None,
+            }
+        )
+    return {"lesions": rows, "false_positives": len(unmatched)}
+
+
+def evaluate(model, n: int, seed: int, etta_compare: bool) -> dict:
+    segmenter, info = load_segmenter(model)
+    modes = ["plain", "etta"] if etta_compare else ["plain"]
+    scans = []
+    for index in tqdm(range(n), desc="OOD test scans", unit="scan"):
+        sample = generate(seed, index, "test")
+        volume = sample.volume()
+        truth_labels = volume.from_source_layout(sample.labels).array.astype(np.uint8)
+        truth = measure(truth_labels, volume, BRAIN_TUMOUR)
+        row = {"sample_id": sample.sample_id, "contrast": sample.params.get("contrast"), "spacing_mm": list(volume.spacing)}
+        for mode in modes:
+            started = time.perf_counter()
+            if mode == "plain":
+                result = segmenter(volume)
+            else:
+                result, entropies = segment_with_etta(segmenter, volume)
+                row["etta_entropy"] = entropies
+            seconds = time.perf_counter() - started
+            predicted = measure(result.labels, volume, BRAIN_TUMOUR, probabilities=result.probabilities, source=info.model_id)
+            row[mode] = {
+                "seconds": seconds,
+                "voxel": voxel_metrics(result.labels, truth_labels, volume.spacing),
+                **lesion_metrics(predicted, truth),
+            }
+        scans.append(row)
+    return {"model": info.model_id, "model_version": info.version, "seed": seed, "n": n, "scans": scans, "summary": {m: summarise(scans, m) for m in modes}}
+
+
+def summarise(scans: list[dict], mode: str) -> dict:
+    def mean(values):
+        values = [v for v in values if v == v]  # drop NaN (region absent from the truth)
+        return statistics.fmean(values) if values else float("nan")
+
+    regions = {
+        name: {
+            "dice": mean([s[mode]["voxel"][name]["dice"] for s in scans]),
+            "hd95_mm": mean([s[mode]["voxel"][name]["hd95_mm"] for s in scans]),
+            "scans": sum(s[mode]["voxel"][name]["dice"] == s[mode]["voxel"][name]["dice"] for s in scans),
+        }
+        for name, _ in REGIONS
+    }
+    lesions = [lesion for s in scans for lesion in s[mode]["lesions"]]
+    detectable = [lesion for lesion in lesions if lesion["true_ml"] >= DETECTABLE_ML]
+    found = [lesion for lesion in lesions if lesion["found"]]
+    errors = [lesion["volume_error"] for lesion in found]
+    return {
+        "regions": regions,
+        "lesions_true": len(lesions),
+        "lesions_1ml": len(detectable),
+        "sensitivity_1ml": sum(lesion["found"] for lesion in detectable) / len(detectable) if detectable else float("nan"),
+        "false_positives_per_scan": statistics.fmean(s[mode]["false_positives"] for s in scans),
+        "median_volume_error": statistics.median(errors) if errors else float("nan"),
+        "laterality_accuracy": statistics.fmean(lesion["laterality_true"] == lesion["laterality_predicted"] for lesion in found) if found else float("nan"),
+        "median_seconds": statistics.median(s[mode]["seconds"] for s in scans),
+    }
+
+
+def print_table(results: dict) -> None:
+    modes = list(results["summary"])
+    print(f"model {results['model']} ({results['model_version']}), {results['n']} OOD test scans, seed {results['seed']}")
+    print(f"{'region':<32}" + "".join(f"{m + ' Dice':>12}{m + ' HD95 mm':>15}" for m in modes) + f"{'scans':>7}")
+    for name, _ in REGIONS:
+        cells = "".join(f"{results['summary'][m]['regions'][name]['dice']:>12.3f}{results['summary'][m]['regions'][name]['hd95_mm']:>15.1f}" for m in modes)
+        print(f"{name:<32}{cells}{results['summary'][modes[0]]['regions'][name]['scans']:>7}")
+    for key in ("sensitivity_1ml", "false_positives_per_scan", "median_volume_error", "laterality_accuracy", "median_seconds"):
+        print(f"{key:<32}" + "".join(f"{results['summary'][m][key]:>27.3f}" for m in modes))
+    print(f"true lesions {results['summary'][modes[0]]['lesions_true']}, of which >= {DETECTABLE_ML} mL: {results['summary'][modes[0]]['lesions_1ml']}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="segmenter folder (default: the bundled one)")
+    parser.add_argument("--n", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--etta-compare", action="store_true", help="also segment every scan with ETTA")
+    parser.add_argument("--out", type=Path, help="write all per-scan figures as JSON here")
+    args = parser.parse_args()
+    results = evaluate(args.model, args.n, args.seed, args.etta_compare)
+    print_table(results)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=1))
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

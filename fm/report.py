@@ -1,0 +1,127 @@
+"""The Report: Findings plus everything a reader needs to trust or question them, and its text
+renderers (schema-versioned JSON, Markdown). The PDF, pictures and output folder are in fm.render.
+
+Every number in a Report comes from its Findings; the structured report and the template narrative
+are made from them by fm.narrative. Provenance says which model, which software, which machine,
+how long each stage took and what was done to the scan's grid on the way.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from fm.findings import Findings
+from fm.narrative import narrative_report, structured_report
+
+REPORT_SCHEMA_VERSION = "1.0"
+NOTICE = (
+    "AI draft, not for clinical use. Produced automatically by a segmentation model; "
+    "every measurement must be checked by a qualified reader."
+)
+
+
+class ReportProvenance(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+    input_file: str
+    input_format: str
+    model_id: str
+    model_version: str
+    model_sha256: str = Field(description="first 16 hex digits of the weights file's SHA-256")
+    encoder: str
+    label_set: str
+    software: dict[str, str] = Field(description="package -> version")
+    device: str
+    threads: int
+    etta: bool = Field(description="entropy test-time adaptation was applied")
+    reoriented: bool = Field(description="the scan's axes were reordered/flipped to RAS for the network")
+    resampled: bool = Field(description="the network saw the scan on another voxel grid; results were resampled back")
+    network_spacing_mm: tuple[float, float, float]
+    timings_s: dict[str, float] = Field(description="wall-clock seconds per stage, in order")
+    created_utc: str
+
+
+class Report(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: str = REPORT_SCHEMA_VERSION
+    notice: str = NOTICE
+    findings: Findings
+    structured: dict = Field(description="technique, findings (lesions, structures) and impression sections")
+    narrative: str = Field(description="deterministic template narrative built only from the findings")
+    provenance: ReportProvenance
+
+    @classmethod
+    def from_findings(cls, findings: Findings, provenance: ReportProvenance) -> "Report":
+        return cls(findings=findings, structured=structured_report(findings), narrative=narrative_report(findings), provenance=provenance)
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Report":
+        data = json.loads(text)
+        if data.get("schema_version") != REPORT_SCHEMA_VERSION:
+            raise ValueError(f"report schema {data.get('schema_version')!r} is not {REPORT_SCHEMA_VERSION!r}")
+        findings = Findings.from_json(json.dumps(data.pop("findings")))
+        return cls.model_validate({**data, "findings": findings})
+
+    def to_markdown(self) -> str:
+        return render_markdown(self)
+
+
+def _ml(value) -> str:
+    return "incomplete (reaches the image edge)" if value is None else f"{value:.1f}"
+
+
+def render_markdown(report: Report) -> str:
+    s, f, p = report.structured, report.findings, report.provenance
+    t = s["technique"]
+    lines = [
+        "# Structured MRI report",
+        "",
+        f"> **{report.notice}**",
+        "",
+        "## Technique",
+        f"- Input: `{p.input_file}` ({p.input_format}), grid {t['grid']} voxels, spacing "
+        f"{' x '.join(f'{v:g}' for v in t['spacing_mm'])} mm, orientation {t['orientation']}",
+        f"- Segmentation: {p.model_id} ({p.model_version}), label set {p.label_set}"
+        + (", with entropy test-time adaptation" if p.etta else ""),
+        f"- Network grid: {' x '.join(f'{v:g}' for v in p.network_spacing_mm)} mm"
+        + (", scan reoriented to RAS" if p.reoriented else "")
+        + ("; results resampled back onto the scan's grid" if p.resampled else ""),
+        "",
+        "## Findings",
+    ]
+    lesions = s["findings"]["lesions"]
+    if lesions:
+        lines += [
+            "",
+            "| # | Location | Volume (mL) | Interval (mL) | Longest x short (mm) | Enhancement | Oedema (mL) | Centroid RAS (mm) | Confidence |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for row, lesion in zip(lesions, f.lesions):
+            interval = "-" if lesion.volume_interval_ml is None else "{:.1f} - {:.1f}".format(*lesion.volume_interval_ml)
+            volume = f"{row['volume_ml']:.1f}" + (" (incomplete)" if row["incomplete"] else "")
+            lines.append(
+                f"| {row['lesion_id']} | {row['location']} | {volume} | {interval} | "
+                f"{row['longest_diameter_mm']:.1f} x {row['short_axis_mm']:.1f} | {row['enhancement']} | "
+                f"{row['oedema_ml']:.1f} | {', '.join(f'{v:.1f}' for v in row['centroid_ras_mm'])} | {row['confidence']:.2f} |"
+            )
+    else:
+        lines += ["", "No focal lesion."]
+    lines += ["", "| Structure | Volume (mL) | Confidence |", "|---|---|---|"]
+    for row, structure in zip(s["findings"]["structures"], f.structures):
+        lines.append(f"| {row['name']} | {_ml(row['volume_ml'])} | {structure.confidence:.2f} |")
+    lines += ["", "## Impression", *[f"- {line}" for line in s["impression"]], "", "## Narrative (template)", "", report.narrative, ""]
+    lines += [
+        "## Provenance",
+        f"- Model: {p.model_id}, {p.model_version}, weights sha256 {p.model_sha256}, encoder {p.encoder}",
+        f"- Software: {', '.join(f'{k} {v}' for k, v in p.software.items())}",
+        f"- Device: {p.device}, {p.threads} threads; created {p.created_utc}",
+        f"- Timings (s): {', '.join(f'{k} {v:.2f}' for k, v in p.timings_s.items())}",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,131 @@
+"""Ready-to-run segmenters from a model reference: the bundled default, a folder or Hub repo in the
+default's format, or a published Swin-BOB checkpoint through the encoder registry.
+
+`load_segmenter(model=None, encoder=None)` returns the Segmenter and a `ModelInfo` that reports
+carry as provenance (which weights, which version, their checksum).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+from importlib.resources import files
+from pathlib import Path
+
+from safetensors.torch import load_file
+
+from encoders.checkpoint import load_state_dict_strictly
+from encoders.preprocess import monai_preprocess
+from encoders.registry import HUB_PREFIX, create_encoder, list_encoders
+from fm.errors import InputFileError
+from fm.labels import BRAIN_TUMOUR, BRATS, BTCV, UKBOB, LabelSet
+from heads.segmentation import Segmenter, SwinSegmentationNet
+from heads.train_segmenter import segmenter_net, segmenter_preprocess
+
+DEFAULT_MODEL_ID = "fm3d/default-segmenter"
+
+#: Swin-BOB registry names -> (label set, output kind, sigmoid channel names for nested outputs)
+_SWIN_OUTPUTS: dict[str, tuple[LabelSet, str, tuple[str, ...]]] = {
+    "swin_bob": (UKBOB, "softmax", ()),
+    "swin_bob_btcv": (BTCV, "softmax", ()),
+    # MONAI's BraTS recipe orders the sigmoid channels TC, WT, ET
+    "swin_bob_brats": (BRATS, "nested", ("tumour_core", "whole_tumour", "enhancing_tumour")),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    model_id: str  # what the weights are: the default's id, a file or folder path, or hf-hub:org/name
+    version: str  # e.g. trained steps for the default, "published checkpoint" for a file
+    sha256: str  # first 16 hex digits of the weights file's checksum
+    encoder: str
+    label_set: str
+
+
+def default_model_folder() -> Path:
+    return Path(str(files("fm").joinpath("data/default_segmenter")))
+
+
+def load_segmenter(model: str | Path | None = None, encoder: str | None = None, **overrides) -> tuple[Segmenter, ModelInfo]:
+    """model: None (the bundled default), a folder in the default's format, `hf-hub:org/name`, or
+    with `encoder` set to a Swin-BOB name, that family's published checkpoint file / saved folder.
+    `overrides` are encoder constructor settings for published checkpoints (e.g. feature_size=12)."""
+    if encoder is None or encoder == "brain_id":
+        if overrides:
+            raise ValueError(f"the default segmenter's folder carries its own configuration; drop {sorted(overrides)}")
+        folder = default_model_folder() if model is None else _local_folder(model)
+        return _default_family(folder, DEFAULT_MODEL_ID if model is None else str(model))
+    if encoder in _SWIN_OUTPUTS:
+        if model is None:
+            raise ValueError(f"--encoder {encoder} needs --model: a checkpoint file, a saved folder or hf-hub:org/name")
+        return _swin(encoder, model, overrides)
+    if encoder in list_encoders():
+        raise ValueError(
+            f"{encoder} has no published segmentation head; use the default (brain_id family) or a Swin-BOB checkpoint"
+        )
+    raise ValueError(f"unknown encoder {encoder!r}; segmenters exist for: brain_id, {', '.join(_SWIN_OUTPUTS)}")
+
+
+def _local_folder(model: str | Path) -> Path:
+    source = str(model)
+    if source.startswith(HUB_PREFIX):
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(source[len(HUB_PREFIX) :], allow_patterns=["config.json", "model.safetensors", "README.md"]))
+    return Path(source)
+
+
+def _default_family(folder: Path, model_id: str) -> tuple[Segmenter, ModelInfo]:
+    config_path, weights_path = folder / "config.json", folder / "model.safetensors"
+    if not config_path.is_file() or not weights_path.is_file():
+        raise InputFileError(folder, "is not a segmenter folder (needs config.json and model.safetensors)")
+    try:
+        config = json.loads(config_path.read_text())
+    except json.JSONDecodeError as err:
+        raise InputFileError(config_path, f"is not valid JSON ({err})") from None
+    if config.get("label_set") != BRAIN_TUMOUR.name:
+        raise InputFileError(folder, f"segments label set {config.get('label_set')!r}; this loader knows {BRAIN_TUMOUR.name!r}")
+    net = segmenter_net(int(config["f_maps"]))
+    try:
+        state = load_file(str(weights_path))
+    except Exception as err:  # safetensors raises its own error types for corrupt files
+        raise InputFileError(weights_path, f"is not a readable safetensors file ({err})") from None
+    load_state_dict_strictly(net, state, folder, strict=True)
+    segmenter = Segmenter(
+        net,
+        functools.partial(segmenter_preprocess, spacing_mm=float(config["spacing_mm"])),
+        BRAIN_TUMOUR,
+        roi_size=tuple(config["roi_size"]),
+    )
+    version = f"{config.get('trained_steps', '?')} steps, seed {config.get('seed', '?')}, f_maps {config['f_maps']}"
+    return segmenter, ModelInfo(model_id, version, _sha256(weights_path), "brain_id", BRAIN_TUMOUR.name)
+
+
+def _swin(name: str, model: str | Path, overrides: dict) -> tuple[Segmenter, ModelInfo]:
+    label_set, output, channels = _SWIN_OUTPUTS[name]
+    encoder = create_encoder(name, model, **overrides)
+    spec = encoder.spec
+    if spec.in_channels != 1:
+        raise ValueError(f"{name} needs {spec.in_channels} co-registered contrasts ({', '.join(spec.modalities)}); a report takes one scan")
+    segmenter = Segmenter(
+        SwinSegmentationNet(encoder),
+        lambda volume: monai_preprocess(volume, spec),
+        label_set,
+        roi_size=spec.size,
+        output=output,
+        region_channels=channels,
+    )
+    source = Path(str(model))
+    weights = source / "model.safetensors" if source.is_dir() else source
+    checksum = _sha256(weights) if weights.is_file() else "unknown"
+    return segmenter, ModelInfo(str(model), "published checkpoint", checksum, name, label_set.name)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
