@@ -1,10 +1,14 @@
 """Gradio demo: open a scan (or the bundled example) and see what the package reads from it:
-geometry, orientation, and three labelled views with the patient's sides taken from the affine.
+geometry, orientation, and three labelled views with the patient's sides taken from the affine;
+then segment it and read the structured report (with its PDF, JSON and mask to download).
 
 Run: .venv/bin/python app.py   (then open the printed local URL)
 """
 
 from __future__ import annotations
+
+import functools
+import tempfile
 
 import gradio as gr
 
@@ -35,6 +39,32 @@ def inspect_scan(path: str | None, series: float | None = None, frame: float | N
     return volume.summary(), views["axial"], views["coronal"], views["sagittal"]
 
 
+@functools.cache
+def report_pipeline():
+    """The default segmenter, loaded once on the first report request."""
+    from fm.pipeline import ReportPipeline
+
+    return ReportPipeline.from_pretrained()
+
+
+def report_scan(path: str | None, series: float | None = None, frame: float | None = None, modality: str | None = None):
+    """Segment and report one scan: overlay picture, Markdown report, and the report files."""
+    from fm.render import write_report_folder
+
+    if not path:
+        raise gr.Error("Upload a scan or press 'Use the example scan' first.")
+    options = dict(series=int(series) if series else None, frame=int(frame) if frame is not None and frame >= 0 else None, modality=modality)
+    try:
+        result = report_pipeline()(path, **options)
+    except (InputFileError, ValueError) as err:
+        raise gr.Error(str(err)) from None
+    folder = tempfile.mkdtemp(prefix="fm-report-")
+    seg = result.segmentation
+    paths = write_report_folder(result.report, result.volume, seg.labels, seg.label_set, folder)
+    files = [str(paths[name]) for name in ("report.pdf", "report.json", "report.md", "mask.nii.gz")]
+    return str(paths["overlay.png"]), result.report.to_markdown(), files
+
+
 def build_app() -> gr.Blocks:
     with gr.Blocks(title="fm3d: scan inspector") as demo:
         gr.Markdown(
@@ -56,6 +86,18 @@ def build_app() -> gr.Blocks:
         gr.on([series.submit, frame.submit], inspect_scan, inputs=inputs, outputs=outputs, api_name=False)
         example.click(
             lambda: inspect_scan(str(example_path()), modality=example_modality()), outputs=outputs, api_name="example"
+        )
+        gr.Markdown("## Segment and report\nAn AI draft, not for clinical use: every number is measured from the segmentation shown.")
+        with gr.Row():
+            run_report = gr.Button("Segment and report the uploaded scan", variant="primary")
+            run_example_report = gr.Button("Segment and report the example scan")
+        overlay = gr.Image(label="Segmentation overlay", type="filepath")
+        report_text = gr.Markdown()
+        report_files = gr.File(label="Report files", file_count="multiple")
+        report_outputs = [overlay, report_text, report_files]
+        run_report.click(report_scan, inputs=inputs, outputs=report_outputs, api_name="report")
+        run_example_report.click(
+            lambda: report_scan(str(example_path()), modality=example_modality()), outputs=report_outputs, api_name="report_example"
         )
     return demo
 

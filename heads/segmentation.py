@@ -125,24 +125,38 @@ class Segmenter:
 
     def to_volume(self, logits: torch.Tensor, prepared: Preprocessed, volume: Volume) -> Segmentation:
         n_labels = max(self.label_set.names) + 1
-        # Interpolation weight that falls inside the network's grid: near its edge only part of a
-        # voxel's weight does, so values are divided by it; outside it the voxel is background.
-        coverage = prepared.to_volume_grid(torch.ones(1, *logits.shape[2:]), volume)[0]
+        channels = torch.softmax(logits, dim=1)[0] if self.output == "softmax" else torch.sigmoid(logits)[0]
+        # One resampling for the channels and the interpolation weight that falls inside the
+        # network's grid: near its edge only part of a voxel's weight does, so values are divided
+        # by it; outside the grid the voxel is background.
+        sampled = prepared.to_volume_grid(torch.cat([channels, torch.ones_like(channels[:1])]), volume)
+        coverage = sampled[-1]
         inside = coverage > 1e-6
+        on_grid = torch.where(inside, sampled[:-1] / coverage.clamp(min=1e-6), 0.0)
+        del sampled
         if self.output == "softmax":
-            on_grid = prepared.to_volume_grid(torch.softmax(logits, dim=1)[0], volume)
-            on_grid = torch.where(inside, on_grid / coverage.clamp(min=1e-6), 0.0)
             on_grid[0] += (~inside).float()
             full = torch.zeros((n_labels, *volume.shape))
             full[: on_grid.shape[0]] = on_grid
-            labels = full.argmax(0)
+            labels = _first_argmax(full)
         else:
-            regions = prepared.to_volume_grid(torch.sigmoid(logits)[0], volume)
-            regions = torch.where(inside, regions / coverage.clamp(min=1e-6), 0.0).clamp(0, 1)
+            regions = on_grid.clamp(0, 1)
             labels = nested_to_labels(regions, self.region_channels, self.label_set)
             full = _nested_to_probabilities(regions, self.region_channels, self.label_set, n_labels)
         dtype = np.uint8 if n_labels <= 256 else np.int16
-        return Segmentation(labels.numpy().astype(dtype), full.numpy().astype(np.float32), self.label_set)
+        return Segmentation(labels.numpy().astype(dtype), full.numpy(), self.label_set)
+
+
+def _first_argmax(probabilities: torch.Tensor) -> torch.Tensor:
+    """argmax over channels (first channel wins ties), one channel at a time: torch's argmax over a
+    leading dimension of a large volume is several times slower."""
+    best = probabilities[0].clone()
+    labels = torch.zeros(probabilities.shape[1:], dtype=torch.int16)
+    for channel in range(1, probabilities.shape[0]):
+        better = probabilities[channel] > best
+        labels[better] = channel
+        torch.maximum(best, probabilities[channel], out=best)
+    return labels
 
 
 def _exclusive_label(label_set: LabelSet, region: str, inner: str | None) -> int:

@@ -77,3 +77,18 @@ def test_example_button(client):
     summary, *_ = client.predict(api_name="/example")
     assert summary["shape"] == list(load_volume(example_path()).shape)
     assert summary["modality"] == "MR"
+
+
+def test_report_on_the_example_shows_overlay_report_and_files(client):
+    overlay, markdown, files = client.predict(api_name="/report_example")
+    assert np.asarray(Image.open(overlay)).shape[2] in (3, 4)
+    assert "not for clinical use" in markdown and "## Impression" in markdown
+    assert sorted(Path(f).name for f in files) == ["mask.nii.gz", "report.json", "report.md", "report.pdf"]
+    assert load_volume(next(f for f in files if f.endswith("mask.nii.gz"))).shape == load_volume(example_path()).shape
+
+
+def test_report_of_a_bad_upload_shows_the_problem(client, tmp_path):
+    fake = tmp_path / "broken.nii"
+    fake.write_bytes(b"not an image" * 40)
+    with pytest.raises(AppError, match="not a NIfTI file"):
+        client.predict(handle_file(str(fake)), None, -1, api_name="/report")

@@ -1,0 +1,73 @@
+"""Benchmark of `fm report` on the bundled 1 mm example: per-stage wall-clock time and peak memory,
+each repeat in a fresh process (as a user runs the command), medians printed.
+
+    python eval/bench_report.py --repeats 3 --threads 2
+
+Stages: import (Python + torch + MONAI), model (load the default segmenter), the pipeline's own
+stages (load, preprocess, segment, resample, measure) and write (JSON, Markdown, PNG, PDF, mask).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+_STARTED = time.perf_counter()
+
+
+def child(threads: int, out: str, etta: bool) -> None:
+    import resource
+
+    import torch
+
+    torch.set_num_threads(threads)
+    from fm.examples import example_path
+    from fm.pipeline import ReportPipeline
+    from fm.render import write_report_folder
+
+    timings = {"import": time.perf_counter() - _STARTED}
+    started = time.perf_counter()
+    pipeline = ReportPipeline.from_pretrained(etta=etta)
+    timings["model"] = time.perf_counter() - started
+    result = pipeline(example_path())
+    timings.update(result.report.provenance.timings_s)
+    started = time.perf_counter()
+    seg = result.segmentation
+    write_report_folder(result.report, result.volume, seg.labels, seg.label_set, out)
+    timings["write"] = time.perf_counter() - started
+    timings["total"] = time.perf_counter() - _STARTED
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kB on Linux
+    print(json.dumps({"timings_s": timings, "peak_rss_gib": peak_gib}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--etta", action="store_true")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.threads, args.child, args.etta)
+        return
+    runs = []
+    for repeat in range(args.repeats):
+        with tempfile.TemporaryDirectory() as out:
+            command = [sys.executable, __file__, "--child", out, "--threads", str(args.threads)] + (["--etta"] if args.etta else [])
+            done = subprocess.run(command, capture_output=True, text=True, check=True)
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(f"repeat {repeat + 1}: total {runs[-1]['timings_s']['total']:.1f} s, peak {runs[-1]['peak_rss_gib']:.2f} GiB", file=sys.stderr)
+    print(f"fm report on the bundled 1 mm example, {args.threads} threads, {args.repeats} fresh processes" + (", ETTA on" if args.etta else ""))
+    for stage in runs[0]["timings_s"]:
+        values = [r["timings_s"][stage] for r in runs]
+        print(f"  {stage:<11} median {statistics.median(values):7.2f} s   (min {min(values):.2f}, max {max(values):.2f})")
+    print(f"  peak RSS    median {statistics.median(r['peak_rss_gib'] for r in runs):7.2f} GiB")
+
+
+if __name__ == "__main__":
+    main()
