@@ -56,6 +56,8 @@ def load_segmenter(model: str | Path | None = None, encoder: str | None = None, 
         if overrides:
             raise ValueError(f"the default segmenter's folder carries its own configuration; drop {sorted(overrides)}")
         folder = default_model_folder() if model is None else _local_folder(model)
+        if folder.is_file():
+            raise InputFileError(folder, f"is a file; a published checkpoint needs --encoder ({', '.join(_SWIN_OUTPUTS)})")
         return _default_family(folder, DEFAULT_MODEL_ID if model is None else str(model))
     if encoder in _SWIN_OUTPUTS:
         if model is None:

@@ -3,6 +3,7 @@ scan's own grid, and entropy test-time adaptation that leaves the model as it fo
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,9 @@ import phantoms
 from encoders.base import InputSpec
 from encoders.preprocess import Preprocessed, monai_preprocess
 from encoders.registry import create_encoder
+from fm.errors import InputFileError
 from fm.io import load_volume, volume_from_array
-from fm.labels import BRAIN_TUMOUR, BRATS, BTCV
+from fm.labels import BRAIN_TUMOUR, BRATS, BTCV, UKBOB
 from heads.etta import norm_affine_parameters, segment_with_etta
 from heads.segmentation import LightSegmentationNet, Segmenter, SwinSegmentationNet, nested_to_labels
 
@@ -54,6 +56,9 @@ def test_head_output_shapes():
 
 def test_label_sets():
     assert list(BTCV.structures.values())[:3] == ["spleen", "right kidney", "left kidney"] and len(BTCV.structures) == 13
+    # UKBOB: one label per output channel of the released 72-channel head; id 20 (ribs, CT only) unused
+    assert max(UKBOB.names) + 1 == create_encoder("swin_bob", feature_size=12).state_dict()["unetr.out.conv.conv.bias"].shape[0] == 72
+    assert UKBOB.names[2] == "right kidney" and UKBOB.names[71] == "spinal canal" and 20 not in UKBOB.names
     assert BRATS.nested["whole_tumour"] == (1, 2, 4)
     assert BRAIN_TUMOUR.left == (3, 5) and BRAIN_TUMOUR.right == (4, 6)
 
@@ -141,3 +146,24 @@ def test_etta_adapts_then_restores_the_model(tmp_path):
     again = segmenter(scan)
     np.testing.assert_array_equal(again.probabilities, plain.probabilities)
     assert len(norm_affine_parameters(net)) > 0
+
+
+def test_segmenter_folders_are_checked_before_use(tmp_path):
+    from heads.pretrained import default_model_folder, load_segmenter
+
+    segmenter, info = load_segmenter()
+    assert info.model_id == "fm3d/default-segmenter" and len(info.sha256) == 16
+    assert segmenter.label_set is BRAIN_TUMOUR and segmenter.roi_size == tuple(json.loads((default_model_folder() / "config.json").read_text())["roi_size"])
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text((default_model_folder() / "config.json").read_text())
+    (broken / "model.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(InputFileError, match="model.safetensors: is not a readable safetensors file"):
+        load_segmenter(broken)
+    checkpoint = tmp_path / "model_final.pt"
+    checkpoint.write_bytes(b"x")
+    with pytest.raises(InputFileError, match="is a file; a published checkpoint needs --encoder"):
+        load_segmenter(checkpoint)
+    with pytest.raises(ValueError, match="swin_bob_btcv needs --model"):
+        load_segmenter(None, "swin_bob_btcv")
