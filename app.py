@@ -40,6 +40,12 @@ def inspect_scan(path: str | None, series: float | None = None, frame: float | N
 
 
 @functools.cache
+def reports_folder() -> tempfile.TemporaryDirectory:
+    """One folder for every report this app writes, removed when the app exits."""
+    return tempfile.TemporaryDirectory(prefix="fm-reports-")
+
+
+@functools.cache
 def report_pipeline():
     """The default segmenter, loaded once on the first report request."""
     from fm.pipeline import ReportPipeline
@@ -58,7 +64,7 @@ def report_scan(path: str | None, series: float | None = None, frame: float | No
         result = report_pipeline()(path, **options)
     except (InputFileError, ValueError) as err:
         raise gr.Error(str(err)) from None
-    folder = tempfile.mkdtemp(prefix="fm-report-")
+    folder = tempfile.mkdtemp(dir=reports_folder().name)
     seg = result.segmentation
     paths = write_report_folder(result.report, result.volume, seg.labels, seg.label_set, folder)
     files = [str(paths[name]) for name in ("report.pdf", "report.json", "report.md", "mask.nii.gz")]

@@ -59,7 +59,9 @@ def main() -> None:
     for repeat in range(args.repeats):
         with tempfile.TemporaryDirectory() as out:
             command = [sys.executable, __file__, "--child", out, "--threads", str(args.threads)] + (["--etta"] if args.etta else [])
-            done = subprocess.run(command, capture_output=True, text=True, check=True)
+            done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode:
+            sys.exit(f"repeat {repeat + 1} failed:\n{done.stderr}")
         runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(f"repeat {repeat + 1}: total {runs[-1]['timings_s']['total']:.1f} s, peak {runs[-1]['peak_rss_gib']:.2f} GiB", file=sys.stderr)
     print(f"fm report on the bundled 1 mm example, {args.threads} threads, {args.repeats} fresh processes" + (", ETTA on" if args.etta else ""))

@@ -16,7 +16,7 @@ from fm import __version__
 from fm.dicom import MultipleSeriesError
 from fm.errors import InputFileError
 from fm.examples import DEFAULT_EXAMPLE, EXAMPLES, example_modality, example_path
-from fm.io import Volume, load_volume, save_volume
+from fm.io import Volume, check_output_path, load_volume, save_volume
 
 EXIT_BAD_INPUT = 1
 
@@ -278,17 +278,22 @@ def _run_pipeline(scan, example, model, encoder_name, settings, etta, frame, ser
         scan, modality = str(example_path(example)), modality or example_modality(example)
     try:
         pipeline = ReportPipeline.from_pretrained(model, encoder_name, etta=etta, **_parse_overrides(settings))
-    except (ValueError, KeyError) as err:
-        if isinstance(err, InputFileError):
-            raise
-        raise click.BadParameter(str(err), param_hint="--model/--encoder") from None
+    except InputFileError:
+        raise
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--model/--encoder/--set") from None
     started = time.perf_counter()
 
     def progress(stage):
         click.echo(f"[{time.perf_counter() - started:6.1f} s] {stage}", err=True)
 
-    # _load asks which DICOM series to use when a folder holds several and a person is there
-    return pipeline(scan, progress=progress, load=lambda path: _load(path, frame, series, modality, max_voxels))
+    try:
+        # _load asks which DICOM series to use when a folder holds several and a person is there
+        return pipeline(scan, progress=progress, load=lambda path: _load(path, frame, series, modality, max_voxels))
+    except InputFileError:
+        raise
+    except ValueError as err:  # e.g. a constant image, or a scan the model's preprocessing cannot take
+        raise InputFileError(scan, str(err)) from None
 
 
 @main.command()
@@ -310,8 +315,7 @@ def segment(scan, example, out, overwrite, model, encoder_name, settings, etta, 
       fm segment scan.nii.gz --out mask.nii.gz
       fm segment ct.nii.gz --encoder swin_bob_btcv --model model_final.pt --out organs.nii.gz
     """
-    if out.exists() and not overwrite:
-        raise InputFileError(out, "already exists; pass --overwrite to replace it")
+    check_output_path(out, overwrite)  # before the model runs, not after
     result = _run_pipeline(scan, example, model, encoder_name, settings, etta, frame, series, modality, max_voxels)
     written = save_volume(result.volume.with_array(result.segmentation.labels), out, overwrite=overwrite)
     click.echo(f"wrote {written}")
@@ -336,11 +340,9 @@ def report(scan, example, out, overwrite, model, encoder_name, settings, etta, f
       fm report scan.nii.gz --out report/ --etta
       fm report dicom_folder/ --series 2 --out report/
     """
-    from fm.render import REPORT_FILES, write_report_folder
+    from fm.render import check_report_folder, write_report_folder
 
-    existing = [name for name in REPORT_FILES if (out / name).exists()]
-    if existing and not overwrite:
-        raise InputFileError(out, f"already holds {', '.join(existing)}; pass --overwrite to replace them")
+    check_report_folder(out, overwrite)  # before the model runs, not after
     result = _run_pipeline(scan, example, model, encoder_name, settings, etta, frame, series, modality, max_voxels)
     click.echo("[writing] report files", err=True)
     paths = write_report_folder(result.report, result.volume, result.segmentation.labels, result.segmentation.label_set, out, overwrite)

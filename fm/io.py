@@ -430,6 +430,22 @@ def _canonical_volume(path: Path, array, affine, fmt: str, modality: str | None,
 # Saving
 
 
+def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """The checks save_volume makes before writing (format, existing file, folder), for callers
+    that want to fail before a long computation rather than after it."""
+    path = Path(path)
+    suffix = _suffix(path)
+    if suffix not in WRITABLE_SUFFIXES:
+        raise InputFileError(
+            path, f"cannot write {suffix or 'files without an extension'}; writable: {', '.join(WRITABLE_SUFFIXES)}"
+        )
+    if path.exists() and not overwrite:
+        raise InputFileError(path, "already exists; pass overwrite=True (CLI: --overwrite) to replace it")
+    if not path.parent.is_dir():
+        raise InputFileError(path, f"output folder {path.parent} does not exist")
+    return path
+
+
 def save_volume(
     volume: Volume,
     path: str | os.PathLike,
@@ -445,21 +461,13 @@ def save_volume(
     from is never replaced at all. The write goes to a temporary folder first, so a failure
     leaves nothing half-written.
     """
-    path = Path(path)
+    path = check_output_path(path, overwrite)
     suffix = _suffix(path)
-    if suffix not in WRITABLE_SUFFIXES:
-        raise InputFileError(
-            path, f"cannot write {suffix or 'files without an extension'}; writable: {', '.join(WRITABLE_SUFFIXES)}"
-        )
     if grid not in ("source", "ras"):
         raise ValueError(f"grid must be 'source' or 'ras', not {grid!r}")
     protected = set(volume.source.files)
     if str(path.resolve()) in protected:
         raise InputFileError(path, "is the scan this volume was read from; refusing to write over it")
-    if path.exists() and not overwrite:
-        raise InputFileError(path, "already exists; pass overwrite=True (CLI: --overwrite) to replace it")
-    if not path.parent.is_dir():
-        raise InputFileError(path, f"output folder {path.parent} does not exist")
     if grid == "source":
         array, affine = volume.to_source_layout(), volume.source.affine
     else:

@@ -162,3 +162,13 @@ UKBOB = LabelSet(
     lesion={},
     nested={},
 )
+
+
+#: Label sets by name (Findings carry the name of the set they were measured with).
+LABEL_SETS = {label_set.name: label_set for label_set in (BRAIN_TUMOUR, BTCV, BRATS, UKBOB)}
+
+
+def lesions_assessed(label_set_name: str) -> bool:
+    """Whether a model with this label set looks for lesions at all (organ-only sets do not)."""
+    label_set = LABEL_SETS.get(label_set_name)
+    return label_set is None or bool(label_set.lesion)

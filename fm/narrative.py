@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 
 from fm.findings import Findings, Laterality, LesionFinding
+from fm.labels import lesions_assessed
 
 #: Lateral ventricles are reported as enlarged above this fraction of the intracranial volume
 #: (all labelled brain and CSF); the MNI152 template's is 2.3 %, which keeps the judgement
@@ -135,7 +136,9 @@ def ventricles(findings: Findings) -> tuple[float, bool, float] | None:
 
 def impression(findings: Findings) -> list[str]:
     lines = []
-    if not findings.lesions:
+    if not lesions_assessed(findings.provenance.label_set):
+        lines.append(f"Structure volumes only: the {findings.provenance.label_set} label set has no lesion classes, so lesions were not assessed.")
+    elif not findings.lesions:
         lines.append("No focal lesion.")
     elif len(findings.lesions) == 1:
         lesion = findings.lesions[0]
@@ -203,7 +206,13 @@ def narrative_report(findings: Findings, seed: int = 0) -> str:
     """FINDINGS and IMPRESSION in clinical prose, every number taken from `findings`."""
     rng = random.Random(seed)
     sentences = []
-    if not findings.lesions:
+    if not lesions_assessed(findings.provenance.label_set):
+        measured = [f"{s.name} {s.volume_ml:.1f} mL" for s in findings.structures if not s.touches_border and s.volume_ml > 0]
+        cut = [s.name for s in findings.structures if s.touches_border and s.volume_ml > 0]
+        sentences.append("Measured volumes: " + (", ".join(measured) if measured else "none") + ".")
+        if cut:
+            sentences.append(f"Incompletely imaged (not measured): {', '.join(cut)}.")
+    elif not findings.lesions:
         sentences.append(rng.choice(_NORMAL_PHRASES))
     elif len(findings.lesions) > 1:
         sentences.append(f"There are {len(findings.lesions)} separate lesions.")

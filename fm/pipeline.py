@@ -12,22 +12,23 @@ import dataclasses
 import datetime
 import os
 import time
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from typing import Callable
 
 import numpy as np
 import torch
 
+from fm import __version__
 from fm.io import Volume, load_volume
 from fm.measure import measure
 from fm.report import Report, ReportProvenance
-from heads.etta import adapted
+from heads.etta import etta_logits
 from heads.pretrained import ModelInfo, load_segmenter
 from heads.segmentation import Segmentation, Segmenter
 
 #: Timed stages; "report" (assembling text from the findings, milliseconds) is announced, not timed.
 STAGES = ("load", "preprocess", "segment", "resample", "measure", "report")
-_SOFTWARE = ("fm3d", "torch", "monai", "numpy", "nibabel")
+_SOFTWARE = ("torch", "monai", "numpy", "nibabel")
 
 
 @dataclasses.dataclass
@@ -95,7 +96,7 @@ class ReportPipeline:
             model_sha256=self.model.sha256,
             encoder=self.model.encoder,
             label_set=self.model.label_set,
-            software={name: version(name) for name in _SOFTWARE},
+            software={"fm3d": __version__, **{name: _version(name) for name in _SOFTWARE}},
             device=str(self.segmenter.device),
             threads=torch.get_num_threads(),
             etta=self.etta,
@@ -111,6 +112,11 @@ class ReportPipeline:
     def _logits(self, tensor: torch.Tensor) -> torch.Tensor:
         if not self.etta:
             return self.segmenter.logits(tensor)
-        s = self.segmenter
-        with adapted(s.net, tensor.to(s.device), s.output, self.etta_steps, roi_size=s.roi_size):
-            return s.logits(tensor)
+        return etta_logits(self.segmenter, tensor, self.etta_steps)[0]
+
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:  # e.g. run from a source tree that was never installed
+        return "unknown"

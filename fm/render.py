@@ -5,44 +5,58 @@ report.json, report.md, report.pdf, overlay.png and mask.nii.gz together.
 
 from __future__ import annotations
 
+import os
+import tempfile
 import textwrap
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.backends.backend_pdf import PdfPages
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
-matplotlib.use("Agg")  # files only; never open a window
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
+from fm.errors import InputFileError
+from fm.io import Volume, save_volume
+from fm.labels import LabelSet
+from fm.report import Report
+from fm.views import label_colours, orthogonal_views
 
-from fm.errors import InputFileError  # noqa: E402
-from fm.io import Volume, save_volume  # noqa: E402
-from fm.labels import LabelSet  # noqa: E402
-from fm.report import Report  # noqa: E402
-from fm.views import label_colours, orthogonal_views  # noqa: E402
+# Figures are made as matplotlib.figure.Figure objects, not through pyplot: no global figure
+# registry, so concurrent reports (the Gradio app) cannot close each other's figures, and no
+# backend is imposed on the caller.
 
 _A4 = (8.27, 11.69)
 REPORT_FILES = ("report.json", "report.md", "report.pdf", "overlay.png", "mask.nii.gz")
 
 
-def write_report_folder(report: Report, volume: Volume, labels: np.ndarray, label_set: LabelSet, folder: str | Path, overwrite: bool = False) -> dict[str, Path]:
-    """Write every report file into `folder` (created if needed). Existing report files are kept
-    unless `overwrite`; the mask is written on the input scan's own grid."""
+def check_report_folder(folder: str | Path, overwrite: bool = False) -> Path:
+    """Refuse a folder that is a file, or that already holds report files (unless overwrite)."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise InputFileError(folder, "exists and is not a folder")
     existing = [name for name in REPORT_FILES if (folder / name).exists()]
     if existing and not overwrite:
         raise InputFileError(folder, f"already holds {', '.join(existing)}; pass --overwrite to replace them")
+    return folder
+
+
+def write_report_folder(report: Report, volume: Volume, labels: np.ndarray, label_set: LabelSet, folder: str | Path, overwrite: bool = False) -> dict[str, Path]:
+    """Write every report file into `folder` (created if needed). The files are made in a staging
+    folder first and moved in together, so a failure leaves nothing half-written; existing report
+    files are kept unless `overwrite`. The mask is on the input scan's own grid."""
+    folder = check_report_folder(folder, overwrite)
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {name: folder / name for name in REPORT_FILES}
-    paths["mask.nii.gz"] = save_volume(volume.with_array(labels), paths["mask.nii.gz"], overwrite=overwrite)
-    paths["report.json"].write_text(report.to_json())
-    paths["report.md"].write_text(report.to_markdown())
-    save_overlay_png(report, volume, labels, label_set, paths["overlay.png"])
-    save_pdf(report, volume, labels, label_set, paths["report.pdf"])
-    return paths
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".fm-report-") as tmp:
+        staged = {name: Path(tmp) / name for name in REPORT_FILES}
+        save_volume(volume.with_array(labels), staged["mask.nii.gz"])
+        staged["report.json"].write_text(report.to_json())
+        staged["report.md"].write_text(report.to_markdown())
+        save_overlay_png(report, volume, labels, label_set, staged["overlay.png"])
+        save_pdf(report, volume, labels, label_set, staged["report.pdf"])
+        for name, path in staged.items():
+            os.replace(path, folder / name)  # replaces a link itself, never the file it points to
+    return {name: folder / name for name in REPORT_FILES}
 
 
 def overlay_figure(report: Report, volume: Volume, labels: np.ndarray, label_set: LabelSet, size: int = 320):
@@ -51,7 +65,8 @@ def overlay_figure(report: Report, volume: Volume, labels: np.ndarray, label_set
     centre = report.findings.lesions[0].centroid_ras_mm if report.findings.lesions else None
     colours = label_colours(label_set)
     views = orthogonal_views(volume, centre_ras=centre, size=size, labels=labels, colours=colours)
-    figure, axes = plt.subplots(1, 3, figsize=(11, 4.4), facecolor="black")
+    figure = Figure(figsize=(11, 4.4), facecolor="black")
+    axes = figure.subplots(1, 3)
     for ax, (name, image) in zip(axes, views.items()):
         ax.imshow(image)
         ax.set_title(name, color="white", fontsize=10)
@@ -72,7 +87,6 @@ def overlay_figure(report: Report, volume: Volume, labels: np.ndarray, label_set
 def save_overlay_png(report: Report, volume: Volume, labels: np.ndarray, label_set: LabelSet, path: str | Path) -> Path:
     figure = overlay_figure(report, volume, labels, label_set)
     figure.savefig(path, dpi=110, facecolor=figure.get_facecolor())
-    plt.close(figure)
     return Path(path)
 
 
@@ -80,19 +94,17 @@ def save_pdf(report: Report, volume: Volume, labels: np.ndarray, label_set: Labe
     """Page 1: notice, technique, overlay figure, impression. Page 2: lesion and structure tables,
     the template narrative and provenance."""
     path = Path(path)
-    metadata = {"Title": "Structured MRI report (AI draft)", "Subject": report.notice, "Creator": "fm3d"}
+    metadata = {"Title": "Structured report (AI draft)", "Subject": report.notice, "Creator": "fm3d"}
     with PdfPages(path, metadata=metadata) as pdf:
         pdf.savefig(_first_page(report, volume, labels, label_set))
-        plt.close("all")
         pdf.savefig(_tables_page(report))
-        plt.close("all")
     return path
 
 
 def _first_page(report, volume, labels, label_set):
-    page = plt.figure(figsize=_A4)
+    page = Figure(figsize=_A4)
     p, t = report.provenance, report.structured["technique"]
-    page.text(0.05, 0.96, "Structured MRI report", fontsize=16, weight="bold")
+    page.text(0.05, 0.96, "Structured report", fontsize=16, weight="bold")
     page.text(0.05, 0.935, report.notice, fontsize=8.5, color="darkred", wrap=True)
     technique = (
         f"Input: {Path(p.input_file).name} ({p.input_format}); grid {t['grid']} voxels, "
@@ -100,10 +112,9 @@ def _first_page(report, volume, labels, label_set):
         f"Segmentation: {p.model_id} ({p.model_version})" + (", ETTA on" if p.etta else "") + "."
     )
     page.text(0.05, 0.87, _wrap(technique, 110), fontsize=8.5, va="top")
-    overlay = overlay_figure(report, volume, labels, label_set)
-    overlay.canvas.draw()
-    picture = np.asarray(overlay.canvas.buffer_rgba())
-    plt.close(overlay)
+    canvas = FigureCanvasAgg(overlay_figure(report, volume, labels, label_set))
+    canvas.draw()
+    picture = np.asarray(canvas.buffer_rgba())
     ax = page.add_axes([0.03, 0.47, 0.94, 0.36])
     ax.imshow(picture)
     ax.axis("off")
@@ -114,7 +125,7 @@ def _first_page(report, volume, labels, label_set):
 
 
 def _tables_page(report):
-    page = plt.figure(figsize=_A4)
+    page = Figure(figsize=_A4)
     s, f = report.structured, report.findings
     y = 0.96
     page.text(0.05, y, "Lesions", fontsize=12, weight="bold")

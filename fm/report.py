@@ -80,7 +80,7 @@ def render_markdown(report: Report) -> str:
     s, f, p = report.structured, report.findings, report.provenance
     t = s["technique"]
     lines = [
-        "# Structured MRI report",
+        "# Structured report",
         "",
         f"> **{report.notice}**",
         "",

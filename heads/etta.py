@@ -82,10 +82,17 @@ def _central_crop(tensor: torch.Tensor, roi_size) -> torch.Tensor:
     return tensor[(slice(None), slice(None), *(slice(s, s + r) for s, r in zip(starts, roi_size)))]
 
 
-def segment_with_etta(segmenter: Segmenter, volume: Volume, steps: int = 3, lr: float = 1e-3) -> tuple[Segmentation, list[float]]:
-    """Segment `volume` after adapting to it (the adaptation uses the central window)."""
-    prepared = segmenter.preprocess(volume)
-    with adapted(segmenter.net, prepared.tensor, segmenter.output, steps, lr, segmenter.roi_size) as entropies:
+def etta_logits(segmenter: Segmenter, tensor: torch.Tensor, steps: int = 3, lr: float = 1e-3) -> tuple[torch.Tensor, list[float]]:
+    """Logits for a preprocessed scan after adapting to it (the adaptation sees the central window);
+    the segmenter's network is restored afterwards. Returns (logits, entropy per step)."""
+    with adapted(segmenter.net, tensor.to(segmenter.device), segmenter.output, steps, lr, segmenter.roi_size) as entropies:
         with torch.no_grad():
-            result = segmenter.to_volume(segmenter.logits(prepared.tensor), prepared, volume)
-    return result, entropies
+            logits = segmenter.logits(tensor)
+    return logits, entropies
+
+
+def segment_with_etta(segmenter: Segmenter, volume: Volume, steps: int = 3, lr: float = 1e-3) -> tuple[Segmentation, list[float]]:
+    """Segment `volume` after adapting to it."""
+    prepared = segmenter.preprocess(volume)
+    logits, entropies = etta_logits(segmenter, prepared.tensor, steps, lr)
+    return segmenter.to_volume(logits, prepared, volume), entropies

@@ -1,5 +1,7 @@
 """Ready-to-run segmenters from a model reference: the bundled default, a folder or Hub repo in the
-default's format, or a published Swin-BOB checkpoint through the encoder registry.
+default's format, or a published single-scan Swin-BOB checkpoint (UKBOB, BTCV) through the encoder
+registry. (The BraTS checkpoint needs four contrasts; heads.segmentation.Segmenter runs its nested
+outputs for library users who prepare such input.)
 
 `load_segmenter(model=None, encoder=None)` returns the Segmenter and a `ModelInfo` that reports
 carry as provenance (which weights, which version, their checksum).
@@ -20,19 +22,14 @@ from encoders.checkpoint import load_state_dict_strictly
 from encoders.preprocess import monai_preprocess
 from encoders.registry import HUB_PREFIX, create_encoder, list_encoders
 from fm.errors import InputFileError
-from fm.labels import BRAIN_TUMOUR, BRATS, BTCV, UKBOB, LabelSet
+from fm.labels import BRAIN_TUMOUR, BTCV, UKBOB, LabelSet
 from heads.segmentation import Segmenter, SwinSegmentationNet
 from heads.train_segmenter import segmenter_net, segmenter_preprocess
 
 DEFAULT_MODEL_ID = "fm3d/default-segmenter"
 
-#: Swin-BOB registry names -> (label set, output kind, sigmoid channel names for nested outputs)
-_SWIN_OUTPUTS: dict[str, tuple[LabelSet, str, tuple[str, ...]]] = {
-    "swin_bob": (UKBOB, "softmax", ()),
-    "swin_bob_btcv": (BTCV, "softmax", ()),
-    # MONAI's BraTS recipe orders the sigmoid channels TC, WT, ET
-    "swin_bob_brats": (BRATS, "nested", ("tumour_core", "whole_tumour", "enhancing_tumour")),
-}
+#: Single-scan Swin-BOB segmentation checkpoints -> their label sets (softmax outputs).
+_SWIN_LABELS: dict[str, LabelSet] = {"swin_bob": UKBOB, "swin_bob_btcv": BTCV}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,17 +54,19 @@ def load_segmenter(model: str | Path | None = None, encoder: str | None = None, 
             raise ValueError(f"the default segmenter's folder carries its own configuration; drop {sorted(overrides)}")
         folder = default_model_folder() if model is None else _local_folder(model)
         if folder.is_file():
-            raise InputFileError(folder, f"is a file; a published checkpoint needs --encoder ({', '.join(_SWIN_OUTPUTS)})")
+            raise InputFileError(folder, f"is a file; a published checkpoint needs --encoder ({', '.join(_SWIN_LABELS)})")
         return _default_family(folder, DEFAULT_MODEL_ID if model is None else str(model))
-    if encoder in _SWIN_OUTPUTS:
+    if encoder in _SWIN_LABELS:
         if model is None:
             raise ValueError(f"--encoder {encoder} needs --model: a checkpoint file, a saved folder or hf-hub:org/name")
         return _swin(encoder, model, overrides)
+    if encoder == "swin_bob_brats":
+        raise ValueError("swin_bob_brats needs four co-registered contrasts (T1c, T1, T2, FLAIR); a report takes one scan")
     if encoder in list_encoders():
         raise ValueError(
             f"{encoder} has no published segmentation head; use the default (brain_id family) or a Swin-BOB checkpoint"
         )
-    raise ValueError(f"unknown encoder {encoder!r}; segmenters exist for: brain_id, {', '.join(_SWIN_OUTPUTS)}")
+    raise ValueError(f"unknown encoder {encoder!r}; segmenters exist for: brain_id, {', '.join(_SWIN_LABELS)}")
 
 
 def _local_folder(model: str | Path) -> Path:
@@ -87,8 +86,11 @@ def _default_family(folder: Path, model_id: str) -> tuple[Segmenter, ModelInfo]:
         config = json.loads(config_path.read_text())
     except json.JSONDecodeError as err:
         raise InputFileError(config_path, f"is not valid JSON ({err})") from None
-    if config.get("label_set") != BRAIN_TUMOUR.name:
+    if config.get("label_set") != BRAIN_TUMOUR.name or config.get("num_classes") != max(BRAIN_TUMOUR.names) + 1:
         raise InputFileError(folder, f"segments label set {config.get('label_set')!r}; this loader knows {BRAIN_TUMOUR.name!r}")
+    missing = [key for key in ("f_maps", "spacing_mm", "roi_size") if key not in config]
+    if missing:
+        raise InputFileError(config_path, f"lacks {', '.join(missing)}")
     net = segmenter_net(int(config["f_maps"]))
     try:
         state = load_file(str(weights_path))
@@ -106,19 +108,13 @@ def _default_family(folder: Path, model_id: str) -> tuple[Segmenter, ModelInfo]:
 
 
 def _swin(name: str, model: str | Path, overrides: dict) -> tuple[Segmenter, ModelInfo]:
-    label_set, output, channels = _SWIN_OUTPUTS[name]
-    encoder = create_encoder(name, model, **overrides)
+    label_set = _SWIN_LABELS[name]
+    try:
+        encoder = create_encoder(name, model, **overrides)
+    except TypeError as err:  # an unknown constructor setting
+        raise ValueError(f"{name} does not take these settings {sorted(overrides)}: {err}") from None
     spec = encoder.spec
-    if spec.in_channels != 1:
-        raise ValueError(f"{name} needs {spec.in_channels} co-registered contrasts ({', '.join(spec.modalities)}); a report takes one scan")
-    segmenter = Segmenter(
-        SwinSegmentationNet(encoder),
-        lambda volume: monai_preprocess(volume, spec),
-        label_set,
-        roi_size=spec.size,
-        output=output,
-        region_channels=channels,
-    )
+    segmenter = Segmenter(SwinSegmentationNet(encoder), lambda volume: monai_preprocess(volume, spec), label_set, roi_size=spec.size)
     source = Path(str(model))
     weights = source / "model.safetensors" if source.is_dir() else source
     checksum = _sha256(weights) if weights.is_file() else "unknown"

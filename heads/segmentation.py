@@ -106,7 +106,8 @@ class Segmenter:
 
     @property
     def device(self) -> torch.device:
-        return next(self.net.parameters()).device
+        parameter = next(self.net.parameters(), None)
+        return parameter.device if parameter is not None else torch.device("cpu")
 
     def logits(self, tensor: torch.Tensor) -> torch.Tensor:
         """Whole-volume inference when it fits one window, else Gaussian-blended windows; runs on
@@ -129,15 +130,16 @@ class Segmenter:
         # One resampling for the channels and the interpolation weight that falls inside the
         # network's grid: near its edge only part of a voxel's weight does, so values are divided
         # by it; outside the grid the voxel is background.
+        if self.output == "softmax" and channels.shape[0] > n_labels:
+            raise ValueError(f"the network has {channels.shape[0]} output channels, the label set {self.label_set.name} {n_labels}")
         sampled = prepared.to_volume_grid(torch.cat([channels, torch.ones_like(channels[:1])]), volume)
         coverage = sampled[-1]
-        inside = coverage > 1e-6
-        on_grid = torch.where(inside, sampled[:-1] / coverage.clamp(min=1e-6), 0.0)
-        del sampled
+        outside = coverage <= 1e-6
+        on_grid = sampled[:-1]  # a view: normalised in place, one volume-sized copy at most
+        on_grid.div_(coverage.clamp(min=1e-6)).masked_fill_(outside, 0.0)
         if self.output == "softmax":
-            on_grid[0] += (~inside).float()
-            full = torch.zeros((n_labels, *volume.shape))
-            full[: on_grid.shape[0]] = on_grid
+            on_grid[0].masked_fill_(outside, 1.0)
+            full = on_grid if on_grid.shape[0] == n_labels else torch.cat([on_grid, on_grid.new_zeros((n_labels - on_grid.shape[0], *volume.shape))])
             labels = _first_argmax(full)
         else:
             regions = on_grid.clamp(0, 1)

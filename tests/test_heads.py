@@ -167,3 +167,38 @@ def test_segmenter_folders_are_checked_before_use(tmp_path):
         load_segmenter(checkpoint)
     with pytest.raises(ValueError, match="swin_bob_btcv needs --model"):
         load_segmenter(None, "swin_bob_btcv")
+
+
+def test_channelwise_argmax_matches_torch_and_keeps_the_first_of_ties():
+    from heads.segmentation import _first_argmax
+
+    probabilities = torch.rand(10, 7, 6, 5)
+    probabilities[3, 0, 0, 0] = probabilities[5, 0, 0, 0] = 2.0  # a tie: the lower label wins, as torch.argmax
+    assert torch.equal(_first_argmax(probabilities).long(), probabilities.argmax(0))
+    assert _first_argmax(probabilities)[0, 0, 0] == 3
+
+
+class NestedRegions(nn.Module):
+    """Sigmoid channels (tumour_core, whole_tumour, enhancing_tumour) from intensity thresholds."""
+
+    def forward(self, x):
+        return torch.cat([x - 0.25, x - 0.1, x - 0.5], dim=1) * 40
+
+
+@torch.no_grad()
+def test_nested_outputs_land_on_the_scans_own_grid(tmp_path):
+    reference, affine = phantoms.ras_reference()
+    scan = load_volume(phantoms.write_nifti(tmp_path / "pir.nii.gz", *phantoms.relayout(reference, affine, "PIR")))
+    spec = InputSpec(spacing_mm=(1.5, 1.5, 1.5), orientation="RAS", size=(32, 32, 32), windowed=True, intensity="minmax", in_channels=1, modalities=("MR",))
+    segmenter = Segmenter(
+        NestedRegions(), lambda v: monai_preprocess(v, spec), BRATS, roi_size=(32, 32, 32),
+        output="nested", region_channels=("tumour_core", "whole_tumour", "enhancing_tumour"),
+    )
+    result = segmenter(scan)
+    assert result.labels.shape == scan.shape and result.probabilities.shape == (5, *scan.shape)
+    np.testing.assert_allclose(result.probabilities[[0, 1, 2, 4]].sum(0), 1.0, atol=1e-5)
+    # the marker's bright centre is enhancing, surrounded by core, then oedema
+    assert set(np.unique(result.labels)) == {0, 1, 2, 4}
+    centre = np.argwhere(result.labels == 4).mean(axis=0)
+    np.testing.assert_allclose(scan.voxel_to_ras(centre), phantoms.MARKER_RAS, atol=1.5)
+    assert result.labels[0, 0, 0] == 0
