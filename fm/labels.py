@@ -49,6 +49,21 @@ BRAIN_TUMOUR = LabelSet(
 )
 
 
+#: What the default segmenter's network predicts: BRAIN_TUMOUR without hemispheres. Which side a
+#: grey- or white-matter voxel is on is decided afterwards from the scan's affine and the brain's
+#: mid-sagittal plane (heads.hemispheres), not guessed by a network from a patch that may not
+#: contain the midline.
+BRAIN_TISSUE = LabelSet(
+    name="brain-tissue-v1",
+    structures={1: "cerebrospinal fluid", 2: "lateral ventricles", 3: "grey matter", 4: "white matter"},
+    lesion={5: "peritumoral oedema", 6: "necrotic / non-enhancing core", 7: "enhancing tumour"},
+    nested={"whole_tumour": (5, 6, 7), "tumour_core": (6, 7), "enhancing_tumour": (7,)},
+)
+
+#: BRAIN_TUMOUR label id -> BRAIN_TISSUE label id
+BRAIN_TUMOUR_TO_TISSUE = (0, 1, 2, 3, 3, 4, 4, 5, 6, 7)
+
+
 #: BTCV abdominal CT (Synapse multi-organ): the 13 organs of the Swin-UNETR BTCV checkpoints.
 BTCV = LabelSet(
     name="btcv-13",
@@ -165,7 +180,7 @@ UKBOB = LabelSet(
 
 
 #: Label sets by name (Findings carry the name of the set they were measured with).
-LABEL_SETS = {label_set.name: label_set for label_set in (BRAIN_TUMOUR, BTCV, BRATS, UKBOB)}
+LABEL_SETS = {label_set.name: label_set for label_set in (BRAIN_TUMOUR, BRAIN_TISSUE, BTCV, BRATS, UKBOB)}
 
 
 def lesions_assessed(label_set_name: str) -> bool:

@@ -82,7 +82,7 @@ class ReportPipeline:
         done("resample")
         stage("measure")
         findings = measure(
-            segmentation.labels, volume, self.segmenter.label_set, probabilities=segmentation.probabilities, source=self.model.model_id
+            segmentation.labels, volume, segmentation.label_set, probabilities=segmentation.probabilities, source=self.model.model_id
         )
         done("measure")
         if progress is not None:

@@ -22,7 +22,8 @@ from encoders.checkpoint import load_state_dict_strictly
 from encoders.preprocess import monai_preprocess
 from encoders.registry import HUB_PREFIX, create_encoder, list_encoders
 from fm.errors import InputFileError
-from fm.labels import BRAIN_TUMOUR, BTCV, UKBOB, LabelSet
+from fm.labels import BRAIN_TISSUE, BRAIN_TUMOUR, BTCV, UKBOB, LabelSet
+from heads.hemispheres import split_hemispheres
 from heads.segmentation import Segmenter, SwinSegmentationNet
 from heads.train_segmenter import segmenter_net, segmenter_preprocess
 
@@ -86,8 +87,8 @@ def _default_family(folder: Path, model_id: str) -> tuple[Segmenter, ModelInfo]:
         config = json.loads(config_path.read_text())
     except json.JSONDecodeError as err:
         raise InputFileError(config_path, f"is not valid JSON ({err})") from None
-    if config.get("label_set") != BRAIN_TUMOUR.name or config.get("num_classes") != max(BRAIN_TUMOUR.names) + 1:
-        raise InputFileError(folder, f"segments label set {config.get('label_set')!r}; this loader knows {BRAIN_TUMOUR.name!r}")
+    if config.get("label_set") != BRAIN_TISSUE.name or config.get("num_classes") != max(BRAIN_TISSUE.names) + 1:
+        raise InputFileError(folder, f"segments label set {config.get('label_set')!r}; this loader knows {BRAIN_TISSUE.name!r}")
     missing = [key for key in ("f_maps", "spacing_mm", "roi_size") if key not in config]
     if missing:
         raise InputFileError(config_path, f"lacks {', '.join(missing)}")
@@ -100,8 +101,9 @@ def _default_family(folder: Path, model_id: str) -> tuple[Segmenter, ModelInfo]:
     segmenter = Segmenter(
         net,
         functools.partial(segmenter_preprocess, spacing_mm=float(config["spacing_mm"])),
-        BRAIN_TUMOUR,
+        BRAIN_TISSUE,
         roi_size=tuple(config["roi_size"]),
+        postprocess=split_hemispheres,
     )
     version = f"{config.get('trained_steps', '?')} steps, seed {config.get('seed', '?')}, f_maps {config['f_maps']}"
     return segmenter, ModelInfo(model_id, version, _sha256(weights_path), "brain_id", BRAIN_TUMOUR.name)

@@ -82,6 +82,8 @@ class Segmenter:
 
     output: "softmax" (channel c = label c) or "nested" (sigmoid channels named by
     `region_channels`, e.g. ("tumour_core", "whole_tumour", "enhancing_tumour") for BraTS).
+    `label_set` names the network's classes; `postprocess(segmentation, volume)` may turn them into
+    the reported label set (the default segmenter adds hemispheres from the affine).
     """
 
     def __init__(
@@ -93,6 +95,7 @@ class Segmenter:
         output: str = "softmax",
         region_channels: tuple[str, ...] = (),
         overlap: float = 0.5,
+        postprocess: Callable[[Segmentation, Volume], Segmentation] | None = None,
     ):
         if output not in ("softmax", "nested"):
             raise ValueError(f"output must be 'softmax' or 'nested', not {output!r}")
@@ -103,6 +106,7 @@ class Segmenter:
         self.output = output
         self.region_channels = tuple(region_channels)
         self.overlap = overlap
+        self.postprocess = postprocess
 
     @property
     def device(self) -> torch.device:
@@ -146,7 +150,8 @@ class Segmenter:
             labels = nested_to_labels(regions, self.region_channels, self.label_set)
             full = _nested_to_probabilities(regions, self.region_channels, self.label_set, n_labels)
         dtype = np.uint8 if n_labels <= 256 else np.int16
-        return Segmentation(labels.numpy().astype(dtype), full.numpy(), self.label_set)
+        result = Segmentation(labels.numpy().astype(dtype), full.numpy(), self.label_set)
+        return self.postprocess(result, volume) if self.postprocess else result
 
 
 def _first_argmax(probabilities: torch.Tensor) -> torch.Tensor:

@@ -32,10 +32,11 @@ from encoders.brain_id import BrainID
 from encoders.base import InputSpec
 from encoders.preprocess import monai_preprocess
 from fm.io import Volume
-from fm.labels import BRAIN_TUMOUR
+from fm.labels import BRAIN_TISSUE, BRAIN_TUMOUR_TO_TISSUE
 from heads.segmentation import LightSegmentationNet
 
-NUM_CLASSES = max(BRAIN_TUMOUR.names) + 1
+NUM_CLASSES = max(BRAIN_TISSUE.names) + 1
+_TO_TISSUE = torch.tensor(BRAIN_TUMOUR_TO_TISSUE)
 _RAS = (("L", "R"), ("P", "A"), ("I", "S"))
 
 
@@ -93,6 +94,7 @@ class SynthPatches(IterableDataset):
             sample = generate(self.config.seed, index, "train")
             volume = sample.volume()
             prepared, labels = segmenter_preprocess(volume, self.config.spacing_mm, volume.from_source_layout(sample.labels).array)
+            labels = _TO_TISSUE[labels]  # hemispheres merged: sides come from the affine at inference
             while step // per_scan == index:
                 rng = np.random.default_rng([self.config.seed, step])
                 yield _random_patch(prepared.tensor[0], labels, self.config.patch, rng, self.config.lesion_fraction)
@@ -104,7 +106,7 @@ def _random_patch(image: torch.Tensor, labels: torch.Tensor, patch, rng: np.rand
     around a random lesion voxel, so the rare tumour classes are seen in most batches."""
     pad = SpatialPad(spatial_size=patch)
     image, labels = pad(image), pad(labels[None])[0]
-    lesion = torch.nonzero(labels >= min(BRAIN_TUMOUR.lesion)) if rng.random() < lesion_fraction else None
+    lesion = torch.nonzero(labels >= min(BRAIN_TISSUE.lesion)) if rng.random() < lesion_fraction else None
     if lesion is not None and len(lesion):
         centre = lesion[int(rng.integers(len(lesion)))].tolist()
         starts = [min(max(c - p // 2, 0), n - p) for c, n, p in zip(centre, image.shape[1:], patch)]
@@ -187,7 +189,7 @@ def export(checkpoint: str | Path, folder: str | Path) -> Path:
     config = {
         **state["config"],
         "trained_steps": state["step"],
-        "label_set": BRAIN_TUMOUR.name,
+        "label_set": BRAIN_TISSUE.name,
         "num_classes": NUM_CLASSES,
         # GroupNorm statistics depend on the window: infer with the training patch as the window.
         "roi_size": list(state["config"]["patch"]),

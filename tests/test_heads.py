@@ -202,3 +202,24 @@ def test_nested_outputs_land_on_the_scans_own_grid(tmp_path):
     centre = np.argwhere(result.labels == 4).mean(axis=0)
     np.testing.assert_allclose(scan.voxel_to_ras(centre), phantoms.MARKER_RAS, atol=1.5)
     assert result.labels[0, 0, 0] == 0
+
+
+@pytest.mark.parametrize("code", ["LAS", "PIR", "RPI"])
+def test_hemispheres_come_from_the_affine_in_any_orientation(tmp_path, code):
+    """The example's true tissue labels without sides get the sides of its true hemisphere labels back."""
+    from fm.examples import example_path
+    from fm.labels import BRAIN_TISSUE, BRAIN_TUMOUR_TO_TISSUE
+    from heads.hemispheres import split_hemispheres
+    from heads.segmentation import Segmentation
+
+    scan = load_volume(example_path())
+    truth = load_volume(example_path().with_name("example_brain_t1_labels.nii.gz")).array.astype(np.uint8)
+    stored = load_volume(phantoms.write_nifti(tmp_path / f"{code}.nii.gz", *phantoms.relayout(scan.array, scan.affine, code)))
+    truth_stored = stored.from_source_layout(phantoms.relayout(truth, scan.affine, code)[0]).array.astype(np.uint8)
+    tissue = np.asarray(BRAIN_TUMOUR_TO_TISSUE, dtype=np.uint8)[truth_stored]
+    probabilities = np.eye(8, dtype=np.float32)[tissue].transpose(3, 0, 1, 2)
+    result = split_hemispheres(Segmentation(tissue, probabilities, BRAIN_TISSUE), stored)
+    sided = np.isin(truth_stored, (3, 4, 5, 6))
+    assert np.mean(result.labels[sided] == truth_stored[sided]) > 0.98
+    assert np.array_equal(result.labels[~sided], truth_stored[~sided])
+    np.testing.assert_allclose(result.probabilities.sum(0), 1.0, atol=1e-6)
