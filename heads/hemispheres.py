@@ -4,8 +4,9 @@ plane it lies on, which gives BRAIN_TUMOUR labels and probabilities.
 
 The plane is found by symmetry: among planes near the scanner's sagittal plane (tilted up to
 MAX_TILT_DEG about the vertical and the antero-posterior axes, shifted up to MAX_SHIFT_MM from the
-brain's centroid), the one across which the brain and its white matter best match their mirror
-image. All in RAS millimetres: the patient's right is the affine's +x side.
+brain's centroid), the one across which the brain best matches its mirror image (its outline, and
+its brightest and darkest thirds). All in RAS millimetres: the patient's
+right is the affine's +x side.
 """
 
 from __future__ import annotations
@@ -30,7 +31,11 @@ _POINTS = 15000  # voxels sampled per class for the score
 def midsagittal_plane(tissue: np.ndarray, volume: Volume, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(point, unit normal towards the patient's right) of the brain's plane of symmetry, in RAS mm."""
     rng = np.random.default_rng(seed)
-    classes = [tissue > 0, tissue == 4]  # the whole brain (outline) and white matter (inner structure)
+    brain = tissue > 0
+    # The brain's outline, and its brightest and darkest thirds in the image itself: inner structure
+    # that does not depend on how well the network told grey from white matter.
+    low, high = np.percentile(volume.array[brain], [33, 67]) if brain.any() else (0.0, 0.0)
+    classes = [brain, brain & (volume.array > high), brain & (volume.array < low)]
     points = []
     for mask in classes:
         ijk = np.argwhere(mask)

@@ -149,11 +149,13 @@ def test_etta_adapts_then_restores_the_model(tmp_path):
 
 
 def test_segmenter_folders_are_checked_before_use(tmp_path):
+    from fm.labels import BRAIN_TISSUE
+    from heads.hemispheres import split_hemispheres
     from heads.pretrained import default_model_folder, load_segmenter
 
     segmenter, info = load_segmenter()
     assert info.model_id == "fm3d/default-segmenter" and len(info.sha256) == 16
-    assert segmenter.label_set is BRAIN_TUMOUR and segmenter.roi_size == tuple(json.loads((default_model_folder() / "config.json").read_text())["roi_size"])
+    assert segmenter.label_set is BRAIN_TISSUE and segmenter.postprocess is split_hemispheres and segmenter.roi_size == tuple(json.loads((default_model_folder() / "config.json").read_text())["roi_size"])
 
     broken = tmp_path / "broken"
     broken.mkdir()

@@ -34,7 +34,7 @@ def test_training_is_seeded_and_resumes_where_it_stopped(tmp_path):
 
     folder = export(once, tmp_path / "shipped")
     config = json.loads((folder / "config.json").read_text())
-    assert config["trained_steps"] == 3 and config["label_set"] == "brain-tumour-v1" and config["num_classes"] == 10
+    assert config["trained_steps"] == 3 and config["label_set"] == "brain-tissue-v1" and config["num_classes"] == 8
     assert set(load_file(str(folder / "model.safetensors"))) == set(a["model"])
 
 
