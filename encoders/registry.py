@@ -80,10 +80,7 @@ def create_encoder(name: str, pretrained: str | Path | None = None, *, strict: b
         return entry.cls(**{**entry.defaults, **overrides}).eval()
     source = str(pretrained)
     if source.startswith(HUB_PREFIX):
-        from huggingface_hub import snapshot_download
-
-        folder = Path(snapshot_download(source[len(HUB_PREFIX) :], allow_patterns=["config.json", "model.safetensors", "README.md"]))
-        return _from_project_folder(entry, folder, overrides, strict)
+        return _from_project_folder(entry, hub_snapshot(source), overrides, strict)
     path = Path(source)
     if path.is_dir():
         return _from_project_folder(entry, path, overrides, strict)
@@ -93,24 +90,39 @@ def create_encoder(name: str, pretrained: str | Path | None = None, *, strict: b
     return model.eval()
 
 
+def hub_snapshot(source: str) -> Path:
+    """Local folder of `hf-hub:org/name` in the project's format (the Hub cache; HF_HUB_OFFLINE works)."""
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(source[len(HUB_PREFIX) :], allow_patterns=["config.json", "model.safetensors", "README.md"]))
+
+
+def read_model_folder(folder: Path, what: str) -> tuple[dict, dict]:
+    """(config, state dict) of a folder in the project's format, config.json + model.safetensors;
+    `what` names the kind of folder in errors ("an encoder", "a segmenter")."""
+    config_path, weights_path = folder / "config.json", folder / "model.safetensors"
+    if not config_path.is_file() or not weights_path.is_file():
+        raise InputFileError(folder, f"is not {what} folder (needs config.json and model.safetensors)")
+    try:
+        config = json.loads(config_path.read_text())
+    except json.JSONDecodeError as err:
+        raise InputFileError(config_path, f"is not valid JSON ({err})") from None
+    try:
+        state = load_file(str(weights_path))
+    except Exception as err:  # safetensors raises its own error types for corrupt files
+        raise InputFileError(weights_path, f"is not a readable safetensors file ({err})") from None
+    return config, state
+
+
 def _from_project_folder(entry: EncoderEntry, folder: Path, overrides: dict, strict: bool) -> Encoder:
-    """config.json + model.safetensors, checked like a published checkpoint (the Hub mixin's own
-    loader would accept missing weights without a word)."""
-    if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
-        raise InputFileError(folder, "is not an encoder folder (needs config.json and model.safetensors)")
+    """Checked like a published checkpoint (the Hub mixin's own loader would accept missing
+    weights without a word)."""
     if overrides:
         raise ValueError(f"a saved encoder carries its own configuration; drop the overrides {sorted(overrides)}")
-    try:
-        config = json.loads((folder / "config.json").read_text())
-    except json.JSONDecodeError as err:
-        raise InputFileError(folder / "config.json", f"is not valid JSON ({err})") from None
+    config, state = read_model_folder(folder, "an encoder")
     if config.get("family") != entry.cls.family:
         raise InputFileError(folder, f"holds a {config.get('family')!r} encoder, not {entry.cls.family!r}")
     accepted = inspect.signature(entry.cls.__init__).parameters
     model = entry.cls(**{k: v for k, v in config.items() if k in accepted})
-    try:
-        state = load_file(str(folder / "model.safetensors"))
-    except Exception as err:  # safetensors raises its own error types for corrupt files
-        raise InputFileError(folder / "model.safetensors", f"is not a readable safetensors file ({err})") from None
     load_state_dict_strictly(model, state, folder, strict=strict)
     return model.eval()

@@ -49,6 +49,15 @@ def _load(path: str, frame, series, modality, max_voxels) -> Volume:
         return load_volume(path, frame=frame, series=choice, modality=modality, max_voxels=max_voxels)
 
 
+def _scan_path(path: str | None, example: str | None, modality: str | None) -> tuple[str, str | None]:
+    """The scan a command reads, given as a path or as --example NAME (with its modality)."""
+    if (path is None) == (example is None):
+        raise click.UsageError("give a scan path or --example, not both")
+    if example:
+        return str(example_path(example)), modality or example_modality(example)
+    return path, modality
+
+
 def _input_options(command):
     """Options every command that reads a scan shares."""
     options = [
@@ -101,10 +110,7 @@ def info(path, example, as_json, frame, series, modality, max_voxels):
       fm info dicom_folder/ --series 2
       fm info --example
     """
-    if (path is None) == (example is None):
-        raise click.UsageError("give a PATH or --example, not both")
-    if example:
-        path, modality = str(example_path(example)), modality or example_modality(example)
+    path, modality = _scan_path(path, example, modality)
     volume = _load(path, frame, series, modality, max_voxels)
     summary = volume.summary()
     if as_json:
@@ -272,10 +278,7 @@ def _run_pipeline(scan, example, model, encoder_name, settings, etta, frame, ser
     """Load the model and run the report pipeline with a line per stage on stderr."""
     from fm.pipeline import ReportPipeline  # torch-heavy
 
-    if (scan is None) == (example is None):
-        raise click.UsageError("give a SCAN or --example, not both")
-    if example:
-        scan, modality = str(example_path(example)), modality or example_modality(example)
+    scan, modality = _scan_path(scan, example, modality)
     try:
         pipeline = ReportPipeline.from_pretrained(model, encoder_name, etta=etta, **_parse_overrides(settings))
     except InputFileError:

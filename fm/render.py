@@ -52,8 +52,9 @@ def write_report_folder(report: Report, volume: Volume, labels: np.ndarray, labe
         save_volume(volume.with_array(labels), staged["mask.nii.gz"])
         staged["report.json"].write_text(report.to_json())
         staged["report.md"].write_text(report.to_markdown())
-        save_overlay_png(report, volume, labels, label_set, staged["overlay.png"])
-        save_pdf(report, volume, labels, label_set, staged["report.pdf"])
+        overlay = overlay_figure(report, volume, labels, label_set)  # drawn once, for the PNG and the PDF
+        overlay.savefig(staged["overlay.png"], dpi=110, facecolor=overlay.get_facecolor())
+        save_pdf(report, overlay, staged["report.pdf"])
         for name, path in staged.items():
             os.replace(path, folder / name)  # replaces a link itself, never the file it points to
     return {name: folder / name for name in REPORT_FILES}
@@ -84,24 +85,18 @@ def overlay_figure(report: Report, volume: Volume, labels: np.ndarray, label_set
     return figure
 
 
-def save_overlay_png(report: Report, volume: Volume, labels: np.ndarray, label_set: LabelSet, path: str | Path) -> Path:
-    figure = overlay_figure(report, volume, labels, label_set)
-    figure.savefig(path, dpi=110, facecolor=figure.get_facecolor())
-    return Path(path)
-
-
-def save_pdf(report: Report, volume: Volume, labels: np.ndarray, label_set: LabelSet, path: str | Path) -> Path:
+def save_pdf(report: Report, overlay: Figure, path: str | Path) -> Path:
     """Page 1: notice, technique, overlay figure, impression. Page 2: lesion and structure tables,
     the template narrative and provenance."""
     path = Path(path)
     metadata = {"Title": "Structured report (AI draft)", "Subject": report.notice, "Creator": "fm3d"}
     with PdfPages(path, metadata=metadata) as pdf:
-        pdf.savefig(_first_page(report, volume, labels, label_set))
+        pdf.savefig(_first_page(report, overlay))
         pdf.savefig(_tables_page(report))
     return path
 
 
-def _first_page(report, volume, labels, label_set):
+def _first_page(report: Report, overlay: Figure) -> Figure:
     page = Figure(figsize=_A4)
     p, t = report.provenance, report.structured["technique"]
     page.text(0.05, 0.96, "Structured report", fontsize=16, weight="bold")
@@ -112,7 +107,7 @@ def _first_page(report, volume, labels, label_set):
         f"Segmentation: {p.model_id} ({p.model_version})" + (", ETTA on" if p.etta else "") + "."
     )
     page.text(0.05, 0.87, _wrap(technique, 110), fontsize=8.5, va="top")
-    canvas = FigureCanvasAgg(overlay_figure(report, volume, labels, label_set))
+    canvas = FigureCanvasAgg(overlay)
     canvas.draw()
     picture = np.asarray(canvas.buffer_rgba())
     ax = page.add_axes([0.03, 0.47, 0.94, 0.36])

@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import json
 from importlib.resources import files
 from pathlib import Path
 
-from safetensors.torch import load_file
-
 from encoders.checkpoint import load_state_dict_strictly
 from encoders.preprocess import monai_preprocess
-from encoders.registry import HUB_PREFIX, create_encoder, list_encoders
+from encoders.registry import HUB_PREFIX, create_encoder, hub_snapshot, list_encoders, read_model_folder
+from fm.embed import content_hash
 from fm.errors import InputFileError
 from fm.labels import BRAIN_TISSUE, BRAIN_TUMOUR, BTCV, UKBOB, LabelSet
 from heads.hemispheres import split_hemispheres
@@ -72,31 +69,17 @@ def load_segmenter(model: str | Path | None = None, encoder: str | None = None, 
 
 def _local_folder(model: str | Path) -> Path:
     source = str(model)
-    if source.startswith(HUB_PREFIX):
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(source[len(HUB_PREFIX) :], allow_patterns=["config.json", "model.safetensors", "README.md"]))
-    return Path(source)
+    return hub_snapshot(source) if source.startswith(HUB_PREFIX) else Path(source)
 
 
 def _default_family(folder: Path, model_id: str) -> tuple[Segmenter, ModelInfo]:
-    config_path, weights_path = folder / "config.json", folder / "model.safetensors"
-    if not config_path.is_file() or not weights_path.is_file():
-        raise InputFileError(folder, "is not a segmenter folder (needs config.json and model.safetensors)")
-    try:
-        config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as err:
-        raise InputFileError(config_path, f"is not valid JSON ({err})") from None
+    config, state = read_model_folder(folder, "a segmenter")
     if config.get("label_set") != BRAIN_TISSUE.name or config.get("num_classes") != max(BRAIN_TISSUE.names) + 1:
         raise InputFileError(folder, f"segments label set {config.get('label_set')!r}; this loader knows {BRAIN_TISSUE.name!r}")
     missing = [key for key in ("f_maps", "spacing_mm", "roi_size") if key not in config]
     if missing:
-        raise InputFileError(config_path, f"lacks {', '.join(missing)}")
+        raise InputFileError(folder / "config.json", f"lacks {', '.join(missing)}")
     net = segmenter_net(int(config["f_maps"]))
-    try:
-        state = load_file(str(weights_path))
-    except Exception as err:  # safetensors raises its own error types for corrupt files
-        raise InputFileError(weights_path, f"is not a readable safetensors file ({err})") from None
     load_state_dict_strictly(net, state, folder, strict=True)
     segmenter = Segmenter(
         net,
@@ -106,7 +89,7 @@ def _default_family(folder: Path, model_id: str) -> tuple[Segmenter, ModelInfo]:
         postprocess=split_hemispheres,
     )
     version = f"{config.get('trained_steps', '?')} steps, seed {config.get('seed', '?')}, f_maps {config['f_maps']}"
-    return segmenter, ModelInfo(model_id, version, _sha256(weights_path), "brain_id", BRAIN_TUMOUR.name)
+    return segmenter, ModelInfo(model_id, version, content_hash(folder / "model.safetensors")[:16], "brain_id", BRAIN_TUMOUR.name)
 
 
 def _swin(name: str, model: str | Path, overrides: dict) -> tuple[Segmenter, ModelInfo]:
@@ -119,13 +102,5 @@ def _swin(name: str, model: str | Path, overrides: dict) -> tuple[Segmenter, Mod
     segmenter = Segmenter(SwinSegmentationNet(encoder), lambda volume: monai_preprocess(volume, spec), label_set, roi_size=spec.size)
     source = Path(str(model))
     weights = source / "model.safetensors" if source.is_dir() else source
-    checksum = _sha256(weights) if weights.is_file() else "unknown"
+    checksum = content_hash(weights)[:16] if weights.is_file() else "unknown"
     return segmenter, ModelInfo(str(model), "published checkpoint", checksum, name, label_set.name)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
