@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from pathlib import Path
 
@@ -50,6 +51,7 @@ class SegTrainConfig:
     patch: tuple[int, int, int] = (64, 64, 64)
     spacing_mm: float = 1.5
     lr: float = 2e-3
+    decay_steps: int = 0  # the last `decay_steps` steps anneal the learning rate (cosine) to 5 %
     checkpoint_every: int = 100
     workers: int = 1  # 0 or 1: a single stream keeps the step -> patch mapping fixed
     patches_per_scan: int = 4  # making a scan costs more than a training step: use it several times
@@ -148,6 +150,8 @@ def train(out: str | Path, config: SegTrainConfig, progress: bool = True) -> Pat
     for image, labels in loader:
         if step >= config.steps:
             break
+        for group in optimiser.param_groups:
+            group["lr"] = learning_rate(step, config)
         optimiser.zero_grad()
         loss = loss_fn(net(image[None]), labels[None, None])
         loss.backward()
@@ -165,6 +169,16 @@ def train(out: str | Path, config: SegTrainConfig, progress: bool = True) -> Pat
     return checkpoint_path
 
 
+def learning_rate(step: int, config: SegTrainConfig) -> float:
+    """Constant, then a cosine down to 5 % over the last `decay_steps` steps. A function of the step
+    alone, so a resumed run (or one lengthened before its decay began) matches a single run."""
+    decay_start = config.steps - config.decay_steps
+    if step < decay_start:
+        return config.lr
+    progress = (step - decay_start) / max(config.decay_steps, 1)
+    return config.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
 _DICE = DiceLoss(to_onehot_y=True, softmax=True, reduction="none")
 
 
@@ -180,8 +194,8 @@ def present_class_dice_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.T
 
 
 def _recipe(config: dict) -> dict:
-    """What must match to continue a run (not its length or how it is executed)."""
-    return {k: v for k, v in config.items() if k not in ("steps", "workers", "checkpoint_every")}
+    """What must match to continue a run (not its length, its schedule's end or how it is executed)."""
+    return {k: v for k, v in config.items() if k not in ("steps", "decay_steps", "workers", "checkpoint_every")}
 
 
 def _truncate_log(log: Path, step: int) -> None:

@@ -41,3 +41,16 @@ def test_training_is_seeded_and_resumes_where_it_stopped(tmp_path):
 def test_cli_train_seg_help_shows_examples():
     result = CliRunner().invoke(main, ["train", "seg", "--help"])
     assert result.exit_code == 0 and "fm train seg --out runs/seg" in result.output
+
+
+def test_learning_rate_is_constant_then_anneals_to_five_percent():
+    from heads.train_segmenter import learning_rate
+
+    config = SegTrainConfig(steps=100, decay_steps=40, lr=1e-3)
+    assert learning_rate(0, config) == learning_rate(59, config) == 1e-3
+    rates = [learning_rate(step, config) for step in range(60, 101)]
+    assert all(a > b for a, b in zip(rates, rates[1:])), "falls monotonically during the decay"
+    assert abs(rates[-1] - 5e-5) < 1e-12
+    # lengthening a run before its decay began leaves the steps already taken unchanged
+    longer = SegTrainConfig(steps=200, decay_steps=40, lr=1e-3)
+    assert [learning_rate(s, longer) for s in range(60)] == [learning_rate(s, config) for s in range(60)]
