@@ -34,7 +34,7 @@ class StructureFinding(_Strict):
     label_id: int
     volume_ml: float = Field(ge=0)
     touches_border: bool = Field(description="reaches the edge of the image: the volume is incomplete")
-    confidence: float = Field(ge=0, le=1, description="mean probability over the structure; 1 for ground truth")
+    confidence: float | None = Field(ge=0, le=1, description="mean probability over the structure; 1 for ground truth; None when not found")
 
 
 class LesionFinding(_Strict):

@@ -94,11 +94,15 @@ def _labels_on_border(labels: np.ndarray) -> set[int]:
     return set(np.unique(np.concatenate([f.ravel() for f in faces])).tolist())
 
 
-def _structure_confidence(probabilities, label: int, labels: np.ndarray) -> float:
+def _structure_confidence(probabilities, label: int, labels: np.ndarray) -> float | None:
+    """Mean probability over the structure's voxels; None for a structure that was not found (there
+    is nothing to be confident about, and 1.0 would read as a confident finding)."""
+    inside = labels == label
+    if not inside.any():
+        return None
     if probabilities is None:
         return 1.0
-    inside = labels == label
-    return float(np.clip(probabilities[label][inside].mean(), 0.0, 1.0)) if inside.any() else 1.0
+    return float(np.clip(probabilities[label][inside].mean(), 0.0, 1.0))
 
 
 def _midline(labels, volume: Volume, label_set: LabelSet) -> tuple[np.ndarray, np.ndarray] | None:

@@ -19,7 +19,7 @@ from matplotlib.patches import Patch
 from fm.errors import InputFileError
 from fm.io import Volume, save_volume
 from fm.labels import LabelSet
-from fm.report import Report
+from fm.report import Report, format_confidence, format_volume
 from fm.views import label_colours, orthogonal_views
 
 # Figures are made as matplotlib.figure.Figure objects, not through pyplot: no global figure
@@ -142,7 +142,7 @@ def _tables_page(report):
     )
     page.text(0.05, y - 0.02, "Structures", fontsize=12, weight="bold")
     structure_rows = [
-        [row["name"], "incomplete (edge)" if row["volume_ml"] is None else f"{row['volume_ml']:.1f}", f"{structure.confidence:.2f}"]
+        [row["name"], "incomplete (edge)" if row["volume_ml"] is None else format_volume(row["volume_ml"]), format_confidence(structure.confidence)]
         for row, structure in zip(s["findings"]["structures"], f.structures)
     ]
     y = _table(page, y - 0.035, ["Structure", "Volume (mL)", "Confidence"], structure_rows, widths=[0.5, 0.3, 0.2])

@@ -72,8 +72,12 @@ class Report(BaseModel):
         return render_markdown(self)
 
 
-def _ml(value) -> str:
-    return "incomplete (reaches the image edge)" if value is None else f"{value:.1f}"
+def format_volume(value) -> str:
+    return "incomplete (reaches the image edge)" if value is None else "not found" if value == 0 else f"{value:.1f}"
+
+
+def format_confidence(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def render_markdown(report: Report) -> str:
@@ -114,7 +118,7 @@ def render_markdown(report: Report) -> str:
         lines += ["", "No focal lesion."]
     lines += ["", "| Structure | Volume (mL) | Confidence |", "|---|---|---|"]
     for row, structure in zip(s["findings"]["structures"], f.structures):
-        lines.append(f"| {row['name']} | {_ml(row['volume_ml'])} | {structure.confidence:.2f} |")
+        lines.append(f"| {row['name']} | {format_volume(row['volume_ml'])} | {format_confidence(structure.confidence)} |")
     lines += ["", "## Impression", *[f"- {line}" for line in s["impression"]], "", "## Narrative (template)", "", report.narrative, ""]
     lines += [
         "## Provenance",

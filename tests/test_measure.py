@@ -163,6 +163,9 @@ def test_probabilities_give_confidence_and_a_volume_interval(tmp_path):
     low, high = lesion.volume_interval_ml
     assert low == pytest.approx(0.8 * lesion.volume_ml, rel=1e-4) and high == pytest.approx(lesion.volume_ml)
     assert findings.structure("left grey matter").confidence == pytest.approx(0.8, abs=1e-6)
+    # the phantom has no ventricles: a structure not found has no confidence (not a confident 1.0)
+    ventricles = findings.structure("lateral ventricles")
+    assert ventricles.volume_ml == 0 and ventricles.confidence is None
     assert findings.provenance.source == "test-model"
 
 

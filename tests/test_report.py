@@ -157,3 +157,17 @@ def _shift_k(k: int) -> np.ndarray:
     shift = np.eye(4)
     shift[2, 3] = k
     return shift
+
+
+def test_a_structure_not_found_reads_not_found_without_a_confidence(example, tmp_path):
+    labels = truth_labels()
+    labels[labels == 2] = 1  # ventricles segmented as CSF: the structure is missing from the map
+    probabilities = np.zeros((10, *labels.shape), np.float32)
+    np.put_along_axis(probabilities, labels[None].astype(np.int64), 0.9, axis=0)
+    findings = measure(labels, example.volume, BRAIN_TUMOUR, probabilities=probabilities)
+    report = Report.from_findings(findings, example.report.provenance)
+    markdown = report.to_markdown()
+    assert "| lateral ventricles | not found | - |" in markdown
+    assert "| cerebrospinal fluid | " in markdown and "| 0.90 |" in markdown
+    paths = write_report_folder(report, example.volume, labels, BRAIN_TUMOUR, tmp_path)
+    assert Report.from_json(paths["report.json"].read_text()).findings.structure("lateral ventricles").confidence is None
