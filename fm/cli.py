@@ -365,9 +365,10 @@ def train():
 @click.option("--f-maps", type=click.IntRange(min=8), default=8, show_default=True, help="Width of the U-Net's first level (a multiple of 8).")
 @click.option("--patch", type=click.IntRange(min=16), default=64, show_default=True, help="Cubic training patch size (voxels).")
 @click.option("--decay-steps", type=click.IntRange(min=0), default=0, show_default=True, help="Anneal the learning rate (cosine, to 5 %) over the last N steps.")
+@click.option("--balance-from", type=click.IntRange(min=0), help="From this step on, weight cross-entropy by 1/sqrt(class frequency) (rare lesion classes).")
 @click.option("--workers", type=click.IntRange(0, 1), default=1, show_default=True, help="1: make scans in a second process; 0: in the training process.")
 @click.option("--export", "export_to", type=click.Path(path_type=Path, file_okay=False), help="Also write the shipped format here.")
-def train_seg(out, steps, seed, f_maps, patch, decay_steps, workers, export_to):
+def train_seg(out, steps, seed, f_maps, patch, decay_steps, balance_from, workers, export_to):
     """Train the default segmenter on synthetic scans only.
 
     Runs again with the same OUT continue from the last checkpoint (written every 100 steps);
@@ -384,8 +385,11 @@ def train_seg(out, steps, seed, f_maps, patch, decay_steps, workers, export_to):
         raise click.BadParameter("must be a multiple of 8 (GroupNorm with 8 groups)", param_hint="--f-maps")
     if decay_steps > steps:
         raise click.BadParameter(f"{decay_steps} is more than --steps {steps}", param_hint="--decay-steps")
-    config = SegTrainConfig(steps=steps, seed=seed, f_maps=f_maps, patch=(patch,) * 3, decay_steps=decay_steps, workers=workers)
-    checkpoint = run_training(out, config)
+    config = SegTrainConfig(steps=steps, seed=seed, f_maps=f_maps, patch=(patch,) * 3, decay_steps=decay_steps, balance_from_step=balance_from, workers=workers)
+    try:
+        checkpoint = run_training(out, config)
+    except ValueError as error:  # a run folder trained with another recipe
+        raise click.ClickException(str(error)) from None
     click.echo(f"checkpoint {checkpoint}")
     if export_to:
         click.echo(f"exported {export(checkpoint, export_to)}")

@@ -54,3 +54,26 @@ def test_learning_rate_is_constant_then_anneals_to_five_percent():
     # lengthening a run before its decay began leaves the steps already taken unchanged
     longer = SegTrainConfig(steps=200, decay_steps=40, lr=1e-3)
     assert [learning_rate(s, longer) for s in range(60)] == [learning_rate(s, config) for s in range(60)]
+
+
+def test_balanced_cross_entropy_pushes_a_rare_class_harder():
+    from heads.train_segmenter import present_class_dice_ce
+
+    labels = torch.zeros(1, 1, 16, 16, 16, dtype=torch.long)
+    labels[..., :4, :4, :4] = 5  # 1.6 % of the patch, like a lesion
+    gradients = []
+    for balanced in (False, True):
+        logits = torch.zeros(1, 8, 16, 16, 16, requires_grad=True)
+        present_class_dice_ce(logits, labels, balanced=balanced).backward()
+        gradients.append(-logits.grad[0, 5][labels[0, 0] == 5].sum())
+    assert gradients[1] > 4 * gradients[0] > 0
+
+
+def test_a_schedule_may_change_only_where_the_run_has_not_been(tmp_path):
+    import pytest
+
+    train(tmp_path / "run", SegTrainConfig(steps=2, **TINY), progress=False)
+    later = SegTrainConfig(steps=4, balance_from_step=2, decay_steps=1, **TINY)
+    assert torch.load(train(tmp_path / "run", later, progress=False), weights_only=True)["step"] == 4
+    with pytest.raises(ValueError, match="schedule can no longer change at step 1"):
+        train(tmp_path / "run", SegTrainConfig(steps=5, balance_from_step=1, **TINY), progress=False)
