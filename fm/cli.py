@@ -378,6 +378,10 @@ def train_seg(out, steps, seed, f_maps, patch, decay_steps, balance_from, worker
     Examples:
       fm train seg --out runs/seg --steps 4000
       fm train seg --out runs/seg --steps 6000 --export fm/data/default_segmenter
+
+    \b
+    The shipped default segmenter:
+      fm train seg --out runs/seg --steps 4000 --decay-steps 1000 --balance-from 2400 --export fm/data/default_segmenter
     """
     from heads.train_segmenter import SegTrainConfig, export, train as run_training
 
