@@ -209,7 +209,7 @@ def present_class_dice_ce(logits: torch.Tensor, labels: torch.Tensor, balanced: 
 
 def _recipe(config: dict) -> dict:
     """What must match to continue a run (not its length, its schedule or how it is executed; a
-    schedule may change only where the run has not reached yet: see `_check_schedule`)."""
+    schedule may change only where the run has not reached yet: see `_schedule_changes_at`)."""
     return {k: v for k, v in config.items() if k not in _SCHEDULE + ("workers", "checkpoint_every")}
 
 
