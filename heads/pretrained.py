@@ -21,7 +21,9 @@ from fm.embed import content_hash
 from fm.errors import InputFileError
 from fm.labels import BRAIN_TISSUE, BRAIN_TUMOUR, BTCV, UKBOB, LabelSet
 from heads.hemispheres import split_hemispheres
-from heads.segmentation import Segmenter, SwinSegmentationNet
+from heads.plausibility import drop_detached_lesions
+from fm.io import Volume
+from heads.segmentation import Segmentation, Segmenter, SwinSegmentationNet
 from heads.train_segmenter import segmenter_net, segmenter_preprocess
 
 DEFAULT_MODEL_ID = "fm3d/default-segmenter"
@@ -86,10 +88,15 @@ def _default_family(folder: Path, model_id: str) -> tuple[Segmenter, ModelInfo]:
         functools.partial(segmenter_preprocess, spacing_mm=float(config["spacing_mm"])),
         BRAIN_TISSUE,
         roi_size=tuple(config["roi_size"]),
-        postprocess=split_hemispheres,
+        postprocess=default_postprocess,
     )
     version = f"{config.get('trained_steps', '?')} steps, seed {config.get('seed', '?')}, f_maps {config['f_maps']}"
     return segmenter, ModelInfo(model_id, version, content_hash(folder / "model.safetensors")[:16], "brain_id", BRAIN_TUMOUR.name)
+
+
+def default_postprocess(segmentation: Segmentation, volume: Volume) -> Segmentation:
+    """Lesions touching no brain tissue dropped, then sides from the affine (BRAIN_TISSUE -> BRAIN_TUMOUR)."""
+    return split_hemispheres(drop_detached_lesions(segmentation), volume)
 
 
 def _swin(name: str, model: str | Path, overrides: dict) -> tuple[Segmenter, ModelInfo]:

@@ -150,12 +150,11 @@ def test_etta_adapts_then_restores_the_model(tmp_path):
 
 def test_segmenter_folders_are_checked_before_use(tmp_path):
     from fm.labels import BRAIN_TISSUE
-    from heads.hemispheres import split_hemispheres
-    from heads.pretrained import default_model_folder, load_segmenter
+    from heads.pretrained import default_model_folder, default_postprocess, load_segmenter
 
     segmenter, info = load_segmenter()
     assert info.model_id == "fm3d/default-segmenter" and len(info.sha256) == 16
-    assert segmenter.label_set is BRAIN_TISSUE and segmenter.postprocess is split_hemispheres and segmenter.roi_size == tuple(json.loads((default_model_folder() / "config.json").read_text())["roi_size"])
+    assert segmenter.label_set is BRAIN_TISSUE and segmenter.postprocess is default_postprocess and segmenter.roi_size == tuple(json.loads((default_model_folder() / "config.json").read_text())["roi_size"])
 
     broken = tmp_path / "broken"
     broken.mkdir()
@@ -225,3 +224,22 @@ def test_hemispheres_come_from_the_affine_in_any_orientation(tmp_path, code):
     assert np.mean(result.labels[sided] == truth_stored[sided]) > 0.98
     assert np.array_equal(result.labels[~sided], truth_stored[~sided])
     np.testing.assert_allclose(result.probabilities.sum(0), 1.0, atol=1e-6)
+
+
+def test_lesions_touching_no_brain_tissue_are_dropped():
+    from fm.labels import BRAIN_TISSUE
+    from heads.plausibility import drop_detached_lesions
+    from heads.segmentation import Segmentation
+
+    labels = np.zeros((40, 40, 40), np.uint8)
+    labels[5:30, 5:30, 5:30] = 3  # grey matter
+    labels[10:14, 10:14, 10:14] = 6  # a core inside it
+    labels[13:16, 13:16, 13:16] = 7  # enhancing rim touching the core only: same component, kept
+    labels[34:38, 34:38, 34:38] = 5  # oedema alone outside the brain
+    labels[30:33, 30:33, 30:33] = 5  # touches grey matter diagonally at (29, 29, 29): kept
+    probabilities = np.zeros((8, *labels.shape), np.float32)
+    kept = drop_detached_lesions(Segmentation(labels, probabilities, BRAIN_TISSUE))
+    assert (kept.labels[34:38, 34:38, 34:38] == 0).all()
+    assert (kept.labels[10:16, 10:16, 10:16] == labels[10:16, 10:16, 10:16]).all()
+    assert (kept.labels[30:33, 30:33, 30:33] == 5).all()
+    assert kept.probabilities is probabilities and (labels[34:38, 34:38, 34:38] == 5).all(), "the input is not changed"
