@@ -27,5 +27,5 @@ def drop_detached_lesions(segmentation: Segmentation) -> Segmentation:
         own = components[grown] == component_id
         rim = ndimage.binary_dilation(own, structure=_NEIGHBOURS) & ~own
         if not np.isin(labels[grown][rim], tissue_ids).any():
-            kept[grown][own] = 0
+            kept[grown][own] = 0  # kept[grown] is a view: this writes into kept
     return Segmentation(kept, segmentation.probabilities, label_set)

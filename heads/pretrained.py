@@ -19,10 +19,10 @@ from encoders.preprocess import monai_preprocess
 from encoders.registry import HUB_PREFIX, create_encoder, hub_snapshot, list_encoders, read_model_folder
 from fm.embed import content_hash
 from fm.errors import InputFileError
+from fm.io import Volume
 from fm.labels import BRAIN_TISSUE, BRAIN_TUMOUR, BTCV, UKBOB, LabelSet
 from heads.hemispheres import split_hemispheres
 from heads.plausibility import drop_detached_lesions
-from fm.io import Volume
 from heads.segmentation import Segmentation, Segmenter, SwinSegmentationNet
 from heads.train_segmenter import segmenter_net, segmenter_preprocess
 
