@@ -176,7 +176,7 @@ def train(out: str | Path, config: SegTrainConfig, progress: bool = True) -> Pat
 def learning_rate(step: int, config: SegTrainConfig) -> float:
     """Constant, then a cosine down to 5 % over the last `decay_steps` steps. A function of the step
     alone, so a resumed run (or one lengthened before its decay began) matches a single run."""
-    decay_start = config.steps - config.decay_steps
+    decay_start = _decay_start(dataclasses.asdict(config))
     if step < decay_start:
         return config.lr
     progress = (step - decay_start) / max(config.decay_steps, 1)
@@ -216,14 +216,20 @@ def _recipe(config: dict) -> dict:
 _SCHEDULE = ("steps", "decay_steps", "balance_from_step")
 
 
-def _schedule_changes_at(old: dict, new: SegTrainConfig) -> int | None:
-    """The first step at which two schedules differ (None: they agree everywhere)."""
-    def starts(config: dict) -> tuple[float, float]:
-        decay = config["steps"] - config.get("decay_steps", 0) if config.get("decay_steps", 0) else float("inf")
-        balance = config.get("balance_from_step")
-        return decay, float("inf") if balance is None else balance
+def _decay_start(config: dict) -> float:
+    """First step of the learning-rate decay (inf: none); `config` may predate `decay_steps`."""
+    decay_steps = config.get("decay_steps", 0)
+    return config["steps"] - decay_steps if decay_steps else float("inf")
 
-    changes = [min(a, b) for a, b in zip(starts(old), starts(dataclasses.asdict(new))) if a != b]
+
+def _schedule_changes_at(old: dict, new: SegTrainConfig) -> int | None:
+    """The first step at which two schedules may differ (None: they agree everywhere). A decay is
+    its start and its length: two decays from the same step with other lengths part at that step."""
+    new_config, changes = dataclasses.asdict(new), []
+    if (_decay_start(old), old.get("decay_steps", 0)) != (_decay_start(new_config), new.decay_steps):
+        changes.append(min(_decay_start(old), _decay_start(new_config)))
+    if old.get("balance_from_step") != new.balance_from_step:
+        changes.append(min(b for b in (old.get("balance_from_step"), new.balance_from_step) if b is not None))
     return int(min(changes)) if changes else None
 
 

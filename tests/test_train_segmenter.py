@@ -77,3 +77,6 @@ def test_a_schedule_may_change_only_where_the_run_has_not_been(tmp_path):
     assert torch.load(train(tmp_path / "run", later, progress=False), weights_only=True)["step"] == 4
     with pytest.raises(ValueError, match="schedule can no longer change at step 1"):
         train(tmp_path / "run", SegTrainConfig(steps=5, balance_from_step=1, **TINY), progress=False)
+    # a decay from the same step but of another length already shaped steps 3 and 4
+    with pytest.raises(ValueError, match="schedule can no longer change at step 3"):
+        train(tmp_path / "run", SegTrainConfig(steps=5, balance_from_step=2, decay_steps=2, **TINY), progress=False)
