@@ -16,6 +16,7 @@ import functools
 
 import nibabel as nib
 import numpy as np
+from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
 from fm.examples import nilearn_template
@@ -81,8 +82,33 @@ def _axes_given_left_right(covariance: np.ndarray, left_right: np.ndarray) -> tu
     return axes, np.array([axis @ covariance @ axis for axis in axes.T])
 
 
+#: The region of points beyond the template brain (plus `EXTRA_AXIAL_MARGIN_MM` for the alignment's
+#: error): a segmented "lesion" there is most likely not in the brain at all.
+EXTRA_AXIAL = "extra-axial space"
+EXTRA_AXIAL_MARGIN_MM = 6.0
+
+
+@functools.lru_cache(maxsize=1)
+def _mni_distance_to_brain() -> tuple[np.ndarray, np.ndarray]:
+    """Distance (mm) from each voxel of the MNI template grid to its brain mask, and the grid's inverse affine."""
+    img = nib.load(str(nilearn_template("t1")))
+    spacing = np.sqrt((img.affine[:3, :3] ** 2).sum(axis=0))
+    distance = ndimage.distance_transform_edt(np.asarray(img.dataobj) <= 0, sampling=spacing)
+    return distance.astype(np.float32), np.linalg.inv(img.affine)
+
+
+def outside_brain(mni: np.ndarray, margin_mm: float = EXTRA_AXIAL_MARGIN_MM) -> np.ndarray:
+    """Whether MNI points (..., 3) lie more than `margin_mm` from the template's brain (or off its grid)."""
+    distance, to_voxel = _mni_distance_to_brain()
+    ijk = np.rint(np.asarray(mni, dtype=float) @ to_voxel[:3, :3].T + to_voxel[:3, 3]).astype(int)
+    on_grid = np.all((ijk >= 0) & (ijk < distance.shape), axis=-1)
+    far = np.ones(on_grid.shape, bool)
+    far[on_grid] = distance[tuple(ijk[on_grid].T)] > margin_mm
+    return far
+
+
 def lobe(mni: np.ndarray) -> np.ndarray:
-    """Lobe-level region name for MNI points (..., 3), without side."""
+    """Lobe-level region name for MNI points (..., 3), without side; `EXTRA_AXIAL` outside the brain."""
     x, y, z = np.moveaxis(np.asarray(mni, dtype=float), -1, 0)
     ax = np.abs(x)
     central_sulcus = -18.0 - 0.35 * (z - 40.0)  # runs from about y=-7 at z=10 to y=-28 at z=70
@@ -96,4 +122,5 @@ def lobe(mni: np.ndarray) -> np.ndarray:
     infratentorial = (y < -38) & (z < -18 - 0.3 * (y + 60))
     regions[infratentorial] = "cerebellum"
     regions[(ax < 14) & (y > -42) & (y < -12) & (z < -12)] = "brainstem"
+    regions[outside_brain(mni)] = EXTRA_AXIAL
     return regions

@@ -125,7 +125,8 @@ def test_laterality_classes(tmp_path, centre, expected):
 
 
 def test_regions_on_the_mni_template(tmp_path):
-    """Lesions placed at MNI landmarks inside the template's own brain mask land in the right lobe."""
+    """Lesions placed at MNI landmarks inside the template's own brain mask land in the right lobe;
+    one placed above the brain is called extra-axial, not given the nearest lobe."""
     img = nib.load(str(nilearn_template("t1")))
     ras = ras_of(img.affine, img.shape)
     labels = np.where(np.asarray(img.dataobj) > 0, 5, 0).astype(np.uint8)
@@ -135,6 +136,7 @@ def test_regions_on_the_mni_template(tmp_path):
         "occipital lobe": (20.0, -90.0, 5.0),
         "parietal lobe": (-35.0, -55.0, 50.0),
         "cerebellum": (25.0, -65.0, -38.0),
+        "extra-axial space": (12.0, 10.0, 98.0),
     }
     for centre in sites.values():
         labels[np.linalg.norm(ras - centre, axis=-1) <= 6] = OEDEMA
