@@ -365,10 +365,15 @@ def train():
 @click.option("--f-maps", type=click.IntRange(min=8), default=8, show_default=True, help="Width of the U-Net's first level (a multiple of 8).")
 @click.option("--patch", type=click.IntRange(min=16), default=64, show_default=True, help="Cubic training patch size (voxels).")
 @click.option("--decay-steps", type=click.IntRange(min=0), default=0, show_default=True, help="Anneal the learning rate (cosine, to 5 %) over the last N steps.")
-@click.option("--balance-from", type=click.IntRange(min=0), help="From this step on, weight cross-entropy by 1/sqrt(class frequency) (rare lesion classes).")
+@click.option("--balance-from", type=click.IntRange(min=0), help="From this step on, weight cross-entropy by class frequency ** -POWER (rare lesion classes).")
+@click.option("--balance-power", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="POWER for --balance-from (0.5: 1/sqrt, 1: inverse frequency).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3, show_default=True, help="Adam learning rate (before any decay).")
+@click.option("--lesion-fraction", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Share of patches placed on a lesion.")
+@click.option("--lesion-offset", type=click.FloatRange(0, 0.5), default=0.0, show_default=True, help="How far (share of the patch) the lesion may lie off such a patch's centre.")
+@click.option("--init", type=click.Path(path_type=Path, dir_okay=False, exists=True), help="Start from this checkpoint's weights (a fine-tuning stage with its own schedule).")
 @click.option("--workers", type=click.IntRange(0, 1), default=1, show_default=True, help="1: make scans in a second process; 0: in the training process.")
 @click.option("--export", "export_to", type=click.Path(path_type=Path, file_okay=False), help="Also write the shipped format here.")
-def train_seg(out, steps, seed, f_maps, patch, decay_steps, balance_from, workers, export_to):
+def train_seg(out, steps, seed, f_maps, patch, decay_steps, balance_from, balance_power, lr, lesion_fraction, lesion_offset, init, workers, export_to):
     """Train the default segmenter on synthetic scans only.
 
     Runs again with the same OUT continue from the last checkpoint (written every 100 steps);
@@ -389,7 +394,11 @@ def train_seg(out, steps, seed, f_maps, patch, decay_steps, balance_from, worker
         raise click.BadParameter("must be a multiple of 8 (GroupNorm with 8 groups)", param_hint="--f-maps")
     if decay_steps > steps:
         raise click.BadParameter(f"{decay_steps} is more than --steps {steps}", param_hint="--decay-steps")
-    config = SegTrainConfig(steps=steps, seed=seed, f_maps=f_maps, patch=(patch,) * 3, decay_steps=decay_steps, balance_from_step=balance_from, workers=workers)
+    config = SegTrainConfig(
+        steps=steps, seed=seed, f_maps=f_maps, patch=(patch,) * 3, lr=lr, decay_steps=decay_steps, balance_from_step=balance_from,
+        balance_power=balance_power, lesion_fraction=lesion_fraction, lesion_offset=lesion_offset,
+        init=None if init is None else str(init), workers=workers,
+    )
     try:
         checkpoint = run_training(out, config)
     except ValueError as error:  # a run folder trained with another recipe

@@ -52,11 +52,16 @@ class SegTrainConfig:
     spacing_mm: float = 1.5
     lr: float = 2e-3
     decay_steps: int = 0  # the last `decay_steps` steps anneal the learning rate (cosine) to 5 %
-    balance_from_step: int | None = None  # from this step on, cross-entropy weights classes by 1/sqrt(frequency)
+    balance_from_step: int | None = None  # from this step on, cross-entropy weights classes by frequency**-balance_power
+    balance_power: float = 0.5
     checkpoint_every: int = 100
     workers: int = 1  # 0 or 1: a single stream keeps the step -> patch mapping fixed
     patches_per_scan: int = 4  # making a scan costs more than a training step: use it several times
     lesion_fraction: float = 0.5  # share of patches centred on a lesion voxel (lesions are ~2 % of a brain)
+    # How far (a fraction of the patch) that lesion voxel may lie off the patch centre: sliding-window
+    # inference sees lesions anywhere in a window, not only at its centre.
+    lesion_offset: float = 0.0
+    init: str | None = None  # a checkpoint whose weights a new run starts from (fine-tuning stage)
 
 
 def segmenter_net(f_maps: int) -> LightSegmentationNet:
@@ -102,18 +107,25 @@ class SynthPatches(IterableDataset):
             labels = _TO_TISSUE[labels]  # hemispheres merged: sides come from the affine at inference
             while step // per_scan == index:
                 rng = np.random.default_rng([self.config.seed, step])
-                yield _random_patch(prepared.tensor[0], labels, self.config.patch, rng, self.config.lesion_fraction)
+                yield _random_patch(
+                    prepared.tensor[0], labels, self.config.patch, rng, self.config.lesion_fraction, self.config.lesion_offset
+                )
                 step += 1
 
 
-def _random_patch(image: torch.Tensor, labels: torch.Tensor, patch, rng: np.random.Generator, lesion_fraction: float):
+def _random_patch(
+    image: torch.Tensor, labels: torch.Tensor, patch, rng: np.random.Generator, lesion_fraction: float, lesion_offset: float = 0.0
+):
     """A patch placed uniformly, or (with probability `lesion_fraction`, when the scan has a lesion)
-    around a random lesion voxel, so the rare tumour classes are seen in most batches."""
+    around a random lesion voxel (up to `lesion_offset` x patch off its centre), so the rare tumour
+    classes are seen in most batches."""
     pad = SpatialPad(spatial_size=patch)
     image, labels = pad(image), pad(labels[None])[0]
     lesion = torch.nonzero(labels >= min(BRAIN_TISSUE.lesion)) if rng.random() < lesion_fraction else None
     if lesion is not None and len(lesion):
         centre = lesion[int(rng.integers(len(lesion)))].tolist()
+        if lesion_offset:
+            centre = [c + int(round(rng.uniform(-lesion_offset, lesion_offset) * p)) for c, p in zip(centre, patch)]
         starts = [min(max(c - p // 2, 0), n - p) for c, n, p in zip(centre, image.shape[1:], patch)]
     else:
         starts = [int(rng.integers(0, n - p + 1)) for n, p in zip(image.shape[1:], patch)]
@@ -131,7 +143,7 @@ def train(out: str | Path, config: SegTrainConfig, progress: bool = True) -> Pat
     optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
     if config.workers not in (0, 1):
         raise ValueError("workers must be 0 or 1 (one ordered stream of scans)")
-    step = 0
+    step, init_steps = 0, 0
     if checkpoint_path.exists():
         state = torch.load(checkpoint_path, weights_only=True)
         if _recipe(state["config"]) != _recipe(dataclasses.asdict(config)):
@@ -141,7 +153,9 @@ def train(out: str | Path, config: SegTrainConfig, progress: bool = True) -> Pat
             raise ValueError(f"{checkpoint_path} is at step {state['step']}: its schedule can no longer change at step {changed}")
         net.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
-        step = int(state["step"])
+        step, init_steps = int(state["step"]), int(state.get("init_steps", 0))
+    elif config.init is not None:
+        init_steps = _start_from(net, Path(config.init), config)
     _truncate_log(out / "train_log.jsonl", step)  # steps after the checkpoint are redone
     if step >= config.steps:
         return checkpoint_path
@@ -157,7 +171,7 @@ def train(out: str | Path, config: SegTrainConfig, progress: bool = True) -> Pat
             group["lr"] = learning_rate(step, config)
         optimiser.zero_grad()
         balanced = config.balance_from_step is not None and step >= config.balance_from_step
-        loss = present_class_dice_ce(net(image[None]), labels[None, None], balanced=balanced)
+        loss = present_class_dice_ce(net(image[None]), labels[None, None], balanced, config.balance_power)
         loss.backward()
         optimiser.step()
         step += 1
@@ -167,7 +181,7 @@ def train(out: str | Path, config: SegTrainConfig, progress: bool = True) -> Pat
         log.write(json.dumps({"step": step, "loss": round(value, 5), "seconds": round(time.perf_counter() - started, 1)}) + "\n")
         log.flush()  # a background run can be followed with tail -f
         if step % config.checkpoint_every == 0 or step == config.steps:
-            _save(checkpoint_path, net, optimiser, step, config)
+            _save(checkpoint_path, net, optimiser, step, config, init_steps)
     log.close()
     bar.close()
     return checkpoint_path
@@ -186,14 +200,15 @@ def learning_rate(step: int, config: SegTrainConfig) -> float:
 _DICE = DiceLoss(to_onehot_y=True, softmax=True, reduction="none")
 
 
-def present_class_dice_ce(logits: torch.Tensor, labels: torch.Tensor, balanced: bool = False) -> torch.Tensor:
+def present_class_dice_ce(logits: torch.Tensor, labels: torch.Tensor, balanced: bool = False, balance_power: float = 0.5) -> torch.Tensor:
     """Cross-entropy + mean soft Dice loss of the classes present in `labels` (B=1, 1, D, H, W).
 
     Plain Dice over all classes scores an absent class ~1 for any probability mass, so half the
     patches (those without a lesion) push lesion probabilities to zero everywhere: a first run with
     MONAI's DiceCELoss plateaued after 400 steps and never predicted a lesion or CSF.
 
-    balanced: weight each voxel's cross-entropy by 1/sqrt(its class's frequency in the patch). Soft
+    balanced: weight each voxel's cross-entropy by its class's frequency in the patch to the power
+    -`balance_power` (0.5: 1/sqrt). Soft
     Dice barely moves a class the network gives ~0 probability (its gradient through the softmax
     scales with p), so plain cross-entropy, where lesions are ~0.5 % of a lesion-centred patch,
     left lesion probabilities at ~0.01 after 1900 steps."""
@@ -202,15 +217,28 @@ def present_class_dice_ce(logits: torch.Tensor, labels: torch.Tensor, balanced: 
     per_class = _DICE(logits, labels).flatten()
     weight = None
     if balanced:
-        weight = torch.where(present, counts.clamp(min=1).float().rsqrt(), torch.zeros(()))
+        weight = torch.where(present, counts.clamp(min=1).float() ** -balance_power, torch.zeros(()))
         weight = weight / weight[present].mean()
     return F.cross_entropy(logits, labels[:, 0], weight=weight) + per_class[present].mean()
 
 
 def _recipe(config: dict) -> dict:
     """What must match to continue a run (not its length, its schedule or how it is executed; a
-    schedule may change only where the run has not reached yet: see `_schedule_changes_at`)."""
+    schedule may change only where the run has not reached yet: see `_schedule_changes_at`).
+    Settings added since a checkpoint was written count as their defaults."""
+    config = {**dataclasses.asdict(SegTrainConfig()), **config}
     return {k: v for k, v in config.items() if k not in _SCHEDULE + ("workers", "checkpoint_every")}
+
+
+def _start_from(net, init: Path, config: SegTrainConfig) -> int:
+    """Load the weights of checkpoint `init` (not its optimiser or schedule); returns the steps it had."""
+    if not init.is_file():
+        raise ValueError(f"{init}: no such checkpoint to start from")
+    state = torch.load(init, weights_only=True)
+    if state["config"]["f_maps"] != config.f_maps:
+        raise ValueError(f"{init} has f_maps {state['config']['f_maps']}, this run {config.f_maps}")
+    net.load_state_dict(state["model"])
+    return int(state.get("init_steps", 0)) + int(state["step"])
 
 
 _SCHEDULE = ("steps", "decay_steps", "balance_from_step")
@@ -239,9 +267,10 @@ def _truncate_log(log: Path, step: int) -> None:
         log.write_text("".join(line + "\n" for line in kept))
 
 
-def _save(path: Path, net, optimiser, step: int, config: SegTrainConfig) -> None:
+def _save(path: Path, net, optimiser, step: int, config: SegTrainConfig, init_steps: int) -> None:
     staged = path.with_suffix(".tmp")
-    torch.save({"model": net.state_dict(), "optimiser": optimiser.state_dict(), "step": step, "config": dataclasses.asdict(config)}, staged)
+    state = {"model": net.state_dict(), "optimiser": optimiser.state_dict(), "step": step, "config": dataclasses.asdict(config)}
+    torch.save({**state, "init_steps": init_steps}, staged)
     staged.replace(path)
 
 
@@ -253,7 +282,7 @@ def export(checkpoint: str | Path, folder: str | Path) -> Path:
     save_file({k: v.contiguous() for k, v in state["model"].items()}, str(folder / "model.safetensors"))
     config = {
         **state["config"],
-        "trained_steps": state["step"],
+        "trained_steps": state.get("init_steps", 0) + state["step"],
         "label_set": BRAIN_TISSUE.name,
         "num_classes": NUM_CLASSES,
         # GroupNorm statistics depend on the window: infer with the training patch as the window.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
@@ -62,11 +63,44 @@ def test_balanced_cross_entropy_pushes_a_rare_class_harder():
     labels = torch.zeros(1, 1, 16, 16, 16, dtype=torch.long)
     labels[..., :4, :4, :4] = 5  # 1.6 % of the patch, like a lesion
     gradients = []
-    for balanced in (False, True):
+    for balanced, power in ((False, 0.5), (True, 0.5), (True, 1.0)):
         logits = torch.zeros(1, 8, 16, 16, 16, requires_grad=True)
-        present_class_dice_ce(logits, labels, balanced=balanced).backward()
+        present_class_dice_ce(logits, labels, balanced, power).backward()
         gradients.append(-logits.grad[0, 5][labels[0, 0] == 5].sum())
-    assert gradients[1] > 4 * gradients[0] > 0
+    assert gradients[2] > gradients[1] > 4 * gradients[0] > 0
+
+
+def test_lesion_patches_may_place_the_lesion_off_centre():
+    from heads.train_segmenter import _random_patch
+
+    labels = torch.zeros(96, 96, 96, dtype=torch.long)
+    labels[40, 50, 45] = 5
+    image = torch.rand(1, 96, 96, 96)
+    where = []
+    for offset in (0.0, 0.3):
+        found = set()
+        for seed in range(12):
+            patch_image, patch_labels = _random_patch(image, labels, (32, 32, 32), np.random.default_rng(seed), 1.0, offset)
+            assert patch_image.shape == (1, 32, 32, 32) and patch_labels.shape == (32, 32, 32)
+            found.add(tuple(torch.nonzero(patch_labels == 5)[0].tolist()))  # the lesion is always in the patch
+        where.append(found)
+    assert where[0] == {(16, 16, 16)}
+    assert len(where[1]) > 6 and all(max(abs(c - 16) for c in p) <= 10 for p in where[1])
+
+
+def test_a_fine_tuning_stage_starts_from_a_checkpoint_and_counts_its_steps(tmp_path):
+    import pytest
+
+    first = train(tmp_path / "first", SegTrainConfig(steps=2, **TINY), progress=False)
+    stage = SegTrainConfig(steps=1, seed=1, lr=1e-3, balance_from_step=0, balance_power=1.0, init=str(first), **TINY)
+    # one step of Adam moves every weight by about lr: the stage started from the first run's weights
+    tuned = torch.load(train(tmp_path / "stage", stage, progress=False), weights_only=True)
+    start = torch.load(first, weights_only=True)["model"]
+    moved = max(float((tuned["model"][k] - v).abs().max()) for k, v in start.items() if v.is_floating_point())
+    assert moved < 5e-3
+    assert json.loads((export(tmp_path / "stage" / "checkpoint.pt", tmp_path / "shipped") / "config.json").read_text())["trained_steps"] == 3
+    with pytest.raises(ValueError, match="f_maps 8, this run 16"):
+        train(tmp_path / "wide", SegTrainConfig(steps=1, init=str(first), **{**TINY, "f_maps": 16}), progress=False)
 
 
 def test_a_schedule_may_change_only_where_the_run_has_not_been(tmp_path):
