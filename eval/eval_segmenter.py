@@ -1,6 +1,8 @@
 """Quality of a brain segmenter on the out-of-distribution synthetic test split (FLAIR/PD contrasts,
 thick slices, larger and infratentorial lesions: see fm.synth.generator.SPLITS), measured on each
-scan's own grid with its real spacing.
+scan's own grid with its real spacing. `--split train --seed S` measures it in distribution instead,
+on training-split scans of a seed the training did not use (the shipped model used seeds 0 and 1),
+which tells what was not learnt from what does not transfer.
 
 Voxel metrics (MONAI): Dice and HD95 (mm) per tissue class and per nested tumour region.
 Report metrics (what a reader sees): ground-truth lesions of >= 1 mL found (a predicted lesion
@@ -8,6 +10,9 @@ whose centroid lies within max(10 mm, half the true longest diameter) of the tru
 positive lesions per scan, lesion volume error, and laterality agreement of found lesions.
 
     python eval/eval_segmenter.py --n 20 --etta-compare --out eval/results/segmenter_ood.json
+
+`--record` also writes the summary next to the weights (heads.pretrained.EVALUATION_FILE, with their
+checksum): reports from that model then state its lesion sensitivity.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from fm.labels import BRAIN_TUMOUR
 from fm.measure import measure
 from fm.synth.generator import generate
 from heads.etta import segment_with_etta
-from heads.pretrained import load_segmenter
+from heads.pretrained import EVALUATION_FILE, default_model_folder, load_segmenter
 
 DETECTABLE_ML = 1.0
 #: (reported name, label ids forming the region)
@@ -78,14 +83,14 @@ def lesion_metrics(predicted: Findings, truth: Findings) -> dict:
     return {"lesions": rows, "false_positives": len(unmatched)}
 
 
-def evaluate(model, n: int, seed: int, etta_compare: bool, roi: int | None = None) -> dict:
+def evaluate(model, n: int, seed: int, etta_compare: bool, roi: int | None = None, split: str = "test") -> dict:
     segmenter, info = load_segmenter(model)
     if roi:
         segmenter.roi_size = (roi,) * 3
     modes = ["plain", "etta"] if etta_compare else ["plain"]
     scans = []
-    for index in tqdm(range(n), desc="OOD test scans", unit="scan"):
-        sample = generate(seed, index, "test")
+    for index in tqdm(range(n), desc=f"{split} split scans", unit="scan"):
+        sample = generate(seed, index, split)
         volume = sample.volume()
         truth_labels = volume.from_source_layout(sample.labels).array.astype(np.uint8)
         truth = measure(truth_labels, volume, BRAIN_TUMOUR)
@@ -105,7 +110,7 @@ def evaluate(model, n: int, seed: int, etta_compare: bool, roi: int | None = Non
                 **lesion_metrics(predicted, truth),
             }
         scans.append(row)
-    return {"model": info.model_id, "model_version": info.version, "roi_size": list(segmenter.roi_size), "seed": seed, "n": n, "scans": scans, "summary": {m: summarise(scans, m) for m in modes}}
+    return {"model": info.model_id, "model_version": info.version, "model_sha256": info.sha256, "roi_size": list(segmenter.roi_size), "split": split, "seed": seed, "n": n, "scans": scans, "summary": {m: summarise(scans, m) for m in modes}}
 
 
 def summarise(scans: list[dict], mode: str) -> dict:
@@ -140,7 +145,7 @@ def summarise(scans: list[dict], mode: str) -> dict:
 
 def print_table(results: dict) -> None:
     modes = list(results["summary"])
-    print(f"model {results['model']} ({results['model_version']}), window {results['roi_size']}, {results['n']} OOD test scans, seed {results['seed']}")
+    print(f"model {results['model']} ({results['model_version']}), window {results['roi_size']}, {results['n']} {results.get('split', 'test')} split scans, seed {results['seed']}")
     print(f"{'region':<32}" + "".join(f"{m + ' Dice':>12}{m + ' HD95 mm':>15}{'missed':>8}" for m in modes) + f"{'scans':>7}")
     for name, _ in REGIONS:
         regions = [results["summary"][m]["regions"][name] for m in modes]
@@ -156,17 +161,30 @@ def main():
     parser.add_argument("--model", help="segmenter folder (default: the bundled one)")
     parser.add_argument("--n", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--split", choices=("test", "train"), default="test", help="test: out of distribution (default)")
     parser.add_argument("--etta-compare", action="store_true", help="also segment every scan with ETTA")
     parser.add_argument("--roi", type=int, help="cubic inference window (default: the model's own)")
     parser.add_argument("--out", type=Path, help="write all per-scan figures as JSON here")
+    parser.add_argument("--record", action="store_true", help=f"write the summary into the model folder ({EVALUATION_FILE})")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message="the (ground truth|prediction) of class", category=UserWarning)  # counted as "missed"
-    results = evaluate(args.model, args.n, args.seed, args.etta_compare, args.roi)
+    results = evaluate(args.model, args.n, args.seed, args.etta_compare, args.roi, args.split)
     print_table(results)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=1))
         print(f"wrote {args.out}")
+    if args.record:
+        print(f"wrote {record_evaluation(results, Path(args.model) if args.model else default_model_folder())}")
+
+
+def record_evaluation(results: dict, folder: Path) -> Path:
+    """The plain (no ETTA) summary, with what it was measured on, as the model folder's evaluation record."""
+    keys = ("model_version", "model_sha256", "split", "seed", "n", "roi_size")
+    record = {**{key: results[key] for key in keys}, "summary": results["summary"]["plain"]}
+    path = folder / EVALUATION_FILE
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    return path
 
 
 if __name__ == "__main__":

@@ -103,6 +103,8 @@ class ReportPipeline:
             reoriented=volume.source.orientation != "RAS",
             resampled=not (np.allclose(network_spacing, volume.spacing, atol=1e-3) and tuple(prepared.tensor.shape[2:]) == volume.shape),
             network_spacing_mm=tuple(round(v, 4) for v in network_spacing),
+            model_lesion_sensitivity=self.model.lesion_sensitivity,
+            model_evaluation=self.model.evaluation,
             timings_s=timings,
             created_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         )

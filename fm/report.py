@@ -13,9 +13,13 @@ import json
 from pydantic import BaseModel, ConfigDict, Field
 
 from fm.findings import Findings
+from fm.labels import lesions_assessed
 from fm.narrative import narrative_report, structured_report
 
-REPORT_SCHEMA_VERSION = "1.0"
+REPORT_SCHEMA_VERSION = "1.1"
+_READABLE_SCHEMAS = ("1.0", REPORT_SCHEMA_VERSION)  # 1.1 added the model's lesion sensitivity to provenance
+#: The issue's detection target: below it (or unmeasured) a report without lesions says it excludes none.
+VALIDATED_SENSITIVITY = 0.95
 NOTICE = (
     "AI draft, not for clinical use. Produced automatically by a segmentation model; "
     "every measurement must be checked by a qualified reader."
@@ -39,6 +43,8 @@ class ReportProvenance(BaseModel):
     reoriented: bool = Field(description="the scan's axes were reordered/flipped to RAS for the network")
     resampled: bool = Field(description="the network saw the scan on another voxel grid; results were resampled back")
     network_spacing_mm: tuple[float, float, float]
+    model_lesion_sensitivity: float | None = Field(None, description="share of lesions >= 1 mL the model found in its evaluation")
+    model_evaluation: str | None = Field(None, description="what that sensitivity was measured on; None: never evaluated")
     timings_s: dict[str, float] = Field(description="wall-clock seconds per stage, in order")
     created_utc: str
 
@@ -55,7 +61,11 @@ class Report(BaseModel):
 
     @classmethod
     def from_findings(cls, findings: Findings, provenance: ReportProvenance) -> "Report":
-        return cls(findings=findings, structured=structured_report(findings), narrative=narrative_report(findings), provenance=provenance)
+        structured = structured_report(findings)
+        caveat = detection_caveat(provenance)
+        if caveat and lesions_assessed(findings.provenance.label_set):
+            structured["impression"] = [*structured["impression"], caveat]
+        return cls(findings=findings, structured=structured, narrative=narrative_report(findings), provenance=provenance)
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2)
@@ -63,13 +73,27 @@ class Report(BaseModel):
     @classmethod
     def from_json(cls, text: str) -> "Report":
         data = json.loads(text)
-        if data.get("schema_version") != REPORT_SCHEMA_VERSION:
-            raise ValueError(f"report schema {data.get('schema_version')!r} is not {REPORT_SCHEMA_VERSION!r}")
+        if data.get("schema_version") not in _READABLE_SCHEMAS:
+            raise ValueError(f"report schema {data.get('schema_version')!r} is not one of {_READABLE_SCHEMAS}")
         findings = Findings.from_json(json.dumps(data.pop("findings")))
         return cls.model_validate({**data, "findings": findings})
 
     def to_markdown(self) -> str:
         return render_markdown(self)
+
+
+def detection_caveat(provenance: ReportProvenance) -> str | None:
+    """What a reader must know when the model's lesion detection is unproven: found lesions may be
+    real, but a missing one proves nothing. None when its evaluation met `VALIDATED_SENSITIVITY`."""
+    sensitivity = provenance.model_lesion_sensitivity
+    if sensitivity is None:
+        return "This model's lesion detection has not been evaluated: the absence of a reported lesion does not exclude one."
+    if sensitivity < VALIDATED_SENSITIVITY:
+        return (
+            f"This model found {sensitivity:.0%} of lesions of 1 mL or more in its evaluation ({provenance.model_evaluation}): "
+            "the absence of a reported lesion does not exclude one."
+        )
+    return None
 
 
 def format_volume(value) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 from importlib.resources import files
 from pathlib import Path
 
@@ -39,6 +40,13 @@ class ModelInfo:
     sha256: str  # first 16 hex digits of the weights file's checksum
     encoder: str
     label_set: str
+    # From the folder's evaluation.json (eval/eval_segmenter.py --record), when it was made for these weights:
+    lesion_sensitivity: float | None = None  # share of lesions >= 1 mL found
+    evaluation: str | None = None  # what that figure was measured on
+
+
+#: Written next to the weights by `eval/eval_segmenter.py --record`; ignored unless its checksum is theirs.
+EVALUATION_FILE = "evaluation.json"
 
 
 def default_model_folder() -> Path:
@@ -91,7 +99,25 @@ def _default_family(folder: Path, model_id: str) -> tuple[Segmenter, ModelInfo]:
         postprocess=default_postprocess,
     )
     version = f"{config.get('trained_steps', '?')} steps, seed {config.get('seed', '?')}, f_maps {config['f_maps']}"
-    return segmenter, ModelInfo(model_id, version, content_hash(folder / "model.safetensors")[:16], "brain_id", BRAIN_TUMOUR.name)
+    sha256 = content_hash(folder / "model.safetensors")[:16]
+    sensitivity, evaluation = read_evaluation(folder, sha256)
+    return segmenter, ModelInfo(model_id, version, sha256, "brain_id", BRAIN_TUMOUR.name, sensitivity, evaluation)
+
+
+def read_evaluation(folder: Path, sha256: str) -> tuple[float | None, str | None]:
+    """Lesion sensitivity and what it was measured on, from the folder's evaluation record; (None,
+    None) when there is none or it was made for other weights (a retrained model is not evaluated)."""
+    path = folder / EVALUATION_FILE
+    if not path.is_file():
+        return None, None
+    try:
+        record = json.loads(path.read_text())
+        if record["model_sha256"] != sha256:
+            return None, None
+        summary = record["summary"]
+        return float(summary["sensitivity_1ml"]), f"{record['n']} synthetic {record['split']}-split scans, seed {record['seed']}"
+    except (ValueError, KeyError, TypeError) as error:
+        raise InputFileError(path, f"is not an evaluation record ({error})") from None
 
 
 def default_postprocess(segmentation: Segmentation, volume: Volume) -> Segmentation:

@@ -170,6 +170,25 @@ def test_segmenter_folders_are_checked_before_use(tmp_path):
         load_segmenter(None, "swin_bob_btcv")
 
 
+def test_an_evaluation_record_counts_only_for_the_weights_it_measured(tmp_path):
+    import shutil
+
+    from heads.pretrained import EVALUATION_FILE, default_model_folder, load_segmenter
+
+    folder = tmp_path / "model"
+    shutil.copytree(default_model_folder(), folder)
+    sha256 = load_segmenter(folder)[1].sha256
+    record = {"model_sha256": sha256, "split": "test", "seed": 1, "n": 8, "summary": {"sensitivity_1ml": 0.5}}
+    (folder / EVALUATION_FILE).write_text(json.dumps(record))
+    info = load_segmenter(folder)[1]
+    assert info.lesion_sensitivity == 0.5 and info.evaluation == "8 synthetic test-split scans, seed 1"
+    (folder / EVALUATION_FILE).write_text(json.dumps({**record, "model_sha256": "0" * 16}))  # weights retrained since
+    assert load_segmenter(folder)[1].lesion_sensitivity is None
+    (folder / EVALUATION_FILE).write_text("{}")
+    with pytest.raises(InputFileError, match=f"{EVALUATION_FILE}: is not an evaluation record"):
+        load_segmenter(folder)
+
+
 def test_channelwise_argmax_matches_torch_and_keeps_the_first_of_ties():
     from heads.segmentation import _first_argmax
 

@@ -19,11 +19,11 @@ from fm.errors import InputFileError
 from fm.examples import example_path
 from fm.findings import Findings
 from fm.io import load_volume, volume_from_array
-from fm.labels import BRAIN_TUMOUR
+from fm.labels import BRAIN_TUMOUR, BTCV
 from fm.measure import measure
 from fm.pipeline import STAGES, ReportPipeline
 from fm.render import REPORT_FILES, write_report_folder
-from fm.report import NOTICE, Report
+from fm.report import NOTICE, REPORT_SCHEMA_VERSION, Report
 
 #: The example's one lesion, from its ground truth (fm/data/example_brain_t1_findings.json).
 TRUTH = Findings.from_json(example_path().with_name("example_brain_t1_findings.json").read_text())
@@ -102,7 +102,7 @@ def test_report_files_are_written_readable_and_on_the_scans_grid(example, tmp_pa
     assert sorted(p.name for p in paths.values()) == sorted(REPORT_FILES)
 
     assert Report.from_json(paths["report.json"].read_text()) == report
-    assert json.loads(paths["report.json"].read_text())["schema_version"] == "1.0"
+    assert json.loads(paths["report.json"].read_text())["schema_version"] == REPORT_SCHEMA_VERSION
 
     markdown = paths["report.md"].read_text()
     impression = report.structured["impression"][0]
@@ -171,3 +171,22 @@ def test_a_structure_not_found_reads_not_found_without_a_confidence(example, tmp
     assert "| cerebrospinal fluid | " in markdown and "| 0.90 |" in markdown
     paths = write_report_folder(report, example.volume, labels, BRAIN_TUMOUR, tmp_path)
     assert Report.from_json(paths["report.json"].read_text()).findings.structure("lateral ventricles").confidence is None
+
+
+def test_a_report_says_when_a_missing_lesion_proves_nothing(example):
+    """A model below the detection target (or never evaluated) gets a caveat in the impression;
+    one that met it does not; organ-only label sets, which look for no lesion, get none."""
+    findings = measure(truth_labels(), example.volume, BRAIN_TUMOUR)
+    provenance = example.report.provenance
+
+    def impression(**model):
+        return Report.from_findings(findings, provenance.model_copy(update=model)).structured["impression"]
+
+    weak = impression(model_lesion_sensitivity=0.25, model_evaluation="8 synthetic test-split scans, seed 1")
+    assert weak[-1].startswith("This model found 25% of lesions of 1 mL or more in its evaluation (8 synthetic test-split scans, seed 1)")
+    assert "does not exclude one" in weak[-1]
+    assert "has not been evaluated" in impression(model_lesion_sensitivity=None, model_evaluation=None)[-1]
+    assert not any("exclude" in line for line in impression(model_lesion_sensitivity=0.96, model_evaluation="20 scans"))
+    organs = measure(np.zeros(example.volume.shape, np.uint8), example.volume, BTCV)
+    unproven = Report.from_findings(organs, provenance.model_copy(update={"model_lesion_sensitivity": None}))
+    assert not any("exclude" in line for line in unproven.structured["impression"])
