@@ -183,8 +183,16 @@ def record_evaluation(results: dict, folder: Path) -> Path:
     keys = ("model_version", "model_sha256", "split", "seed", "n", "roi_size")
     record = {**{key: results[key] for key in keys}, "summary": results["summary"]["plain"]}
     path = folder / EVALUATION_FILE
-    path.write_text(json.dumps(record, indent=1) + "\n")
+    path.write_text(json.dumps(_nan_to_null(record), indent=1, allow_nan=False) + "\n")  # strict JSON for other readers
     return path
+
+
+def _nan_to_null(value):
+    if isinstance(value, dict):
+        return {key: _nan_to_null(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_nan_to_null(item) for item in value]
+    return None if isinstance(value, float) and value != value else value
 
 
 if __name__ == "__main__":

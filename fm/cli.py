@@ -385,8 +385,11 @@ def train_seg(out, steps, seed, f_maps, patch, decay_steps, balance_from, balanc
       fm train seg --out runs/seg --steps 6000 --export fm/data/default_segmenter
 
     \b
-    The shipped default segmenter:
-      fm train seg --out runs/seg --steps 4000 --decay-steps 1000 --balance-from 2400 --export fm/data/default_segmenter
+    The shipped default segmenter (a run, then a fine-tuning stage from its checkpoint):
+      fm train seg --out runs/seg --steps 4000 --decay-steps 1000 --balance-from 2400
+      fm train seg --out runs/seg_ft --init runs/seg/checkpoint.pt --seed 1 --steps 2400 --lr 1e-3
+        --decay-steps 1200 --balance-from 0 --balance-power 0.75 --lesion-fraction 0.6
+        --lesion-offset 0.3 --export fm/data/default_segmenter
     """
     from heads.train_segmenter import SegTrainConfig, export, train as run_training
 
