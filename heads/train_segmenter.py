@@ -10,7 +10,9 @@ in a DataLoader worker so generation and training share the two cores.
 
 DIR/checkpoint.pt (model, optimiser, step, config; loads with weights_only=True) is written every
 `checkpoint_every` steps and DIR/train_log.jsonl gets one line per step; running again with the
-same DIR continues from the last checkpoint. `export` writes the model in the shipped format.
+same DIR continues from the last checkpoint. A run with `init` set starts from another run's
+checkpoint (a fine-tuning stage with its own data seed and schedule; exported `trained_steps` counts
+both). `export` writes the model in the shipped format.
 """
 
 from __future__ import annotations
@@ -208,10 +210,9 @@ def present_class_dice_ce(logits: torch.Tensor, labels: torch.Tensor, balanced: 
     MONAI's DiceCELoss plateaued after 400 steps and never predicted a lesion or CSF.
 
     balanced: weight each voxel's cross-entropy by its class's frequency in the patch to the power
-    -`balance_power` (0.5: 1/sqrt). Soft
-    Dice barely moves a class the network gives ~0 probability (its gradient through the softmax
-    scales with p), so plain cross-entropy, where lesions are ~0.5 % of a lesion-centred patch,
-    left lesion probabilities at ~0.01 after 1900 steps."""
+    -`balance_power` (0.5: 1/sqrt). Soft Dice barely moves a class the network gives ~0 probability
+    (its gradient through the softmax scales with p), so plain cross-entropy, where lesions are
+    ~0.5 % of a lesion-centred patch, left lesion probabilities at ~0.01 after 1900 steps."""
     counts = torch.bincount(labels.flatten(), minlength=logits.shape[1])
     present = counts > 0
     per_class = _DICE(logits, labels).flatten()
