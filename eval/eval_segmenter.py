@@ -145,7 +145,7 @@ def summarise(scans: list[dict], mode: str) -> dict:
 
 def print_table(results: dict) -> None:
     modes = list(results["summary"])
-    print(f"model {results['model']} ({results['model_version']}), window {results['roi_size']}, {results['n']} {results.get('split', 'test')} split scans, seed {results['seed']}")
+    print(f"model {results['model']} ({results['model_version']}), window {results['roi_size']}, {results['n']} {results['split']} split scans, seed {results['seed']}")
     print(f"{'region':<32}" + "".join(f"{m + ' Dice':>12}{m + ' HD95 mm':>15}{'missed':>8}" for m in modes) + f"{'scans':>7}")
     for name, _ in REGIONS:
         regions = [results["summary"][m]["regions"][name] for m in modes]

@@ -270,8 +270,10 @@ def _truncate_log(log: Path, step: int) -> None:
 
 def _save(path: Path, net, optimiser, step: int, config: SegTrainConfig, init_steps: int) -> None:
     staged = path.with_suffix(".tmp")
-    state = {"model": net.state_dict(), "optimiser": optimiser.state_dict(), "step": step, "config": dataclasses.asdict(config)}
-    torch.save({**state, "init_steps": init_steps}, staged)
+    torch.save(
+        {"model": net.state_dict(), "optimiser": optimiser.state_dict(), "step": step, "init_steps": init_steps, "config": dataclasses.asdict(config)},
+        staged,
+    )
     staged.replace(path)
 
 
