@@ -370,10 +370,11 @@ def train():
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3, show_default=True, help="Adam learning rate (before any decay).")
 @click.option("--lesion-fraction", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Share of patches placed on a lesion.")
 @click.option("--lesion-offset", type=click.FloatRange(0, 0.5), default=0.0, show_default=True, help="How far (share of the patch) the lesion may lie off such a patch's centre.")
+@click.option("--whole-tumour-weight", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Weight of an extra loss on all lesion classes as one region.")
 @click.option("--init", type=click.Path(path_type=Path, dir_okay=False, exists=True), help="Start from this checkpoint's weights (a fine-tuning stage with its own schedule).")
 @click.option("--workers", type=click.IntRange(0, 1), default=1, show_default=True, help="1: make scans in a second process; 0: in the training process.")
 @click.option("--export", "export_to", type=click.Path(path_type=Path, file_okay=False), help="Also write the shipped format here.")
-def train_seg(out, steps, seed, f_maps, patch, decay_steps, balance_from, balance_power, lr, lesion_fraction, lesion_offset, init, workers, export_to):
+def train_seg(out, steps, seed, f_maps, patch, decay_steps, balance_from, balance_power, lr, lesion_fraction, lesion_offset, whole_tumour_weight, init, workers, export_to):
     """Train the default segmenter on synthetic scans only.
 
     Runs again with the same OUT continue from the last checkpoint (written every 100 steps);
@@ -400,7 +401,7 @@ def train_seg(out, steps, seed, f_maps, patch, decay_steps, balance_from, balanc
     config = SegTrainConfig(
         steps=steps, seed=seed, f_maps=f_maps, patch=(patch,) * 3, lr=lr, decay_steps=decay_steps, balance_from_step=balance_from,
         balance_power=balance_power, lesion_fraction=lesion_fraction, lesion_offset=lesion_offset,
-        init=None if init is None else str(init), workers=workers,
+        whole_tumour_weight=whole_tumour_weight, init=None if init is None else str(init), workers=workers,
     )
     try:
         checkpoint = run_training(out, config)

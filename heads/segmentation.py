@@ -145,6 +145,8 @@ class Segmenter:
             on_grid[0].masked_fill_(outside, 1.0)
             full = on_grid if on_grid.shape[0] == n_labels else torch.cat([on_grid, on_grid.new_zeros((n_labels - on_grid.shape[0], *volume.shape))])
             labels = _first_argmax(full)
+            if "whole_tumour" in self.label_set.nested:
+                _decide_whole_tumour_first(labels, full, self.label_set.nested["whole_tumour"])
         else:
             regions = on_grid.clamp(0, 1)
             labels = nested_to_labels(regions, self.region_channels, self.label_set)
@@ -164,6 +166,21 @@ def _first_argmax(probabilities: torch.Tensor) -> torch.Tensor:
         labels[better] = channel
         torch.maximum(best, probabilities[channel], out=best)
     return labels
+
+
+def _decide_whole_tumour_first(labels: torch.Tensor, probabilities: torch.Tensor, lesion_ids) -> None:
+    """Softmax labels decided as BraTS evaluates them, region first: a voxel is lesion when the
+    lesion classes together pass 0.5, then takes the likeliest of them; otherwise the likeliest
+    other class. Plain argmax calls (white matter 0.4, oedema 0.3, enhancing 0.3) white matter, and
+    the lesion's reported confidence is that same summed probability. Changes `labels` in place."""
+    lesion = torch.zeros(probabilities.shape[0], dtype=torch.bool)
+    lesion[list(lesion_ids)] = True
+    in_region = probabilities[lesion].sum(0) > 0.5
+    labelled_lesion = lesion[labels.long()]
+    for wrong, classes in ((in_region & ~labelled_lesion, lesion), (~in_region & labelled_lesion, ~lesion)):
+        if wrong.any():
+            ids = torch.nonzero(classes)[:, 0]
+            labels[wrong] = ids[probabilities[classes][:, wrong].argmax(0)].to(labels.dtype)
 
 
 def _exclusive_label(label_set: LabelSet, region: str, inner: str | None) -> int:

@@ -64,6 +64,9 @@ class SegTrainConfig:
     # inference sees lesions anywhere in a window, not only at its centre.
     lesion_offset: float = 0.0
     init: str | None = None  # a checkpoint whose weights a new run starts from (fine-tuning stage)
+    # Weight of an extra loss on the whole tumour (the summed lesion-class probability) as one
+    # binary region: detection depends on that sum, which per-class terms split three ways.
+    whole_tumour_weight: float = 0.0
 
 
 def segmenter_net(f_maps: int) -> LightSegmentationNet:
@@ -173,7 +176,10 @@ def train(out: str | Path, config: SegTrainConfig, progress: bool = True) -> Pat
             group["lr"] = learning_rate(step, config)
         optimiser.zero_grad()
         balanced = config.balance_from_step is not None and step >= config.balance_from_step
-        loss = present_class_dice_ce(net(image[None]), labels[None, None], balanced, config.balance_power)
+        logits = net(image[None])
+        loss = present_class_dice_ce(logits, labels[None, None], balanced, config.balance_power)
+        if config.whole_tumour_weight:
+            loss = loss + config.whole_tumour_weight * whole_tumour_loss(logits, labels[None, None], config.balance_power)
         loss.backward()
         optimiser.step()
         step += 1
@@ -221,6 +227,30 @@ def present_class_dice_ce(logits: torch.Tensor, labels: torch.Tensor, balanced: 
         weight = torch.where(present, counts.clamp(min=1).float() ** -balance_power, torch.zeros(()))
         weight = weight / weight[present].mean()
     return F.cross_entropy(logits, labels[:, 0], weight=weight) + per_class[present].mean()
+
+
+_LESION_CLASSES = sorted(BRAIN_TISSUE.nested["whole_tumour"])
+
+
+def whole_tumour_loss(logits: torch.Tensor, labels: torch.Tensor, balance_power: float = 0.5) -> torch.Tensor:
+    """Binary cross-entropy of the whole-tumour region (lesion classes together; the two sides
+    weighted by their frequency in the patch ** -`balance_power`) + its soft Dice when the patch
+    has a lesion. Log-probabilities come from logsumexp so a confident network stays finite."""
+    lesion = torch.zeros(logits.shape[1], dtype=torch.bool)
+    lesion[_LESION_CLASSES] = True
+    log_total = torch.logsumexp(logits, dim=1)
+    log_inside = torch.logsumexp(logits[:, lesion], dim=1) - log_total
+    log_outside = torch.logsumexp(logits[:, ~lesion], dim=1) - log_total
+    truth = labels[:, 0] >= min(_LESION_CLASSES)
+    n_inside = int(truth.sum())
+    weights = torch.tensor([max(truth.numel() - n_inside, 1), max(n_inside, 1)], dtype=torch.float32) ** -balance_power
+    if n_inside == 0:
+        return -log_outside.mean()
+    weights = weights / weights.mean()
+    bce = -(torch.where(truth, weights[1] * log_inside, weights[0] * log_outside)).mean()
+    inside = log_inside.exp()
+    dice = 1 - (2 * (inside * truth).sum() + 1e-5) / (inside.sum() + n_inside + 1e-5)
+    return bce + dice
 
 
 def _recipe(config: dict) -> dict:

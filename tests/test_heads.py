@@ -198,6 +198,36 @@ def test_channelwise_argmax_matches_torch_and_keeps_the_first_of_ties():
     assert _first_argmax(probabilities)[0, 0, 0] == 3
 
 
+class FixedProbabilities(nn.Module):
+    """The same softmax probabilities (BRAIN_TISSUE classes) at every voxel."""
+
+    def __init__(self, probabilities):
+        super().__init__()
+        self.register_buffer("logits", torch.tensor(probabilities).log().view(1, -1, 1, 1, 1))
+
+    def forward(self, x):
+        return self.logits.expand(x.shape[0], -1, *x.shape[2:])
+
+
+@pytest.mark.parametrize(
+    "probabilities, label",
+    [
+        # bg, CSF, ventricles, GM, WM, oedema, core, enhancing
+        ((0.0, 0.0, 0.0, 0.0, 0.4, 0.3, 0.0, 0.3), 5),  # lesion classes together 0.6: a lesion, oedema first of ties
+        ((0.05, 0.0, 0.0, 0.3, 0.3, 0.35, 0.0, 0.0), 3),  # oedema the likeliest class but the region 0.35: grey matter
+        ((0.0, 0.0, 0.0, 0.1, 0.6, 0.1, 0.1, 0.1), 4),  # plain argmax already agrees with the region
+    ],
+)
+@torch.no_grad()
+def test_softmax_lesions_are_decided_by_the_whole_tumour_region_first(probabilities, label):
+    from fm.labels import BRAIN_TISSUE
+
+    scan = volume_from_array(np.ones((12, 12, 12), np.float32), np.eye(4))
+    result = Segmenter(FixedProbabilities(probabilities), identity_preprocess, BRAIN_TISSUE, roi_size=(16, 16, 16))(scan)
+    assert set(np.unique(result.labels)) == {label}
+    np.testing.assert_allclose(result.probabilities[:, 5, 5, 5], probabilities, atol=1e-5)
+
+
 class NestedRegions(nn.Module):
     """Sigmoid channels (tumour_core, whole_tumour, enhancing_tumour) from intensity thresholds."""
 

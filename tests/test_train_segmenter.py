@@ -114,3 +114,22 @@ def test_a_schedule_may_change_only_where_the_run_has_not_been(tmp_path):
     # a decay from the same step but of another length already shaped steps 3 and 4
     with pytest.raises(ValueError, match="schedule can no longer change at step 3"):
         train(tmp_path / "run", SegTrainConfig(steps=5, balance_from_step=2, decay_steps=2, **TINY), progress=False)
+
+
+def test_whole_tumour_loss_rewards_lesion_probability_however_it_is_split():
+    from heads.train_segmenter import whole_tumour_loss
+
+    labels = torch.zeros(1, 1, 16, 16, 16, dtype=torch.long)
+    labels[..., :4, :4, :4] = 5  # oedema truth
+    missed = torch.zeros(1, 8, 16, 16, 16)
+    missed[:, 4] = 8.0  # called white matter everywhere
+    found_as_enhancing = missed.clone()
+    found_as_enhancing[:, 7][labels[:, 0] == 5] = 16.0  # the lesion found, its sub-region wrong
+    found_as_oedema = missed.clone()
+    found_as_oedema[:, 5][labels[:, 0] == 5] = 16.0
+    losses = [float(whole_tumour_loss(x, labels)) for x in (missed, found_as_enhancing, found_as_oedema)]
+    assert losses[0] > 1.0 > 0.1 > losses[1] and abs(losses[1] - losses[2]) < 1e-4
+    # a patch without a lesion: only false positives cost, and confident logits stay finite
+    clean = torch.zeros_like(labels)
+    assert float(whole_tumour_loss(missed, clean)) < 0.01 < float(whole_tumour_loss(found_as_enhancing, clean))
+    assert torch.isfinite(whole_tumour_loss(missed * 100, labels))
