@@ -241,11 +241,11 @@ def whole_tumour_loss(logits: torch.Tensor, labels: torch.Tensor, balance_power:
     log_total = torch.logsumexp(logits, dim=1)
     log_inside = torch.logsumexp(logits[:, lesion], dim=1) - log_total
     log_outside = torch.logsumexp(logits[:, ~lesion], dim=1) - log_total
-    truth = labels[:, 0] >= min(_LESION_CLASSES)
+    truth = lesion[labels[:, 0]]
     n_inside = int(truth.sum())
-    weights = torch.tensor([max(truth.numel() - n_inside, 1), max(n_inside, 1)], dtype=torch.float32) ** -balance_power
     if n_inside == 0:
         return -log_outside.mean()
+    weights = torch.tensor([max(truth.numel() - n_inside, 1), n_inside], dtype=torch.float32) ** -balance_power
     weights = weights / weights.mean()
     bce = -(torch.where(truth, weights[1] * log_inside, weights[0] * log_outside)).mean()
     inside = log_inside.exp()
