@@ -15,8 +15,11 @@ import numpy as np
 from fm import __version__
 from fm.dicom import MultipleSeriesError
 from fm.errors import InputFileError
-from fm.examples import DEFAULT_EXAMPLE, EXAMPLES, example_modality, example_path
+from fm.contrasts import parse_contrasts
+from fm.examples import DEFAULT_EXAMPLE, EXAMPLES, example_contrast, example_modality, example_path
+from fm.gate import check_scan, enforce
 from fm.io import Volume, check_output_path, load_volume, save_volume
+from fm.session import load_session
 
 EXIT_BAD_INPUT = 1
 
@@ -102,7 +105,8 @@ def info(path, example, as_json, frame, series, modality, max_voxels):
     """Print a scan's geometry and intensities.
 
     Shows shape, voxel spacing, the file's orientation code, the RAS bounding box in mm, the
-    modality, the intensity range and, for DICOM, which series was read.
+    modality, the intensity range, for DICOM which series was read, and the input gate's verdict
+    from the file alone (CT, 2D and non-head scans are refused by fm report).
 
     \b
     Examples:
@@ -113,6 +117,8 @@ def info(path, example, as_json, frame, series, modality, max_voxels):
     path, modality = _scan_path(path, example, modality)
     volume = _load(path, frame, series, modality, max_voxels)
     summary = volume.summary()
+    reasons = check_scan(volume)
+    summary["gate"] = {"brain_mri": not reasons, "reasons": reasons}
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
@@ -143,6 +149,8 @@ def _format_summary(s: dict) -> str:
                 f"{series['description']!r}, {series['slices']} slices",
             )
         )
+    gate = s["gate"]
+    rows.append(("input gate", "brain MRI as far as the file shows (brain extraction checks more in fm report)" if gate["brain_mri"] else "refused: " + "; ".join(gate["reasons"])))
     return "\n".join(f"{key:<13}{value}" for key, value in rows)
 
 
@@ -253,10 +261,12 @@ def embed(paths, encoder_name, pretrained, settings, out, batch_size):
 def _model_options(command):
     """Options choosing the segmentation model (fm segment, fm report)."""
     options = [
-        click.option("--model", help="Segmenter weights: a folder (config.json + model.safetensors), hf-hub:org/name, or with --encoder swin_bob* a published checkpoint file. Default: the bundled segmenter."),
+        click.option("--model", help="Segmenter: fm3d/atlas-em (default: contrast-adaptive, any MRI contrast, several at once), synth-unet (the bundled network), a folder (config.json + model.safetensors), hf-hub:org/name, or with --encoder swin_bob* a published checkpoint file."),
         click.option("--encoder", "encoder_name", help="Family of --model: brain_id (default format) or swin_bob, swin_bob_btcv."),
         click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Encoder constructor override for a published checkpoint, e.g. feature_size=12."),
-        click.option("--etta", is_flag=True, help="Entropy test-time adaptation on this scan before predicting (slower; see heads.etta)."),
+        click.option("--etta", is_flag=True, help="Entropy test-time adaptation on this scan before predicting (network models; slower; see heads.etta)."),
+        click.option("--contrasts", help="Contrast of each scan, in order, e.g. flair,t1c (t1, t1c, t2, flair, pd, unknown). Default: guessed from DICOM series descriptions or file names."),
+        click.option("--force", is_flag=True, help="Report a scan the input gate refuses (CT, 2D, not a head); the report says it is outside intended use."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -269,34 +279,56 @@ def _scan_or_example(command):
         is_flag=False,
         flag_value=DEFAULT_EXAMPLE,
         type=click.Choice(sorted(EXAMPLES)),
-        help=f"Use a bundled example scan instead of SCAN (default: {DEFAULT_EXAMPLE}).",
+        help=f"Use a bundled example scan instead of SCANS (default: {DEFAULT_EXAMPLE}).",
     )(command)
-    return click.argument("scan", required=False, type=click.Path(path_type=str))(command)
+    return click.argument("scans", nargs=-1, type=click.Path(path_type=str))(command)
 
 
-def _run_pipeline(scan, example, model, encoder_name, settings, etta, frame, series, modality, max_voxels):
-    """Load the model and run the report pipeline with a line per stage on stderr."""
+def _run_pipeline(scans, example, model, encoder_name, settings, etta, contrasts, force, frame, series, modality, max_voxels):
+    """Read and gate the scans, then load the model and run the report pipeline with a line per
+    stage on stderr. The scans are read before torch is imported: a bad file fails in a second."""
+    started = time.perf_counter()
+    if example:
+        if scans:
+            raise click.UsageError("give scans or --example, not both")
+        scans, modality = [str(example_path(example))], modality or example_modality(example)
+        contrasts = contrasts or example_contrast(example)
+    if not scans:
+        raise click.UsageError("give one or more scans of one session, or --example")
+    names = None
+    if contrasts:
+        try:
+            names = parse_contrasts(contrasts, len(scans))
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint="--contrasts") from None
+    try:
+        # _load asks which DICOM series to use when a folder holds several and a person is there
+        session = load_session(list(scans), names, load=lambda path: _load(path, frame, series, modality, max_voxels))
+    except InputFileError:
+        raise
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--contrasts") from None
+    if model is None or model in ("fm3d/atlas-em", "synth-unet"):  # brain models; an organ model's scan is a body
+        enforce(session.reference.source.path, check_scan(session.reference), force)
+
     from fm.pipeline import ReportPipeline  # torch-heavy
 
-    scan, modality = _scan_path(scan, example, modality)
     try:
         pipeline = ReportPipeline.from_pretrained(model, encoder_name, etta=etta, **_parse_overrides(settings))
     except InputFileError:
         raise
     except ValueError as err:
-        raise click.BadParameter(str(err), param_hint="--model/--encoder/--set") from None
-    started = time.perf_counter()
+        raise click.BadParameter(str(err), param_hint="--model/--encoder/--set/--etta") from None
 
     def progress(stage):
         click.echo(f"[{time.perf_counter() - started:6.1f} s] {stage}", err=True)
 
     try:
-        # _load asks which DICOM series to use when a folder holds several and a person is there
-        return pipeline(scan, progress=progress, load=lambda path: _load(path, frame, series, modality, max_voxels))
+        return pipeline(session.volumes, progress=progress, contrasts=list(session.contrasts), force=force)
     except InputFileError:
         raise
     except ValueError as err:  # e.g. a constant image, or a scan the model's preprocessing cannot take
-        raise InputFileError(scan, str(err)) from None
+        raise InputFileError(session.reference.source.path, str(err)) from None
 
 
 @main.command()
@@ -306,20 +338,23 @@ def _run_pipeline(scan, example, model, encoder_name, settings, etta, frame, ser
 @_model_options
 @_input_options
 @_reports_input_errors
-def segment(scan, example, out, overwrite, model, encoder_name, settings, etta, frame, series, modality, max_voxels):
-    """Segment a scan and write the label map on the scan's own grid.
+def segment(scans, example, out, overwrite, model, encoder_name, settings, etta, contrasts, force, frame, series, modality, max_voxels):
+    """Segment a scan (or co-registered contrasts of one session) and write the label map on the
+    first scan's own grid.
 
-    With the bundled default: 1-6 brain tissue classes (CSF, ventricles, left/right grey and
-    white matter), 7-9 lesion (oedema, necrotic core, enhancing). A Swin-BOB checkpoint writes
-    its own label set (BTCV 13 organs, UKBOB 72 structures).
+    With the default: 1-6 brain tissue classes (CSF, ventricles, left/right grey and white
+    matter), 7-9 lesion (oedema, necrotic core, enhancing; without a contrast-enhanced T1 the whole
+    lesion is 7). A Swin-BOB checkpoint writes its own label set (BTCV 13 organs, UKBOB 72
+    structures).
 
     \b
     Examples:
       fm segment scan.nii.gz --out mask.nii.gz
+      fm segment flair.nii.gz t1c.nii.gz --contrasts flair,t1c --out mask.nii.gz
       fm segment ct.nii.gz --encoder swin_bob_btcv --model model_final.pt --out organs.nii.gz
     """
     check_output_path(out, overwrite)  # before the model runs, not after
-    result = _run_pipeline(scan, example, model, encoder_name, settings, etta, frame, series, modality, max_voxels)
+    result = _run_pipeline(scans, example, model, encoder_name, settings, etta, contrasts, force, frame, series, modality, max_voxels)
     written = save_volume(result.volume.with_array(result.segmentation.labels), out, overwrite=overwrite)
     click.echo(f"wrote {written}")
 
@@ -331,22 +366,25 @@ def segment(scan, example, out, overwrite, model, encoder_name, settings, etta, 
 @_model_options
 @_input_options
 @_reports_input_errors
-def report(scan, example, out, overwrite, model, encoder_name, settings, etta, frame, series, modality, max_voxels):
-    """Segment a scan, measure it and write a structured report.
+def report(scans, example, out, overwrite, model, encoder_name, settings, etta, contrasts, force, frame, series, modality, max_voxels):
+    """Segment a scan (or co-registered contrasts of one session), measure it and write a
+    structured report.
 
     Every number in the report is measured from the segmentation; structures reaching the edge
-    of the image are reported as incomplete. The report is an AI draft, not for clinical use.
+    of the image are reported as incomplete. Scans that are not brain MRI (CT, 2D, other body
+    parts) are refused unless --force is given. Scans of one session on different grids are
+    resampled onto the first. The report is an AI draft, not for clinical use.
 
     \b
     Examples:
       fm report --example --out report/
-      fm report scan.nii.gz --out report/ --etta
+      fm report flair.nii.gz t1c.nii.gz --contrasts flair,t1c --out report/
       fm report dicom_folder/ --series 2 --out report/
     """
     from fm.render import check_report_folder, write_report_folder
 
     check_report_folder(out, overwrite)  # before the model runs, not after
-    result = _run_pipeline(scan, example, model, encoder_name, settings, etta, frame, series, modality, max_voxels)
+    result = _run_pipeline(scans, example, model, encoder_name, settings, etta, contrasts, force, frame, series, modality, max_voxels)
     click.echo("[writing] report files", err=True)
     paths = write_report_folder(result.report, result.volume, result.segmentation.labels, result.segmentation.label_set, out, overwrite)
     click.echo("\n".join(result.report.structured["impression"]))

@@ -6,18 +6,20 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
-# name -> (package, resource path, modality, what it is)
+# name -> (package, resource path, modality, contrast, what it is)
 EXAMPLES = {
     "synthetic-brain": (
         "fm",
         "data/example_brain_t1.nii.gz",
         "MR",
-        "synthetic 1 mm T1-weighted brain with one right parietal lesion, made by fm.synth (python -m fm.synth.example)",
+        "t1c",  # fm.synth's T1 preset is post-contrast: the lesion's rim enhances
+        "synthetic 1 mm contrast-enhanced T1-weighted brain with one right parietal lesion, made by fm.synth (python -m fm.synth.example)",
     ),
     "mni152": (
         "nilearn",
         "datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
         "MR",
+        "t1",
         "MNI152 2009c symmetric T1 template, 1 mm, as shipped by nilearn",
     ),
 }
@@ -28,7 +30,7 @@ def example_path(name: str = DEFAULT_EXAMPLE) -> Path:
     """Path of a bundled example scan."""
     if name not in EXAMPLES:
         raise KeyError(f"unknown example {name!r}; available: {', '.join(EXAMPLES)}")
-    package, resource, _, _ = EXAMPLES[name]
+    package, resource, *_ = EXAMPLES[name]
     return Path(str(files(package).joinpath(resource)))
 
 
@@ -41,3 +43,7 @@ def nilearn_template(kind: str) -> Path:
 
 def example_modality(name: str = DEFAULT_EXAMPLE) -> str:
     return EXAMPLES[name][2]
+
+
+def example_contrast(name: str = DEFAULT_EXAMPLE) -> str:
+    return EXAMPLES[name][3]

@@ -46,11 +46,14 @@ def measure(
     probabilities: np.ndarray | None = None,
     source: str = "ground truth",
     min_lesion_ml: float = MIN_LESION_ML,
+    reported_regions: tuple[str, ...] | None = None,
 ) -> Findings:
     """Measure every structure and lesion of `label_map` (on `volume`'s grid).
 
     probabilities: optional (max label id + 1, *volume.shape) array, channel = label id; gives
         per-finding confidence and a soft-vs-hard volume interval for lesions.
+    reported_regions: the nested lesion regions that were assessed (default: all of the label
+        set's); e.g. only the whole tumour when no contrast-enhanced scan showed enhancement.
     """
     labels = np.asarray(label_map)
     if labels.shape != volume.shape:
@@ -74,7 +77,8 @@ def measure(
     brain = np.isin(labels, label_set.foreground_ids)
     lesions = []
     if brain.sum() >= 100:
-        lesions = _lesions(labels, brain, volume, label_set, probabilities, voxel_ml, min_lesion_ml)
+        regions = label_set.nested if reported_regions is None else {r: label_set.nested[r] for r in reported_regions}
+        lesions = _lesions(labels, brain, volume, label_set, regions, probabilities, voxel_ml, min_lesion_ml)
     source_affine = volume.source.affine
     return Findings(
         geometry=InputGeometry(
@@ -121,7 +125,7 @@ def _midline(labels, volume: Volume, label_set: LabelSet) -> tuple[np.ndarray, n
     return (left + right) / 2, normal * (1.0 if normal[0] >= 0 else -1.0)
 
 
-def _lesions(labels, brain, volume: Volume, label_set: LabelSet, probabilities, voxel_ml, min_ml) -> list[LesionFinding]:
+def _lesions(labels, brain, volume: Volume, label_set: LabelSet, regions, probabilities, voxel_ml, min_ml) -> list[LesionFinding]:
     lesion_ids = list(label_set.lesion)
     lesion_mask = np.isin(labels, lesion_ids)
     # Group pieces at most two voxels apart, then keep only lesion voxels in each group.
@@ -159,7 +163,7 @@ def _lesions(labels, brain, volume: Volume, label_set: LabelSet, probabilities, 
                 label_ids=sorted(int(v) for v in np.unique(local_labels)),
                 volume_ml=float(len(ijk) * voxel_ml),
                 subregion_volumes_ml={
-                    name: float(np.isin(local_labels, ids).sum() * voxel_ml) for name, ids in label_set.nested.items()
+                    name: float(np.isin(local_labels, ids).sum() * voxel_ml) for name, ids in regions.items()
                 },
                 centroid_ras_mm=tuple(float(v) for v in ras.mean(axis=0)),
                 laterality=_laterality(right_fraction),

@@ -26,12 +26,18 @@ _SIDE = {
 }
 
 
+#: What a lesion's enhancement is called when its sub-regions were not measured (no contrast-enhanced scan).
+NOT_ASSESSED = "enhancement not assessed"
+
+
 def lesion_character(lesion: LesionFinding) -> dict[str, float | str]:
     """Descriptors derived from a lesion's nested sub-region volumes."""
     whole = lesion.subregion_volumes_ml.get("whole_tumour", lesion.volume_ml)
     core = lesion.subregion_volumes_ml.get("tumour_core", 0.0)
     enhancing = lesion.subregion_volumes_ml.get("enhancing_tumour", 0.0)
     necrotic = max(core - enhancing, 0.0)
+    if "tumour_core" not in lesion.subregion_volumes_ml:  # sub-region volumes are unknown, not zero
+        return {"enhancement": NOT_ASSESSED, "oedema_ml": None, "core_ml": None, "enhancing_ml": None, "necrotic_ml": None}
     if core <= 0:
         enhancement = "oedema-like"  # signal change without a solid core
     elif enhancing <= 0:
@@ -70,6 +76,8 @@ def side_of(lesion: LesionFinding) -> str:
 
 def lesion_noun(lesion: LesionFinding) -> str:
     character = lesion_character(lesion)
+    if character["enhancement"] == NOT_ASSESSED:
+        return f"lesion ({NOT_ASSESSED}: no contrast-enhanced scan)"
     if character["enhancement"] == "oedema-like":
         return "area of oedema-like signal change without a solid core"
     return f"{character['enhancement']} lesion"
@@ -97,9 +105,9 @@ def structured_report(findings: Findings) -> dict:
                 "longest_diameter_mm": round(lesion.longest_diameter_mm, 1),
                 "short_axis_mm": round(lesion.short_axis_mm, 1),
                 "enhancement": character["enhancement"],
-                "oedema_ml": round(character["oedema_ml"], 1),
-                "necrotic_core_ml": round(character["necrotic_ml"], 1),
-                "enhancing_ml": round(character["enhancing_ml"], 1),
+                "oedema_ml": _round(character["oedema_ml"]),
+                "necrotic_core_ml": _round(character["necrotic_ml"]),
+                "enhancing_ml": _round(character["enhancing_ml"]),
                 "centroid_ras_mm": [round(v, 1) for v in lesion.centroid_ras_mm],
                 "incomplete": lesion.touches_border,
                 "confidence": round(lesion.confidence, 3),
@@ -118,6 +126,10 @@ def structured_report(findings: Findings) -> dict:
         "findings": {"lesions": lesions, "structures": structures},
         "impression": impression(findings),
     }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
 
 
 def ventricles(findings: Findings) -> tuple[float, bool, float] | None:
@@ -228,7 +240,7 @@ def narrative_report(findings: Findings, seed: int = 0) -> str:
             long=lesion.longest_diameter_mm, short=lesion.short_axis_mm, vol=lesion.volume_ml
         )
         sentences.append(opener + size)
-        if character["oedema_ml"] >= 0.1 and character["enhancement"] != "oedema-like":
+        if character["enhancement"] not in ("oedema-like", NOT_ASSESSED) and character["oedema_ml"] >= 0.1:
             sentences.append(rng.choice(_OEDEMA_PHRASES).format(oedema=character["oedema_ml"]))
         if character["enhancement"] == "rim-enhancing":
             sentences.append(rng.choice(_NECROSIS_PHRASES).format(necrotic=character["necrotic_ml"]))

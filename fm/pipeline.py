@@ -1,9 +1,17 @@
-"""ReportPipeline: the path of one scan in one call, load -> preprocess -> segment -> resample ->
-measure -> report, each stage timed and announced to an optional progress callback.
+"""ReportPipeline: the path of one session in one call, each stage timed and announced to an
+optional progress callback.
 
-    pipeline = ReportPipeline.from_pretrained()          # the bundled default segmenter
-    result = pipeline("scan.nii.gz")                     # or a Volume
-    result.report.to_markdown(); result.segmentation.labels  # labels on the scan's own grid
+    pipeline = ReportPipeline.from_pretrained()               # the default: contrast-adaptive brain segmentation
+    result = pipeline(["flair.nii.gz", "t1c.nii.gz"], contrasts=["flair", "t1c"])
+    result.report.to_markdown(); result.segmentation.labels   # labels on the first scan's grid
+
+Two kinds of segmenter run behind it:
+- the default, `heads.brain.ContrastAdaptiveSegmenter` (one or several co-registered contrasts):
+  load -> gate -> segment (brain extraction, atlas priors, mixture fitted to the scan, lesions)
+  -> measure -> report; the gate refuses what is not a brain MRI unless `force=True`;
+- a network (`--model synth-unet`, a model folder, a Hub id or a Swin-BOB checkpoint; one scan):
+  load -> gate -> preprocess -> segment -> resample -> measure -> report. Only brain networks are
+  gated: a Swin-BOB organ model is for body scans.
 """
 
 from __future__ import annotations
@@ -19,102 +27,186 @@ import numpy as np
 import torch
 
 from fm import __version__
+from fm.gate import BrainEvidence, check_brain, check_scan, enforce, out_of_scope_notice
 from fm.io import Volume, load_volume
+from fm.labels import BRAIN_TUMOUR
 from fm.measure import measure
 from fm.report import Report, ReportProvenance
+from fm.session import Session, load_session
+from heads.brain import ContrastAdaptiveSegmenter
 from heads.etta import etta_logits
+from heads.hemispheres import right_of_atlas_midline, split_hemispheres
 from heads.pretrained import ModelInfo, load_segmenter
 from heads.segmentation import Segmentation, Segmenter
 
-#: Timed stages; "report" (assembling text from the findings, milliseconds) is announced, not timed.
-STAGES = ("load", "preprocess", "segment", "resample", "measure", "report")
-_SOFTWARE = ("torch", "monai", "numpy", "nibabel")
+#: Timed stages of each kind of segmenter; "report" (assembling text, milliseconds) is announced, not timed.
+ADAPTIVE_STAGES = ("load", "gate", "segment", "measure", "report")
+NETWORK_STAGES = ("load", "gate", "preprocess", "segment", "resample", "measure", "report")
+ADAPTIVE_MODEL_ID = "fm3d/atlas-em"
+#: --model names that are not paths: the default and the bundled network
+SEGMENTER_NAMES = {
+    ADAPTIVE_MODEL_ID: "contrast-adaptive: MNI152 atlas priors + a Gaussian mixture fitted to the scan (default)",
+    "synth-unet": "the bundled U-Net trained on synthetic scans (one T1-like scan; misses lesions)",
+}
+_SOFTWARE = ("torch", "monai", "numpy", "nibabel", "SimpleITK")
+_ADAPTIVE_VERSION = "MNI152 2009c priors (nilearn), affine registration, EM mixture with outlier class"
 
 
 @dataclasses.dataclass
 class PipelineResult:
     report: Report
-    volume: Volume
+    volume: Volume  # the first scan: the grid of the labels
     segmentation: Segmentation
+    session: Session | None = None  # the contrasts, for the adaptive segmenter
 
 
 class ReportPipeline:
-    def __init__(self, segmenter: Segmenter, model: ModelInfo, etta: bool = False, etta_steps: int = 3):
+    def __init__(self, segmenter: Segmenter | ContrastAdaptiveSegmenter, model: ModelInfo, etta: bool = False, etta_steps: int = 3):
         self.segmenter, self.model, self.etta, self.etta_steps = segmenter, model, etta, etta_steps
+
+    @property
+    def adaptive(self) -> bool:
+        return isinstance(self.segmenter, ContrastAdaptiveSegmenter)
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        return ADAPTIVE_STAGES if self.adaptive else NETWORK_STAGES
 
     @classmethod
     def from_pretrained(cls, model=None, encoder: str | None = None, etta: bool = False, **overrides) -> "ReportPipeline":
-        """model/encoder as heads.pretrained.load_segmenter: None is the bundled default."""
-        segmenter, info = load_segmenter(model, encoder, **overrides)
+        """model: None or ADAPTIVE_MODEL_ID (the default), "synth-unet" (the bundled network), or
+        what heads.pretrained.load_segmenter takes (a folder, hf-hub:org/name, a Swin-BOB checkpoint
+        with `encoder`)."""
+        if (model is None or model == ADAPTIVE_MODEL_ID) and encoder is None:
+            if etta or overrides:
+                raise ValueError("--etta and --set apply to network segmenters (--model), not to the default")
+            info = ModelInfo(ADAPTIVE_MODEL_ID, _ADAPTIVE_VERSION, "-", "none (atlas)", BRAIN_TUMOUR.name)
+            return cls(ContrastAdaptiveSegmenter(), info)
+        segmenter, info = load_segmenter(None if model == "synth-unet" else model, encoder, **overrides)
         return cls(segmenter, info, etta=etta)
 
     def __call__(
         self,
-        scan: str | os.PathLike | Volume,
+        scans: str | os.PathLike | Volume | list,
         progress: Callable[[str], None] | None = None,
         load: Callable[..., Volume] = load_volume,
+        contrasts: list[str] | None = None,
+        force: bool = False,
         **load_options,
     ) -> PipelineResult:
-        """`load(scan, **load_options)` reads a path (fm.io.load_volume: frame, series, modality,
-        max_voxels). `progress(stage)` is called as each stage starts."""
-        timings: dict[str, float] = {}
+        """scans: one scan or several co-registered contrasts of one session (paths or Volumes).
+        `load(path, **load_options)` reads a path (fm.io.load_volume: frame, series, modality,
+        max_voxels). contrasts: one name per scan (fm.contrasts), else guessed. force: report a
+        scan the gate refuses, with an out-of-scope notice. `progress(stage)` is called as each
+        stage starts."""
+        scans = list(scans) if isinstance(scans, (list, tuple)) else [scans]
+        timer = _Timer(progress)
+        timer.start("load")
+        session = load_session(scans, contrasts, load=lambda path: load(path, **load_options))
+        volume = session.reference
+        timer.stop("load")
+        if not self.adaptive and len(scans) > 1:
+            raise ValueError(f"{self.model.model_id} segments one scan; several contrasts need the default segmenter")
 
-        def stage(name):
-            if progress is not None:
-                progress(name)
-            timings[name] = time.perf_counter()
+        timer.start("gate")
+        gated = self.adaptive or self.model.label_set == BRAIN_TUMOUR.name
+        reasons = check_scan(volume) if gated else []
+        enforce(volume.source.path, reasons, force)
+        timer.stop("gate")
 
-        def done(name):
-            timings[name] = round(time.perf_counter() - timings[name], 3)
+        if self.adaptive:
+            timer.start("segment")
+            result = self.segmenter(session.channels(), volume.affine, session.contrasts)
+            analysis = result.analysis
+            evidence = BrainEvidence(analysis.brain_volume_ml, analysis.atlas_scale, analysis.shell_to_brain, analysis.grey_white_contrast)
+            brain_reasons = check_brain(evidence)
+            enforce(volume.source.path, brain_reasons, force)
+            reasons += brain_reasons
+            segmentation = split_hemispheres(result.segmentation, volume, right_of_atlas_midline(analysis.scan_to_mni, volume))
+            timer.stop("segment")
+            regions = None if analysis.subregions_assessed else ("whole_tumour",)
+            grid = dict(reoriented=volume.source.orientation != "RAS", resampled=False, network_spacing_mm=volume.spacing)
+        else:
+            segmentation, grid = self._network(volume, timer)
+            regions = None
 
-        stage("load")
-        volume = scan if isinstance(scan, Volume) else load(scan, **load_options)
-        done("load")
-        stage("preprocess")
-        prepared = self.segmenter.preprocess(volume)
-        done("preprocess")
-        stage("segment")
-        logits = self._logits(prepared.tensor)
-        done("segment")
-        stage("resample")
-        segmentation = self.segmenter.to_volume(logits, prepared, volume)
-        del logits
-        done("resample")
-        stage("measure")
+        timer.start("measure")
         findings = measure(
-            segmentation.labels, volume, segmentation.label_set, probabilities=segmentation.probabilities, source=self.model.model_id
+            segmentation.labels,
+            volume,
+            segmentation.label_set,
+            probabilities=segmentation.probabilities,
+            source=self.model.model_id,
+            reported_regions=regions,
         )
-        done("measure")
+        timer.stop("measure")
         if progress is not None:
             progress("report")
-        network_spacing = tuple(float(v) for v in np.linalg.norm(prepared.affine[:3, :3], axis=0))
         provenance = ReportProvenance(
             input_file=volume.source.path,
             input_format=volume.source.format,
+            input_files=[v.source.path for v in session.volumes] if len(scans) > 1 else [],
+            contrasts=list(session.contrasts),
+            contrasts_guessed=session.contrasts_guessed,
+            resampled_inputs=list(session.resampled),
+            out_of_scope=out_of_scope_notice(reasons) if reasons else None,
             model_id=self.model.model_id,
             model_version=self.model.version,
             model_sha256=self.model.sha256,
             encoder=self.model.encoder,
             label_set=self.model.label_set,
             software={"fm3d": __version__, **{name: _version(name) for name in _SOFTWARE}},
-            device=str(self.segmenter.device),
+            device=str(getattr(self.segmenter, "device", "cpu")),
             threads=torch.get_num_threads(),
             etta=self.etta,
-            reoriented=volume.source.orientation != "RAS",
-            resampled=not (np.allclose(network_spacing, volume.spacing, atol=1e-3) and tuple(prepared.tensor.shape[2:]) == volume.shape),
-            network_spacing_mm=tuple(round(v, 4) for v in network_spacing),
             model_lesion_sensitivity=self.model.lesion_sensitivity,
             model_evaluation=self.model.evaluation,
-            timings_s=timings,
+            timings_s=timer.timings,
             created_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            **grid,
         )
-        return PipelineResult(Report.from_findings(findings, provenance), volume, segmentation)
+        return PipelineResult(Report.from_findings(findings, provenance), volume, segmentation, session)
+
+    def _network(self, volume: Volume, timer: "_Timer") -> tuple[Segmentation, dict]:
+        timer.start("preprocess")
+        prepared = self.segmenter.preprocess(volume)
+        timer.stop("preprocess")
+        timer.start("segment")
+        logits = self._logits(prepared.tensor)
+        timer.stop("segment")
+        timer.start("resample")
+        segmentation = self.segmenter.to_volume(logits, prepared, volume)
+        del logits
+        timer.stop("resample")
+        network_spacing = tuple(float(v) for v in np.linalg.norm(prepared.affine[:3, :3], axis=0))
+        grid = dict(
+            reoriented=volume.source.orientation != "RAS",
+            resampled=not (np.allclose(network_spacing, volume.spacing, atol=1e-3) and tuple(prepared.tensor.shape[2:]) == volume.shape),
+            network_spacing_mm=network_spacing,
+        )
+        return segmentation, grid
 
     @torch.no_grad()
     def _logits(self, tensor: torch.Tensor) -> torch.Tensor:
         if not self.etta:
             return self.segmenter.logits(tensor)
         return etta_logits(self.segmenter, tensor, self.etta_steps)[0]
+
+
+class _Timer:
+    """Wall-clock seconds per stage, in order, each announced as it starts."""
+
+    def __init__(self, progress: Callable[[str], None] | None):
+        self.progress = progress
+        self.timings: dict[str, float] = {}
+
+    def start(self, name: str) -> None:
+        if self.progress is not None:
+            self.progress(name)
+        self.timings[name] = time.perf_counter()
+
+    def stop(self, name: str) -> None:
+        self.timings[name] = round(time.perf_counter() - self.timings[name], 3)
 
 
 def _version(package: str) -> str:

@@ -12,12 +12,14 @@ import json
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fm.contrasts import CONTRASTS
 from fm.findings import Findings
-from fm.labels import lesions_assessed
+from fm.labels import BRAIN_TUMOUR, lesions_assessed
 from fm.narrative import narrative_report, structured_report
 
-REPORT_SCHEMA_VERSION = "1.1"
-_READABLE_SCHEMAS = ("1.0", REPORT_SCHEMA_VERSION)  # 1.1 added the model's lesion sensitivity to provenance
+REPORT_SCHEMA_VERSION = "1.2"
+# 1.1 added the model's lesion sensitivity to provenance; 1.2 the contrasts, input files and input gate
+_READABLE_SCHEMAS = ("1.0", "1.1", REPORT_SCHEMA_VERSION)
 #: The issue's detection target: below it (or unmeasured) a report without lesions says it excludes none.
 VALIDATED_SENSITIVITY = 0.95
 NOTICE = (
@@ -29,8 +31,13 @@ NOTICE = (
 class ReportProvenance(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
-    input_file: str
+    input_file: str = Field(description="the first scan: the grid of the labels and measurements")
     input_format: str
+    input_files: list[str] = Field(default_factory=list, description="every scan of a multi-contrast session, first one first")
+    contrasts: list[str] = Field(default_factory=list, description="contrast of each scan (fm.contrasts)")
+    contrasts_guessed: bool = Field(False, description="the contrasts were guessed from series descriptions or file names")
+    resampled_inputs: list[str] = Field(default_factory=list, description="scans resampled onto the first one's grid")
+    out_of_scope: str | None = Field(None, description="why the input gate refused this scan, when reported with --force")
     model_id: str
     model_version: str
     model_sha256: str = Field(description="first 16 hex digits of the weights file's SHA-256")
@@ -65,6 +72,9 @@ class Report(BaseModel):
         caveat = detection_caveat(provenance)
         if caveat and lesions_assessed(findings.provenance.label_set):
             structured["impression"] = [*structured["impression"], caveat]
+        if provenance.out_of_scope:
+            structured["impression"] = [provenance.out_of_scope, *structured["impression"]]
+        structured["technique"]["contrasts"] = _contrast_statement(provenance)
         return cls(findings=findings, structured=structured, narrative=narrative_report(findings), provenance=provenance)
 
     def to_json(self) -> str:
@@ -96,6 +106,19 @@ def detection_caveat(provenance: ReportProvenance) -> str | None:
     return None
 
 
+def _contrast_statement(provenance: ReportProvenance) -> str:
+    """e.g. 'T2 FLAIR and contrast-enhanced T1-weighted (named by the user); ...'."""
+    if not provenance.contrasts:
+        return "not stated"
+    names = [CONTRASTS.get(c, c) for c in provenance.contrasts]
+    text = " and ".join(names) + (" (guessed from series descriptions or file names)" if provenance.contrasts_guessed else "")
+    if provenance.resampled_inputs:
+        text += f"; {len(provenance.resampled_inputs)} resampled onto the first scan's grid"
+    if "t1c" not in provenance.contrasts and provenance.label_set == BRAIN_TUMOUR.name:
+        text += "; enhancement not assessed (no contrast-enhanced T1)"
+    return text
+
+
 def format_volume(value) -> str:
     return "incomplete (reaches the image edge)" if value is None else "not found" if value == 0 else f"{value:.1f}"
 
@@ -115,6 +138,8 @@ def render_markdown(report: Report) -> str:
         "## Technique",
         f"- Input: `{p.input_file}` ({p.input_format}), grid {t['grid']} voxels, spacing "
         f"{' x '.join(f'{v:g}' for v in t['spacing_mm'])} mm, orientation {t['orientation']}",
+        *([f"- Also read: {', '.join(f'`{path}`' for path in p.input_files[1:])}"] if len(p.input_files) > 1 else []),
+        f"- Contrasts: {t.get('contrasts', 'not stated')}",
         f"- Segmentation: {p.model_id} ({p.model_version}), label set {p.label_set}"
         + (", with entropy test-time adaptation" if p.etta else ""),
         f"- Network grid: {' x '.join(f'{v:g}' for v in p.network_spacing_mm)} mm"
@@ -136,7 +161,7 @@ def render_markdown(report: Report) -> str:
             lines.append(
                 f"| {row['lesion_id']} | {row['location']} | {volume} | {interval} | "
                 f"{row['longest_diameter_mm']:.1f} x {row['short_axis_mm']:.1f} | {row['enhancement']} | "
-                f"{row['oedema_ml']:.1f} | {', '.join(f'{v:.1f}' for v in row['centroid_ras_mm'])} | {row['confidence']:.2f} |"
+                f"{'-' if row['oedema_ml'] is None else format(row['oedema_ml'], '.1f')} | {', '.join(f'{v:.1f}' for v in row['centroid_ras_mm'])} | {row['confidence']:.2f} |"
             )
     else:
         lines += ["", "No focal lesion."]

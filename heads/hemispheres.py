@@ -95,15 +95,23 @@ def right_of_midline(tissue: np.ndarray, volume: Volume) -> np.ndarray:
     return (coefficients[0] * i[:, None, None] + coefficients[1] * j[None, :, None] + coefficients[2] * k[None, None, :] + offset) > 0
 
 
-def split_hemispheres(segmentation: Segmentation, volume: Volume) -> Segmentation:
+def right_of_atlas_midline(scan_to_mni: np.ndarray, volume: Volume) -> np.ndarray:
+    """Boolean map: voxels whose image in MNI space lies right of x = 0 (the symmetric template's
+    midline), for a scan registered to the template."""
+    coefficients = (scan_to_mni @ volume.affine)[0]  # MNI x is linear in the voxel indices
+    i, j, k = (np.arange(n, dtype=np.float32) for n in volume.shape)
+    return (coefficients[0] * i[:, None, None] + coefficients[1] * j[None, :, None] + coefficients[2] * k[None, None, :] + coefficients[3]) > 0
+
+
+def split_hemispheres(segmentation: Segmentation, volume: Volume, right: np.ndarray | None = None) -> Segmentation:
+    """BRAIN_TISSUE -> BRAIN_TUMOUR: grey and white matter get the side of `right` (a boolean map of
+    the patient's right), by default found from the brain's symmetry."""
     if segmentation.label_set.name != BRAIN_TISSUE.name:
         raise ValueError(f"expected {BRAIN_TISSUE.name} labels, got {segmentation.label_set.name}")
     labels, probabilities = segmentation.labels, segmentation.probabilities
-    brain = labels > 0
-    if brain.sum() < _MIN_BRAIN_VOXELS:  # no brain to split: everything is called left, and there is none
-        right = np.zeros(labels.shape, dtype=bool)
-    else:
-        right = right_of_midline(labels, volume)
+    if right is None:  # with no brain to split, everything is called left, and there is none
+        enough = (labels > 0).sum() >= _MIN_BRAIN_VOXELS
+        right = right_of_midline(labels, volume) if enough else np.zeros(labels.shape, dtype=bool)
     out_labels = np.zeros_like(labels)
     out_probabilities = np.zeros((max(BRAIN_TUMOUR.names) + 1, *labels.shape), dtype=np.float32)
     for tissue, (left_id, right_id) in _TO_SIDES.items():

@@ -1,0 +1,193 @@
+"""Which of the mixture's outliers are lesions, and their sub-regions.
+
+The mixture (heads.brain) sends a voxel to its flat outlier class when no tissue class explains
+its intensities where it lies. Such voxels become a lesion only as connected components inside
+the brain that are large enough, are not fluid (intensities close to the fitted CSF), and, in each
+contrast that shows lesions bright (FLAIR, T2, PD), are brighter than normal parenchyma. Which way
+an unnamed contrast goes is read from the fitted tissue means: FLAIR-like when CSF is darkest and
+grey matter brighter than white; T2/PD-like when CSF is brightest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from scipy import ndimage
+
+_FLUID, _GREY, _WHITE = 1, 2, 3  # classes of heads.brain.MIXTURE_CLASSES
+_BRIGHT_LESION_CONTRASTS = ("flair", "t2", "pd")
+_NEIGHBOURS = np.ones((3, 3, 3), bool)
+
+
+@dataclasses.dataclass(frozen=True)
+class LesionRules:
+    outlier_prior: float = 0.02  # share of the brain prior given to the outlier class
+    min_volume_ml: float = 0.3  # smaller outlier components are left to the tissue classes
+    fluid_distance: float = 2.0  # components closer than this (Mahalanobis) to the CSF Gaussian are fluid
+    brighter_by_sd: float = 2.0  # in bright-lesion contrasts, above the brightest parenchyma by this many SD (to grow)
+    seed_brighter_by_sd: float = 3.0  # ... and by this many SD for the outliers a lesion must hold (its seed)
+    asymmetry_by_sd: float = 2.0  # seeds are brighter than their mirror image across the midline by this many SD
+    enhancing_by_sd: float = 4.0  # in a contrast-enhanced T1, above white matter by this many SD
+    enhancing_depth_mm: float = 10.0  # without FLAIR/T2, enhancement counts this far inside the brain only
+
+    def outlier_density(self, channels: int) -> float:
+        """Flat density over [-0.5, 1.5] per scaled channel (the foreground's 2nd-98th percentile is [0, 1])."""
+        return 0.5**channels
+
+
+def lesion_directions(mixture, contrasts: tuple[str, ...]) -> list[bool]:
+    """Per channel: whether lesions must be bright in it (named, or read from the tissue means)."""
+    means = mixture.class_means()
+    bright = []
+    for c, contrast in enumerate(contrasts):
+        if contrast == "unknown":
+            csf, grey, white = means[_FLUID, c], means[_GREY, c], means[_WHITE, c]
+            flair_like = csf < min(grey, white) and grey > white
+            t2_like = csf > max(grey, white)
+            bright.append(bool(flair_like or t2_like))
+        else:
+            bright.append(contrast in _BRIGHT_LESION_CONTRASTS)
+    return bright
+
+
+def accept_lesions(posteriors, brain, channels, mixture, scale, contrasts, spacing, rules: LesionRules, deep, mirrored) -> np.ndarray:
+    """Boolean lesion mask on the box grid. posteriors: (prior classes + outlier, ...) with the
+    outlier class last; channels: (C, ...) in scan units.
+
+    Two levels of evidence, as hysteresis: a lesion is a connected region of abnormal voxels
+    (not fluid and, in every bright-lesion contrast, brighter than normal parenchyma) that holds
+    at least `min_volume_ml` of seed voxels (outliers of the mixture, and brighter still). With
+    no bright-lesion contrast, enhancement in a contrast-enhanced T1 is the evidence instead.
+    The rules are applied voxel by voxel: a component that joined a lesion to unrelated outliers
+    would otherwise be judged by their average. Then what the lesion encloses (a necrotic or
+    cystic centre, which looks like fluid) is added."""
+    inside = np.flatnonzero(brain)
+    values = scale(channels.reshape(len(channels), -1)[:, inside].T)
+    not_fluid = _mahalanobis_rows(values, *_class_gaussian(mixture, _FLUID)) >= rules.fluid_distance
+    bright = [c for c, is_bright in enumerate(lesion_directions(mixture, contrasts)) if is_bright]
+    if bright:
+        grow = not_fluid & _brighter(values, bright, mixture, rules.brighter_by_sd)
+        seed = grow & _brighter(values, bright, mixture, rules.seed_brighter_by_sd)
+        # Seeds must also be brighter than their mirror image across the midline: normal bright
+        # signal (periventricular caps, choroid plexus, a bias left over) is symmetric.
+        mirror = scale(mirrored.reshape(len(mirrored), -1)[:, inside].T)
+        seed &= _asymmetric(values, mirror, bright, mixture, rules.asymmetry_by_sd)
+    outlier = posteriors[-1].reshape(-1)[inside] > 0.5
+    if not bright:
+        # T1-like contrasts: an affine atlas cannot say that grey-matter-like signal in white
+        # matter is abnormal (cortex varies by centimetres between brains), so only signal outside
+        # the range of every tissue counts: darker than parenchyma yet far from fluid, and, in a
+        # contrast-enhanced T1, enhancement deep in the brain (away from the surface's
+        # vessels and sinuses and from the choroid plexus in the ventricles).
+        grow = seed = outlier & _beyond_tissue(values, mixture, rules.seed_brighter_by_sd) & _darker_than_parenchyma(values, mixture)
+        if "t1c" in contrasts:
+            enhancing = outlier & _enhancing(values, contrasts, mixture, rules) & deep.reshape(-1)[inside]
+            enhancing &= _thick(enhancing, inside, brain.shape)
+            grow, seed = grow | enhancing, seed | enhancing
+    weak = np.zeros(brain.shape, bool)
+    weak.flat[inside[grow]] = True
+    strong = np.zeros(brain.shape, bool)
+    strong.flat[inside[seed & outlier]] = True
+    components, n = ndimage.label(weak, structure=_NEIGHBOURS)
+    if n == 0:
+        return weak
+    strong_voxels = ndimage.sum_labels(strong, components, index=np.arange(1, n + 1))
+    lesion = np.concatenate([[False], strong_voxels * float(np.prod(spacing)) / 1000 >= rules.min_volume_ml])[components]
+    return _fill_enclosed(lesion) & brain
+
+
+def _thick(rows: np.ndarray, inside: np.ndarray, shape) -> np.ndarray:
+    """Rows whose voxels survive an opening by the 26-neighbourhood: enhancing vessels are one
+    or two voxels wide, an enhancing tumour is thicker."""
+    mask = np.zeros(shape, bool)
+    mask.flat[inside[rows]] = True
+    return ndimage.binary_opening(mask, structure=_NEIGHBOURS).reshape(-1)[inside]
+
+
+def _darker_than_parenchyma(values: np.ndarray, mixture) -> np.ndarray:
+    grey, _ = _class_gaussian(mixture, _GREY)
+    white, _ = _class_gaussian(mixture, _WHITE)
+    return np.all(values < np.minimum(grey, white), axis=1)
+
+
+def _beyond_tissue(values: np.ndarray, mixture, by_sd: float) -> np.ndarray:
+    """Rows more than `by_sd` (Mahalanobis) from fluid, grey and white matter alike."""
+    far = np.ones(len(values), bool)
+    for k in (_FLUID, _GREY, _WHITE):
+        far &= _mahalanobis_rows(values, *_class_gaussian(mixture, k)) > by_sd
+    return far
+
+
+def _asymmetric(values: np.ndarray, mirror: np.ndarray, channels: list[int], mixture, by_sd: float) -> np.ndarray:
+    """Rows brighter than their mirror rows by `by_sd` of grey matter, in every given channel."""
+    _, covariance = _class_gaussian(mixture, _GREY)
+    out = np.ones(len(values), bool)
+    for c in channels:
+        out &= values[:, c] - mirror[:, c] > by_sd * np.sqrt(covariance[c, c])
+    return out
+
+
+def _brighter(values: np.ndarray, channels: list[int], mixture, by_sd: float) -> np.ndarray:
+    """Rows brighter than both grey and white matter by `by_sd` of each, in every given channel."""
+    out = np.ones(len(values), bool)
+    for k in (_GREY, _WHITE):
+        mean, covariance = _class_gaussian(mixture, k)
+        for c in channels:
+            out &= values[:, c] > mean[c] + by_sd * np.sqrt(covariance[c, c])
+    return out
+
+
+def _fill_enclosed(mask: np.ndarray) -> np.ndarray:
+    closed = ndimage.binary_closing(mask, structure=_NEIGHBOURS, iterations=2) | mask
+    filled = ndimage.binary_fill_holes(closed)
+    for axis in range(3):
+        for k in range(mask.shape[axis]):
+            index = (slice(None),) * axis + (k,)
+            filled[index] |= ndimage.binary_fill_holes(closed[index])
+    return filled
+
+
+def _enhancing(values: np.ndarray, contrasts, mixture, rules: LesionRules) -> np.ndarray:
+    """Voxels (rows of scaled values) brighter than white matter by `enhancing_by_sd` in the
+    contrast-enhanced T1 (white matter is the brightest normal tissue there)."""
+    c = contrasts.index("t1c")
+    white_mean, white_cov = _class_gaussian(mixture, _WHITE)
+    return values[:, c] > white_mean[c] + rules.enhancing_by_sd * np.sqrt(white_cov[c, c])
+
+
+def _drop_small(mask: np.ndarray, min_voxels: float) -> np.ndarray:
+    components, n = ndimage.label(mask, structure=_NEIGHBOURS)
+    if n == 0:
+        return mask
+    sizes = ndimage.sum_labels(np.ones_like(components), components, index=np.arange(1, n + 1))
+    return np.concatenate([[False], sizes >= min_voxels])[components]
+
+
+def split_subregions(lesion, channels, mixture, scale, contrasts, rules: LesionRules) -> dict[str, np.ndarray]:
+    """Enhancing tumour (brighter than white matter in the contrast-enhanced T1), core (enhancing
+    plus what it encloses) and oedema (the rest). Without a contrast-enhanced T1 nothing is told
+    apart: the whole lesion is returned as 'oedema' and the caller reports sub-regions as not
+    assessed."""
+    empty = np.zeros(lesion.shape, bool)
+    if "t1c" not in contrasts or not lesion.any():
+        return {"oedema": lesion, "core": empty, "enhancing": empty}
+    enhancing = np.zeros(lesion.shape, bool)
+    enhancing[lesion] = _enhancing(scale(channels[:, lesion].T), contrasts, mixture, rules)
+    core = lesion & (enhancing | _fill_enclosed(enhancing))
+    return {"oedema": lesion & ~core, "core": core & ~enhancing, "enhancing": enhancing}
+
+
+def _class_gaussian(mixture, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance of class k as one Gaussian (moment-matched over its Gaussians)."""
+    own = mixture.classes == k
+    w = mixture.weights[own]
+    means = mixture.means[own]
+    mean = w @ means
+    spread = sum(wi * (cov + np.outer(m - mean, m - mean)) for wi, m, cov in zip(w, means, mixture.covariances[own]))
+    return mean, spread
+
+
+def _mahalanobis_rows(x: np.ndarray, mean: np.ndarray, covariance: np.ndarray) -> np.ndarray:
+    d = x - mean
+    return np.sqrt(np.einsum("nc,nc->n", d, np.linalg.solve(covariance, d.T).T))
