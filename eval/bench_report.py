@@ -26,7 +26,7 @@ def child(threads: int, out: str, etta: bool) -> None:
     import torch
 
     torch.set_num_threads(threads)
-    from fm.examples import example_path
+    from fm.examples import example_contrasts, example_paths
     from fm.pipeline import ReportPipeline
     from fm.render import write_report_folder
 
@@ -34,7 +34,7 @@ def child(threads: int, out: str, etta: bool) -> None:
     started = time.perf_counter()
     pipeline = ReportPipeline.from_pretrained(etta=etta)
     timings["model"] = time.perf_counter() - started
-    result = pipeline(example_path())
+    result = pipeline(example_paths(), contrasts=list(example_contrasts()))
     timings.update(result.report.provenance.timings_s)
     started = time.perf_counter()
     seg = result.segmentation

@@ -34,7 +34,8 @@ from fm.labels import BRAIN_TUMOUR
 from fm.measure import measure
 from fm.synth.generator import generate
 from heads.etta import segment_with_etta
-from heads.pretrained import EVALUATION_FILE, default_model_folder, load_segmenter
+from fm.pipeline import ADAPTIVE_MODEL_ID
+from heads.pretrained import EVALUATION_FILE, ModelInfo, default_model_folder, load_segmenter
 
 DETECTABLE_ML = 1.0
 #: (reported name, label ids forming the region)
@@ -83,8 +84,37 @@ def lesion_metrics(predicted: Findings, truth: Findings) -> dict:
     return {"lesions": rows, "false_positives": len(unmatched)}
 
 
+#: fm.synth contrast presets -> fm.contrasts names (the synthetic T1 is post-contrast: its rims enhance)
+SYNTH_CONTRASTS = {"T1": "t1c", "T2": "t2", "FLAIR": "flair", "PD": "pd", "random": "unknown"}
+
+
+class AdaptiveForEval:
+    """The default contrast-adaptive segmenter behind the network Segmenter's call: volume -> Segmentation
+    with sides (BRAIN_TUMOUR), told each scan's contrast."""
+
+    roi_size = ()
+
+    def __init__(self):
+        from heads.brain import ContrastAdaptiveSegmenter
+
+        self.segmenter = ContrastAdaptiveSegmenter()
+        self.contrast = "unknown"
+
+    def __call__(self, volume):
+        from heads.hemispheres import right_of_atlas_midline, split_hemispheres
+
+        result = self.segmenter(volume.array[None], volume.affine, (self.contrast,))
+        return split_hemispheres(result.segmentation, volume, right_of_atlas_midline(result.analysis.scan_to_mni, volume))
+
+
 def evaluate(model, n: int, seed: int, etta_compare: bool, roi: int | None = None, split: str = "test") -> dict:
-    segmenter, info = load_segmenter(model)
+    if model == ADAPTIVE_MODEL_ID:
+        if etta_compare or roi:
+            raise SystemExit("--etta-compare and --roi apply to network segmenters")
+        segmenter = AdaptiveForEval()
+        info = ModelInfo(ADAPTIVE_MODEL_ID, "contrast-adaptive (atlas + EM)", "-", "none (atlas)", BRAIN_TUMOUR.name)
+    else:
+        segmenter, info = load_segmenter(model)
     if roi:
         segmenter.roi_size = (roi,) * 3
     modes = ["plain", "etta"] if etta_compare else ["plain"]
@@ -95,6 +125,8 @@ def evaluate(model, n: int, seed: int, etta_compare: bool, roi: int | None = Non
         truth_labels = volume.from_source_layout(sample.labels).array.astype(np.uint8)
         truth = measure(truth_labels, volume, BRAIN_TUMOUR)
         row = {"sample_id": sample.sample_id, "contrast": sample.params.get("contrast"), "spacing_mm": list(volume.spacing)}
+        if isinstance(segmenter, AdaptiveForEval):
+            segmenter.contrast = SYNTH_CONTRASTS[sample.params.get("contrast")]
         for mode in modes:
             started = time.perf_counter()
             if mode == "plain":
@@ -158,7 +190,7 @@ def print_table(results: dict) -> None:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="segmenter folder (default: the bundled one)")
+    parser.add_argument("--model", help=f"segmenter folder (default: the bundled network) or {ADAPTIVE_MODEL_ID} (the default of fm report)")
     parser.add_argument("--n", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--split", choices=("test", "train"), default="test", help="test: out of distribution (default)")

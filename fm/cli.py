@@ -16,7 +16,7 @@ from fm import __version__
 from fm.dicom import MultipleSeriesError
 from fm.errors import InputFileError
 from fm.contrasts import parse_contrasts
-from fm.examples import DEFAULT_EXAMPLE, EXAMPLES, example_contrast, example_modality, example_path
+from fm.examples import DEFAULT_EXAMPLE, EXAMPLES, example_contrasts, example_modality, example_path, example_paths
 from fm.gate import check_scan, enforce
 from fm.io import Volume, check_output_path, load_volume, save_volume
 from fm.session import load_session
@@ -291,8 +291,8 @@ def _run_pipeline(scans, example, model, encoder_name, settings, etta, contrasts
     if example:
         if scans:
             raise click.UsageError("give scans or --example, not both")
-        scans, modality = [str(example_path(example))], modality or example_modality(example)
-        contrasts = contrasts or example_contrast(example)
+        scans, modality = [str(p) for p in example_paths(example)], modality or example_modality(example)
+        contrasts = contrasts or ",".join(example_contrasts(example))
     if not scans:
         raise click.UsageError("give one or more scans of one session, or --example")
     names = None

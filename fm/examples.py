@@ -6,32 +6,38 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
-# name -> (package, resource path, modality, contrast, what it is)
+# name -> (package, resource paths of one session (the first is the grid of the results), modality,
+# their contrasts, what it is)
 EXAMPLES = {
     "synthetic-brain": (
         "fm",
-        "data/example_brain_t1.nii.gz",
+        ("data/example_brain_t1.nii.gz", "data/example_brain_flair.nii.gz"),
         "MR",
-        "t1c",  # fm.synth's T1 preset is post-contrast: the lesion's rim enhances
-        "synthetic 1 mm contrast-enhanced T1-weighted brain with one right parietal lesion, made by fm.synth (python -m fm.synth.example)",
+        ("t1c", "flair"),  # fm.synth's T1 preset is post-contrast: the lesion's rim enhances
+        "synthetic 1 mm brain with one right parietal lesion, contrast-enhanced T1 and FLAIR, made by fm.synth (python -m fm.synth.example)",
     ),
     "mni152": (
         "nilearn",
-        "datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
+        ("datasets/data/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",),
         "MR",
-        "t1",
+        ("t1",),
         "MNI152 2009c symmetric T1 template, 1 mm, as shipped by nilearn",
     ),
 }
 DEFAULT_EXAMPLE = "synthetic-brain"
 
 
-def example_path(name: str = DEFAULT_EXAMPLE) -> Path:
-    """Path of a bundled example scan."""
+def example_paths(name: str = DEFAULT_EXAMPLE) -> list[Path]:
+    """Paths of a bundled example session's scans (co-registered contrasts, the first one first)."""
     if name not in EXAMPLES:
         raise KeyError(f"unknown example {name!r}; available: {', '.join(EXAMPLES)}")
-    package, resource, *_ = EXAMPLES[name]
-    return Path(str(files(package).joinpath(resource)))
+    package, resources, *_ = EXAMPLES[name]
+    return [Path(str(files(package).joinpath(resource))) for resource in resources]
+
+
+def example_path(name: str = DEFAULT_EXAMPLE) -> Path:
+    """Path of a bundled example's first scan."""
+    return example_paths(name)[0]
 
 
 def nilearn_template(kind: str) -> Path:
@@ -45,5 +51,5 @@ def example_modality(name: str = DEFAULT_EXAMPLE) -> str:
     return EXAMPLES[name][2]
 
 
-def example_contrast(name: str = DEFAULT_EXAMPLE) -> str:
+def example_contrasts(name: str = DEFAULT_EXAMPLE) -> tuple[str, ...]:
     return EXAMPLES[name][3]

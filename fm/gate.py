@@ -3,11 +3,11 @@
 Two looks, both cheap next to segmenting:
 - `check_scan(volume)` before anything is segmented (and before torch is imported): what the file
   says (DICOM Modality and BodyPartExamined), its shape (a single slice or a thin slab is 2D), its
-  field of view (larger than a head: a body scan) and its intensities (Hounsfield units: CT);
+  field of view (larger than a head: a body scan) and its intensities (Hounsfield units: CT; a
+  head whose inside is at the background value: a CT phantom or a CT windowed as 8-bit);
 - `check_brain(evidence)` after brain extraction, from what the extraction found: a brain-sized
-  brain, an atlas fit at a plausible scale, grey matter that differs from white matter, and no
-  bright shell of bone around it (CT stored without Hounsfield units, e.g. as 8-bit, shows bone
-  as the brightest tissue and little grey-white contrast; no MRI contrast does either).
+  brain, an atlas fit at a plausible scale, and no bright bone around it (CT stored without
+  Hounsfield units, e.g. as 8-bit, shows bone as the brightest tissue; no MRI contrast does).
 
 A scan that fails is refused with `OutOfScopeError`, one line saying what was seen; `force=True`
 (`--force`) reports it anyway, and the report then carries `out_of_scope_notice(reasons)`.
@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from scipy import ndimage
 
 from fm.errors import InputFileError
 from fm.io import Volume
@@ -28,9 +29,10 @@ _MAX_HEAD_EXTENT_MM = 400.0  # longer than this along any axis: more than a head
 _MAX_HEAD_AREA_MM = 330.0  # wider than this along two axes: a body's cross-section
 _HEAD_PARTS = ("", "HEAD", "BRAIN", "SKULL", "HEADNECK", "HEAD_NECK", "NECK")  # DICOM BodyPartExamined
 _CT_AIR_HU = -500.0
+_MAX_HOLLOW = 0.2  # measured: an 8-bit head CT phantom 0.37; real MRI (T1, PD, FLAIR, T1c, brain-extracted or not) <= 0.012
 _BRAIN_ML = (600.0, 2500.0)
 _ATLAS_SCALE = (0.6, 1.6)  # linear scale of the scan-to-MNI map
-_MIN_GREY_WHITE_SD = 0.3  # every MRI contrast tells grey from white matter; a CT barely does
+_MAX_BRIGHT_OUTSIDE = 0.05  # real T1, PD, FLAIR, T1c MRI measured 0-1.6 %; the bone of a head CT is a fifth of the head
 
 
 class OutOfScopeError(InputFileError):
@@ -44,7 +46,7 @@ class BrainEvidence:
     brain_volume_ml: float
     atlas_scale: float  # cube root of the scan-to-MNI map's determinant
     shell_to_brain: float | None  # median just outside the brain / the brain's 95th percentile; None if brain-extracted
-    grey_white_contrast: float  # fitted grey-white mean difference in pooled SD (largest over the contrasts)
+    bright_outside_brain: float  # share of the head that is among its brightest voxels and outside the atlas's brain
 
 
 def check_scan(volume: Volume) -> list[str]:
@@ -67,7 +69,25 @@ def check_scan(volume: Volume) -> list[str]:
     sample = volume.array.reshape(-1)[::step]
     if float(np.mean(sample < _CT_AIR_HU)) > 0.05:
         reasons.append(f"intensities down to {float(sample.min()):.0f} look like CT Hounsfield units (air at -1000)")
+    hollow = hollow_share(volume.array)
+    if hollow > _MAX_HOLLOW:
+        reasons.append(f"{hollow:.0%} of what the head's outline encloses is at the background value, which no brain MRI shows")
     return reasons
+
+
+def hollow_share(array: np.ndarray) -> float:
+    """Share of the voxels enclosed by the subject's outline (holes filled in each axial slice,
+    on every second voxel) that hold the background value (the commonest value on the faces).
+    Brain tissue fills a brain MRI, stripped or not; a CT phantom, or a CT whose window puts brain
+    at the value of air, is hollow."""
+    coarse = array[::2, ::2, ::2]
+    faces = np.concatenate([coarse[0].ravel(), coarse[-1].ravel(), coarse[:, 0].ravel(), coarse[:, -1].ravel()])
+    values, counts = np.unique(faces, return_counts=True)
+    subject = coarse != values[np.argmax(counts)]
+    enclosed = np.zeros_like(subject)
+    for k in range(subject.shape[2]):
+        enclosed[:, :, k] = ndimage.binary_fill_holes(subject[:, :, k])
+    return float((enclosed & ~subject).sum() / max(enclosed.sum(), 1))
 
 
 def check_brain(evidence: BrainEvidence) -> list[str]:
@@ -81,8 +101,8 @@ def check_brain(evidence: BrainEvidence) -> list[str]:
         reasons.append(f"the brain atlas fits only at {evidence.atlas_scale:.2f}x its size")
     if evidence.shell_to_brain is not None and evidence.shell_to_brain > 1.0:
         reasons.append("a shell brighter than the brain surrounds it, as bone does in CT")
-    if evidence.grey_white_contrast < _MIN_GREY_WHITE_SD:
-        reasons.append(f"no grey-white matter contrast ({evidence.grey_white_contrast:.2f} SD)")
+    if evidence.bright_outside_brain > _MAX_BRIGHT_OUTSIDE:
+        reasons.append(f"{evidence.bright_outside_brain:.0%} of the head is brighter than the brain and outside it, as bone is in CT")
     return reasons
 
 

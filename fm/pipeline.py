@@ -33,7 +33,7 @@ from fm.labels import BRAIN_TUMOUR
 from fm.measure import measure
 from fm.report import Report, ReportProvenance
 from fm.session import Session, load_session
-from heads.brain import ContrastAdaptiveSegmenter
+from heads.brain import BrainAnalysis, ContrastAdaptiveSegmenter
 from heads.etta import etta_logits
 from heads.hemispheres import right_of_atlas_midline, split_hemispheres
 from heads.pretrained import ModelInfo, load_segmenter
@@ -57,7 +57,8 @@ class PipelineResult:
     report: Report
     volume: Volume  # the first scan: the grid of the labels
     segmentation: Segmentation
-    session: Session | None = None  # the contrasts, for the adaptive segmenter
+    session: Session | None = None  # the scans and their contrasts
+    analysis: BrainAnalysis | None = None  # what the adaptive segmenter found out (brain mask, registration)
 
 
 class ReportPipeline:
@@ -118,7 +119,7 @@ class ReportPipeline:
             timer.start("segment")
             result = self.segmenter(session.channels(), volume.affine, session.contrasts)
             analysis = result.analysis
-            evidence = BrainEvidence(analysis.brain_volume_ml, analysis.atlas_scale, analysis.shell_to_brain, analysis.grey_white_contrast)
+            evidence = BrainEvidence(analysis.brain_volume_ml, analysis.atlas_scale, analysis.shell_to_brain, analysis.bright_outside_brain)
             brain_reasons = check_brain(evidence)
             enforce(volume.source.path, brain_reasons, force)
             reasons += brain_reasons
@@ -128,7 +129,7 @@ class ReportPipeline:
             grid = dict(reoriented=volume.source.orientation != "RAS", resampled=False, network_spacing_mm=volume.spacing)
         else:
             segmentation, grid = self._network(volume, timer)
-            regions = None
+            regions, analysis = None, None
 
         timer.start("measure")
         findings = measure(
@@ -165,7 +166,7 @@ class ReportPipeline:
             created_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             **grid,
         )
-        return PipelineResult(Report.from_findings(findings, provenance), volume, segmentation, session)
+        return PipelineResult(Report.from_findings(findings, provenance), volume, segmentation, session, analysis)
 
     def _network(self, volume: Volume, timer: "_Timer") -> tuple[Segmentation, dict]:
         timer.start("preprocess")

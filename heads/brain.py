@@ -27,7 +27,7 @@ from scipy import ndimage
 from fm.labels import BRAIN_TISSUE
 from heads import atlas
 from heads.bias import correct_bias
-from heads.lesions import LesionRules, accept_lesions, split_subregions
+from heads.lesions import BRIGHT_LESION_CONTRASTS, LesionRules, accept_lesions, split_subregions
 from heads.mixture import Mixture, fit_mixture
 from heads.segmentation import Segmentation
 
@@ -61,7 +61,7 @@ class BrainAnalysis:
     contrasts: tuple[str, ...]
     subregions_assessed: bool  # enhancing / core told apart (needs a contrast-enhanced T1)
     shell_to_brain: float | None  # median just outside the brain / brain's 95th percentile (None: nothing there)
-    grey_white_contrast: float  # largest |grey - white| mean difference over the channels, in pooled SD
+    bright_outside_brain: float  # share of the head in the top fifth of the intensity range and outside the atlas's brain
 
     @property
     def atlas_scale(self) -> float:
@@ -100,12 +100,13 @@ class ContrastAdaptiveSegmenter:
         )
         foreground = _foreground(channels[0], background, brain_extracted)
         work_shape, work_affine = atlas.work_grid(shape, affine)
-        channels = np.stack([correct_bias(c, affine, foreground, work_shape, work_affine) for c in channels])
-
-        work = np.stack([atlas.resample(c, affine, work_shape, work_affine) for c in channels])
         work_foreground = atlas.resample(foreground.astype(np.float32), affine, work_shape, work_affine) > 0.5
-        scan_to_mni = atlas.register_template(work[0], work_affine, work_foreground, brain_extracted)
+        scan_to_mni = atlas.register_template(atlas.resample(channels[0], affine, work_shape, work_affine), work_affine, work_foreground, brain_extracted)
         work_priors = atlas.priors_on_grid(scan_to_mni, work_shape, work_affine)
+        # The bias field is fitted inside the atlas's brain: scalp and fat follow other fields.
+        atlas_brain = atlas.resample((work_priors[0] < 0.5).astype(np.float32), work_affine, shape, affine) > 0.5
+        channels = np.stack([correct_bias(c, affine, foreground & atlas_brain) for c in channels])
+        work = np.stack([atlas.resample(c, affine, work_shape, work_affine) for c in channels])
 
         scale = _ChannelScale.fit(channels, foreground)
         region = work_foreground & (work_priors[0] < 0.999)
@@ -121,6 +122,7 @@ class ContrastAdaptiveSegmenter:
             outlier_density=outlier_density,
             robust_classes=_ROBUST,
             initial_priors=_confident(work_priors[:, region].T[fit_rows]),
+            lesions_bright_in=tuple(c for c, name in enumerate(contrasts) if name in BRIGHT_LESION_CONTRASTS),
         )
 
         # Posteriors on the scan's own grid, inside the box where the brain can be.
@@ -148,7 +150,7 @@ class ContrastAdaptiveSegmenter:
         full[1:, ~brain] = 0.0
         full[0, ~brain] = 1.0
 
-        deep = (ndimage.distance_transform_edt(brain, sampling=spacing) >= self.rules.enhancing_depth_mm) & (box_fluid_prior < 0.3)
+        deep = (ndimage.distance_transform_edt(brain, sampling=spacing) >= self.rules.t1_evidence_depth_mm) & (box_fluid_prior < 0.3)
         box_channels = channels[(slice(None), *box)]
         mirrored = np.stack([_mirrored(c, box_affine, scan_to_mni) for c in box_channels])
         lesion = accept_lesions(full, brain, box_channels, mixture, scale, contrasts, spacing, self.rules, deep, mirrored)
@@ -163,7 +165,7 @@ class ContrastAdaptiveSegmenter:
         brain_mask[box] = brain
         means = scale.inverse(mixture.class_means())
         analysis = BrainAnalysis(
-            brain_extracted_input=brain_extracted,
+            brain_extracted_input=bool(brain_extracted),
             brain_mask=brain_mask,
             brain_volume_ml=float(brain.sum() * np.prod(spacing) / 1000),
             scan_to_mni=scan_to_mni,
@@ -171,7 +173,7 @@ class ContrastAdaptiveSegmenter:
             contrasts=tuple(contrasts),
             subregions_assessed="t1c" in contrasts,
             shell_to_brain=_shell_to_brain(channels[0], brain_mask, foreground, background, spacing),
-            grey_white_contrast=_grey_white_contrast(mixture),
+            bright_outside_brain=_bright_outside_brain(work[0], work_foreground, work_priors[0], background),
         )
         return BrainResult(Segmentation(out_labels, out_probabilities, BRAIN_TISSUE), analysis)
 
@@ -281,11 +283,15 @@ def _fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
     return mask
 
 
-def _grey_white_contrast(mixture: Mixture) -> float:
-    grey, white = (mixture.classes == MIXTURE_CLASSES.index(name) for name in ("grey", "white"))
-    difference = np.abs(mixture.means[grey][0] - mixture.means[white][0])
-    pooled = np.sqrt((np.diag(mixture.covariances[grey][0]) + np.diag(mixture.covariances[white][0])) / 2)
-    return float(np.max(difference / pooled))
+def _bright_outside_brain(image, foreground, outside_prior, background: float) -> float:
+    """Share of the foreground that is both among the brightest (top fifth of the range from the
+    background to the 99.9th percentile) and outside the registered atlas's brain. Bone does
+    this in CT; scalp fat in a T1 or PD is a percent or two."""
+    if not foreground.any():
+        return 0.0
+    top = np.percentile(image[foreground], 99.9)
+    bright = foreground & (image > background + 0.8 * (top - background)) & (outside_prior > 0.5)
+    return float(bright.sum() / foreground.sum())
 
 
 def _mirrored(image: np.ndarray, affine: np.ndarray, scan_to_mni: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 from scipy import ndimage
 
 _FLUID, _GREY, _WHITE = 1, 2, 3  # classes of heads.brain.MIXTURE_CLASSES
-_BRIGHT_LESION_CONTRASTS = ("flair", "t2", "pd")
+BRIGHT_LESION_CONTRASTS = ("flair", "t2", "pd")
 _NEIGHBOURS = np.ones((3, 3, 3), bool)
 
 
@@ -29,7 +29,7 @@ class LesionRules:
     seed_brighter_by_sd: float = 3.0  # ... and by this many SD for the outliers a lesion must hold (its seed)
     asymmetry_by_sd: float = 2.0  # seeds are brighter than their mirror image across the midline by this many SD
     enhancing_by_sd: float = 4.0  # in a contrast-enhanced T1, above white matter by this many SD
-    enhancing_depth_mm: float = 10.0  # without FLAIR/T2, enhancement counts this far inside the brain only
+    t1_evidence_depth_mm: float = 10.0  # without a bright-lesion contrast, evidence counts this far inside the brain only
 
     def outlier_density(self, channels: int) -> float:
         """Flat density over [-0.5, 1.5] per scaled channel (the foreground's 2nd-98th percentile is [0, 1])."""
@@ -47,7 +47,7 @@ def lesion_directions(mixture, contrasts: tuple[str, ...]) -> list[bool]:
             t2_like = csf > max(grey, white)
             bright.append(bool(flair_like or t2_like))
         else:
-            bright.append(contrast in _BRIGHT_LESION_CONTRASTS)
+            bright.append(contrast in BRIGHT_LESION_CONTRASTS)
     return bright
 
 
@@ -80,9 +80,10 @@ def accept_lesions(posteriors, brain, channels, mixture, scale, contrasts, spaci
         # the range of every tissue counts: darker than parenchyma yet far from fluid, and, in a
         # contrast-enhanced T1, enhancement deep in the brain (away from the surface's
         # vessels and sinuses and from the choroid plexus in the ventricles).
-        grow = seed = outlier & _beyond_tissue(values, mixture, rules.seed_brighter_by_sd) & _darker_than_parenchyma(values, mixture)
+        deep_rows = deep.reshape(-1)[inside]
+        grow = seed = outlier & deep_rows & _beyond_tissue(values, mixture, rules.seed_brighter_by_sd) & _darker_than_parenchyma(values, mixture)
         if "t1c" in contrasts:
-            enhancing = outlier & _enhancing(values, contrasts, mixture, rules) & deep.reshape(-1)[inside]
+            enhancing = outlier & _enhancing(values, contrasts, mixture, rules) & deep_rows
             enhancing &= _thick(enhancing, inside, brain.shape)
             grow, seed = grow | enhancing, seed | enhancing
     weak = np.zeros(brain.shape, bool)

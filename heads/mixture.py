@@ -108,6 +108,7 @@ def fit_mixture(
     outlier_density: float | None = None,
     robust_classes: tuple[int, ...] = (),
     initial_priors: np.ndarray | None = None,
+    lesions_bright_in: tuple[int, ...] = (),
 ) -> tuple[Mixture, np.ndarray]:
     """EM for the mixture given intensities (N, D) and class priors (N, K). With
     `outlier_density`, the last prior column is the outlier class's. Returns the fit and the
@@ -119,12 +120,15 @@ def fit_mixture(
         voxels, neighbouring tissue and lesion; they would widen a least-squares Gaussian until it
         explains the lesion too, while a robust one keeps the width of the tissue itself.
     initial_priors: (N, K) weights for the starting statistics only, when the priors' confident
-        core describes a class better than its whole territory."""
+        core describes a class better than its whole territory.
+    lesions_bright_in: channels where lesions are known to be brighter than tissue (FLAIR, T2):
+        there a robust class's peak is looked for below its weighted median only, so that a
+        lesion larger than the healthy part of a class's territory cannot become its peak."""
     gaussian_priors = priors[:, :-1] if outlier_density is not None else priors
     mixture = initial_mixture(data, gaussian_priors if initial_priors is None else initial_priors, gaussians_per_class)
     mixture.outlier_density = outlier_density
     d = data.shape[1]
-    peaks = _BinnedPeaks(data) if robust_classes else None
+    peaks = _BinnedPeaks(data, lesions_bright_in) if robust_classes else None
     previous = -np.inf
     for _ in range(iterations):
         joint = mixture.component_likelihoods(data) * gaussian_priors[:, mixture.classes]
@@ -170,7 +174,8 @@ class _BinnedPeaks:
     _BINS = 1024
     _SMOOTH_BINS = 4.0
 
-    def __init__(self, data: np.ndarray):
+    def __init__(self, data: np.ndarray, below_median_in: tuple[int, ...] = ()):
+        self.below_median_in = below_median_in
         self.low = data.min(0)
         self.width = np.maximum(data.max(0) - self.low, 1e-9) / self._BINS
         self.bins = np.clip(((data - self.low) / self.width).astype(np.int64), 0, self._BINS - 1)
@@ -181,7 +186,11 @@ class _BinnedPeaks:
         peak, spread = np.empty(channels), np.empty(channels)
         for c in range(channels):
             histogram = ndimage.gaussian_filter1d(np.bincount(self.bins[:, c], weights, minlength=self._BINS), self._SMOOTH_BINS)
-            top = int(np.argmax(histogram))
+            search = histogram
+            if c in self.below_median_in:
+                cumulative = np.cumsum(histogram)
+                search = histogram[: max(1, int(np.searchsorted(cumulative, cumulative[-1] / 2)) + 1)]
+            top = int(np.argmax(search))
             below = np.flatnonzero(histogram[:top] < histogram[top] / 2)
             above = np.flatnonzero(histogram[top:] < histogram[top] / 2)
             half_widths = [top - below[-1] if len(below) else np.inf, above[0] if len(above) else np.inf]

@@ -142,7 +142,7 @@ def test_report_writes_every_file_then_keeps_them(tmp_path, run):
     assert done.exit_code == 0, done.output
     for name in ("report.json", "report.md", "report.pdf", "overlay.png", "mask.nii.gz"):
         assert (out / name).stat().st_size > 0, name
-    for stage in ("load", "preprocess", "segment", "resample", "measure", "report"):
+    for stage in ("load", "gate", "segment", "measure", "report"):
         assert f"] {stage}" in done.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["structured"]["impression"][0] in done.stdout

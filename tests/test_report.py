@@ -1,4 +1,4 @@
-"""The report pipeline with the bundled default segmenter: a scan with known findings gets the
+"""The report pipeline with the default (contrast-adaptive) segmenter: a scan with known findings gets the
 right side and volume in every output, sides follow the affine end to end, the files are readable,
 the mask lands on the scan's own grid, structures cut by the image edge are incomplete (never 0),
 and nothing is overwritten."""
@@ -21,7 +21,7 @@ from fm.findings import Findings
 from fm.io import load_volume, volume_from_array
 from fm.labels import BRAIN_TUMOUR, BTCV
 from fm.measure import measure
-from fm.pipeline import STAGES, ReportPipeline
+from fm.pipeline import ADAPTIVE_MODEL_ID, ADAPTIVE_STAGES, ReportPipeline
 from fm.render import REPORT_FILES, write_report_folder
 from fm.report import NOTICE, REPORT_SCHEMA_VERSION, Report
 
@@ -80,17 +80,19 @@ def test_sides_swap_for_a_mirrored_scan_stored_in_another_orientation(pipeline, 
     assert sided.mean() > 0.2  # most of the brain is grey or white matter in both
     original_right = np.isin(original[sided], (4, 6))
     mirrored_right = np.isin(flipped_back[sided], (4, 6))
-    # The symmetry plane is found from the model's brain mask on each scan, so near the midline the
-    # two planes may differ by a few millimetres; away from it every side must swap.
+    # The midline is the registered template's on each scan, so near it the two may differ by a few
+    # millimetres; away from it every side must swap.
     assert np.mean(original_right != mirrored_right) > 0.8
 
 
 def test_provenance_says_what_ran_and_how_long_each_stage_took(example, pipeline):
     p = example.report.provenance
-    assert list(p.timings_s) == [s for s in STAGES if s != "report"]
+    assert list(p.timings_s) == [s for s in ADAPTIVE_STAGES if s != "report"]
     assert 0 < p.timings_s["segment"] and sum(p.timings_s.values()) <= example.wall_s
-    assert p.model_id == "fm3d/default-segmenter" and p.model_sha256 == pipeline.model.sha256
-    assert p.reoriented and p.resampled and p.network_spacing_mm == (1.5, 1.5, 1.5)  # LAS 1 mm scan
+    assert p.model_id == ADAPTIVE_MODEL_ID and p.model_sha256 == pipeline.model.sha256
+    assert p.reoriented and not p.resampled and p.network_spacing_mm == (1.0, 1.0, 1.0)  # LAS 1 mm scan, segmented on its grid
+    assert p.contrasts == ["t1"] and p.contrasts_guessed  # from the file name
+    assert "guessed" in example.report.to_markdown()
     assert p.input_file == str(example_path()) and p.device == "cpu" and not p.etta
     assert {"fm3d", "torch", "monai"} <= set(p.software)
     assert example.report.notice == NOTICE and "not for clinical use" in NOTICE

@@ -1,5 +1,7 @@
-"""The bundled example scan: one synthetic 1 mm T1-weighted brain with one lesion, made by this
-engine, cropped to the head and stored as uint8 so that it ships inside the package.
+"""The bundled example session: one synthetic 1 mm brain with one lesion, made by this engine as a
+contrast-enhanced T1 (the engine's T1 preset enhances) and as a FLAIR of the same head (same labels,
+grid and noise draw, other intensities), cropped to the head and stored as uint8 so that it ships
+inside the package.
 
 Rebuild it with `python -m fm.synth.example` (deterministic: same bytes of voxel data every time).
 """
@@ -19,6 +21,7 @@ from fm.synth.generator import generate
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 IMAGE = DATA / "example_brain_t1.nii.gz"
+FLAIR = DATA / "example_brain_flair.nii.gz"
 LABELS = DATA / "example_brain_t1_labels.nii.gz"
 FINDINGS = DATA / "example_brain_t1_findings.json"
 SEED, INDEX = 2026, 3  # a right parietal enhancing lesion with oedema
@@ -26,20 +29,21 @@ MARGIN_MM = 6
 
 
 def make_example(out: Path = DATA) -> None:
-    sample = generate(
-        SEED, INDEX, "train", spacing_mm=(1.0, 1.0, 1.0), contrast_name="T1", lesion_count=1, atrophy=0.15, orientation="LAS", noise_level=0.004
-    )
+    settings = dict(spacing_mm=(1.0, 1.0, 1.0), lesion_count=1, atrophy=0.15, orientation="LAS", noise_level=0.004)
+    sample = generate(SEED, INDEX, "train", contrast_name="T1", **settings)
+    flair = generate(SEED, INDEX, "train", contrast_name="FLAIR", **settings)
+    assert np.array_equal(flair.labels, sample.labels)  # every factor but the contrast is drawn alike
     head = sample.image > 0.08 * sample.image.max()
     lo = np.maximum(np.argwhere(head).min(axis=0) - MARGIN_MM, 0)
     hi = np.minimum(np.argwhere(head).max(axis=0) + MARGIN_MM + 1, sample.image.shape)
     crop = tuple(slice(a, b) for a, b in zip(lo, hi))
     affine = sample.affine.copy()
     affine[:3, 3] = sample.affine[:3, :3] @ lo + sample.affine[:3, 3]
-    image = np.clip(sample.image[crop] / np.percentile(sample.image[crop], 99.9) * 255, 0, 255).round().astype(np.uint8)
+    image, flair_image = (np.clip(s.image[crop] / np.percentile(s.image[crop], 99.9) * 255, 0, 255).round().astype(np.uint8) for s in (sample, flair))
     labels = sample.labels[crop]
 
     out.mkdir(parents=True, exist_ok=True)
-    for array, path in ((image, out / IMAGE.name), (labels, out / LABELS.name)):
+    for array, path in ((image, out / IMAGE.name), (flair_image, out / FLAIR.name), (labels, out / LABELS.name)):
         img = nib.Nifti1Image(array, affine)
         img.set_qform(affine, code=1)
         img.set_sform(affine, code=1)
