@@ -35,7 +35,8 @@ from fm.measure import measure
 from fm.synth.generator import generate
 from heads.etta import segment_with_etta
 from fm.pipeline import ADAPTIVE_MODEL_ID
-from heads.pretrained import EVALUATION_FILE, ModelInfo, default_model_folder, load_segmenter
+from heads.pretrained import EVALUATION_FILE, default_model_folder, load_segmenter
+from heads.result import ModelInfo
 
 DETECTABLE_ML = 1.0
 #: (reported name, label ids forming the region)

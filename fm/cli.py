@@ -311,7 +311,7 @@ def _run_pipeline(scans, example, model, encoder_name, settings, etta, contrasts
     if model is None or model in ("fm3d/atlas-em", "synth-unet"):  # brain models; an organ model's scan is a body
         enforce(session.reference.source.path, check_scan(session.reference), force)
 
-    from fm.pipeline import ReportPipeline  # torch-heavy
+    from fm.pipeline import ReportPipeline  # SimpleITK and the atlas; torch only for network models
 
     try:
         pipeline = ReportPipeline.from_pretrained(model, encoder_name, etta=etta, **_parse_overrides(settings))

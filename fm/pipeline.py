@@ -19,12 +19,12 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
+import sys
 import time
 from importlib.metadata import PackageNotFoundError, version
 from typing import Callable
 
 import numpy as np
-import torch
 
 from fm import __version__
 from fm.gate import BrainEvidence, check_brain, check_scan, enforce, out_of_scope_notice
@@ -34,10 +34,8 @@ from fm.measure import measure
 from fm.report import Report, ReportProvenance
 from fm.session import Session, load_session
 from heads.brain import BrainAnalysis, ContrastAdaptiveSegmenter
-from heads.etta import etta_logits
 from heads.hemispheres import right_of_atlas_midline, split_hemispheres
-from heads.pretrained import ModelInfo, load_segmenter
-from heads.segmentation import Segmentation, Segmenter
+from heads.result import ModelInfo, Segmentation
 
 #: Timed stages of each kind of segmenter; "report" (assembling text, milliseconds) is announced, not timed.
 ADAPTIVE_STAGES = ("load", "gate", "segment", "measure", "report")
@@ -62,7 +60,8 @@ class PipelineResult:
 
 
 class ReportPipeline:
-    def __init__(self, segmenter: Segmenter | ContrastAdaptiveSegmenter, model: ModelInfo, etta: bool = False, etta_steps: int = 3):
+    def __init__(self, segmenter, model: ModelInfo, etta: bool = False, etta_steps: int = 3):
+        """segmenter: a ContrastAdaptiveSegmenter or a network heads.segmentation.Segmenter."""
         self.segmenter, self.model, self.etta, self.etta_steps = segmenter, model, etta, etta_steps
 
     @property
@@ -83,6 +82,8 @@ class ReportPipeline:
                 raise ValueError("--etta and --set apply to network segmenters (--model), not to the default")
             info = ModelInfo(ADAPTIVE_MODEL_ID, _ADAPTIVE_VERSION, "-", "none (atlas)", BRAIN_TUMOUR.name)
             return cls(ContrastAdaptiveSegmenter(), info)
+        from heads.pretrained import load_segmenter  # torch and MONAI: only for network models
+
         segmenter, info = load_segmenter(None if model == "synth-unet" else model, encoder, **overrides)
         return cls(segmenter, info, etta=etta)
 
@@ -158,7 +159,7 @@ class ReportPipeline:
             label_set=self.model.label_set,
             software={"fm3d": __version__, **{name: _version(name) for name in _SOFTWARE}},
             device=str(getattr(self.segmenter, "device", "cpu")),
-            threads=torch.get_num_threads(),
+            threads=_threads(),
             etta=self.etta,
             model_lesion_sensitivity=self.model.lesion_sensitivity,
             model_evaluation=self.model.evaluation,
@@ -187,11 +188,15 @@ class ReportPipeline:
         )
         return segmentation, grid
 
-    @torch.no_grad()
-    def _logits(self, tensor: torch.Tensor) -> torch.Tensor:
-        if not self.etta:
-            return self.segmenter.logits(tensor)
-        return etta_logits(self.segmenter, tensor, self.etta_steps)[0]
+    def _logits(self, tensor):
+        import torch
+
+        from heads.etta import etta_logits
+
+        with torch.no_grad():
+            if not self.etta:
+                return self.segmenter.logits(tensor)
+            return etta_logits(self.segmenter, tensor, self.etta_steps)[0]
 
 
 class _Timer:
@@ -208,6 +213,12 @@ class _Timer:
 
     def stop(self, name: str) -> None:
         self.timings[name] = round(time.perf_counter() - self.timings[name], 3)
+
+
+def _threads() -> int:
+    """Threads of the numerical libraries: torch's when a network ran, else what the process may use."""
+    torch = sys.modules.get("torch")
+    return torch.get_num_threads() if torch is not None else len(os.sched_getaffinity(0))
 
 
 def _version(package: str) -> str:

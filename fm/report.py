@@ -49,7 +49,7 @@ class ReportProvenance(BaseModel):
     etta: bool = Field(description="entropy test-time adaptation was applied")
     reoriented: bool = Field(description="the scan's axes were reordered/flipped to RAS for the network")
     resampled: bool = Field(description="the network saw the scan on another voxel grid; results were resampled back")
-    network_spacing_mm: tuple[float, float, float]
+    network_spacing_mm: tuple[float, float, float] = Field(description="voxel size the segmenter worked at (the scan's own for the default)")
     model_lesion_sensitivity: float | None = Field(None, description="share of lesions >= 1 mL the model found in its evaluation")
     model_evaluation: str | None = Field(None, description="what that sensitivity was measured on; None: never evaluated")
     timings_s: dict[str, float] = Field(description="wall-clock seconds per stage, in order")
@@ -142,7 +142,7 @@ def render_markdown(report: Report) -> str:
         f"- Contrasts: {t.get('contrasts', 'not stated')}",
         f"- Segmentation: {p.model_id} ({p.model_version}), label set {p.label_set}"
         + (", with entropy test-time adaptation" if p.etta else ""),
-        f"- Network grid: {' x '.join(f'{v:g}' for v in p.network_spacing_mm)} mm"
+        f"- Segmented on a grid of {' x '.join(f'{v:g}' for v in p.network_spacing_mm)} mm"
         + (", scan reoriented to RAS" if p.reoriented else "")
         + ("; results resampled back onto the scan's grid" if p.resampled else ""),
         "",

@@ -29,7 +29,7 @@ from heads import atlas
 from heads.bias import correct_bias
 from heads.lesions import BRIGHT_LESION_CONTRASTS, LesionRules, accept_lesions, split_subregions
 from heads.mixture import Mixture, fit_mixture
-from heads.segmentation import Segmentation
+from heads.result import Segmentation
 
 # The mixture's classes: outside, fluid (CSF and ventricles share one intensity model, as in
 # SAMSEG; the prior decides which of the two a fluid voxel is), grey, white. Several Gaussians for

@@ -15,7 +15,7 @@ import numpy as np
 
 from fm.io import Volume
 from fm.labels import BRAIN_TISSUE, BRAIN_TUMOUR
-from heads.segmentation import Segmentation
+from heads.result import Segmentation
 
 # BRAIN_TISSUE id -> BRAIN_TUMOUR id on the patient's (left, right)
 _TO_SIDES = {0: (0, 0), 1: (1, 1), 2: (2, 2), 3: (3, 4), 4: (5, 6), 5: (7, 7), 6: (8, 8), 7: (9, 9)}

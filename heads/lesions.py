@@ -140,13 +140,21 @@ def _brighter(values: np.ndarray, channels: list[int], mixture, by_sd: float) ->
 
 
 def _fill_enclosed(mask: np.ndarray) -> np.ndarray:
-    closed = ndimage.binary_closing(mask, structure=_NEIGHBOURS, iterations=2) | mask
+    """The mask with what it encloses after a 2-voxel closing: holes in 3D and in every slice of
+    each axis (a cavity open to one side in 3D is closed in some plane). Worked on the mask's
+    bounding box."""
+    if not mask.any():
+        return mask
+    box = tuple(slice(max(s.start - 3, 0), s.stop + 3) for s in ndimage.find_objects(mask.astype(np.uint8))[0])
+    closed = ndimage.binary_closing(mask[box], structure=_NEIGHBOURS, iterations=2) | mask[box]
     filled = ndimage.binary_fill_holes(closed)
     for axis in range(3):
-        for k in range(mask.shape[axis]):
+        for k in range(closed.shape[axis]):
             index = (slice(None),) * axis + (k,)
             filled[index] |= ndimage.binary_fill_holes(closed[index])
-    return filled
+    out = mask.copy()
+    out[box] |= filled
+    return out
 
 
 def _enhancing(values: np.ndarray, contrasts, mixture, rules: LesionRules) -> np.ndarray:

@@ -50,9 +50,9 @@ class Mixture:
         out = np.empty((n, len(self.weights)), dtype=data.dtype)
         for g, (mean, covariance, weight) in enumerate(zip(self.means, self.covariances, self.weights)):
             cholesky = np.linalg.cholesky(covariance)
-            solved = np.linalg.solve(cholesky, (data - mean).T)  # whitened residuals (D, N)
+            whitened = (data - mean) @ np.linalg.inv(cholesky).T  # (N, D); the D x D inverse is cheap, N solves are not
             log_norm = -0.5 * d * np.log(2 * np.pi) - np.log(np.diag(cholesky)).sum()
-            out[:, g] = weight * np.exp(log_norm - 0.5 * (solved**2).sum(0))
+            out[:, g] = weight * np.exp(log_norm - 0.5 * (whitened**2).sum(1))
         return out
 
     def class_likelihoods(self, data: np.ndarray) -> np.ndarray:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from heads.segmentation import Segmentation
+from heads.result import Segmentation
 
 _NEIGHBOURS = np.ones((3, 3, 3), dtype=bool)
 

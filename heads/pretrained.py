@@ -9,7 +9,6 @@ carry as provenance (which weights, which version, their checksum).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 from importlib.resources import files
@@ -24,25 +23,14 @@ from fm.io import Volume
 from fm.labels import BRAIN_TISSUE, BRAIN_TUMOUR, BTCV, UKBOB, LabelSet
 from heads.hemispheres import split_hemispheres
 from heads.plausibility import drop_detached_lesions
-from heads.segmentation import Segmentation, Segmenter, SwinSegmentationNet
+from heads.result import ModelInfo, Segmentation
+from heads.segmentation import Segmenter, SwinSegmentationNet
 from heads.train_segmenter import segmenter_net, segmenter_preprocess
 
 DEFAULT_MODEL_ID = "fm3d/default-segmenter"
 
 #: Single-scan Swin-BOB segmentation checkpoints -> their label sets (softmax outputs).
 _SWIN_LABELS: dict[str, LabelSet] = {"swin_bob": UKBOB, "swin_bob_btcv": BTCV}
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelInfo:
-    model_id: str  # what the weights are: the default's id, a file or folder path, or hf-hub:org/name
-    version: str  # e.g. trained steps for the default, "published checkpoint" for a file
-    sha256: str  # first 16 hex digits of the weights file's checksum
-    encoder: str
-    label_set: str
-    # From the folder's evaluation.json (eval/eval_segmenter.py --record), when it was made for these weights:
-    lesion_sensitivity: float | None = None  # share of lesions >= 1 mL found
-    evaluation: str | None = None  # what that figure was measured on
 
 
 #: Written next to the weights by `eval/eval_segmenter.py --record`; ignored unless its checksum is theirs.

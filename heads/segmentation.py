@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Callable
 
 import numpy as np
@@ -26,6 +25,7 @@ from encoders.preprocess import Preprocessed
 from encoders.swin_bob import SwinBOB
 from fm.io import Volume
 from fm.labels import LabelSet
+from heads.result import Segmentation
 
 
 class SwinSegmentationNet(nn.Module):
@@ -68,13 +68,6 @@ class LightSegmentationNet(nn.Module):
         if y.shape[2:] != x.shape[2:]:
             y = F.interpolate(y, size=x.shape[2:], mode="trilinear", align_corners=False)
         return self.out(y)
-
-
-@dataclasses.dataclass
-class Segmentation:
-    labels: np.ndarray  # uint8/int16 on the volume's (RAS-closest) grid
-    probabilities: np.ndarray  # (max label id + 1, *volume.shape) float32, channel = label id
-    label_set: LabelSet
 
 
 class Segmenter:
