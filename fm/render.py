@@ -101,9 +101,11 @@ def _first_page(report: Report, overlay: Figure) -> Figure:
     p, t = report.provenance, report.structured["technique"]
     page.text(0.05, 0.96, "Structured report", fontsize=16, weight="bold")
     page.text(0.05, 0.935, report.notice, fontsize=8.5, color="darkred", wrap=True)
+    inputs = ", ".join(Path(path).name for path in p.input_files) if p.input_files else Path(p.input_file).name
     technique = (
-        f"Input: {Path(p.input_file).name} ({p.input_format}); grid {t['grid']} voxels, "
+        f"Input: {inputs} ({p.input_format}); grid {t['grid']} voxels, "
         f"{' x '.join(f'{v:g}' for v in t['spacing_mm'])} mm, orientation {t['orientation']}.\n"
+        f"Contrasts: {t.get('contrasts', 'not stated')}.\n"
         f"Segmentation: {p.model_id} ({p.model_version})" + (", ETTA on" if p.etta else "") + "."
     )
     page.text(0.05, 0.87, _wrap(technique, 110), fontsize=8.5, va="top")
@@ -176,4 +178,5 @@ def _table(page, top: float, header: list[str], rows: list[list[str]], widths: l
 
 
 def _wrap(text: str, width: int) -> str:
-    return "\n".join(textwrap.wrap(text, width)) or text
+    """Each line of `text` wrapped at `width` characters (its own line breaks are kept)."""
+    return "\n".join("\n".join(textwrap.wrap(line, width)) or line for line in text.split("\n"))
