@@ -6,7 +6,8 @@ Two looks, both cheap next to segmenting:
   field of view (larger than a head: a body scan) and its intensities (Hounsfield units: CT; a
   head whose inside is at the background value: a CT phantom or a CT windowed as 8-bit);
 - `check_brain(evidence)` after brain extraction, from what the extraction found: a brain-sized
-  brain, an atlas fit at a plausible scale, and no bright bone around it (CT stored without
+  brain, an atlas fit at a plausible scale, tissue intensities in the order the named contrast
+  has (grey darker than white in a T1, ...), and no bright bone around it (CT stored without
   Hounsfield units, e.g. as 8-bit, shows bone as the brightest tissue; no MRI contrast does).
 
 A scan that fails is refused with `OutOfScopeError`, one line saying what was seen; `force=True`
@@ -47,6 +48,7 @@ class BrainEvidence:
     atlas_scale: float  # cube root of the scan-to-MNI map's determinant
     shell_to_brain: float | None  # median just outside the brain / the brain's 95th percentile; None if brain-extracted
     bright_outside_brain: float  # share of the head that is among its brightest voxels and outside the atlas's brain
+    tissue_order_problem: str | None = None  # tissue intensities in an order the named contrast never has
 
 
 def check_scan(volume: Volume) -> list[str]:
@@ -101,6 +103,8 @@ def check_brain(evidence: BrainEvidence) -> list[str]:
         reasons.append(f"the brain atlas fits only at {evidence.atlas_scale:.2f}x its size")
     if evidence.shell_to_brain is not None and evidence.shell_to_brain > 1.0:
         reasons.append("a shell brighter than the brain surrounds it, as bone does in CT")
+    if evidence.tissue_order_problem:
+        reasons.append(evidence.tissue_order_problem)
     if evidence.bright_outside_brain > _MAX_BRIGHT_OUTSIDE:
         reasons.append(f"{evidence.bright_outside_brain:.0%} of the head is brighter than the brain and outside it, as bone is in CT")
     return reasons

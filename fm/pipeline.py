@@ -120,7 +120,9 @@ class ReportPipeline:
             timer.start("segment")
             result = self.segmenter(session.channels(), volume.affine, session.contrasts)
             analysis = result.analysis
-            evidence = BrainEvidence(analysis.brain_volume_ml, analysis.atlas_scale, analysis.shell_to_brain, analysis.bright_outside_brain)
+            evidence = BrainEvidence(
+                analysis.brain_volume_ml, analysis.atlas_scale, analysis.shell_to_brain, analysis.bright_outside_brain, analysis.tissue_order_problem
+            )
             brain_reasons = check_brain(evidence)
             enforce(volume.source.path, brain_reasons, force)
             reasons += brain_reasons

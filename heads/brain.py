@@ -62,6 +62,7 @@ class BrainAnalysis:
     subregions_assessed: bool  # enhancing / core told apart (needs a contrast-enhanced T1)
     shell_to_brain: float | None  # median just outside the brain / brain's 95th percentile (None: nothing there)
     bright_outside_brain: float  # share of the head in the top fifth of the intensity range and outside the atlas's brain
+    tissue_order_problem: str | None  # fitted tissue intensities in an order no such contrast has (the atlas did not fit)
 
     @property
     def atlas_scale(self) -> float:
@@ -177,6 +178,7 @@ class ContrastAdaptiveSegmenter:
                 channels[0, ::2, ::2, ::2], brain_mask[::2, ::2, ::2], foreground[::2, ::2, ::2], background, 2 * spacing
             ),
             bright_outside_brain=_bright_outside_brain(work[0], work_foreground, work_priors[0], background),
+            tissue_order_problem=_tissue_order_problem(mixture, contrasts),
         )
         return BrainResult(Segmentation(out_labels, out_probabilities, BRAIN_TISSUE), analysis)
 
@@ -284,6 +286,35 @@ def _fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
     for k in range(mask.shape[2]):
         mask[:, :, k] = ndimage.binary_fill_holes(mask[:, :, k])
     return mask
+
+
+# Orders every scan of a named contrast shows, as (darker, brighter) class pairs; a fit that breaks
+# one has put the atlas where the anatomy is not (a slab of the vertex fitted as the cerebellum).
+_TISSUE_ORDER = {
+    "t1": (("fluid", "grey"), ("grey", "white")),
+    "t1c": (("fluid", "grey"), ("grey", "white")),
+    "t2": (("white", "grey"), ("grey", "fluid")),
+    "flair": (("fluid", "grey"), ("fluid", "white")),
+    "pd": (("white", "grey"),),
+}
+_ORDER_MARGIN_SD = 0.25  # the brighter class's mean must exceed the darker's by this many pooled SD
+_TISSUE_NAMES = {"fluid": "CSF", "grey": "grey matter", "white": "white matter"}
+
+
+def _tissue_order_problem(mixture: Mixture, contrasts) -> str | None:
+    for c, contrast in enumerate(contrasts):
+        for darker, brighter in _TISSUE_ORDER.get(contrast, ()):
+            (low, low_sd), (high, high_sd) = (_class_mean_sd(mixture, name, c) for name in (darker, brighter))
+            if high - low <= _ORDER_MARGIN_SD * np.sqrt((low_sd**2 + high_sd**2) / 2):
+                return f"{_TISSUE_NAMES[darker]} came out no darker than {_TISSUE_NAMES[brighter]} in the {contrast.upper()}: the brain atlas did not fit this scan"
+    return None
+
+
+def _class_mean_sd(mixture: Mixture, name: str, channel: int) -> tuple[float, float]:
+    own = mixture.classes == MIXTURE_CLASSES.index(name)
+    weights = mixture.weights[own]
+    mean = float(weights @ mixture.means[own][:, channel])
+    return mean, float(np.sqrt(weights @ mixture.covariances[own][:, channel, channel]))
 
 
 def _bright_outside_brain(image, foreground, outside_prior, background: float) -> float:

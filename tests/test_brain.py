@@ -81,6 +81,18 @@ def test_the_gate_refuses_ct_2d_and_body_scans_from_the_file_alone(example):
     enforce("slice.nii.gz", check_scan(one_slice), force=True)  # forced: no error
 
 
+def test_realdata_a_slab_the_atlas_cannot_fit_is_refused_not_reported(pipeline, realdata):
+    """The top 62 mm of a real head: the atlas's cerebellum lands in it and the fitted T1 grey and
+    white matter come out alike; the gate says so instead of reporting a 'lesion'."""
+    head = load_volume(realdata / "chris_t1.nii.gz")
+    top = head.shape[2] - 70
+    shift = np.eye(4)
+    shift[2, 3] = top
+    slab = volume_from_array(np.ascontiguousarray(head.array[:, :, top:]), head.affine @ shift)
+    with pytest.raises(OutOfScopeError, match="grey matter came out no darker than white matter in the T1: the brain atlas did not fit"):
+        pipeline(slab, contrasts=["t1"])
+
+
 def test_the_gate_refuses_what_brain_extraction_shows_is_not_a_brain():
     assert check_brain(BrainEvidence(1300.0, 0.95, 0.4, 0.01)) == []
     reasons = check_brain(BrainEvidence(5200.0, 2.1, 1.8, 0.2))
