@@ -288,25 +288,23 @@ def _fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
     return mask
 
 
-# Orders every scan of a named contrast shows, as (darker, brighter) class pairs; a fit that breaks
-# one has put the atlas where the anatomy is not (a slab of the vertex fitted as the cerebellum).
-_TISSUE_ORDER = {
-    "t1": (("fluid", "grey"), ("grey", "white")),
-    "t1c": (("fluid", "grey"), ("grey", "white")),
-    "t2": (("white", "grey"), ("grey", "fluid")),
-    "flair": (("fluid", "grey"), ("fluid", "white")),
-    "pd": (("white", "grey"),),
-}
+# Grey-white order every scan of a named contrast shows, as (darker, brighter); a fit that breaks it
+# has put the atlas where the anatomy is not (a slab of the vertex fitted as the cerebellum). Only
+# the robustly fitted parenchyma is compared: the fluid class also takes partial volume and
+# necrosis, and its mean moves with them (a large glioma's FLAIR put it above white matter).
+# FLAIR's grey-white contrast is too weak to require an order.
+_TISSUE_ORDER = {"t1": ("grey", "white"), "t1c": ("grey", "white"), "t2": ("white", "grey"), "pd": ("white", "grey")}
 _ORDER_MARGIN_SD = 0.25  # the brighter class's mean must exceed the darker's by this many pooled SD
-_TISSUE_NAMES = {"fluid": "CSF", "grey": "grey matter", "white": "white matter"}
 
 
 def _tissue_order_problem(mixture: Mixture, contrasts) -> str | None:
     for c, contrast in enumerate(contrasts):
-        for darker, brighter in _TISSUE_ORDER.get(contrast, ()):
-            (low, low_sd), (high, high_sd) = (_class_mean_sd(mixture, name, c) for name in (darker, brighter))
-            if high - low <= _ORDER_MARGIN_SD * np.sqrt((low_sd**2 + high_sd**2) / 2):
-                return f"{_TISSUE_NAMES[darker]} came out no darker than {_TISSUE_NAMES[brighter]} in the {contrast.upper()}: the brain atlas did not fit this scan"
+        if contrast not in _TISSUE_ORDER:
+            continue
+        darker, brighter = _TISSUE_ORDER[contrast]
+        (low, low_sd), (high, high_sd) = (_class_mean_sd(mixture, name, c) for name in (darker, brighter))
+        if high - low <= _ORDER_MARGIN_SD * np.sqrt((low_sd**2 + high_sd**2) / 2):
+            return f"{darker} matter came out no darker than {brighter} matter in the {contrast.upper()}: the brain atlas did not fit this scan"
     return None
 
 
