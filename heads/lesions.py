@@ -23,7 +23,7 @@ _NEIGHBOURS = np.ones((3, 3, 3), bool)
 @dataclasses.dataclass(frozen=True)
 class LesionRules:
     outlier_prior: float = 0.02  # share of the brain prior given to the outlier class
-    min_volume_ml: float = 0.3  # smaller outlier components are left to the tissue classes
+    min_volume_ml: float = 1.0  # a lesion holds at least this much seed; smaller outlier groups are left to the tissue classes
     fluid_distance: float = 2.0  # components closer than this (Mahalanobis) to the CSF Gaussian are fluid
     brighter_by_sd: float = 2.0  # in bright-lesion contrasts, above the brightest parenchyma by this many SD (to grow)
     seed_brighter_by_sd: float = 3.0  # ... and by this many SD for the outliers a lesion must hold (its seed)
