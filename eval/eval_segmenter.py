@@ -102,10 +102,7 @@ class AdaptiveForEval:
         self.contrast = "unknown"
 
     def __call__(self, volume):
-        from heads.hemispheres import right_of_atlas_midline, split_hemispheres
-
-        result = self.segmenter(volume.array[None], volume.affine, (self.contrast,))
-        return split_hemispheres(result.segmentation, volume, right_of_atlas_midline(result.analysis.scan_to_mni, volume))
+        return self.segmenter(volume.array[None], volume.affine, (self.contrast,)).with_sides(volume)
 
 
 def evaluate(model, n: int, seed: int, etta_compare: bool, roi: int | None = None, split: str = "test") -> dict:

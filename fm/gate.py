@@ -77,15 +77,20 @@ def check_scan(volume: Volume) -> list[str]:
     return reasons
 
 
+def background_value(image: np.ndarray) -> float:
+    """The most common value on the image's faces: air, or the fill value of a brain-extracted scan."""
+    faces = np.concatenate([image[0].ravel(), image[-1].ravel(), image[:, 0].ravel(), image[:, -1].ravel()])
+    values, counts = np.unique(faces, return_counts=True)
+    return float(values[np.argmax(counts)])
+
+
 def hollow_share(array: np.ndarray) -> float:
     """Share of the voxels enclosed by the subject's outline (holes filled in each axial slice,
     on every second voxel) that hold the background value (the commonest value on the faces).
     Brain tissue fills a brain MRI, stripped or not; a CT phantom, or a CT whose window puts brain
     at the value of air, is hollow."""
     coarse = array[::2, ::2, ::2]
-    faces = np.concatenate([coarse[0].ravel(), coarse[-1].ravel(), coarse[:, 0].ravel(), coarse[:, -1].ravel()])
-    values, counts = np.unique(faces, return_counts=True)
-    subject = coarse != values[np.argmax(counts)]
+    subject = coarse != background_value(coarse)
     enclosed = np.zeros_like(subject)
     for k in range(subject.shape[2]):
         enclosed[:, :, k] = ndimage.binary_fill_holes(subject[:, :, k])

@@ -43,6 +43,7 @@ from nibabel.orientations import (
     ornt_transform,
 )
 from nibabel.spatialimages import HeaderDataError
+from scipy import ndimage
 
 from fm import dicom
 from fm.dicom import LPS_TO_RAS
@@ -503,14 +504,36 @@ def _write_nibabel(array: np.ndarray, affine: np.ndarray, path: Path, suffix: st
 
 
 def _write_itk(array: np.ndarray, affine_ras: np.ndarray, path: Path) -> None:
-    array = _storable(array, allowed=(np.uint8, np.int16, np.int32, np.float32))
+    image = sitk_image(_storable(array, allowed=(np.uint8, np.int16, np.int32, np.float32)), affine_ras)
+    sitk.WriteImage(image, str(path), useCompression=path.suffix.lower() in (".nrrd", ".mha"))
+
+
+def sitk_image(array: np.ndarray, affine_ras: np.ndarray) -> sitk.Image:
+    """A SimpleITK image (LPS physical space) of an [i, j, k] array with a voxel -> RAS affine."""
     affine_lps = LPS_TO_RAS @ affine_ras
     spacing = np.linalg.norm(affine_lps[:3, :3], axis=0)
     image = sitk.GetImageFromArray(np.ascontiguousarray(array.transpose(2, 1, 0)))
     image.SetSpacing(tuple(float(s) for s in spacing))
     image.SetOrigin(tuple(float(v) for v in affine_lps[:3, 3]))
     image.SetDirection(tuple(float(v) for v in (affine_lps[:3, :3] / spacing).ravel()))
-    sitk.WriteImage(image, str(path), useCompression=path.suffix.lower() in (".nrrd", ".mha"))
+    return image
+
+
+def sitk_array(image: sitk.Image) -> np.ndarray:
+    """The [i, j, k] array of a SimpleITK image (the inverse of `sitk_image`'s array part)."""
+    return np.transpose(sitk.GetArrayFromImage(image), (2, 1, 0))
+
+
+def resample_array(array: np.ndarray, affine: np.ndarray, shape, target_affine: np.ndarray, order: int = 1, fill: float = 0.0) -> np.ndarray:
+    """`array` (voxel -> RAS `affine`) sampled at the voxels of the grid (shape, target_affine),
+    through RAS millimetres; `fill` outside `array`."""
+    source_from_target = np.linalg.solve(affine, target_affine)
+    matrix = source_from_target[:3, :3]
+    if np.allclose(matrix, np.diag(np.diag(matrix)), atol=1e-9):
+        matrix = np.diag(matrix)  # axis-aligned grids: SciPy's faster path
+    return ndimage.affine_transform(
+        array, matrix, source_from_target[:3, 3], output_shape=tuple(shape), order=order, mode="constant", cval=fill
+    )
 
 
 def _storable(array: np.ndarray, allowed: tuple) -> np.ndarray:

@@ -34,7 +34,6 @@ from fm.measure import measure
 from fm.report import Report, ReportProvenance
 from fm.session import Session, load_session
 from heads.brain import BrainAnalysis, ContrastAdaptiveSegmenter
-from heads.hemispheres import right_of_atlas_midline, split_hemispheres
 from heads.result import ModelInfo, Segmentation
 
 #: Timed stages of each kind of segmenter; "report" (assembling text, milliseconds) is announced, not timed.
@@ -126,7 +125,7 @@ class ReportPipeline:
             brain_reasons = check_brain(evidence)
             enforce(volume.source.path, brain_reasons, force)
             reasons += brain_reasons
-            segmentation = split_hemispheres(result.segmentation, volume, right_of_atlas_midline(analysis.scan_to_mni, volume))
+            segmentation = result.with_sides(volume)
             timer.stop("segment")
             regions = None if analysis.subregions_assessed else ("whole_tumour",)
             grid = dict(reoriented=volume.source.orientation != "RAS", resampled=False, network_spacing_mm=volume.spacing)

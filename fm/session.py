@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from scipy import ndimage
 
 from fm.contrasts import CONTRASTS, guess_contrast
 from fm.errors import InputFileError
-from fm.io import Volume, load_volume
+from fm.io import Volume, load_volume, resample_array
 
 _MIN_OVERLAP = 0.5  # share of the first scan's field of view another scan must cover
 
@@ -79,16 +78,8 @@ def _guess(volume: Volume) -> str:
 
 def resample_onto(volume: Volume, reference: Volume) -> np.ndarray:
     """`volume`'s intensities at the voxels of `reference` (trilinear; 0 outside `volume`)."""
-    moving_from_reference = np.linalg.solve(volume.affine, reference.affine)
-    return ndimage.affine_transform(
-        volume.array.astype(np.float32, copy=False),
-        moving_from_reference[:3, :3],
-        moving_from_reference[:3, 3],
-        output_shape=reference.shape,
-        order=1,
-        mode="constant",
-        cval=float(volume.array.min()),
-    )
+    array = volume.array.astype(np.float32, copy=False)
+    return resample_array(array, volume.affine, reference.shape, reference.affine, fill=float(array.min()))
 
 
 def _check_overlap(volume: Volume, reference: Volume) -> None:

@@ -28,6 +28,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from fm.examples import nilearn_template
+from fm.io import resample_array, sitk_image
 
 #: Classes of the prior maps, in this order.
 PRIOR_CLASSES = ("outside", "csf", "ventricles", "grey", "white")
@@ -98,21 +99,6 @@ def _block_mean(maps: np.ndarray, factor: int) -> np.ndarray:
     return maps.reshape(c, cut[0] // factor, factor, cut[1] // factor, factor, cut[2] // factor, factor).mean((2, 4, 6))
 
 
-def to_sitk(array: np.ndarray, affine: np.ndarray) -> sitk.Image:
-    """A SimpleITK image of an [i, j, k] array with a voxel -> RAS affine."""
-    lps = np.diag([-1.0, -1.0, 1.0]) @ affine[:3]
-    spacing = np.linalg.norm(lps[:, :3], axis=0)
-    image = sitk.GetImageFromArray(np.ascontiguousarray(np.transpose(array, (2, 1, 0))).astype(np.float32))
-    image.SetSpacing(tuple(float(s) for s in spacing))
-    image.SetOrigin(tuple(float(v) for v in lps[:, 3]))
-    image.SetDirection(tuple(float(v) for v in (lps[:, :3] / spacing).ravel()))
-    return image
-
-
-def from_sitk(image: sitk.Image) -> np.ndarray:
-    return np.transpose(sitk.GetArrayFromImage(image), (2, 1, 0))
-
-
 def work_grid(shape, affine: np.ndarray, spacing_mm: float = _WORK_MM) -> tuple[tuple[int, int, int], np.ndarray]:
     """A grid of `spacing_mm` voxels covering the same field of view as (shape, affine)."""
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
@@ -124,15 +110,6 @@ def work_grid(shape, affine: np.ndarray, spacing_mm: float = _WORK_MM) -> tuple[
     return new_shape, new_affine
 
 
-def resample(array: np.ndarray, affine: np.ndarray, shape, target_affine: np.ndarray, order: int = 1) -> np.ndarray:
-    """`array` (voxel -> RAS `affine`) sampled at the voxels of (shape, target_affine); 0 outside."""
-    moving_from_target = np.linalg.solve(affine, target_affine)
-    matrix = moving_from_target[:3, :3]
-    if np.allclose(matrix, np.diag(np.diag(matrix)), atol=1e-9):
-        matrix = np.diag(matrix)  # axis-aligned grids (the working grid and the scan's): SciPy's faster path
-    return ndimage.affine_transform(array, matrix, moving_from_target[:3, 3], output_shape=tuple(shape), order=order, mode="constant")
-
-
 def register_template(image: np.ndarray, affine: np.ndarray, foreground: np.ndarray, brain_only: bool) -> np.ndarray:
     """4x4 map from the scan's RAS mm to MNI RAS mm, by affine registration of the MNI T1 template.
 
@@ -140,9 +117,9 @@ def register_template(image: np.ndarray, affine: np.ndarray, foreground: np.ndar
     brain_only: the scan is brain-extracted (its foreground is the brain), else a whole head.
     """
     priors = mni_priors()
-    fixed = to_sitk(image, affine)
-    moving = to_sitk(priors.t1, priors.affine)
-    fixed_mask = to_sitk(foreground.astype(np.float32), affine)
+    fixed = sitk_image(image, affine)
+    moving = sitk_image(priors.t1, priors.affine)
+    fixed_mask = sitk_image(foreground.astype(np.float32), affine)
     fixed_mask = sitk.Cast(fixed_mask > 0.5, sitk.sitkUInt8)
 
     scan_centre = _lps(_brain_centre_guess(foreground, affine, brain_only))
@@ -220,7 +197,7 @@ def priors_on_grid(scan_to_mni: np.ndarray, shape, affine: np.ndarray) -> np.nda
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     maps = np.empty((len(PRIOR_CLASSES), *shape), np.float32)
     for c in range(len(PRIOR_CLASSES)):
-        sampled = resample(priors.maps[c], priors.affine, shape, scan_to_mni @ affine)
+        sampled = resample_array(priors.maps[c], priors.affine, shape, scan_to_mni @ affine)
         if c == 0:
             sampled[_outside_template(priors, shape, scan_to_mni @ affine)] = 1.0
         maps[c] = ndimage.gaussian_filter(sampled, _BLUR_MM / spacing)
@@ -231,5 +208,5 @@ def priors_on_grid(scan_to_mni: np.ndarray, shape, affine: np.ndarray) -> np.nda
 
 def _outside_template(priors: MNIPriors, shape, affine: np.ndarray) -> np.ndarray:
     """Voxels that map beyond the template's field of view (the resampling fills them with 0)."""
-    inside = resample(np.ones(priors.maps.shape[1:], np.float32), priors.affine, shape, affine, order=0)
+    inside = resample_array(np.ones(priors.maps.shape[1:], np.float32), priors.affine, shape, affine, order=0)
     return inside < 0.5

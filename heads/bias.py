@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
+from fm.io import resample_array, sitk_array, sitk_image
 from heads import atlas
 
 _ITERATIONS = (50, 50, 50)  # three fitting levels (B-spline meshes 1, 2, 4 spans wide)
@@ -19,16 +20,16 @@ def correct_bias(channel: np.ndarray, affine: np.ndarray, foreground: np.ndarray
     """`channel` divided by its N4 bias field (estimated at 4 mm inside `foreground`). Intensities
     are shifted to start at 1 for the fit (N4 works on logarithms; z-scored scans are negative)."""
     work_shape, work_affine = atlas.work_grid(channel.shape, affine, _FIELD_MM)
-    work = atlas.resample(channel, affine, work_shape, work_affine)
-    mask = atlas.resample(foreground.astype(np.float32), affine, work_shape, work_affine) > 0.5
+    work = resample_array(channel, affine, work_shape, work_affine)
+    mask = resample_array(foreground.astype(np.float32), affine, work_shape, work_affine) > 0.5
     if mask.sum() < 1000:
         return channel
     offset = 1.0 - float(work[mask].min())
-    image = atlas.to_sitk(np.where(mask, work + offset, 1.0), work_affine)
+    image = sitk_image(np.where(mask, work + offset, 1.0), work_affine)
     corrector = sitk.N4BiasFieldCorrectionImageFilter()
     corrector.SetMaximumNumberOfIterations(list(_ITERATIONS))
-    corrector.Execute(image, sitk.Cast(atlas.to_sitk(mask.astype(np.float32), work_affine), sitk.sitkUInt8))
-    log_field = atlas.from_sitk(corrector.GetLogBiasFieldAsImage(image))
-    field = np.exp(atlas.resample(log_field, work_affine, channel.shape, affine, order=1))
+    corrector.Execute(image, sitk.Cast(sitk_image(mask.astype(np.float32), work_affine), sitk.sitkUInt8))
+    log_field = sitk_array(corrector.GetLogBiasFieldAsImage(image))
+    field = np.exp(resample_array(log_field, work_affine, channel.shape, affine, order=1))
     # outside the working grid's reach the resampling gives 0, i.e. a field of 1
     return ((channel + offset) / field - offset).astype(np.float32)

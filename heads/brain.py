@@ -24,10 +24,13 @@ import dataclasses
 import numpy as np
 from scipy import ndimage
 
+from fm.gate import background_value
+from fm.io import Volume, resample_array
 from fm.labels import BRAIN_TISSUE
 from heads import atlas
 from heads.bias import correct_bias
-from heads.lesions import BRIGHT_LESION_CONTRASTS, LesionRules, accept_lesions, split_subregions
+from heads.hemispheres import right_of_atlas_midline, split_hemispheres
+from heads.lesions import BRIGHT_LESION_CONTRASTS, LesionRules, accept_lesions, lesion_directions, split_subregions
 from heads.mixture import Mixture, fit_mixture
 from heads.result import Segmentation
 
@@ -72,14 +75,16 @@ class BrainAnalysis:
 
 @dataclasses.dataclass
 class BrainResult:
-    segmentation: Segmentation
+    segmentation: Segmentation  # BRAIN_TISSUE: no sides
     analysis: BrainAnalysis
+
+    def with_sides(self, volume: Volume) -> Segmentation:
+        """BRAIN_TUMOUR labels: grey and white matter sided by the registered template's midline."""
+        return split_hemispheres(self.segmentation, volume, right_of_atlas_midline(self.analysis.scan_to_mni, volume))
 
 
 class ContrastAdaptiveSegmenter:
     """Segments brain MRI of any contrast by an atlas-prior Gaussian mixture fitted to the scan."""
-
-    label_set = BRAIN_TISSUE
 
     def __init__(self, rules: LesionRules | None = None, seed: int = 0):
         self.rules = rules or LesionRules()
@@ -93,7 +98,7 @@ class ContrastAdaptiveSegmenter:
         shape = channels.shape[1:]
         spacing = np.linalg.norm(affine[:3, :3], axis=0)
 
-        background = _background_value(channels[0])
+        background = background_value(channels[0])
         filled = channels[0] != background
         brain_extracted = (
             1 - float(np.mean(filled)) >= _BRAIN_EXTRACTED_SHARE
@@ -101,13 +106,13 @@ class ContrastAdaptiveSegmenter:
         )
         foreground = _foreground(channels[0], background, brain_extracted)
         work_shape, work_affine = atlas.work_grid(shape, affine)
-        work_foreground = atlas.resample(foreground.astype(np.float32), affine, work_shape, work_affine) > 0.5
-        scan_to_mni = atlas.register_template(atlas.resample(channels[0], affine, work_shape, work_affine), work_affine, work_foreground, brain_extracted)
+        work_foreground = resample_array(foreground.astype(np.float32), affine, work_shape, work_affine) > 0.5
+        scan_to_mni = atlas.register_template(resample_array(channels[0], affine, work_shape, work_affine), work_affine, work_foreground, brain_extracted)
         work_priors = atlas.priors_on_grid(scan_to_mni, work_shape, work_affine)
         # The bias field is fitted inside the atlas's brain: scalp and fat follow other fields.
-        atlas_brain = atlas.resample((work_priors[0] < 0.5).astype(np.float32), work_affine, shape, affine) > 0.5
+        atlas_brain = resample_array((work_priors[0] < 0.5).astype(np.float32), work_affine, shape, affine) > 0.5
         channels = np.stack([correct_bias(c, affine, foreground & atlas_brain) for c in channels])
-        work = np.stack([atlas.resample(c, affine, work_shape, work_affine) for c in channels])
+        work = np.stack([resample_array(c, affine, work_shape, work_affine) for c in channels])
 
         scale = _ChannelScale.fit(channels, foreground)
         region = work_foreground & (work_priors[0] < 0.999)
@@ -132,9 +137,8 @@ class ContrastAdaptiveSegmenter:
         box_affine = affine.copy()
         box_affine[:3, 3] = affine[:3, :3] @ np.array([s.start for s in box]) + affine[:3, 3]
         box_priors = np.stack(
-            [atlas.resample(p, work_affine, box_shape, box_affine) for p in work_priors]
+            [resample_array(p, work_affine, box_shape, box_affine) for p in work_priors]
         )  # smooth maps: linear interpolation is enough
-        box_priors[0][~np.isfinite(box_priors[0])] = 1
         box_priors /= np.maximum(box_priors.sum(0, keepdims=True), 1e-6)
         box_fluid_prior = box_priors[1] + box_priors[2]
         box_foreground = foreground[box]
@@ -146,14 +150,17 @@ class ContrastAdaptiveSegmenter:
         full = np.zeros((len(atlas.PRIOR_CLASSES) + 1, *box_shape), np.float32)
         full[0] = 1.0
         full[:, box_foreground] = posteriors.T
-        self._debug = (full, box, mixture)
         brain = _brain_mask(full, box_foreground, spacing)
         full[1:, ~brain] = 0.0
         full[0, ~brain] = 1.0
 
-        deep = (ndimage.distance_transform_edt(brain, sampling=spacing) >= self.rules.t1_evidence_depth_mm) & (box_fluid_prior < 0.3)
         box_channels = channels[(slice(None), *box)]
-        mirrored = np.stack([_mirrored(c, box_affine, scan_to_mni) for c in box_channels])
+        # Lesion evidence is the mirror image in bright-lesion contrasts, depth in T1-like ones.
+        if any(lesion_directions(mixture, contrasts)):
+            deep, mirrored = None, np.stack([_mirrored(c, box_affine, scan_to_mni) for c in box_channels])
+        else:
+            deep = ndimage.distance_transform_edt(brain, sampling=spacing) >= self.rules.t1_evidence_depth_mm
+            deep, mirrored = deep & (box_fluid_prior < 0.3), None
         lesion = accept_lesions(full, brain, box_channels, mixture, scale, contrasts, spacing, self.rules, deep, mirrored)
         labels, probabilities = self._labels(full, brain, lesion, box_channels, mixture, scale, contrasts)
 
@@ -260,13 +267,6 @@ class _ChannelScale:
         return values * (self.high - self.low) + self.low
 
 
-def _background_value(image: np.ndarray) -> float:
-    """The most common value on the image's faces: air, or the fill value of a brain-extracted scan."""
-    faces = np.concatenate([image[0].ravel(), image[-1].ravel(), image[:, 0].ravel(), image[:, -1].ravel()])
-    values, counts = np.unique(faces, return_counts=True)
-    return float(values[np.argmax(counts)])
-
-
 def _foreground(image: np.ndarray, background: float, brain_extracted: bool) -> np.ndarray:
     """Voxels that hold the subject: for a brain-extracted scan, those not at the fill value; for a
     head, those brighter than a tenth of the 95th percentile above the background (air is dark in
@@ -302,17 +302,10 @@ def _tissue_order_problem(mixture: Mixture, contrasts) -> str | None:
         if contrast not in _TISSUE_ORDER:
             continue
         darker, brighter = _TISSUE_ORDER[contrast]
-        (low, low_sd), (high, high_sd) = (_class_mean_sd(mixture, name, c) for name in (darker, brighter))
-        if high - low <= _ORDER_MARGIN_SD * np.sqrt((low_sd**2 + high_sd**2) / 2):
+        (low, low_cov), (high, high_cov) = (mixture.class_gaussian(MIXTURE_CLASSES.index(name)) for name in (darker, brighter))
+        if high[c] - low[c] <= _ORDER_MARGIN_SD * np.sqrt((low_cov[c, c] + high_cov[c, c]) / 2):
             return f"{darker} matter came out no darker than {brighter} matter in the {contrast.upper()}: the brain atlas did not fit this scan"
     return None
-
-
-def _class_mean_sd(mixture: Mixture, name: str, channel: int) -> tuple[float, float]:
-    own = mixture.classes == MIXTURE_CLASSES.index(name)
-    weights = mixture.weights[own]
-    mean = float(weights @ mixture.means[own][:, channel])
-    return mean, float(np.sqrt(weights @ mixture.covariances[own][:, channel, channel]))
 
 
 def _bright_outside_brain(image, foreground, outside_prior, background: float) -> float:

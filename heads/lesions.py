@@ -53,7 +53,9 @@ def lesion_directions(mixture, contrasts: tuple[str, ...]) -> list[bool]:
 
 def accept_lesions(posteriors, brain, channels, mixture, scale, contrasts, spacing, rules: LesionRules, deep, mirrored) -> np.ndarray:
     """Boolean lesion mask on the box grid. posteriors: (prior classes + outlier, ...) with the
-    outlier class last; channels: (C, ...) in scan units.
+    outlier class last; channels: (C, ...) in scan units; mirrored: the channels reflected across
+    the midline (needed when a contrast shows lesions bright); deep: where T1-like evidence counts
+    (needed otherwise).
 
     Two levels of evidence, as hysteresis: a lesion is a connected region of abnormal voxels
     (not fluid and, in every bright-lesion contrast, brighter than normal parenchyma) that holds
@@ -64,7 +66,7 @@ def accept_lesions(posteriors, brain, channels, mixture, scale, contrasts, spaci
     cystic centre, which looks like fluid) is added."""
     inside = np.flatnonzero(brain)
     values = scale(channels.reshape(len(channels), -1)[:, inside].T)
-    not_fluid = _mahalanobis_rows(values, *_class_gaussian(mixture, _FLUID)) >= rules.fluid_distance
+    not_fluid = _mahalanobis_rows(values, *mixture.class_gaussian(_FLUID)) >= rules.fluid_distance
     bright = [c for c, is_bright in enumerate(lesion_directions(mixture, contrasts)) if is_bright]
     if bright:
         grow = not_fluid & _brighter(values, bright, mixture, rules.brighter_by_sd)
@@ -107,8 +109,8 @@ def _thick(rows: np.ndarray, inside: np.ndarray, shape) -> np.ndarray:
 
 
 def _darker_than_parenchyma(values: np.ndarray, mixture) -> np.ndarray:
-    grey, _ = _class_gaussian(mixture, _GREY)
-    white, _ = _class_gaussian(mixture, _WHITE)
+    grey, _ = mixture.class_gaussian(_GREY)
+    white, _ = mixture.class_gaussian(_WHITE)
     return np.all(values < np.minimum(grey, white), axis=1)
 
 
@@ -116,13 +118,13 @@ def _beyond_tissue(values: np.ndarray, mixture, by_sd: float) -> np.ndarray:
     """Rows more than `by_sd` (Mahalanobis) from fluid, grey and white matter alike."""
     far = np.ones(len(values), bool)
     for k in (_FLUID, _GREY, _WHITE):
-        far &= _mahalanobis_rows(values, *_class_gaussian(mixture, k)) > by_sd
+        far &= _mahalanobis_rows(values, *mixture.class_gaussian(k)) > by_sd
     return far
 
 
 def _asymmetric(values: np.ndarray, mirror: np.ndarray, channels: list[int], mixture, by_sd: float) -> np.ndarray:
     """Rows brighter than their mirror rows by `by_sd` of grey matter, in every given channel."""
-    _, covariance = _class_gaussian(mixture, _GREY)
+    _, covariance = mixture.class_gaussian(_GREY)
     out = np.ones(len(values), bool)
     for c in channels:
         out &= values[:, c] - mirror[:, c] > by_sd * np.sqrt(covariance[c, c])
@@ -133,7 +135,7 @@ def _brighter(values: np.ndarray, channels: list[int], mixture, by_sd: float) ->
     """Rows brighter than both grey and white matter by `by_sd` of each, in every given channel."""
     out = np.ones(len(values), bool)
     for k in (_GREY, _WHITE):
-        mean, covariance = _class_gaussian(mixture, k)
+        mean, covariance = mixture.class_gaussian(k)
         for c in channels:
             out &= values[:, c] > mean[c] + by_sd * np.sqrt(covariance[c, c])
     return out
@@ -161,16 +163,8 @@ def _enhancing(values: np.ndarray, contrasts, mixture, rules: LesionRules) -> np
     """Voxels (rows of scaled values) brighter than white matter by `enhancing_by_sd` in the
     contrast-enhanced T1 (white matter is the brightest normal tissue there)."""
     c = contrasts.index("t1c")
-    white_mean, white_cov = _class_gaussian(mixture, _WHITE)
+    white_mean, white_cov = mixture.class_gaussian(_WHITE)
     return values[:, c] > white_mean[c] + rules.enhancing_by_sd * np.sqrt(white_cov[c, c])
-
-
-def _drop_small(mask: np.ndarray, min_voxels: float) -> np.ndarray:
-    components, n = ndimage.label(mask, structure=_NEIGHBOURS)
-    if n == 0:
-        return mask
-    sizes = ndimage.sum_labels(np.ones_like(components), components, index=np.arange(1, n + 1))
-    return np.concatenate([[False], sizes >= min_voxels])[components]
 
 
 def split_subregions(lesion, channels, mixture, scale, contrasts, rules: LesionRules) -> dict[str, np.ndarray]:
@@ -185,16 +179,6 @@ def split_subregions(lesion, channels, mixture, scale, contrasts, rules: LesionR
     enhancing[lesion] = _enhancing(scale(channels[:, lesion].T), contrasts, mixture, rules)
     core = lesion & (enhancing | _fill_enclosed(enhancing))
     return {"oedema": lesion & ~core, "core": core & ~enhancing, "enhancing": enhancing}
-
-
-def _class_gaussian(mixture, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and covariance of class k as one Gaussian (moment-matched over its Gaussians)."""
-    own = mixture.classes == k
-    w = mixture.weights[own]
-    means = mixture.means[own]
-    mean = w @ means
-    spread = sum(wi * (cov + np.outer(m - mean, m - mean)) for wi, m, cov in zip(w, means, mixture.covariances[own]))
-    return mean, spread
 
 
 def _mahalanobis_rows(x: np.ndarray, mean: np.ndarray, covariance: np.ndarray) -> np.ndarray:

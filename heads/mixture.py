@@ -38,11 +38,15 @@ class Mixture:
 
     def class_means(self) -> np.ndarray:
         """(K, D) weighted mean intensity of each class."""
-        out = np.zeros((self.n_classes, self.means.shape[1]))
-        for k in range(self.n_classes):
-            own = self.classes == k
-            out[k] = self.weights[own] @ self.means[own]
-        return out
+        return np.stack([self.class_gaussian(k)[0] for k in range(self.n_classes)])
+
+    def class_gaussian(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Mean (D,) and covariance (D, D) of class k as one Gaussian (moment-matched over its Gaussians)."""
+        own = self.classes == k
+        weights, means = self.weights[own], self.means[own]
+        mean = weights @ means
+        spread = sum(w * (cov + np.outer(m - mean, m - mean)) for w, m, cov in zip(weights, means, self.covariances[own]))
+        return mean, spread
 
     def component_likelihoods(self, data: np.ndarray) -> np.ndarray:
         """(N, G) weight x Gaussian density of each voxel's intensities under each Gaussian."""
