@@ -133,9 +133,6 @@ def test_asks_which_series_when_a_person_is_at_the_terminal(tmp_path):
     assert "DICOM series 2 of 2: number 7 'second'" in out
 
 
-SWIN_REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "refvectors" / "swin_bob"
-
-
 def test_report_writes_every_file_then_keeps_them(tmp_path, run):
     out = tmp_path / "report"
     done = run("report", "--example", "--out", out)
@@ -152,15 +149,13 @@ def test_report_writes_every_file_then_keeps_them(tmp_path, run):
     assert f"error: {out}: already holds report.json" in again.stderr
 
 
-def test_segment_and_report_run_a_published_swin_bob_checkpoint(tmp_path, run):
-    checkpoint = SWIN_REFERENCE / "swinbob_small_model_final.pt"
-    if not checkpoint.is_file():
-        pytest.fail(f"Swin-BOB reference checkpoint missing at {checkpoint}")
+def test_segment_and_report_run_a_published_swin_bob_checkpoint(tmp_path, run, swin_bob_reference):
+    checkpoint = swin_bob_reference / "swinbob_small_model_final.pt"
     import torch
 
     from heads.pretrained import load_segmenter
 
-    x = torch.load(SWIN_REFERENCE / "input.pt", weights_only=True)["input"][0, 0].numpy()
+    x = torch.load(swin_bob_reference / "input.pt", weights_only=True)["input"][0, 0].numpy()
     scan = phantoms.write_nifti(tmp_path / "ct.nii.gz", *phantoms.relayout(x, np.diag([1.5, 1.5, 2.0, 1.0]), "LPS"))
     out = tmp_path / "organs.nii.gz"
     options = ["--encoder", "swin_bob_btcv", "--model", checkpoint, "--set", "feature_size=12"]

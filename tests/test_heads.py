@@ -21,7 +21,6 @@ from fm.labels import BRAIN_TUMOUR, BRATS, BTCV, UKBOB
 from heads.etta import norm_affine_parameters, segment_with_etta
 from heads.segmentation import LightSegmentationNet, Segmenter, SwinSegmentationNet, nested_to_labels
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "refvectors" / "swin_bob"
 
 
 class Threshold(nn.Module):
@@ -72,12 +71,10 @@ def test_sliding_window_equals_whole_volume_inference():
 
 
 @torch.no_grad()
-def test_released_swin_checkpoint_segments_end_to_end():
-    if not (SHARED / "swinbob_small_model_final.pt").is_file():
-        pytest.fail(f"Swin-BOB reference vectors missing at {SHARED}")
-    encoder = create_encoder("swin_bob_btcv", SHARED / "swinbob_small_model_final.pt", feature_size=12)
-    x = torch.load(SHARED / "input.pt", weights_only=True)["input"]
-    expected = torch.load(SHARED / "outputs_reference.pt", weights_only=True)["logits_stride2"]
+def test_released_swin_checkpoint_segments_end_to_end(swin_bob_reference):
+    encoder = create_encoder("swin_bob_btcv", swin_bob_reference / "swinbob_small_model_final.pt", feature_size=12)
+    x = torch.load(swin_bob_reference / "input.pt", weights_only=True)["input"]
+    expected = torch.load(swin_bob_reference / "outputs_reference.pt", weights_only=True)["logits_stride2"]
     volume = volume_from_array(x[0, 0].numpy(), np.diag([1.5, 1.5, 2.0, 1.0]))
     segmenter = Segmenter(
         SwinSegmentationNet(encoder),
