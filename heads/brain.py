@@ -12,7 +12,8 @@ about any contrast beforehand):
    priors (heads.mixture), with a flat outlier class for what no tissue explains where it lies;
 4. the posteriors are computed on the scan's own grid; the brain mask is where the brain classes
    win (one connected piece, holes filled), and nothing outside it is tissue or lesion;
-5. lesions are outlier components inside the brain that pass heads.lesions' rules; with a
+5. lesions are outlier components inside the brain that pass heads.lesions' rules, with the
+   fluid they surround (a necrotic or cystic centre); with a
    contrast-enhanced T1 among the channels they are split into enhancing tumour, necrotic or
    non-enhancing core (what the enhancing rim encloses) and oedema.
 """
@@ -30,7 +31,7 @@ from fm.labels import BRAIN_TISSUE
 from heads import atlas
 from heads.bias import correct_bias
 from heads.hemispheres import right_of_atlas_midline, split_hemispheres
-from heads.lesions import BRIGHT_LESION_CONTRASTS, LesionRules, accept_lesions, lesion_directions, split_subregions
+from heads.lesions import BRIGHT_LESION_CONTRASTS, LesionRules, accept_lesions, add_cavities, drop_specks, lesion_directions, split_subregions
 from heads.mixture import Mixture, fit_mixture
 from heads.result import Segmentation
 
@@ -162,6 +163,8 @@ class ContrastAdaptiveSegmenter:
             deep = ndimage.distance_transform_edt(brain, sampling=spacing) >= self.rules.t1_evidence_depth_mm
             deep, mirrored = deep & (box_fluid_prior < 0.3), None
         lesion = accept_lesions(full, brain, box_channels, mixture, scale, contrasts, spacing, self.rules, deep, mirrored)
+        fluid = brain & (full[1] + full[2] > np.maximum(full[3], full[4]))
+        lesion = drop_specks(add_cavities(lesion, fluid, brain, spacing, self.rules), spacing, self.rules)
         labels, probabilities = self._labels(full, brain, lesion, box_channels, mixture, scale, contrasts)
 
         out_labels = np.zeros(shape, np.uint8)

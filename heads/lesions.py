@@ -3,7 +3,8 @@
 The mixture (heads.brain) sends a voxel to its flat outlier class when no tissue class explains
 its intensities where it lies. Such voxels become a lesion only as connected components inside
 the brain that are large enough, are not fluid (intensities close to the fitted CSF), and, in each
-contrast that shows lesions bright (FLAIR, T2, PD), are brighter than normal parenchyma. Which way
+contrast that shows lesions bright (FLAIR, T2, PD), are brighter than normal parenchyma and than
+the same place in the other hemisphere. Fluid a lesion surrounds (necrosis, a cyst) joins it. Which way
 an unnamed contrast goes is read from the fitted tissue means: FLAIR-like when CSF is darkest and
 grey matter brighter than white; T2/PD-like when CSF is brightest.
 """
@@ -11,6 +12,7 @@ grey matter brighter than white; T2/PD-like when CSF is brightest.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import numpy as np
 from scipy import ndimage
@@ -18,6 +20,7 @@ from scipy import ndimage
 _FLUID, _GREY, _WHITE = 1, 2, 3  # classes of heads.brain.MIXTURE_CLASSES
 BRIGHT_LESION_CONTRASTS = ("flair", "t2", "pd")
 _NEIGHBOURS = np.ones((3, 3, 3), bool)
+_FACES = ndimage.generate_binary_structure(3, 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,8 +31,12 @@ class LesionRules:
     brighter_by_sd: float = 2.0  # in bright-lesion contrasts, above the brightest parenchyma by this many SD (to grow)
     seed_brighter_by_sd: float = 3.0  # ... and by this many SD for the outliers a lesion must hold (its seed)
     asymmetry_by_sd: float = 2.0  # seeds are brighter than their mirror image across the midline by this many SD
+    grow_asymmetry_by_sd: float = 1.0  # ... and the voxels a lesion grows into by this many
     enhancing_by_sd: float = 4.0  # in a contrast-enhanced T1, above white matter by this many SD
     t1_evidence_depth_mm: float = 10.0  # without a bright-lesion contrast, evidence counts this far inside the brain only
+    rim_voxels: int = 2  # how far a lesion takes back abnormal voxels the opening removed
+    cavity_enclosed: float = 0.5  # fluid is a lesion's cavity when this share of the lines of sight from it end on the lesion
+    cavity_reach_mm: float = 40.0  # ... looking this far
 
     def outlier_density(self, channels: int) -> float:
         """Flat density over [-0.5, 1.5] per scaled channel (the foreground's 2nd-98th percentile is [0, 1])."""
@@ -58,12 +65,15 @@ def accept_lesions(posteriors, brain, channels, mixture, scale, contrasts, spaci
     (needed otherwise).
 
     Two levels of evidence, as hysteresis: a lesion is a connected region of abnormal voxels
-    (not fluid and, in every bright-lesion contrast, brighter than normal parenchyma) that holds
-    at least `min_volume_ml` of seed voxels (outliers of the mixture, and brighter still). With
-    no bright-lesion contrast, enhancement in a contrast-enhanced T1 is the evidence instead.
-    The rules are applied voxel by voxel: a component that joined a lesion to unrelated outliers
-    would otherwise be judged by their average. Then what the lesion encloses (a necrotic or
-    cystic centre, which looks like fluid) is added."""
+    (not fluid and, in every bright-lesion contrast, brighter than normal parenchyma and than
+    the mirror image) that holds at least `min_volume_ml` of seed voxels (outliers of the
+    mixture, brighter and more asymmetric still). With no bright-lesion contrast, enhancement in a
+    contrast-enhanced T1 is the evidence instead. The rules are applied voxel by voxel: a
+    component that joined a lesion to unrelated outliers would otherwise be judged by their
+    average. Regions are formed after an opening, then take back their rim (and, with a T1c, the
+    enhancing rim they touch); what a lesion encloses in 3D or in a slice is added. Fluid that a
+    lesion surrounds but does not close (a cavity reaching the brain's surface) is
+    `add_cavities`' job."""
     inside = np.flatnonzero(brain)
     values = scale(channels.reshape(len(channels), -1)[:, inside].T)
     not_fluid = _mahalanobis_rows(values, *mixture.class_gaussian(_FLUID)) >= rules.fluid_distance
@@ -73,7 +83,10 @@ def accept_lesions(posteriors, brain, channels, mixture, scale, contrasts, spaci
         seed = grow & _brighter(values, bright, mixture, rules.seed_brighter_by_sd)
         # Seeds must also be brighter than their mirror image across the midline: normal bright
         # signal (periventricular caps, choroid plexus, a bias left over) is symmetric.
+        # Growth must be asymmetric too, less so: else a lesion creeps along the ventricles' bright
+        # lining, which both hemispheres have.
         mirror = scale(mirrored.reshape(len(mirrored), -1)[:, inside].T)
+        grow &= _asymmetric(values, mirror, bright, mixture, rules.grow_asymmetry_by_sd)
         seed &= _asymmetric(values, mirror, bright, mixture, rules.asymmetry_by_sd)
     outlier = posteriors[-1].reshape(-1)[inside] > 0.5
     if not bright:
@@ -90,13 +103,21 @@ def accept_lesions(posteriors, brain, channels, mixture, scale, contrasts, spaci
             grow, seed = grow | enhancing, seed | enhancing
     weak = np.zeros(brain.shape, bool)
     weak.flat[inside[grow]] = True
+    # Thin bright structures (a ventricle's lining, a vessel) bridge lesions to what is not one:
+    # components are formed after an opening, and the lesion then takes back its own rim.
+    opened = ndimage.binary_opening(weak, structure=_FACES)
     strong = np.zeros(brain.shape, bool)
     strong.flat[inside[seed & outlier]] = True
-    components, n = ndimage.label(weak, structure=_NEIGHBOURS)
+    components, n = ndimage.label(opened, structure=_NEIGHBOURS)
     if n == 0:
-        return weak
+        return opened
     strong_voxels = ndimage.sum_labels(strong, components, index=np.arange(1, n + 1))
     lesion = np.concatenate([[False], strong_voxels * float(np.prod(spacing)) / 1000 >= rules.min_volume_ml])[components]
+    if bright and "t1c" in contrasts:
+        # with FLAIR/T2 the evidence, an enhancing rim (often not bright there) joins the lesion it touches
+        enhancing = outlier & _enhancing(values, contrasts, mixture, rules)
+        weak.flat[inside[enhancing & _thick(enhancing, inside, brain.shape)]] = True
+    lesion |= weak & ndimage.binary_dilation(lesion, structure=_NEIGHBOURS, iterations=rules.rim_voxels)
     return _fill_enclosed(lesion) & brain
 
 
@@ -184,3 +205,68 @@ def split_subregions(lesion, channels, mixture, scale, contrasts, rules: LesionR
 def _mahalanobis_rows(x: np.ndarray, mean: np.ndarray, covariance: np.ndarray) -> np.ndarray:
     d = x - mean
     return np.sqrt(np.einsum("nc,nc->n", d, np.linalg.solve(covariance, d.T).T))
+
+
+def add_cavities(lesion: np.ndarray, fluid: np.ndarray, brain: np.ndarray, spacing, rules: LesionRules) -> np.ndarray:
+    """The lesion with the fluid it surrounds: a necrotic or cystic centre looks like CSF, yet is
+    part of the tumour. A fluid voxel joins when, looking along the 26 grid directions through
+    fluid, at least `cavity_enclosed` of the lines that end on brain end on the lesion rather than
+    on normal tissue (lines that leave the brain do not count: a cavity may reach the brain's
+    surface). Sulci and ventricles beside a lesion are bordered by normal tissue on most sides.
+    Worked on a grid of about 2 mm around the lesion."""
+    if not lesion.any() or not fluid.any():
+        return lesion
+    step = np.maximum(1, np.round(2.0 / np.asarray(spacing, float))).astype(int)
+    reach = np.ceil(rules.cavity_reach_mm / (np.asarray(spacing) * step)).astype(int)
+    box = tuple(
+        slice(max(s.start - r * k, 0), s.stop + r * k)
+        for s, r, k in zip(ndimage.find_objects(lesion.astype(np.uint8))[0], reach, step)
+    )
+    coarse = tuple(slice(None, None, k) for k in step)
+    # 0 outside the brain, 1 fluid, 2 lesion, 3 normal tissue
+    kind = np.where(brain[box], 3, 0).astype(np.uint8)
+    kind[fluid[box]] = 1
+    kind[lesion[box]] = 2
+    kind = kind[coarse]
+    on_lesion = np.zeros(kind.shape, np.uint8)
+    ended = np.zeros(kind.shape, np.uint8)
+    for direction in itertools.product((-1, 0, 1), repeat=3):
+        if direction == (0, 0, 0):
+            continue
+        hit = np.zeros(kind.shape, np.uint8)  # what the line from each voxel ends on (0: not yet)
+        steps = int(min(r for r, d in zip(reach, direction) if d))
+        for n in range(1, steps + 1):
+            seen = _shifted(kind, np.array(direction) * n)
+            hit = np.where((hit == 0) & (seen != 1), np.where(seen == 0, 4, seen), hit)
+        on_lesion += hit == 2
+        ended += (hit == 2) | (hit == 3)
+    enclosed_coarse = (kind == 1) & (on_lesion >= rules.cavity_enclosed * np.maximum(ended, 1)) & (ended >= 8)
+    index = np.indices(lesion[box].shape)
+    enclosed = enclosed_coarse[tuple(np.minimum(i // k, n - 1) for i, k, n in zip(index, step, enclosed_coarse.shape))]
+    # fine fluid voxels whose coarse cell was rim count with their enclosed neighbours
+    cavity = ndimage.binary_dilation(enclosed, structure=_NEIGHBOURS, iterations=int(step.max())) & fluid[box]
+    # only cavities that touch the lesion
+    components, n = ndimage.label(cavity | lesion[box], structure=_NEIGHBOURS)
+    touching = np.unique(components[lesion[box]])
+    out = lesion.copy()
+    out[box] |= cavity & np.isin(components, touching[touching > 0])
+    return out
+
+
+def _shifted(array: np.ndarray, offset) -> np.ndarray:
+    """array[i + offset] at each i (0 where that falls outside)."""
+    out = np.zeros_like(array)
+    source = tuple(slice(max(o, 0), n + min(o, 0)) for o, n in zip(offset, array.shape))
+    target = tuple(slice(max(-o, 0), n - max(o, 0)) for o, n in zip(offset, array.shape))
+    out[target] = array[source]
+    return out
+
+
+def drop_specks(lesion: np.ndarray, spacing, rules: LesionRules) -> np.ndarray:
+    """The lesion without pieces smaller than `min_volume_ml`: every lesion held that much seed,
+    so a smaller piece is a corner the rim or cavity steps joined diagonally, not a finding."""
+    components, n = ndimage.label(lesion, structure=_NEIGHBOURS)
+    if n == 0:
+        return lesion
+    volumes = ndimage.sum_labels(lesion, components, index=np.arange(1, n + 1)) * float(np.prod(spacing)) / 1000
+    return np.concatenate([[False], volumes >= rules.min_volume_ml])[components]

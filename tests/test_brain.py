@@ -13,6 +13,7 @@ from fm.gate import BrainEvidence, OutOfScopeError, check_brain, check_scan, enf
 from fm.io import load_volume, save_volume, volume_from_array
 from fm.pipeline import ReportPipeline
 from fm.session import load_session
+from heads.lesions import LesionRules, add_cavities
 from heads.mixture import fit_mixture
 
 TRUTH = Findings.from_json(example_path().with_name("example_brain_t1_findings.json").read_text())
@@ -64,6 +65,21 @@ def test_the_mixture_recovers_known_class_means_despite_outliers_and_loose_prior
         np.testing.assert_allclose(mixture.class_means(), means, atol=0.02)
         assert (posteriors[:, :3].argmax(1) == truth)[~strays].mean() > 0.99
         assert (posteriors[strays, 3] > 0.5).mean() > 0.6  # most strays are far from every class
+
+
+def test_fluid_a_lesion_surrounds_joins_it_even_open_to_the_surface_and_a_bordering_sulcus_does_not():
+    """A necrotic centre that reaches the brain's surface through a gap in the lesion is tumour;
+    a sulcus touching the lesion's outside is bordered by normal tissue and stays fluid."""
+    i, j, k = np.indices((44, 44, 44))
+    brain = (i - 22) ** 2 + (j - 22) ** 2 + (k - 22) ** 2 < 20**2
+    radius = np.sqrt((i - 22) ** 2 + (j - 22) ** 2 + (k - 30) ** 2)
+    centre = radius < 6
+    gap = ((i - 22) ** 2 + (j - 22) ** 2 < 16) & (k >= 30) & brain  # from the centre to the surface
+    lesion = (radius >= 6) & (radius < 10) & ~gap & brain
+    sulcus = (i == 11) & (abs(j - 22) < 8) & (abs(k - 26) < 8) & ~lesion & brain
+    out = add_cavities(lesion, (centre | gap | sulcus) & ~lesion, brain, (1.0, 1.0, 1.0), LesionRules())
+    assert out[centre].all() and out[lesion].all()
+    assert not out[sulcus].any()
 
 
 def test_the_gate_refuses_ct_2d_and_body_scans_from_the_file_alone(example):
@@ -144,6 +160,16 @@ def test_contrasts_of_one_session_are_put_on_the_first_grid_and_named(example, t
     far = save_volume(volume_from_array(example.array, far_affine), tmp_path / "elsewhere_t2.nii.gz")
     with pytest.raises(InputFileError, match="elsewhere_t2.nii.gz: covers 0% of sub-01_FLAIR.nii.gz's field of view"):
         load_session([flair, far])
+
+
+def test_realdata_glioma_from_flair_and_t1c_is_outlined_without_false_positives(pipeline, realdata):
+    """The development case: its necrotic centre reaches the brain's surface."""
+    from eval.eval_real import brats_run
+
+    row = brats_run(pipeline, realdata / "brats_2013_pat0005_1", ("flair", "t1c"), None)
+    assert row["side_found"] == row["side_reference"] == "right"
+    assert row["dice"]["whole_tumour"] >= 0.75 and row["volume_error"] <= 0.2
+    assert row["false_positive_lesions_ml"] == []
 
 
 @pytest.mark.parametrize("case", ["brats_2013_pat0006_1"])  # the held-out case: nothing was tuned on it
