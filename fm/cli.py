@@ -14,7 +14,7 @@ import numpy as np
 
 from fm import __version__
 from fm.dicom import MultipleSeriesError
-from fm.errors import InputFileError
+from fm.errors import InputFileError, OutputExistsError
 from fm.contrasts import parse_contrasts
 from fm.examples import DEFAULT_EXAMPLE, EXAMPLES, example_contrasts, example_modality, example_path, example_paths
 from fm.gate import check_scan, enforce
@@ -31,6 +31,9 @@ def _reports_input_errors(command):
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
+        except OutputExistsError as err:
+            click.echo(f"error: {err.for_cli()}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
         except InputFileError as err:
             click.echo(f"error: {err}", err=True)
             sys.exit(EXIT_BAD_INPUT)
@@ -54,7 +57,9 @@ def _load(path: str, frame, series, modality, max_voxels) -> Volume:
 
 def _scan_path(path: str | None, example: str | None, modality: str | None) -> tuple[str, str | None]:
     """The scan a command reads, given as a path or as --example NAME (with its modality)."""
-    if (path is None) == (example is None):
+    if path is None and example is None:
+        raise click.UsageError("give a scan path or --example")
+    if path is not None and example is not None:
         raise click.UsageError("give a scan path or --example, not both")
     if example:
         return str(example_path(example)), modality or example_modality(example)

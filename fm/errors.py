@@ -13,3 +13,11 @@ class InputFileError(ValueError):
         self.path = os.fspath(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+class OutputExistsError(InputFileError):
+    """An output path already holds a file, and nothing may be replaced unless asked: the CLI
+    names its own option (--overwrite) in the message instead of the Python argument."""
+
+    def for_cli(self) -> str:
+        return f"{self.path}: {self.problem.split(';')[0]}; add --overwrite to replace"

@@ -47,7 +47,7 @@ from scipy import ndimage
 
 from fm import dicom
 from fm.dicom import LPS_TO_RAS
-from fm.errors import InputFileError
+from fm.errors import InputFileError, OutputExistsError
 from fm.limits import check_voxel_budget, voxel_budget
 
 _NIBABEL_SUFFIXES = (".nii", ".nii.gz", ".mgz", ".mgh")
@@ -183,6 +183,8 @@ def load_volume(
     budget = voxel_budget(max_voxels)
     if not path.exists():
         raise InputFileError(path, "no such file or folder")
+    if path.is_file() and path.stat().st_size == 0:
+        raise InputFileError(path, "is empty (0 bytes)")
     kind = _format_of(path)
     if kind == "dicom":
         if frame is not None:
@@ -441,7 +443,7 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
             path, f"cannot write {suffix or 'files without an extension'}; writable: {', '.join(WRITABLE_SUFFIXES)}"
         )
     if path.exists() and not overwrite:
-        raise InputFileError(path, "already exists; pass overwrite=True (CLI: --overwrite) to replace it")
+        raise OutputExistsError(path, "already exists; overwrite=True replaces it")
     if not path.parent.is_dir():
         raise InputFileError(path, f"output folder {path.parent} does not exist")
     return path
@@ -485,7 +487,7 @@ def save_volume(
             raise InputFileError(path, f"would replace {', '.join(inputs)}, a file of the input scan")
         clashes = [p.name for p in written if (path.parent / p.name).exists() and p.name != path.name]
         if clashes and not overwrite:
-            raise InputFileError(path, f"would replace existing {', '.join(clashes)}; pass overwrite=True")
+            raise OutputExistsError(path, f"would replace existing {', '.join(clashes)}; overwrite=True replaces them")
         for produced in written:
             shutil.move(str(produced), str(path.parent / produced.name))
     return path

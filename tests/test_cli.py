@@ -100,7 +100,7 @@ def test_convert_keeps_existing_output_unless_overwrite(tmp_path, run):
 
     again = run("convert", source, out, "--grid", "ras")
     assert again.exit_code == 1
-    assert "already exists; pass overwrite=True (CLI: --overwrite)" in again.output
+    assert "out.nrrd: already exists; add --overwrite to replace" in again.output
     assert out.read_bytes() == first
 
     assert run("convert", source, out, "--overwrite").exit_code == 0
@@ -177,6 +177,15 @@ def test_segment_and_report_run_a_published_swin_bob_checkpoint(tmp_path, run, s
     assert report["narrative"].startswith("FINDINGS:\nMeasured volumes: ")
 
 
+def test_a_missing_scan_argument_is_named_as_missing(tmp_path, run):
+    done = run("info")
+    assert done.exit_code == 2 and "give a scan path or --example" in done.output and "not both" not in done.output
+    done = run("info", tmp_path / "a.nii.gz", "--example")
+    assert done.exit_code == 2 and "not both" in done.output
+    done = run("report", "--out", tmp_path / "r")
+    assert done.exit_code == 2 and "give one or more scans of one session, or --example" in done.output
+
+
 def test_segment_and_report_refuse_bad_input_with_one_line(tmp_path, run):
     not_a_scan = tmp_path / "notes.nii.gz"
     not_a_scan.write_text("not an image")
@@ -194,5 +203,5 @@ def test_segment_and_report_refuse_bad_input_with_one_line(tmp_path, run):
     existing = tmp_path / "kept.nii.gz"
     existing.write_bytes(b"user data")
     done = run("segment", "--example", "--out", existing)
-    assert done.exit_code == 1 and "already exists; pass overwrite=True (CLI: --overwrite)" in done.stderr
+    assert done.exit_code == 1 and "kept.nii.gz: already exists; add --overwrite to replace" in done.stderr
     assert existing.read_bytes() == b"user data"

@@ -86,6 +86,12 @@ def test_2d_data(tmp_path):
     raises("one.dcm", "single 2D image", load_volume, single)
 
 
+def test_an_empty_file_is_called_empty_whatever_its_name(tmp_path):
+    for name in ("scan.nii.gz", "scan.nii", "scan.nrrd", "scan.dcm"):
+        (tmp_path / name).write_bytes(b"")
+        raises(name, "is empty (0 bytes)", load_volume, tmp_path / name)
+
+
 def test_empty_dimension(tmp_path):
     path = phantoms.write_nifti(tmp_path / "empty.nii", np.zeros((8, 0, 8), np.float32), np.eye(4))
     raises("empty.nii", "has no voxels along a dimension", load_volume, path)

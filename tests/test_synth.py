@@ -22,6 +22,7 @@ from fm.labels import BRAIN_TUMOUR
 from fm.measure import measure
 from fm.narrative import side_of, ventricles
 from fm.synth import lesions
+from fm.errors import InputFileError
 from fm.synth.dataset import load_synth_dataset, write_dataset
 from fm.synth.generator import SPLITS, generate
 from fm.synth.template import load_template
@@ -197,6 +198,9 @@ def test_dataset_on_disk_loads_back_and_resumes(tmp_path):
 
     dataset = load_synth_dataset(out, "test")
     assert dataset.num_rows == 3 and dataset[2]["sample_id"] == "test-3-000002"
+    assert str(dataset.split) == "test"
+    with pytest.raises(InputFileError, match="manifest-train.parquet: no such split; this folder holds: test"):
+        load_synth_dataset(out, "train")
     row = dataset[0]
     volume = load_volume(out / row["image"])
     labels = load_volume(out / row["labels"])

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from fm.errors import InputFileError
 from fm.io import load_volume
 from fm.synth.generator import SynthSample, generate
 from fm.views import orthogonal_views
@@ -96,7 +97,12 @@ def load_synth_dataset(path: str | Path, split: str = "train"):
     """The manifest of a synthetic dataset folder as a `datasets.Dataset`."""
     import datasets
 
-    return datasets.load_dataset("parquet", data_files=str(Path(path) / f"manifest-{split}.parquet"), split="train")
+    manifest = Path(path) / f"manifest-{split}.parquet"
+    if not manifest.is_file():
+        written = sorted(p.name.removeprefix("manifest-").removesuffix(".parquet") for p in Path(path).glob("manifest-*.parquet"))
+        raise InputFileError(manifest, f"no such split; this folder holds: {', '.join(written) or 'none (run fm synth)'}")
+    # named after the split it is, so `datasets` does not announce a "train" split for the test set
+    return datasets.load_dataset("parquet", data_files={split: str(manifest)}, split=split)
 
 
 def write_preview(out: Path, sample_ids: list[str], png: Path, size: int = 200) -> Path:
