@@ -10,9 +10,10 @@ from __future__ import annotations
 import enum
 import json
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
+# 1.1: a structure that reaches the edge of the image has no volume (1.0 kept the part inside it)
 
 
 class Laterality(str, enum.Enum):
@@ -32,9 +33,15 @@ class _Strict(BaseModel):
 class StructureFinding(_Strict):
     name: str
     label_id: int
-    volume_ml: float = Field(ge=0)
-    touches_border: bool = Field(description="reaches the edge of the image: the volume is incomplete")
+    volume_ml: float | None = Field(ge=0, description="None when the structure reaches the edge of the image")
+    touches_border: bool = Field(description="reaches the edge of the image: part of it was not imaged, so no volume")
     confidence: float | None = Field(ge=0, le=1, description="mean probability over the structure; 1 for ground truth; None when not found")
+
+    @model_validator(mode="after")
+    def _no_volume_when_cut(self) -> "StructureFinding":
+        if (self.volume_ml is None) != self.touches_border:
+            raise ValueError(f"{self.name}: a volume is given exactly when the structure does not reach the image edge")
+        return self
 
 
 class LesionFinding(_Strict):
@@ -95,6 +102,10 @@ class Findings(_Strict):
     def from_json(cls, text: str) -> "Findings":
         data = json.loads(text)
         derived = {key: data.pop(key) for key in ("lesion_count", "multifocal") if key in data}
+        if data.get("schema_version") == "1.0":  # withhold the partial volume 1.0 kept for a cut structure
+            for structure in data.get("structures", []):
+                if structure.get("touches_border"):
+                    structure["volume_ml"] = None
         findings = cls.model_validate(data)
         for key, value in derived.items():
             if getattr(findings, key) != value:

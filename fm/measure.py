@@ -9,6 +9,11 @@ axes.
 
 A lesion is a connected group of lesion voxels; pieces at most two voxels apart (a lesion cut by
 thick slices) are one lesion, and groups smaller than `min_lesion_ml` are not reported.
+
+A structure or lesion is incomplete when the field of view cuts it: it has voxels on the outermost
+layer of the scan's own grid where the scan shows something (not the fill of a padded or
+brain-extracted scan). A cut structure gets no volume (the part outside was never imaged); a cut
+lesion keeps its volume, flagged, as a lower bound.
 """
 
 from __future__ import annotations
@@ -36,6 +41,9 @@ LATERALITY_RULES = {"RIGHT": 0.9, "BILATERAL": 0.25}
 _FULL_CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)  # 26-connected components, as lesions grow
 #: Lesions below this volume are not reported (specks of a segmentation, slivers of resampling).
 MIN_LESION_ML = 0.1
+#: A detached piece of a structure smaller than this on the image's edge is a speck of the
+#: segmentation, not the structure cut by the field of view: it does not make the structure incomplete.
+MIN_EDGE_PIECE_ML = 0.1
 
 
 def measure(
@@ -61,15 +69,16 @@ def measure(
     if probabilities is not None and probabilities.shape[1:] != labels.shape:
         raise ValueError(f"probabilities shape {probabilities.shape} does not match the label map {labels.shape}")
     voxel_ml = abs(np.linalg.det(volume.affine[:3, :3])) / 1000.0
-    on_border = _labels_on_border(labels)
+    edge = _edge_of_view(volume.array)
+    cut = _structures_cut_by_the_edge(labels, edge, tuple(label_set.structures), voxel_ml)
     counts = np.bincount(labels.ravel().astype(np.int64), minlength=max(label_set.names) + 1)
 
     structures = [
         StructureFinding(
             name=name,
             label_id=label,
-            volume_ml=float(counts[label] * voxel_ml),
-            touches_border=label in on_border,
+            volume_ml=None if label in cut else float(counts[label] * voxel_ml),
+            touches_border=label in cut,
             confidence=_structure_confidence(probabilities, label, labels),
         )
         for label, name in label_set.structures.items()
@@ -78,7 +87,7 @@ def measure(
     lesions = []
     if brain.sum() >= 100:
         regions = label_set.nested if reported_regions is None else {r: label_set.nested[r] for r in reported_regions}
-        lesions = _lesions(labels, brain, volume, label_set, regions, probabilities, voxel_ml, min_lesion_ml)
+        lesions = _lesions(labels, brain, volume, label_set, regions, probabilities, voxel_ml, min_lesion_ml, edge)
     source_affine = volume.source.affine
     return Findings(
         geometry=InputGeometry(
@@ -93,9 +102,25 @@ def measure(
     )
 
 
-def _labels_on_border(labels: np.ndarray) -> set[int]:
-    faces = [labels[0], labels[-1], labels[:, 0], labels[:, -1], labels[:, :, 0], labels[:, :, -1]]
-    return set(np.unique(np.concatenate([f.ravel() for f in faces])).tolist())
+def _edge_of_view(image: np.ndarray) -> np.ndarray:
+    """Mask of the image's outermost layer of voxels where the scan shows something: voxels at the
+    fill value that pads an image or surrounds a brain-extracted one (the commonest value on that
+    layer) are left out, so a segmentation that reaches only that fill is not cut by the field of view."""
+    layer = np.ones(image.shape, dtype=bool)
+    layer[1:-1, 1:-1, 1:-1] = False
+    values, counts = np.unique(image[layer], return_counts=True)
+    return layer & (image != values[np.argmax(counts)])
+
+
+def _structures_cut_by_the_edge(labels: np.ndarray, edge: np.ndarray, structure_ids, voxel_ml: float) -> set[int]:
+    """Structure ids with a piece (26-connected) of at least MIN_EDGE_PIECE_ML on `edge`."""
+    cut = set()
+    for label in set(np.unique(labels[edge]).tolist()) & set(structure_ids):
+        pieces, _ = ndimage.label(labels == label, structure=_FULL_CONNECTIVITY)
+        piece_ml = np.bincount(pieces.ravel()) * voxel_ml
+        if np.any(piece_ml[np.unique(pieces[edge & (pieces > 0)])] >= MIN_EDGE_PIECE_ML):
+            cut.add(label)
+    return cut
 
 
 def _structure_confidence(probabilities, label: int, labels: np.ndarray) -> float | None:
@@ -125,7 +150,9 @@ def _midline(labels, volume: Volume, label_set: LabelSet) -> tuple[np.ndarray, n
     return (left + right) / 2, normal * (1.0 if normal[0] >= 0 else -1.0)
 
 
-def _lesions(labels, brain, volume: Volume, label_set: LabelSet, regions, probabilities, voxel_ml, min_ml) -> list[LesionFinding]:
+def _lesions(
+    labels, brain, volume: Volume, label_set: LabelSet, regions, probabilities, voxel_ml, min_ml, edge
+) -> list[LesionFinding]:
     lesion_ids = list(label_set.lesion)
     lesion_mask = np.isin(labels, lesion_ids)
     # Group pieces at most two voxels apart, then keep only lesion voxels in each group.
@@ -133,6 +160,7 @@ def _lesions(labels, brain, volume: Volume, label_set: LabelSet, regions, probab
     if n == 0:
         return []
     components = np.where(lesion_mask, groups, 0)
+    on_edge = set(np.unique(components[edge]).tolist())
     midline = _midline(labels, volume, label_set)
     to_mni = atlas.align_to_mni(brain, volume.affine, left_right=None if midline is None else midline[1])
     lesion_probability = probabilities[lesion_ids].sum(axis=0) if probabilities is not None else None
@@ -171,7 +199,7 @@ def _lesions(labels, brain, volume: Volume, label_set: LabelSet, regions, probab
                 region=str(lobes[np.argmax(votes)]),
                 longest_diameter_mm=longest,
                 short_axis_mm=short,
-                touches_border=bool(np.any(offset == 0) or np.any(np.array([s.stop for s in box]) == labels.shape)),
+                touches_border=component_id in on_edge,
                 confidence=confidence,
                 volume_interval_ml=interval,
             )

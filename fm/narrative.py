@@ -74,6 +74,11 @@ def side_of(lesion: LesionFinding) -> str:
     return "right" if lesion.right_fraction > 0.5 else "left"
 
 
+def lesion_volume(lesion: LesionFinding) -> str:
+    """'12.3 mL', or for a lesion cut by the image edge '12.3 mL or more (it reaches the image edge)'."""
+    return f"{lesion.volume_ml:.1f} mL" + (" or more (it reaches the image edge)" if lesion.touches_border else "")
+
+
 def lesion_noun(lesion: LesionFinding) -> str:
     character = lesion_character(lesion)
     if character["enhancement"] == NOT_ASSESSED:
@@ -116,7 +121,7 @@ def structured_report(findings: Findings) -> dict:
     structures = [
         {
             "name": s.name,
-            "volume_ml": None if s.touches_border else round(s.volume_ml, 1),
+            "volume_ml": _round(s.volume_ml),
             "incomplete": s.touches_border,
         }
         for s in findings.structures
@@ -139,7 +144,7 @@ def ventricles(findings: Findings) -> tuple[float, bool, float] | None:
         v = findings.structure("lateral ventricles")
     except KeyError:
         return None
-    if any(s.touches_border for s in findings.structures if s.volume_ml > 0):
+    if any(s.touches_border for s in findings.structures):
         return None
     intracranial = sum(s.volume_ml for s in findings.structures) + sum(l.volume_ml for l in findings.lesions)
     fraction = v.volume_ml / intracranial if intracranial > 0 else 0.0
@@ -154,7 +159,7 @@ def impression(findings: Findings) -> list[str]:
         lines.append("No focal lesion.")
     elif len(findings.lesions) == 1:
         lesion = findings.lesions[0]
-        lines.append(f"Single {lesion_noun(lesion)} in the {location(lesion)}, {lesion.volume_ml:.1f} mL.")
+        lines.append(f"Single {lesion_noun(lesion)} in the {location(lesion)}, {lesion_volume(lesion)}.")
     else:
         counts: dict[str, int] = {}
         for lesion in findings.lesions:
@@ -163,12 +168,12 @@ def impression(findings: Findings) -> list[str]:
         sides = ", ".join(f"{n} {key}" for key, n in sorted(counts.items()))
         lines.append(
             f"Multifocal disease: {len(findings.lesions)} lesions ({sides}), "
-            f"the largest {findings.lesions[0].volume_ml:.1f} mL in the {location(findings.lesions[0])}."
+            f"the largest {lesion_volume(findings.lesions[0])} in the {location(findings.lesions[0])}."
         )
     judged = ventricles(findings)
     if judged is not None and judged[1]:
         lines.append(f"Enlarged lateral ventricles ({judged[0]:.1f} mL, {100 * judged[2]:.1f} % of intracranial volume).")
-    if any(s.touches_border for s in findings.structures if s.volume_ml > 0):
+    if any(s.touches_border for s in findings.structures):
         lines.append("Coverage is incomplete: structures reaching the edge of the image are not fully measured.")
     return lines
 
@@ -214,13 +219,17 @@ _VENTRICLE_PHRASES = {
 }
 
 
-def narrative_report(findings: Findings, seed: int = 0) -> str:
-    """FINDINGS and IMPRESSION in clinical prose, every number taken from `findings`."""
+def narrative_report(findings: Findings, seed: int = 0, impression_lines: list[str] | None = None) -> str:
+    """FINDINGS and IMPRESSION in clinical prose, every number taken from `findings`.
+
+    impression_lines: the impression to close with, default `impression(findings)`; a Report
+        passes its own, which adds what depends on the model (its detection caveat), so that the
+        narrative read alone says what the structured report says."""
     rng = random.Random(seed)
     sentences = []
     if not lesions_assessed(findings.provenance.label_set):
         measured = [f"{s.name} {s.volume_ml:.1f} mL" for s in findings.structures if not s.touches_border and s.volume_ml > 0]
-        cut = [s.name for s in findings.structures if s.touches_border and s.volume_ml > 0]
+        cut = [s.name for s in findings.structures if s.touches_border]
         sentences.append("Measured volumes: " + (", ".join(measured) if measured else "none") + ".")
         if cut:
             sentences.append(f"Incompletely imaged (not measured): {', '.join(cut)}.")
@@ -250,4 +259,6 @@ def narrative_report(findings: Findings, seed: int = 0) -> str:
     if judged is not None:
         phrase = rng.choice(_VENTRICLE_PHRASES["enlarged" if judged[1] else "normal"])
         sentences.append(phrase.format(vol=judged[0], pct=100 * judged[2]))
-    return "FINDINGS:\n" + " ".join(sentences) + "\n\nIMPRESSION:\n" + "\n".join(f"- {line}" for line in impression(findings))
+    if impression_lines is None:
+        impression_lines = impression(findings)
+    return "FINDINGS:\n" + " ".join(sentences) + "\n\nIMPRESSION:\n" + "\n".join(f"- {line}" for line in impression_lines)

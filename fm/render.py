@@ -1,32 +1,39 @@
-"""A report's files: the three-view overlay with a legend (overlay.png), the PDF (the same figure,
-then the tables; matplotlib only, no system binaries), and `write_report_folder`, which writes
-report.json, report.md, report.pdf, overlay.png and mask.nii.gz together.
+"""A report's files: the three-view overlay with a legend (overlay.png), the PDF (the same views and
+legend, then the tables; matplotlib only, no system binaries), and `write_report_folder`, which
+writes report.json, report.md, report.pdf, overlay.png and mask.nii.gz together.
+
+Every file states what the structured report states: a volume withheld there (a structure cut by
+the image edge) is withheld in each, and the narrative ends on the same impression.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import textwrap
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
+from matplotlib.patches import Patch, Rectangle
+from scipy import ndimage
 
 from fm.errors import InputFileError
+from fm.findings import Findings
 from fm.io import Volume, save_volume
 from fm.labels import LabelSet
 from fm.report import Report, format_confidence, format_volume
-from fm.views import label_colours, orthogonal_views
+from fm.views import label_colours, nearest_voxel, orthogonal_views
 
 # Figures are made as matplotlib.figure.Figure objects, not through pyplot: no global figure
 # registry, so concurrent reports (the Gradio app) cannot close each other's figures, and no
 # backend is imposed on the caller.
 
 _A4 = (8.27, 11.69)
+#: Legend and caption text of the overlay (points): legible on paper and in overlay.png.
+LEGEND_FONT_PT = 10
 REPORT_FILES = ("report.json", "report.md", "report.pdf", "overlay.png", "mask.nii.gz")
 
 
@@ -52,42 +59,96 @@ def write_report_folder(report: Report, volume: Volume, labels: np.ndarray, labe
         save_volume(volume.with_array(labels), staged["mask.nii.gz"])
         staged["report.json"].write_text(report.to_json())
         staged["report.md"].write_text(report.to_markdown())
-        overlay = overlay_figure(report, volume, labels, label_set)  # drawn once, for the PNG and the PDF
-        overlay.savefig(staged["overlay.png"], dpi=110, facecolor=overlay.get_facecolor())
+        overlay = make_overlay(report.findings, volume, labels, label_set)  # made once, for the PNG and the PDF
+        overlay_figure(overlay).savefig(staged["overlay.png"], dpi=110, facecolor="black")
         save_pdf(report, overlay, staged["report.pdf"])
         for name, path in staged.items():
             os.replace(path, folder / name)  # replaces a link itself, never the file it points to
     return {name: folder / name for name in REPORT_FILES}
 
 
-def overlay_figure(report: Report, volume: Volume, labels: np.ndarray, label_set: LabelSet, size: int = 320):
-    """Axial, coronal and sagittal views through the largest lesion (or the middle of the scan),
-    segmentation blended in, with a legend of the labels present."""
-    centre = report.findings.lesions[0].centroid_ras_mm if report.findings.lesions else None
+@dataclasses.dataclass(frozen=True)
+class Overlay:
+    """The three views of a report's figure and what a reader needs to read them."""
+
+    views: dict[str, np.ndarray]  # axial, coronal, sagittal: RGB images
+    legend: list[tuple[str, tuple[int, int, int], bool]]  # (label name, colour, outlined) of the labels present
+    centre_ras_mm: tuple[float, float, float]  # the voxel centre all three planes pass through
+    centre_is: str  # what that point is, e.g. "the centroid of lesion 1 (the largest)"
+
+
+def views_centre(findings: Findings, volume: Volume, labels: np.ndarray) -> tuple[tuple[float, float, float], str]:
+    """The point (RAS mm, the centre of a voxel of the scan's grid) the three views pass through, and
+    what it is: the centroid of the largest lesion; without one, the centre of mass of everything
+    segmented (for a brain, near the ventricles, with both hemispheres in the axial and coronal
+    views); with nothing segmented, the middle of the scan."""
+    if findings.lesions:
+        point, what = findings.lesions[0].centroid_ras_mm, "the centroid of lesion 1 (the largest)"
+    elif np.any(labels):
+        point, what = volume.voxel_to_ras(ndimage.center_of_mass(labels > 0)), "the centre of the segmentation"
+    else:
+        point, what = volume.voxel_to_ras((np.array(volume.shape) - 1) / 2), "the middle of the scan"
+    return tuple(float(v) for v in volume.voxel_to_ras(nearest_voxel(volume, point))), what
+
+
+def make_overlay(findings: Findings, volume: Volume, labels: np.ndarray, label_set: LabelSet, size: int = 480) -> Overlay:
+    """Axial, coronal and sagittal views through `views_centre`, the segmentation blended in (lesions
+    outlined), with a legend of the labels present."""
+    centre, what = views_centre(findings, volume, labels)
     colours = label_colours(label_set)
-    views = orthogonal_views(volume, centre_ras=centre, size=size, labels=labels, colours=colours)
-    figure = Figure(figsize=(11, 4.4), facecolor="black")
-    axes = figure.subplots(1, 3)
-    for ax, (name, image) in zip(axes, views.items()):
-        ax.imshow(image)
-        ax.set_title(name, color="white", fontsize=10)
-        ax.axis("off")
+    emphasised = tuple(label_set.lesion)
+    views = orthogonal_views(volume, centre_ras=centre, size=size, labels=labels, colours=colours, emphasised=emphasised)
     present = set(np.unique(labels).tolist())
-    handles = [
-        Patch(color=np.array(colours[label]) / 255, label=name)
+    legend = [
+        (name, colours[label], label in emphasised)
         for label, name in label_set.names.items()
         if label in present and label in colours
     ]
-    figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5) or 1, fontsize=8, frameon=False, labelcolor="white")
-    where = "through the centre of lesion 1" if centre is not None else "through the middle of the scan"
-    figure.suptitle(f"Segmentation overlay, {where} (radiological convention: patient's right on image left)", color="white", fontsize=10)
-    figure.subplots_adjust(left=0.01, right=0.99, top=0.86, bottom=0.16, wspace=0.03)
+    return Overlay(views, legend, centre, what)
+
+
+def overlay_figure(overlay: Overlay) -> Figure:
+    """overlay.png: the views and legend on black, as on the PDF's first page."""
+    figure = Figure(figsize=(8.4, 8.4), facecolor="black")
+    _draw_overlay(figure, (0.0, 0.0, 1.0, 1.0), overlay)
     return figure
 
 
-def save_pdf(report: Report, overlay: Figure, path: str | Path) -> Path:
-    """Page 1: notice, technique, overlay figure, impression. Page 2: lesion and structure tables,
-    the template narrative and provenance."""
+def _draw_overlay(figure: Figure, rect: tuple[float, float, float, float], overlay: Overlay) -> None:
+    """Views in a 2 x 2 grid on black inside `rect` (left, bottom, width, height in figure fractions):
+    axial and coronal above, sagittal and the legend, with the planes' centre, below."""
+    left, bottom, width, height = rect
+    figure.patches.append(Rectangle((left, bottom), width, height, transform=figure.transFigure, color="black", zorder=-1))
+    cell_w, cell_h = width / 2, height / 2
+    title_h = 0.045 * cell_h  # room for each view's name above it
+    for (row, col), name in zip(((0, 0), (0, 1), (1, 0)), ("axial", "coronal", "sagittal")):
+        ax = figure.add_axes([left + col * cell_w, bottom + (1 - row) * cell_h, cell_w, cell_h - title_h])
+        ax.imshow(overlay.views[name])
+        ax.set_title(name, color="white", fontsize=11, pad=2)
+        ax.axis("off")
+    ax = figure.add_axes([left + cell_w, bottom, cell_w, cell_h])
+    ax.axis("off")
+    x, y, z = overlay.centre_ras_mm
+    ax.text(
+        0.06, 0.97,
+        f"Planes through RAS ({x:.1f}, {y:.1f}, {z:.1f}) mm,\n{overlay.centre_is}.\n"
+        "Axial and coronal: the patient's right\non the image's left.",
+        color="white", fontsize=LEGEND_FONT_PT, va="top", transform=ax.transAxes,
+    )
+    handles = [
+        Patch(facecolor=np.array(colour) / 255, edgecolor="white" if outlined else "none", linewidth=1.5, label=name)
+        for name, colour, outlined in overlay.legend
+    ]
+    if handles:
+        ax.legend(
+            handles=handles, loc="lower left", bbox_to_anchor=(0.03, 0.02),
+            fontsize=LEGEND_FONT_PT, frameon=False, labelcolor="white",
+        )
+
+
+def save_pdf(report: Report, overlay: Overlay, path: str | Path) -> Path:
+    """Page 1: notice, technique, the overlay's views and legend, impression. Page 2: lesion and
+    structure tables, the template narrative and provenance."""
     path = Path(path)
     metadata = {"Title": "Structured report (AI draft)", "Subject": report.notice, "Creator": "fm3d"}
     with PdfPages(path, metadata=metadata) as pdf:
@@ -96,11 +157,9 @@ def save_pdf(report: Report, overlay: Figure, path: str | Path) -> Path:
     return path
 
 
-def _first_page(report: Report, overlay: Figure) -> Figure:
+def _first_page(report: Report, overlay: Overlay) -> Figure:
     page = Figure(figsize=_A4)
     p, t = report.provenance, report.structured["technique"]
-    page.text(0.05, 0.96, "Structured report", fontsize=16, weight="bold")
-    page.text(0.05, 0.935, report.notice, fontsize=8.5, color="darkred", wrap=True)
     inputs = ", ".join(Path(path).name for path in p.input_files) if p.input_files else Path(p.input_file).name
     technique = (
         f"Input: {inputs} ({p.input_format}); grid {t['grid']} voxels, "
@@ -108,17 +167,23 @@ def _first_page(report: Report, overlay: Figure) -> Figure:
         f"Contrasts: {t.get('contrasts', 'not stated')}.\n"
         f"Segmentation: {p.model_id} ({p.model_version})" + (", ETTA on" if p.etta else "") + "."
     )
-    page.text(0.05, 0.87, _wrap(technique, 110), fontsize=8.5, va="top")
-    canvas = FigureCanvasAgg(overlay)
-    canvas.draw()
-    picture = np.asarray(canvas.buffer_rgba())
-    ax = page.add_axes([0.03, 0.47, 0.94, 0.36])
-    ax.imshow(picture)
-    ax.axis("off")
-    page.text(0.05, 0.43, "Impression", fontsize=12, weight="bold")
-    impression = "\n".join(_wrap(f"- {line}", 100) for line in report.structured["impression"])
-    page.text(0.05, 0.41, impression, fontsize=9.5, va="top")
+    y = _text_block(page, 0.965, "Structured report", fontsize=16, weight="bold")
+    y = _text_block(page, y - 0.008, _wrap(report.notice, 105), fontsize=9, color="darkred")
+    y = _text_block(page, y - 0.008, _wrap(technique, 105), fontsize=9)
+    # A square panel the width of the text block, below the header: four cells of 3.7 inches.
+    panel_h = 0.9 * _A4[0] / _A4[1]
+    _draw_overlay(page, (0.05, y - 0.01 - panel_h, 0.9, panel_h), overlay)
+    y = _text_block(page, y - 0.025 - panel_h, "Impression", fontsize=12, weight="bold")
+    impression = "\n".join(_wrap(f"- {line}", 95) for line in report.structured["impression"])
+    _text_block(page, y - 0.005, impression, fontsize=10)
     return page
+
+
+def _text_block(page: Figure, top: float, text: str, fontsize: float, **style) -> float:
+    """Write `text` with its top at `top` (figure fraction); returns where its last line ends."""
+    page.text(0.05, top, text, fontsize=fontsize, va="top", linespacing=1.25, **style)
+    line_height = 1.25 * fontsize / 72 / _A4[1]
+    return top - (text.count("\n") + 1) * line_height
 
 
 def _tables_page(report):
@@ -130,7 +195,7 @@ def _tables_page(report):
         [
             str(row["lesion_id"]),
             _wrap(row["location"], 28),
-            f"{row['volume_ml']:.1f}" + (" (incomplete)" if row["incomplete"] else ""),
+            f"{row['volume_ml']:.1f}" + ("\n(incomplete)" if row["incomplete"] else ""),
             "-" if lesion.volume_interval_ml is None else "{:.1f}-{:.1f}".format(*lesion.volume_interval_ml),
             f"{row['longest_diameter_mm']:.1f} x {row['short_axis_mm']:.1f}",
             row["enhancement"],
@@ -144,10 +209,10 @@ def _tables_page(report):
     )
     page.text(0.05, y - 0.02, "Structures", fontsize=12, weight="bold")
     structure_rows = [
-        [row["name"], "incomplete (edge)" if row["volume_ml"] is None else format_volume(row["volume_ml"]), format_confidence(structure.confidence)]
+        [row["name"], format_volume(row["volume_ml"]), format_confidence(structure.confidence)]
         for row, structure in zip(s["findings"]["structures"], f.structures)
     ]
-    y = _table(page, y - 0.035, ["Structure", "Volume (mL)", "Confidence"], structure_rows, widths=[0.5, 0.3, 0.2])
+    y = _table(page, y - 0.035, ["Structure", "Volume (mL)", "Confidence"], structure_rows, widths=[0.45, 0.4, 0.15])
     page.text(0.05, y - 0.02, "Narrative (template, from the findings only)", fontsize=12, weight="bold")
     narrative = "\n".join(_wrap(line, 105) for line in report.narrative.splitlines())
     page.text(0.05, y - 0.04, narrative, fontsize=8.5, va="top")

@@ -17,9 +17,10 @@ from fm.findings import Findings
 from fm.labels import BRAIN_TUMOUR, lesions_assessed
 from fm.narrative import narrative_report, structured_report
 
-REPORT_SCHEMA_VERSION = "1.2"
-# 1.1 added the model's lesion sensitivity to provenance; 1.2 the contrasts, input files and input gate
-_READABLE_SCHEMAS = ("1.0", "1.1", REPORT_SCHEMA_VERSION)
+REPORT_SCHEMA_VERSION = "1.3"
+# 1.1 added the model's lesion sensitivity to provenance; 1.2 the contrasts, input files and input gate;
+# 1.3 findings 1.1 (no volume for a structure cut by the image edge), the narrative ends on the full impression
+_READABLE_SCHEMAS = ("1.0", "1.1", "1.2", REPORT_SCHEMA_VERSION)
 #: The issue's detection target: below it (or unmeasured) a report without lesions says it excludes none.
 VALIDATED_SENSITIVITY = 0.95
 NOTICE = (
@@ -75,7 +76,8 @@ class Report(BaseModel):
         if provenance.out_of_scope:
             structured["impression"] = [provenance.out_of_scope, *structured["impression"]]
         structured["technique"]["contrasts"] = _contrast_statement(provenance)
-        return cls(findings=findings, structured=structured, narrative=narrative_report(findings), provenance=provenance)
+        narrative = narrative_report(findings, impression_lines=structured["impression"])  # one impression everywhere
+        return cls(findings=findings, structured=structured, narrative=narrative, provenance=provenance)
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2)

@@ -7,9 +7,12 @@ anisotropic scans are not distorted.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 from nibabel.orientations import aff2axcodes
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
+from scipy import ndimage
 
 from fm.io import Volume
 from fm.labels import BRAIN_TUMOUR, LabelSet
@@ -24,18 +27,26 @@ _VIEWS = {
 }
 
 
-#: Overlay colours (RGB) by label id; labels without a colour are not drawn.
+#: Overlay colours (RGB) by label id. Fluid is blue (CSF) and pale cyan (ventricles); the
+#: hemispheres differ in hue (left green, right violet) and grey from white matter in lightness, so
+#: sides and tissues can be told apart under a light tint; lesion sub-regions take warm colours no
+#: tissue uses (oedema yellow, necrotic core red, enhancing tumour rose). Tinted over the same grey,
+#: any two differ by at least 38 (RGB, 0-255). Labels without a colour are not drawn.
 LABEL_COLOURS = {
-    1: (70, 110, 255),
-    2: (0, 200, 255),
-    3: (120, 200, 90),
-    4: (90, 170, 60),
-    5: (245, 235, 150),
-    6: (225, 205, 110),
-    7: (255, 215, 0),
-    8: (230, 40, 40),
-    9: (255, 120, 255),
+    1: (0, 70, 255),
+    2: (80, 235, 255),
+    3: (0, 165, 50),
+    4: (150, 50, 240),
+    5: (175, 255, 110),
+    6: (255, 175, 255),
+    7: (255, 230, 0),
+    8: (255, 60, 0),
+    9: (255, 0, 160),
 }
+#: Tissue is tinted lightly, so the anatomy under it stays readable; emphasised labels (lesions)
+#: are filled more strongly and outlined in full colour, so their extent reads at a glance.
+TISSUE_OPACITY = 0.25
+LESION_OPACITY = 0.35
 
 
 def label_colours(label_set: LabelSet) -> dict[int, tuple[int, int, int]]:
@@ -48,24 +59,30 @@ def label_colours(label_set: LabelSet) -> dict[int, tuple[int, int, int]]:
     return {label: tuple(int(255 * c) for c in table[i % len(table)]) for i, label in enumerate(label_set.foreground_ids)}
 
 
+def nearest_voxel(volume: Volume, ras) -> np.ndarray:
+    """Index (i, j, k) of the voxel of `volume` nearest a RAS point (mm), inside the grid."""
+    ijk = np.linalg.solve(volume.affine, np.append(np.asarray(ras, float), 1.0))[:3]
+    return np.clip(np.round(ijk).astype(int), 0, np.array(volume.shape) - 1)
+
+
 def orthogonal_views(
     volume: Volume,
     centre_ras=None,
     size: int = 256,
     labels: np.ndarray | None = None,
-    opacity: float = 0.45,
     colours: dict[int, tuple[int, int, int]] = LABEL_COLOURS,
+    emphasised: Collection[int] = tuple(BRAIN_TUMOUR.lesion),
 ) -> dict[str, np.ndarray]:
-    """{"axial", "coronal", "sagittal"} -> RGB uint8 images through `centre_ras` (default: the
-    middle of the volume), each labelled with the patient side at every edge; `labels` (on the
-    volume's grid) are blended in with `colours` (label id -> RGB)."""
+    """{"axial", "coronal", "sagittal"} -> RGB uint8 images (longest side `size` pixels) through the
+    voxel nearest `centre_ras` (default: the middle of the volume), each labelled with the patient
+    side at every edge. `labels` (on the volume's grid) are blended in with `colours` (label id ->
+    RGB): tissue lightly, `emphasised` labels more strongly and outlined."""
     codes = aff2axcodes(volume.affine)
     axis_of = {pair: next(a for a, c in enumerate(codes) if c in pair) for pair in ("LR", "AP", "SI")}
     if centre_ras is None:
-        centre = (np.array(volume.shape) - 1) / 2
+        centre = np.round((np.array(volume.shape) - 1) / 2).astype(int)
     else:
-        centre = np.linalg.solve(volume.affine, np.append(np.asarray(centre_ras, float), 1.0))[:3]
-    centre = np.clip(np.round(centre).astype(int), 0, np.array(volume.shape) - 1)
+        centre = nearest_voxel(volume, centre_ras)
     lo, hi = np.percentile(volume.array, [0.5, 99.5])
     scale = 255.0 / max(hi - lo, 1e-6)
     spacing = volume.spacing
@@ -83,31 +100,48 @@ def orthogonal_views(
             return plane
 
         grey = np.clip((oriented(volume.array) - lo) * scale, 0, 255).astype(np.uint8)
-        pixels = np.repeat(grey[..., None], 3, axis=-1)
+        # Pixels are stretched to the voxel spacing; labels are drawn at this display size so their
+        # outlines are one crisp pixel, not a blurred voxel edge.
+        height_mm, width_mm = grey.shape[0] * spacing[v_axis], grey.shape[1] * spacing[h_axis]
+        zoom = size / max(height_mm, width_mm)
+        width, height = max(1, round(width_mm * zoom)), max(1, round(height_mm * zoom))
+        shown = np.asarray(Image.fromarray(grey).resize((width, height), Image.Resampling.BILINEAR))
+        pixels = np.repeat(shown[..., None], 3, axis=-1).astype(np.float32)
         if labels is not None:
-            plane_labels = oriented(labels)
-            for label, colour in colours.items():
-                hit = plane_labels == label
-                pixels[hit] = ((1 - opacity) * pixels[hit] + opacity * np.array(colour)).astype(np.uint8)
+            _blend(pixels, _nearest_resize(oriented(labels), height, width), colours, emphasised)
         views[name] = _labelled(
-            pixels,
-            (spacing[v_axis], spacing[h_axis]),
-            {"top": top, "bottom": _OPPOSITE[top], "left": left, "right": _OPPOSITE[left]},
-            size,
+            pixels.round().astype(np.uint8), {"top": top, "bottom": _OPPOSITE[top], "left": left, "right": _OPPOSITE[left]}
         )
     return views
 
 
-def _labelled(pixels: np.ndarray, spacing_vh, sides: dict[str, str], size: int) -> np.ndarray:
-    height_mm, width_mm = pixels.shape[0] * spacing_vh[0], pixels.shape[1] * spacing_vh[1]
-    zoom = size / max(height_mm, width_mm)
-    shape = (max(1, round(width_mm * zoom)), max(1, round(height_mm * zoom)))
-    image = Image.fromarray(pixels).resize(shape, Image.Resampling.BILINEAR)
-    draw = ImageDraw.Draw(image)
-    w, h = image.size
+def _nearest_resize(plane: np.ndarray, height: int, width: int) -> np.ndarray:
+    rows = np.minimum(((np.arange(height) + 0.5) * plane.shape[0] / height).astype(int), plane.shape[0] - 1)
+    cols = np.minimum(((np.arange(width) + 0.5) * plane.shape[1] / width).astype(int), plane.shape[1] - 1)
+    return plane[np.ix_(rows, cols)]
+
+
+def _blend(pixels: np.ndarray, plane_labels: np.ndarray, colours, emphasised: Collection[int]) -> None:
+    """Tint `pixels` (H x W x 3 float, in place) with each label's colour; outline emphasised labels."""
+    for label, colour in colours.items():
+        hit = plane_labels == label
+        if not hit.any():
+            continue
+        opacity = LESION_OPACITY if label in emphasised else TISSUE_OPACITY
+        pixels[hit] = (1 - opacity) * pixels[hit] + opacity * np.asarray(colour, np.float32)
+        if label in emphasised:
+            pixels[hit & ~ndimage.binary_erosion(hit, border_value=1)] = colour
+
+
+def _labelled(image: np.ndarray, sides: dict[str, str]) -> np.ndarray:
+    """The image with the patient side written at the middle of each edge."""
+    picture = Image.fromarray(image)
+    draw = ImageDraw.Draw(picture)
+    w, h = picture.size
+    font = ImageFont.load_default(size=max(11, round(max(w, h) / 24)))
     colour = (255, 220, 0)
-    draw.text((w / 2, 2), sides["top"], fill=colour, anchor="mt")
-    draw.text((w / 2, h - 2), sides["bottom"], fill=colour, anchor="mb")
-    draw.text((2, h / 2), sides["left"], fill=colour, anchor="lm")
-    draw.text((w - 2, h / 2), sides["right"], fill=colour, anchor="rm")
-    return np.asarray(image)
+    draw.text((w / 2, 2), sides["top"], fill=colour, anchor="mt", font=font)
+    draw.text((w / 2, h - 2), sides["bottom"], fill=colour, anchor="mb", font=font)
+    draw.text((2, h / 2), sides["left"], fill=colour, anchor="lm", font=font)
+    draw.text((w - 2, h / 2), sides["right"], fill=colour, anchor="rm", font=font)
+    return np.asarray(picture)

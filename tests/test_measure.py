@@ -178,7 +178,55 @@ def test_structures_cut_by_the_image_edge_are_flagged(tmp_path):
     narrow = (60, 160, 120)  # 84 mm wide: cut on both sides
     cut = measured(tmp_path, grid(narrow, (1.4, 1.2, 1.2), centre=(0, -18, 10)), narrow, [])
     assert cut.structure("left grey matter").touches_border and cut.structure("right grey matter").touches_border
-    assert cut.structure("left grey matter").volume_ml < whole.structure("left grey matter").volume_ml
+    # the part outside the image was never imaged: no volume rather than the part inside
+    assert cut.structure("left grey matter").volume_ml is None and whole.structure("left grey matter").volume_ml > 0
+
+
+def scan_and_labels(tmp_path, image, labels, affine, layout):
+    """A scan and its label map stored in `layout`, loaded back (held RAS in memory)."""
+    def stored(name, array):
+        return load_volume(phantoms.write_nifti(tmp_path / name, *phantoms.relayout(array.astype(np.float32), affine, layout)))
+
+    return stored("scan.nii.gz", image), stored("labels.nii.gz", labels).array.astype(np.uint8)
+
+
+@pytest.mark.parametrize("layout", ["RAS", "PIR"])
+def test_a_structure_is_incomplete_only_where_the_scan_shows_it_at_the_edge(tmp_path, layout):
+    """A brain-extracted scan (zero outside the brain) whose segmentation calls all of that zero
+    background CSF, out to every face: CSF does not reach the field of view's edge, so it keeps its
+    volume. A band of white matter running out through the top of the scan does reach it."""
+    shape = (110, 160, 120)
+    affine = grid(shape, (1.4, 1.2, 1.2), centre=(0, -18, 10))
+    labels = brain_with_lesions(ras_of(affine, shape), [])  # the ellipsoid brain fits inside the grid
+    labels[30:40, 75:85, 60:] = 5  # left white matter (x < 0) up to the last axial slice
+    image = np.where(labels > 0, 100.0 + 10.0 * labels, 0.0)
+    labels[labels == 0] = 1
+    scan, labels = scan_and_labels(tmp_path, image, labels, affine, layout)
+
+    findings = measure(labels, scan, BRAIN_TUMOUR)
+    csf, white = findings.structure("cerebrospinal fluid"), findings.structure("left white matter")
+    assert not csf.touches_border and csf.volume_ml > 1000
+    assert white.touches_border and white.volume_ml is None
+    grey = findings.structure("left grey matter")
+    assert not grey.touches_border and grey.volume_ml > 0
+
+
+def test_a_speck_of_a_structure_on_the_edge_does_not_make_it_incomplete(tmp_path):
+    """The bundled network puts a few voxels of grey matter on the scalp at the edge of the example's
+    field of view, detached from the hemisphere; a piece of it there of 1.2 mL does cut it."""
+    shape = (110, 160, 120)
+    affine = grid(shape, (1.4, 1.2, 1.2), centre=(0, -18, 10))
+    labels = brain_with_lesions(ras_of(affine, shape), [])
+    image = np.where(labels > 0, 120.0, 0.0)
+    image[100:, 70:90, :3] = 60.0  # scalp-like signal at the bottom edge, right of the midline
+    speck = labels.copy()
+    speck[104:106, 80, 0] = 4  # 2 voxels, 0.004 mL of right grey matter on the edge
+    scan, speck = scan_and_labels(tmp_path, image, speck, affine, "RAS")
+    assert not measure(speck, scan, BRAIN_TUMOUR).structure("right grey matter").touches_border
+    piece = labels.copy()
+    piece[100:, 70:90, :3] = 4  # 1.2 mL
+    scan, piece = scan_and_labels(tmp_path, image, piece, affine, "RAS")
+    assert measure(piece, scan, BRAIN_TUMOUR).structure("right grey matter").touches_border
 
 
 def test_pieces_of_one_lesion_are_one_lesion_and_specks_are_not_reported(tmp_path):
@@ -212,4 +260,18 @@ def test_findings_json_round_trip_and_schema(tmp_path):
     schema = findings_json_schema()
     lesion_schema = schema["$defs"]["LesionFinding"]["properties"]
     assert {"volume_ml", "longest_diameter_mm", "centroid_ras_mm", "laterality"} <= set(lesion_schema)
-    assert schema["properties"]["schema_version"]["default"] == "1.0"
+    assert schema["properties"]["schema_version"]["default"] == "1.1"
+
+
+def test_a_cut_structure_has_no_volume_in_findings_json_old_or_new(tmp_path):
+    """Findings 1.0 kept the part of a cut structure inside the image; it is withheld when read, and
+    a current file that gives a cut structure a volume is refused."""
+    narrow = (60, 160, 120)
+    findings = measured(tmp_path, grid(narrow, (1.4, 1.2, 1.2), centre=(0, -18, 10)), narrow, [])
+    data = json.loads(findings.to_json())
+    cut = next(s for s in data["structures"] if s["touches_border"])
+    cut["volume_ml"] = 123.4
+    with pytest.raises(ValueError, match="given exactly when the structure does not reach the image edge"):
+        Findings.from_json(json.dumps(data))
+    data["schema_version"] = "1.0"
+    assert Findings.from_json(json.dumps(data)).structure(cut["name"]).volume_ml is None

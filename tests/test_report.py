@@ -6,6 +6,7 @@ and nothing is overwritten."""
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import nibabel as nib
@@ -22,7 +23,7 @@ from fm.io import load_volume, volume_from_array
 from fm.labels import BRAIN_TUMOUR, BTCV
 from fm.measure import measure
 from fm.pipeline import ADAPTIVE_MODEL_ID, ADAPTIVE_STAGES, ReportPipeline
-from fm.render import REPORT_FILES, write_report_folder
+from fm.render import REPORT_FILES, views_centre, write_report_folder
 from fm.report import NOTICE, REPORT_SCHEMA_VERSION, Report
 
 #: The example's one lesion, from its ground truth (fm/data/example_brain_t1_findings.json).
@@ -192,3 +193,78 @@ def test_a_report_says_when_a_missing_lesion_proves_nothing(example):
     organs = measure(np.zeros(example.volume.shape, np.uint8), example.volume, BTCV)
     unproven = Report.from_findings(organs, provenance.model_copy(update={"model_lesion_sensitivity": None}))
     assert not any("exclude" in line for line in unproven.structured["impression"])
+
+
+def pdf_lines(path, page: int) -> list[tuple[str, float]]:
+    """(text, font size in points) of each line drawn on a PDF page, pieces of one line joined
+    (matplotlib writes ligatures such as 'fl' as separate pieces)."""
+    pieces: dict[tuple[float, float], list[tuple[str, float]]] = {}
+
+    def visit(text, cm, tm, font, size):
+        if text.strip():
+            pieces.setdefault((round(cm[4], 1), round(cm[5], 1)), []).append((text, size))
+
+    pypdf.PdfReader(path).pages[page].extract_text(visitor_text=visit)
+    return [("".join(t for t, _ in parts).strip(), min(size for _, size in parts)) for parts in pieces.values()]
+
+
+def stated(number_text: str, text: str) -> bool:
+    """Whether `text` states this number on its own (not as part of a longer one)."""
+    return re.search(rf"(?<![\d.]){re.escape(number_text)}(?![\d])", text) is not None
+
+
+def test_every_output_states_the_same_volumes_and_withholds_the_same(example, tmp_path):
+    """The example's true labels with the top of the scan cut off: grey and white matter and CSF
+    reach the new edge, the ventricles do not. A volume withheld in one output is withheld in
+    report.json, report.md, the PDF and the narrative; every volume stated is the JSON's; and the
+    narrative ends on the impression the structured report gives, detection caveat included."""
+    scan, labels = load_volume(example_path()), truth_labels()
+    top = 160  # axial slices kept; the ventricles end at slice 151, the cortex at 169
+    cropped = volume_from_array(scan.array[:, :, :top].copy(), scan.affine)
+    labels = labels[:, :, :top]
+    report = Report.from_findings(measure(labels, cropped, BRAIN_TUMOUR), example.report.provenance)
+    paths = write_report_folder(report, cropped, labels, BRAIN_TUMOUR, tmp_path)
+
+    data = json.loads(paths["report.json"].read_text())
+    markdown, json_text = paths["report.md"].read_text(), paths["report.json"].read_text()
+    pdf_text = " ".join(page.extract_text() for page in pypdf.PdfReader(paths["report.pdf"]).pages)
+    narrative = data["narrative"]
+    assert narrative in markdown
+    withheld = [s for s in data["findings"]["structures"] if s["touches_border"]]
+    kept = [s for s in data["findings"]["structures"] if not s["touches_border"]]
+    assert {s["name"] for s in withheld} >= {"cerebrospinal fluid", "left grey matter", "right white matter"}
+    assert "lateral ventricles" in {s["name"] for s in kept}
+    rows = {row["name"]: row for row in data["structured"]["findings"]["structures"]}
+    for structure in withheld:
+        name, inside_ml = structure["name"], (labels == structure["label_id"]).sum() * 0.001  # 1 mm voxels
+        assert structure["volume_ml"] is None and rows[name]["volume_ml"] is None and rows[name]["incomplete"]
+        assert f"| {name} | incomplete (reaches the image edge) |" in markdown
+        for text in (json_text, markdown, pdf_text, narrative):
+            assert not stated(f"{inside_ml:.1f}", text) and not stated(f"{inside_ml:.2f}", text), name
+    for structure in kept:
+        volume = f"{structure['volume_ml']:.1f}"
+        assert f"{rows[structure['name']]['volume_ml']:.1f}" == volume
+        assert f"| {structure['name']} | {volume} |" in markdown and f"{structure['name']} {volume}" in pdf_text
+    lesion, row = data["findings"]["lesions"][0], data["structured"]["findings"]["lesions"][0]
+    assert f"| {row['location']} | {lesion['volume_ml']:.1f}" in markdown and stated(f"{lesion['volume_ml']:.1f}", pdf_text)
+
+    impression = data["structured"]["impression"]
+    assert narrative.split("IMPRESSION:\n")[1] == "\n".join(f"- {line}" for line in impression)
+    assert any("does not exclude one" in line for line in impression)
+    assert any("Coverage is incomplete" in line for line in impression)
+    flat_pdf = " ".join(pdf_text.split())
+    for line in impression:
+        assert " ".join(line.split()) in flat_pdf
+
+
+def test_the_first_page_shows_where_the_views_pass_with_a_legible_legend(example, tmp_path):
+    scan, labels = example.volume, truth_labels()
+    report = Report.from_findings(measure(labels, scan, BRAIN_TUMOUR), example.report.provenance)
+    paths = write_report_folder(report, scan, labels, BRAIN_TUMOUR, tmp_path)
+    lines = dict(pdf_lines(paths["report.pdf"], 0))
+    for label in np.unique(labels[labels > 0]):
+        assert lines[BRAIN_TUMOUR.names[label]] >= 9
+    planes = next(text for text in lines if text.startswith("Planes through RAS"))
+    stated_centre = [float(v) for v in re.findall(r"-?\d+\.\d", planes)]
+    assert np.allclose(stated_centre, views_centre(report.findings, scan, labels)[0], atol=0.05)
+    assert np.linalg.norm(np.subtract(stated_centre, report.findings.lesions[0].centroid_ras_mm)) < 1.0
