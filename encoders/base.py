@@ -68,6 +68,9 @@ class Encoder(
     `num_features` and `original_state_dict`."""
 
     family: str = ""
+    # Whether an embedding may be pooled over tiles of the input (fully convolutional or
+    # windowed networks); a fixed-size whole-brain input (AnatCL) may not.
+    tileable: bool = False
 
     @property
     def spec(self) -> InputSpec:

@@ -55,8 +55,9 @@ class _DecoderLevel(nn.Module):
         self.basic_module = _DoubleConv(in_channels, out_channels, encoder=False)
 
     def forward(self, skip, x):
-        x = F.interpolate(x, size=skip.shape[2:], mode="nearest")
-        return self.basic_module(torch.cat((skip, x), dim=1))
+        # the upsampled copy is a temporary of the concatenation: at full resolution it is the
+        # largest tensor there is, and holding it through the convolutions doubled the peak
+        return self.basic_module(torch.cat((skip, F.interpolate(x, size=skip.shape[2:], mode="nearest")), dim=1))
 
 
 class _UNet3D(nn.Module):
@@ -78,8 +79,9 @@ class _UNet3D(nn.Module):
             x = encoder(x)
             skips.insert(0, x)
         outputs = [x]
-        for decoder, skip in zip(self.decoders, skips[1:]):
-            x = decoder(skip, x)
+        skips.pop(0)  # the bottleneck itself
+        for decoder in self.decoders:
+            x = decoder(skips.pop(0), x)  # each skip freed once used
             outputs.append(x)
         return outputs
 
@@ -95,6 +97,7 @@ class _ImageHead(nn.Module):
 
 class BrainID(Encoder):
     family = "brain_id"
+    tileable = True
 
     def __init__(self, f_maps: int = 64, in_channels: int = 1):
         super().__init__()

@@ -51,6 +51,7 @@ class LegacyPatchMerging(PatchMergingV2):
 
 class SwinBOB(Encoder):
     family = "swin_bob"
+    tileable = True
 
     def __init__(
         self,

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from encoders.memory import PRECISIONS
 from fm import __version__
 from fm.dicom import MultipleSeriesError
 from fm.errors import InputFileError, OutputExistsError
@@ -231,35 +232,57 @@ def _parse_overrides(pairs: tuple[str, ...]) -> dict:
 
 
 @main.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.argument("paths", nargs=-1, type=click.Path(path_type=str))
+@click.option("--example", is_flag=True, help="Embed the bundled example scan instead of PATHS.")
 @click.option("--encoder", "encoder_name", required=True, help="Encoder name (see `fm encoders`).")
-@click.option("--pretrained", help="Published checkpoint file, a saved encoder folder, or hf-hub:org/name.")
+@click.option("--pretrained", help="Published checkpoint file, a saved encoder folder, or hf-hub:org/name. Without it the weights are random (seeded): the rows test the plumbing, they carry no learnt features.")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Encoder constructor override, e.g. widths=8,16,32,64.")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True, help="Parquet file (extended if it exists).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True, help="Scans run together (1: bit-identical rows whatever the batch).")
+@click.option("--tile", type=click.IntRange(min=1), help="Run the network on cubes of this many voxels a side and average their embeddings (bounded memory; brain_id, swin_bob*). Default: the whole volume.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True, help="bf16: CPU autocast, about half the memory and time for brain_id (see eval/bench_embed.py for the difference).")
+@click.option("--max-memory", "max_memory", metavar="SIZE", help="Refuse a scan whose forward pass is estimated above this, e.g. 16GiB (default: the memory available now).")
 @_reports_input_errors
-def embed(paths, encoder_name, pretrained, settings, out, batch_size):
+def embed(paths, example, encoder_name, pretrained, settings, out, batch_size, tile, precision, max_memory):
     """Embed scans with an encoder: one parquet row per scan.
 
     Each row holds the path, the scan's content hash, the encoder and weights hashes, the input
-    spec and the embedding. Scans already in OUT with the same encoder and weights are skipped, so
-    a run can be resumed or extended. Any format `fm info` reads works.
+    spec (with --tile and --precision) and the embedding. Scans already in OUT with the same
+    encoder, weights and settings are skipped, so a run can be resumed or extended. Any format
+    `fm info` reads works. Before each scan the peak memory is estimated: a scan that would not
+    fit is refused with the --tile that would.
 
     \b
     Examples:
+      fm embed --example --encoder anatcl --out emb.parquet
       fm embed scans/*.nii.gz --encoder brain_id --pretrained brainid.pth --out emb.parquet
+      fm embed scans/*.nii.gz --encoder brain_id --pretrained brainid.pth --tile 128 --out emb.parquet
       fm embed dicom_study/ --encoder anatcl --pretrained hf-hub:org/anatcl --out emb.parquet
     """
+    from encoders.memory import parse_size
     from encoders.registry import list_encoders
-    from fm.embed import embed_scans  # torch-heavy
 
+    if example == bool(paths):
+        raise click.UsageError("give scan paths or --example" + (", not both" if example else ""))
     if encoder_name not in list_encoders():
         raise click.BadParameter(f"unknown encoder {encoder_name!r}; choose from {', '.join(list_encoders())}", param_hint="--encoder")
-    added, errors = embed_scans(list(paths), encoder_name, out, pretrained, _parse_overrides(settings), batch_size)
-    for message in errors:
+    try:
+        limit = parse_size(max_memory) if max_memory else None
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--max-memory") from None
+    from fm.embed import embed_scans  # torch-heavy
+
+    scans = [str(example_path())] if example else list(paths)
+    try:
+        run = embed_scans(scans, encoder_name, out, pretrained, _parse_overrides(settings), batch_size, tile=tile, precision=precision, max_memory_bytes=limit)
+    except ValueError as err:  # settings the encoder cannot take (a tile for AnatCL)
+        raise click.UsageError(str(err)) from None
+    for message in run.errors:
         click.echo(f"error: {message}", err=True)
-    click.echo(f"embedded {added} scans into {out} ({len(errors)} failed)")
-    if errors:
+    if run.random_weights:
+        click.echo(f"note: {encoder_name} has random weights (no --pretrained): these embeddings carry no learnt features", err=True)
+    click.echo(f"embedded {run.added} scans into {out} ({run.cached} already there, skipped; {len(run.errors)} failed)")
+    if run.errors:
         sys.exit(EXIT_BAD_INPUT)
 
 

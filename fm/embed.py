@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -12,6 +14,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from encoders.memory import GIB, PRECISIONS, available_bytes, estimate_peak_bytes
 from fm.errors import InputFileError
 from fm.io import load_volume
 
@@ -47,6 +50,16 @@ def weights_hash(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+@dataclasses.dataclass
+class EmbedRun:
+    """What one `embed_scans` call did."""
+
+    added: int = 0  # rows written now
+    cached: int = 0  # scans skipped: their embedding with these weights and settings was already there
+    errors: list[str] = dataclasses.field(default_factory=list)
+    random_weights: bool = False  # no pretrained weights: the embeddings carry no learnt meaning
+
+
 def embed_scans(
     paths: list[str | Path],
     encoder_name: str,
@@ -55,41 +68,55 @@ def embed_scans(
     overrides: dict | None = None,
     batch_size: int = 1,
     progress: bool = True,
-) -> tuple[int, list[str]]:
-    """Embed `paths` into the parquet file `out`; returns (rows written now, error messages).
+    tile: int | None = None,
+    precision: str = "fp32",
+    max_memory_bytes: float | None = None,
+) -> EmbedRun:
+    """Embed `paths` into the parquet file `out`.
 
     batch_size > 1 runs scans of one preprocessed shape together: faster, but the last bits of an
     embedding may then depend on its batch mates; the default of 1 gives bit-identical rows.
+    tile: run the network on cubes of this many voxels a side and average their embeddings,
+    weighted by the voxels each covers (bounded memory, close to but not the whole-volume
+    embedding: bench_embed.py measures how close). precision "bf16" runs under CPU autocast.
+    Before each forward pass its peak memory is estimated (encoders.memory); a scan whose pass
+    would exceed max_memory_bytes (default: what the system has available) is refused with a
+    message saying what would fit, instead of being killed by the kernel.
     """
     import pyarrow.parquet as pq
 
     from encoders.registry import create_encoder
 
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     with torch.random.fork_rng():  # an encoder without pretrained weights is the same every run
         torch.manual_seed(0)
-        model = create_encoder(encoder_name, pretrained, **(overrides or {}))
+        model = create_encoder(encoder_name, pretrained, **(overrides or {})).eval()
+    if tile is not None:
+        tile = _checked_tile(model, tile)
+    limit = max_memory_bytes or available_bytes()
     weights = weights_hash(model)
-    spec = json.dumps(model.spec.to_dict(), sort_keys=True)
+    settings = {**model.spec.to_dict(), "tile": tile, "precision": precision}
+    spec = json.dumps(settings, sort_keys=True)
     out = Path(out)
     rows = pq.read_table(out).to_pylist() if out.exists() else []
     done = {_key(r) for r in rows}
-    errors: list[str] = []
+    run = EmbedRun(random_weights=pretrained is None)
     pending: list[tuple[dict, torch.Tensor]] = []
-    added = 0
 
     def flush():
-        nonlocal added
         if not pending:
             return
         try:
-            with torch.no_grad():
-                embeddings = model.forward_features(torch.cat([t for _, t in pending])).embedding
-        except (RuntimeError, ValueError) as err:  # e.g. out of memory, a grid too small for the network
-            errors.extend(f"{row['path']}: the encoder failed ({str(err).splitlines()[0]})" for row, _ in pending)
+            with torch.inference_mode(), _autocast(precision):
+                batch = torch.cat([t for _, t in pending])
+                embeddings = _tiled_embedding(model, batch, tile) if tile else model.forward_features(batch).embedding
+        except (RuntimeError, ValueError) as err:  # e.g. a grid too small for the network
+            run.errors.extend(f"{row['path']}: the encoder failed ({str(err).splitlines()[0]})" for row, _ in pending)
         else:
             for (row, _), vector in zip(pending, embeddings):
                 rows.append({**row, "embedding": vector.double().tolist()})
-                added += 1
+                run.added += 1
         pending.clear()
 
     for index, path in enumerate(tqdm([Path(p) for p in paths], desc=f"embed {encoder_name}", unit="scan", disable=not progress)):
@@ -104,13 +131,19 @@ def embed_scans(
                 "num_features": model.num_features,
             }
             if _key(row) in done:
+                run.cached += 1
                 continue
             tensor = model.preprocess(load_volume(path)).tensor
         except (InputFileError, ValueError) as err:
-            errors.append(str(err) if isinstance(err, InputFileError) else f"{path}: {err}")
+            run.errors.append(str(err) if isinstance(err, InputFileError) else f"{path}: {err}")
             continue
         if pending and tensor.shape != pending[0][1].shape:
             flush()  # a batch holds scans of one preprocessed shape
+        voxels = (tile**3 if tile else int(np.prod(tensor.shape[2:]))) * (len(pending) + 1)
+        needed = estimate_peak_bytes(model.family, model.num_features, voxels, precision)
+        if needed > limit:
+            run.errors.append(_too_large(path, model, tensor.shape[2:], needed, limit, tile, precision))
+            continue
         done.add(_key(row))
         pending.append((row, tensor))
         if len(pending) == batch_size:
@@ -119,7 +152,56 @@ def embed_scans(
             _write(rows, out)  # an interrupted run keeps what it finished
     flush()
     _write(rows, out)
-    return added, errors
+    return run
+
+
+def _autocast(precision: str):
+    return torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+
+
+def _checked_tile(model, tile: int) -> int:
+    if not model.tileable:
+        raise ValueError(f"{model.family} takes one fixed-size whole-brain input: its embedding cannot be pooled over tiles")
+    step = model.spec.divisible_by
+    if tile < max(step, 16) or tile % step:
+        raise ValueError(f"a {model.family} tile must be a multiple of {step} and at least {max(step, 16)} voxels, not {tile}")
+    return tile
+
+
+def _tile_starts(size: int, tile: int) -> list[int]:
+    """Starts of equal tiles covering 0..size, spread evenly (the last ones overlap a little)."""
+    if size <= tile:
+        return [0]
+    count = -(-size // tile)
+    return [round(i * (size - tile) / (count - 1)) for i in range(count)]
+
+
+def _tiled_embedding(model, batch: torch.Tensor, tile: int) -> torch.Tensor:
+    """Voxel-weighted mean of the embeddings of tiles covering the volume. A side shorter than
+    the tile is padded with the volume's minimum (the background after preprocessing)."""
+    pad = [max(0, tile - s) for s in batch.shape[2:]]
+    if any(pad):
+        batch = torch.nn.functional.pad(batch, [p for q in reversed(pad) for p in (0, q)], value=float(batch.min()))
+    total, weight = 0.0, 0
+    for x in _tile_starts(batch.shape[2], tile):
+        for y in _tile_starts(batch.shape[3], tile):
+            for z in _tile_starts(batch.shape[4], tile):
+                part = batch[:, :, x : x + tile, y : y + tile, z : z + tile]
+                total = total + model.forward_features(part).embedding.float() * part[0, 0].numel()
+                weight += part[0, 0].numel()
+    return total / weight
+
+
+def _too_large(path, model, shape, needed: float, limit: float, tile: int | None, precision: str) -> str:
+    """The refusal: what was asked, what it needs, and the settings that would fit."""
+    asked = f"tiles of {tile}^3" if tile else "x".join(map(str, shape)) + " voxels"
+    message = f"{path}: {model.family} on {asked} ({precision}) needs about {needed / GIB:.1f} GiB, above --max-memory {limit / GIB:.1f} GiB"
+    if model.tileable:
+        step = max(model.spec.divisible_by, 16)
+        fits = [t for t in range(step, max(shape) + step, step) if estimate_peak_bytes(model.family, model.num_features, t**3, precision) <= limit]
+        if fits:
+            message += f"; --tile {fits[-1]} fits (about {estimate_peak_bytes(model.family, model.num_features, fits[-1] ** 3, precision) / GIB:.1f} GiB)"
+    return message
 
 
 def _key(row: dict) -> tuple:

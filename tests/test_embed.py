@@ -3,6 +3,8 @@ preprocessing that keeps left on the left, mapping back to the scan, and `fm emb
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,8 @@ import phantoms
 from encoders.preprocess import brain_id_preprocess
 from encoders.registry import create_encoder
 from fm.cli import main
-from fm.embed import embed_scans, embeddings_of
+from encoders.memory import GIB
+from fm.embed import _tiled_embedding, embed_scans, embeddings_of
 from fm.io import load_volume
 
 BRAIN_ID = Path(__file__).resolve().parent / "data" / "refvectors" / "brain_id"
@@ -78,23 +81,23 @@ def test_embed_is_deterministic_resumable_and_format_independent(tmp_path):
     dicom = phantoms.write_series(tmp_path / "scan_dicom", phantoms.dicom_slices(array, grid))
     out = tmp_path / "emb.parquet"
     overrides = {"f_maps": 8}
-    added, errors = embed_scans([nifti, dicom, tmp_path / "missing.nii"], "brain_id", out, str(CHECKPOINT), overrides, progress=False)
-    assert added == 2 and len(errors) == 1 and "missing.nii: no such file" in errors[0]
+    run = embed_scans([nifti, dicom, tmp_path / "missing.nii"], "brain_id", out, str(CHECKPOINT), overrides, progress=False)
+    assert run.added == 2 and len(run.errors) == 1 and "missing.nii: no such file" in run.errors[0]
     paths, vectors = embeddings_of(out)
     assert vectors.shape == (2, 8)
     np.testing.assert_allclose(vectors[0], vectors[1], atol=1e-6)  # same voxels and geometry, two formats
 
-    again, _ = embed_scans([nifti, dicom], "brain_id", out, str(CHECKPOINT), overrides, progress=False)
-    assert again == 0 and pq.read_table(out).num_rows == 2
+    again = embed_scans([nifti, dicom], "brain_id", out, str(CHECKPOINT), overrides, progress=False)
+    assert (again.added, again.cached) == (0, 2) and pq.read_table(out).num_rows == 2
 
     constant = phantoms.write_nifti(tmp_path / "blank.nii.gz", np.zeros((20, 20, 20), np.float32), np.eye(4))
-    more, problems = embed_scans([constant, nifti], "brain_id", out, str(CHECKPOINT), overrides, progress=False)
-    assert more == 0 and "blank.nii.gz" in problems[0] and "constant" in problems[0]
+    more = embed_scans([constant, nifti], "brain_id", out, str(CHECKPOINT), overrides, progress=False)
+    assert more.added == 0 and "blank.nii.gz" in more.errors[0] and "constant" in more.errors[0]
 
     wider = embed_scans([nifti], "anatcl", out, str(CHECKPOINT.parent.parent / "anatcl" / "anatcl_small_checkpoint.pth"),
-                        {"widths": [8, 16, 32, 64]}, progress=False)[0]
+                        {"widths": [8, 16, 32, 64]}, progress=False).added
     cropped = embed_scans([nifti], "anatcl", out, str(CHECKPOINT.parent.parent / "anatcl" / "anatcl_small_checkpoint.pth"),
-                          {"widths": [8, 16, 32, 64], "size": [96, 96, 96]}, progress=False)[0]
+                          {"widths": [8, 16, 32, 64], "size": [96, 96, 96]}, progress=False).added
     assert wider == 1 and cropped == 1, "a different input spec is a different embedding"
     assert pq.read_table(out).num_rows == 4
 
@@ -115,3 +118,41 @@ def test_cli_embed_with_a_published_checkpoint(tmp_path):
     assert result.exit_code == 0, result.output
     assert "embedded 1 scans" in result.output
     assert embeddings_of(out)[1].shape == (1, 64)
+
+
+def test_embed_refuses_what_would_not_fit_and_says_which_tile_would(tmp_path):
+    scan = phantoms.write_nifti(tmp_path / "scan.nii.gz", *phantoms.ras_reference())
+    out = tmp_path / "emb.parquet"
+    run = embed_scans([scan], "brain_id", out, str(CHECKPOINT), {"f_maps": 8}, progress=False, max_memory_bytes=1.4 * GIB)
+    (message,) = run.errors
+    assert run.added == 0 and message.startswith(f"{scan}: brain_id on 96x100x54 voxels (fp32) needs about ")
+    tile = int(re.search(r"above --max-memory 1.4 GiB; --tile (\d+) fits", message).group(1))
+    assert embed_scans([scan], "brain_id", out, str(CHECKPOINT), {"f_maps": 8}, progress=False, max_memory_bytes=1.4 * GIB, tile=tile).added == 1
+
+
+def test_tiles_as_large_as_the_volume_give_the_whole_volume_embedding_and_smaller_ones_another_row(tmp_path):
+    scan = phantoms.write_nifti(tmp_path / "scan.nii.gz", *phantoms.ras_reference())
+    out = tmp_path / "emb.parquet"
+    whole = embed_scans([scan], "brain_id", out, str(CHECKPOINT), {"f_maps": 8}, progress=False)
+    model = create_encoder("brain_id", CHECKPOINT, f_maps=8).eval()
+    x = model.preprocess(load_volume(scan)).tensor
+    with torch.inference_mode():
+        one_tile = _tiled_embedding(model, x[..., :32, :32, :32], 32)
+        direct = model.forward_features(x[..., :32, :32, :32]).embedding
+    torch.testing.assert_close(one_tile, direct)
+    tiled = embed_scans([scan], "brain_id", out, str(CHECKPOINT), {"f_maps": 8}, progress=False, tile=16)
+    assert whole.added == tiled.added == 1 and tiled.cached == 0, "a tiled embedding is not the whole-volume one"
+    rows = pq.read_table(out).to_pylist()
+    assert [json.loads(r["spec_json"])["tile"] for r in rows] == [None, 16]
+    with pytest.raises(ValueError, match="anatcl takes one fixed-size whole-brain input"):
+        embed_scans([scan], "anatcl", out, tile=32, progress=False)
+
+
+def test_cli_embed_example_says_what_it_skipped_and_that_weights_are_random(tmp_path):
+    out = tmp_path / "emb.parquet"
+    first = CliRunner().invoke(main, ["embed", "--example", "--encoder", "anatcl", "--set", "widths=8,16,32,64", "--out", str(out)])
+    assert first.exit_code == 0, first.output
+    assert "embedded 1 scans" in first.stdout and "random weights (no --pretrained)" in first.stderr
+    again = CliRunner().invoke(main, ["embed", "--example", "--encoder", "anatcl", "--set", "widths=8,16,32,64", "--out", str(out)])
+    assert "embedded 0 scans into" in again.stdout and "(1 already there, skipped; 0 failed)" in again.stdout
+    assert "Without it the weights are random" in " ".join(CliRunner().invoke(main, ["embed", "--help"]).output.split())
