@@ -117,7 +117,7 @@ def main() -> None:
         accuracy(size=128, tile=64)
     else:
         bench_cli(
-            [("anatcl", []), ("swin_bob", []), ("brain_id", ["--tile", "128"]), ("brain_id", ["--tile", "128", "--precision", "bf16"])],
+            [("anatcl", []), ("swin_bob", []), ("brain_id", ["--precision", "bf16"]), ("brain_id", ["--tile", "128", "--precision", "bf16"])],
             args.repeats,
         )
 
