@@ -10,9 +10,10 @@ from fm.errors import InputFileError
 from fm.examples import example_path
 from fm.findings import Findings
 from fm.gate import BrainEvidence, OutOfScopeError, check_brain, check_scan, enforce
-from fm.io import load_volume, save_volume, volume_from_array
+from fm.io import load_volume, resample_array, save_volume, volume_from_array
 from fm.pipeline import ReportPipeline
 from fm.session import load_session
+from heads import atlas
 from heads.lesions import LesionRules, add_cavities
 from heads.mixture import fit_mixture
 
@@ -65,6 +66,15 @@ def test_the_mixture_recovers_known_class_means_despite_outliers_and_loose_prior
         np.testing.assert_allclose(mixture.class_means(), means, atol=0.02)
         assert (posteriors[:, :3].argmax(1) == truth)[~strays].mean() > 0.99
         assert (posteriors[strays, 3] > 0.5).mean() > 0.6  # most strays are far from every class
+
+
+def test_the_atlas_registration_is_repeatable(example):
+    """The same scan gives the same fit, bit for bit (a report reproduces)."""
+    work_shape, work_affine = atlas.work_grid(example.shape, example.affine)
+    image = resample_array(example.array.astype(np.float32), example.affine, work_shape, work_affine)
+    foreground = image > np.percentile(image, 30)
+    first, second = (atlas.register_template(image, work_affine, foreground, False) for _ in range(2))
+    np.testing.assert_array_equal(first, second)
 
 
 def test_fluid_a_lesion_surrounds_joins_it_even_open_to_the_surface_and_a_bordering_sulcus_does_not():
