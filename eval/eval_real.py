@@ -12,7 +12,8 @@ README): what a user would see, case by case.
 
     python eval/eval_real.py        # prints the tables; JSON and overlay PNGs in eval/results/
 
-brats_2013_pat0006_1 is the held-out case: nothing was tuned on it.
+brats_2013_pat0006_1 was the held-out case: no threshold was tuned on it, but one lesion rule (fluid in
+FLAIR, heads.lesions) came from looking at why it failed.
 """
 
 from __future__ import annotations

@@ -79,7 +79,12 @@ def accept_lesions(posteriors, brain, channels, mixture, scale, contrasts, spaci
     not_fluid = _mahalanobis_rows(values, *mixture.class_gaussian(_FLUID)) >= rules.fluid_distance
     bright = [c for c, is_bright in enumerate(lesion_directions(mixture, contrasts)) if is_bright]
     if bright:
-        grow = not_fluid & _brighter(values, bright, mixture, rules.brighter_by_sd)
+        grow = _brighter(values, bright, mixture, rules.brighter_by_sd)
+        if _fluid_is_bright(bright, mixture):
+            # T2/PD: CSF is brighter than parenchyma too. (In FLAIR it is dark and the brightness
+            # test excludes it; there the fluid class, widened by necrosis and partial volume,
+            # would also exclude a large tumour's moderately bright solid part.)
+            grow &= not_fluid
         seed = grow & _brighter(values, bright, mixture, rules.seed_brighter_by_sd)
         # Seeds must also be brighter than their mirror image across the midline: normal bright
         # signal (periventricular caps, choroid plexus, a bias left over) is symmetric.
@@ -119,6 +124,13 @@ def accept_lesions(posteriors, brain, channels, mixture, scale, contrasts, spaci
         weak.flat[inside[enhancing & _thick(enhancing, inside, brain.shape)]] = True
     lesion |= weak & ndimage.binary_dilation(lesion, structure=_NEIGHBOURS, iterations=rules.rim_voxels)
     return _fill_enclosed(lesion) & brain
+
+
+def _fluid_is_bright(channels: list[int], mixture) -> bool:
+    """Whether the fitted fluid is brighter than grey and white matter in any of `channels`."""
+    fluid = mixture.class_gaussian(_FLUID)[0]
+    parenchyma = np.maximum(mixture.class_gaussian(_GREY)[0], mixture.class_gaussian(_WHITE)[0])
+    return bool(np.any(fluid[channels] > parenchyma[channels]))
 
 
 def _thick(rows: np.ndarray, inside: np.ndarray, shape) -> np.ndarray:

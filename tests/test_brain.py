@@ -201,7 +201,7 @@ def test_realdata_glioma_from_flair_and_t1c_is_outlined_without_false_positives(
     assert row["false_positive_lesions_ml"] == []
 
 
-@pytest.mark.parametrize("case", ["brats_2013_pat0006_1"])  # the held-out case: nothing was tuned on it
+@pytest.mark.parametrize("case", ["brats_2013_pat0006_1"])  # the test case: no threshold was tuned on it
 def test_realdata_glioma_is_found_on_its_side_from_flair(pipeline, realdata, case):
     from eval.eval_real import brats_run
 
