@@ -2,9 +2,9 @@
 
 The mixture (heads.brain) sends a voxel to its flat outlier class when no tissue class explains
 its intensities where it lies. Such voxels become a lesion only as connected components inside
-the brain that are large enough, are not fluid (intensities close to the fitted CSF), and, in each
-contrast that shows lesions bright (FLAIR, T2, PD), are brighter than normal parenchyma and than
-the same place in the other hemisphere. Fluid a lesion surrounds (necrosis, a cyst) joins it. Which way
+the brain that are large enough and, in each contrast that shows lesions bright (FLAIR, T2, PD),
+are brighter than normal parenchyma and than the same place in the other hemisphere (and, where
+fluid is bright too, as in T2 and PD, are not fluid: far from the fitted CSF). Fluid a lesion surrounds (necrosis, a cyst) joins it. Which way
 an unnamed contrast goes is read from the fitted tissue means: FLAIR-like when CSF is darkest and
 grey matter brighter than white; T2/PD-like when CSF is brightest.
 """
@@ -65,8 +65,8 @@ def accept_lesions(posteriors, brain, channels, mixture, scale, contrasts, spaci
     (needed otherwise).
 
     Two levels of evidence, as hysteresis: a lesion is a connected region of abnormal voxels
-    (not fluid and, in every bright-lesion contrast, brighter than normal parenchyma and than
-    the mirror image) that holds at least `min_volume_ml` of seed voxels (outliers of the
+    (in every bright-lesion contrast brighter than normal parenchyma and than the mirror image;
+    not fluid where fluid is bright too) that holds at least `min_volume_ml` of seed voxels (outliers of the
     mixture, brighter and more asymmetric still). With no bright-lesion contrast, enhancement in a
     contrast-enhanced T1 is the evidence instead. The rules are applied voxel by voxel: a
     component that joined a lesion to unrelated outliers would otherwise be judged by their
