@@ -83,7 +83,7 @@ def accuracy(size: int, tile: int) -> None:
     import torch
 
     from encoders.registry import create_encoder
-    from fm.embed import _tiled_embedding
+    from fm.embed import tiled_embedding
     from fm.examples import example_path
     from fm.io import load_volume
 
@@ -96,7 +96,7 @@ def accuracy(size: int, tile: int) -> None:
         x = x[:, :, starts[0] : starts[0] + size, starts[1] : starts[1] + size, starts[2] : starts[2] + size]
         with torch.inference_mode():
             whole = model.forward_features(x).embedding
-            tiled = _tiled_embedding(model, x, tile)
+            tiled = tiled_embedding(model, x, tile)
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 half = model.forward_features(x).embedding.float()
         cosine = torch.nn.functional.cosine_similarity

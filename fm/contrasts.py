@@ -38,12 +38,17 @@ def guess_contrast(name: str) -> str:
     return "unknown"
 
 
-def parse_contrasts(text: str, count: int) -> list[str]:
-    """`--contrasts flair,t1c` -> ['flair', 't1c'], one per scan; a clear error otherwise."""
-    names = [part.strip().lower() for part in text.split(",") if part.strip()]
+def check_contrast_names(names) -> None:
+    """A clear error for names that are not contrasts this package knows."""
     unknown = [n for n in names if n not in CONTRASTS]
     if unknown:
         raise ValueError(f"unknown contrast {', '.join(unknown)}; choose from {', '.join(CONTRASTS)}")
+
+
+def parse_contrasts(text: str, count: int) -> list[str]:
+    """`--contrasts flair,t1c` -> ['flair', 't1c'], one per scan; a clear error otherwise."""
+    names = [part.strip().lower() for part in text.split(",") if part.strip()]
+    check_contrast_names(names)
     if len(names) != count:
         raise ValueError(f"--contrasts names {len(names)} contrasts for {count} scans")
     return names

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import itertools
 import json
 import os
 from pathlib import Path
@@ -76,9 +77,8 @@ def embed_scans(
 
     batch_size > 1 runs scans of one preprocessed shape together: faster, but the last bits of an
     embedding may then depend on its batch mates; the default of 1 gives bit-identical rows.
-    tile: run the network on cubes of this many voxels a side and average their embeddings,
-    weighted by the voxels each covers (bounded memory, close to but not the whole-volume
-    embedding: bench_embed.py measures how close). precision "bf16" runs under CPU autocast.
+    tile: run the network on cubes of this many voxels a side and average their embeddings
+    (bounded memory, close to but not the whole-volume embedding: bench_embed.py measures how close). precision "bf16" runs under CPU autocast.
     Before each forward pass its peak memory is estimated (encoders.memory); a scan whose pass
     would exceed max_memory_bytes (default: what the system has available) is refused with a
     message saying what would fit, instead of being killed by the kernel.
@@ -110,7 +110,7 @@ def embed_scans(
         try:
             with torch.inference_mode(), _autocast(precision):
                 batch = torch.cat([t for _, t in pending])
-                embeddings = _tiled_embedding(model, batch, tile) if tile else model.forward_features(batch).embedding
+                embeddings = tiled_embedding(model, batch, tile) if tile else model.forward_features(batch).embedding
         except (RuntimeError, ValueError) as err:  # e.g. a grid too small for the network
             run.errors.extend(f"{row['path']}: the encoder failed ({str(err).splitlines()[0]})" for row, _ in pending)
         else:
@@ -159,12 +159,16 @@ def _autocast(precision: str):
     return torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
 
 
+def _tile_step(model) -> int:
+    """Tile sizes are multiples of this, and at least this (16: four poolings of Brain-ID)."""
+    return max(model.spec.divisible_by, 16)
+
+
 def _checked_tile(model, tile: int) -> int:
     if not model.tileable:
         raise ValueError(f"{model.family} takes one fixed-size whole-brain input: its embedding cannot be pooled over tiles")
-    step = model.spec.divisible_by
-    if tile < max(step, 16) or tile % step:
-        raise ValueError(f"a {model.family} tile must be a multiple of {step} and at least {max(step, 16)} voxels, not {tile}")
+    if tile < _tile_step(model) or tile % model.spec.divisible_by:
+        raise ValueError(f"a {model.family} tile must be a multiple of {model.spec.divisible_by} and at least {_tile_step(model)} voxels, not {tile}")
     return tile
 
 
@@ -176,20 +180,15 @@ def _tile_starts(size: int, tile: int) -> list[int]:
     return [round(i * (size - tile) / (count - 1)) for i in range(count)]
 
 
-def _tiled_embedding(model, batch: torch.Tensor, tile: int) -> torch.Tensor:
-    """Voxel-weighted mean of the embeddings of tiles covering the volume. A side shorter than
-    the tile is padded with the volume's minimum (the background after preprocessing)."""
+def tiled_embedding(model, batch: torch.Tensor, tile: int) -> torch.Tensor:
+    """Mean of the embeddings of equal tiles (tile^3 voxels) covering the volume. A side shorter
+    than the tile is padded with the volume's minimum (the background after preprocessing)."""
     pad = [max(0, tile - s) for s in batch.shape[2:]]
     if any(pad):
         batch = torch.nn.functional.pad(batch, [p for q in reversed(pad) for p in (0, q)], value=float(batch.min()))
-    total, weight = 0.0, 0
-    for x in _tile_starts(batch.shape[2], tile):
-        for y in _tile_starts(batch.shape[3], tile):
-            for z in _tile_starts(batch.shape[4], tile):
-                part = batch[:, :, x : x + tile, y : y + tile, z : z + tile]
-                total = total + model.forward_features(part).embedding.float() * part[0, 0].numel()
-                weight += part[0, 0].numel()
-    return total / weight
+    starts = itertools.product(*(_tile_starts(size, tile) for size in batch.shape[2:]))
+    embeddings = [model.forward_features(batch[:, :, x : x + tile, y : y + tile, z : z + tile]).embedding.float() for x, y, z in starts]
+    return torch.stack(embeddings).mean(0)
 
 
 def _too_large(path, model, shape, needed: float, limit: float, tile: int | None, precision: str) -> str:
@@ -197,7 +196,7 @@ def _too_large(path, model, shape, needed: float, limit: float, tile: int | None
     asked = f"tiles of {tile}^3" if tile else "x".join(map(str, shape)) + " voxels"
     message = f"{path}: {model.family} on {asked} ({precision}) needs about {needed / GIB:.1f} GiB, above --max-memory {limit / GIB:.1f} GiB"
     if model.tileable:
-        step = max(model.spec.divisible_by, 16)
+        step = _tile_step(model)
         fits = [t for t in range(step, max(shape) + step, step) if estimate_peak_bytes(model.family, model.num_features, t**3, precision) <= limit]
         if fits:
             message += f"; --tile {fits[-1]} fits (about {estimate_peak_bytes(model.family, model.num_features, fits[-1] ** 3, precision) / GIB:.1f} GiB)"

@@ -19,5 +19,9 @@ class OutputExistsError(InputFileError):
     """An output path already holds a file, and nothing may be replaced unless asked: the CLI
     names its own option (--overwrite) in the message instead of the Python argument."""
 
+    def __init__(self, path: str | os.PathLike, clash: str):
+        self.clash = clash  # what is there, e.g. "already exists"
+        super().__init__(path, f"{clash}; overwrite=True replaces it")
+
     def for_cli(self) -> str:
-        return f"{self.path}: {self.problem.split(';')[0]}; add --overwrite to replace"
+        return f"{self.path}: {self.clash}; add --overwrite to replace"

@@ -19,10 +19,9 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from scipy import ndimage
-
 from fm.errors import InputFileError
 from fm.io import Volume
+from fm.masks import background_value, fill_holes_in_slices
 
 _MIN_SLICES = 8
 _MIN_EXTENT_MM = 40.0  # thinner than this along an axis: a slab, not a head
@@ -77,13 +76,6 @@ def check_scan(volume: Volume) -> list[str]:
     return reasons
 
 
-def background_value(image: np.ndarray) -> float:
-    """The most common value on the image's faces: air, or the fill value of a brain-extracted scan."""
-    faces = np.concatenate([image[0].ravel(), image[-1].ravel(), image[:, 0].ravel(), image[:, -1].ravel()])
-    values, counts = np.unique(faces, return_counts=True)
-    return float(values[np.argmax(counts)])
-
-
 def hollow_share(array: np.ndarray) -> float:
     """Share of the voxels enclosed by the subject's outline (holes filled in each axial slice,
     on every second voxel) that hold the background value (the commonest value on the faces).
@@ -91,9 +83,7 @@ def hollow_share(array: np.ndarray) -> float:
     at the value of air, is hollow."""
     coarse = array[::2, ::2, ::2]
     subject = coarse != background_value(coarse)
-    enclosed = np.zeros_like(subject)
-    for k in range(subject.shape[2]):
-        enclosed[:, :, k] = ndimage.binary_fill_holes(subject[:, :, k])
+    enclosed = fill_holes_in_slices(subject, axis=2)
     return float((enclosed & ~subject).sum() / max(enclosed.sum(), 1))
 
 

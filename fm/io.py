@@ -443,7 +443,7 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
             path, f"cannot write {suffix or 'files without an extension'}; writable: {', '.join(WRITABLE_SUFFIXES)}"
         )
     if path.exists() and not overwrite:
-        raise OutputExistsError(path, "already exists; overwrite=True replaces it")
+        raise OutputExistsError(path, "already exists")
     if not path.parent.is_dir():
         raise InputFileError(path, f"output folder {path.parent} does not exist")
     return path
@@ -487,7 +487,7 @@ def save_volume(
             raise InputFileError(path, f"would replace {', '.join(inputs)}, a file of the input scan")
         clashes = [p.name for p in written if (path.parent / p.name).exists() and p.name != path.name]
         if clashes and not overwrite:
-            raise OutputExistsError(path, f"would replace existing {', '.join(clashes)}; overwrite=True replaces them")
+            raise OutputExistsError(path, f"would replace existing {', '.join(clashes)}")
         for produced in written:
             shutil.move(str(produced), str(path.parent / produced.name))
     return path

@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from fm.contrasts import CONTRASTS, guess_contrast
+from fm.contrasts import check_contrast_names, guess_contrast
 from fm.errors import InputFileError
 from fm.io import Volume, load_volume, resample_array
 
@@ -52,9 +52,7 @@ def load_session(
     volumes = [scan if isinstance(scan, Volume) else load(scan) for scan in scans]
     guessed = contrasts is None
     names = tuple(contrasts) if contrasts is not None else tuple(_guess(v) for v in volumes)
-    unknown = [n for n in names if n not in CONTRASTS]
-    if unknown:
-        raise ValueError(f"unknown contrast {', '.join(unknown)}; choose from {', '.join(CONTRASTS)}")
+    check_contrast_names(names)
     repeated = {n for n in names if names.count(n) > 1 and n != "unknown"}
     if repeated:
         raise ValueError(f"contrast {', '.join(sorted(repeated))} given twice; name each scan's contrast with --contrasts")
@@ -77,7 +75,7 @@ def _guess(volume: Volume) -> str:
 
 
 def resample_onto(volume: Volume, reference: Volume) -> np.ndarray:
-    """`volume`'s intensities at the voxels of `reference` (trilinear; 0 outside `volume`)."""
+    """`volume`'s intensities at the voxels of `reference` (trilinear; its minimum outside `volume`)."""
     array = volume.array.astype(np.float32, copy=False)
     return resample_array(array, volume.affine, reference.shape, reference.affine, fill=float(array.min()))
 

@@ -25,8 +25,8 @@ import dataclasses
 import numpy as np
 from scipy import ndimage
 
-from fm.gate import background_value
 from fm.io import Volume, resample_array
+from fm.masks import background_value, fill_holes_in_slices
 from fm.labels import BRAIN_TISSUE
 from heads import atlas
 from heads.bias import correct_bias
@@ -281,14 +281,8 @@ def _foreground(image: np.ndarray, background: float, brain_extracted: bool) -> 
         return np.zeros(image.shape, bool)
     mask = image > background + 0.1 * (np.percentile(above, 95) - background)
     mask = ndimage.binary_opening(mask, iterations=1)
-    return _fill_holes_per_slice(ndimage.binary_fill_holes(mask))
-
-
-def _fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
-    """Holes open to the outside in 3D (the nasal cavity, ear canals) are closed in axial slices."""
-    for k in range(mask.shape[2]):
-        mask[:, :, k] = ndimage.binary_fill_holes(mask[:, :, k])
-    return mask
+    # holes open to the outside in 3D (the nasal cavity, ear canals) are closed in axial slices
+    return fill_holes_in_slices(ndimage.binary_fill_holes(mask), axis=2)
 
 
 # Grey-white order every scan of a named contrast shows, as (darker, brighter); a fit that breaks it

@@ -90,17 +90,21 @@ def right_of_midline(tissue: np.ndarray, volume: Volume) -> np.ndarray:
     """Boolean map: voxels on the patient's right of the brain's mid-sagittal plane."""
     point, normal = midsagittal_plane(tissue, volume)
     coefficients = normal @ volume.affine[:3]  # signed distance is linear in the voxel indices
-    offset = coefficients[3] - normal @ point
-    i, j, k = (np.arange(n, dtype=np.float32) for n in volume.shape)
-    return (coefficients[0] * i[:, None, None] + coefficients[1] * j[None, :, None] + coefficients[2] * k[None, None, :] + offset) > 0
+    coefficients[3] -= normal @ point
+    return _positive_side(coefficients, volume.shape)
 
 
 def right_of_atlas_midline(scan_to_mni: np.ndarray, volume: Volume) -> np.ndarray:
     """Boolean map: voxels whose image in MNI space lies right of x = 0 (the symmetric template's
     midline), for a scan registered to the template."""
-    coefficients = (scan_to_mni @ volume.affine)[0]  # MNI x is linear in the voxel indices
-    i, j, k = (np.arange(n, dtype=np.float32) for n in volume.shape)
-    return (coefficients[0] * i[:, None, None] + coefficients[1] * j[None, :, None] + coefficients[2] * k[None, None, :] + coefficients[3]) > 0
+    return _positive_side((scan_to_mni @ volume.affine)[0], volume.shape)  # MNI x is linear in the voxel indices
+
+
+def _positive_side(coefficients: np.ndarray, shape) -> np.ndarray:
+    """Voxels (i, j, k) of a grid of `shape` where a*i + b*j + c*k + d > 0, for coefficients (a, b, c, d)."""
+    i, j, k = (np.arange(n, dtype=np.float32) for n in shape)
+    a, b, c, d = coefficients
+    return (a * i[:, None, None] + b * j[None, :, None] + c * k[None, None, :] + d) > 0
 
 
 def split_hemispheres(segmentation: Segmentation, volume: Volume, right: np.ndarray | None = None) -> Segmentation:

@@ -17,6 +17,8 @@ import itertools
 import numpy as np
 from scipy import ndimage
 
+from fm.masks import fill_holes_in_slices
+
 _FLUID, _GREY, _WHITE = 1, 2, 3  # classes of heads.brain.MIXTURE_CLASSES
 BRIGHT_LESION_CONTRASTS = ("flair", "t2", "pd")
 _NEIGHBOURS = np.ones((3, 3, 3), bool)
@@ -184,9 +186,7 @@ def _fill_enclosed(mask: np.ndarray) -> np.ndarray:
     closed = ndimage.binary_closing(mask[box], structure=_NEIGHBOURS, iterations=2) | mask[box]
     filled = ndimage.binary_fill_holes(closed)
     for axis in range(3):
-        for k in range(closed.shape[axis]):
-            index = (slice(None),) * axis + (k,)
-            filled[index] |= ndimage.binary_fill_holes(closed[index])
+        filled |= fill_holes_in_slices(closed, axis)
     out = mask.copy()
     out[box] |= filled
     return out

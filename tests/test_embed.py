@@ -18,7 +18,7 @@ from encoders.preprocess import brain_id_preprocess
 from encoders.registry import create_encoder
 from fm.cli import main
 from encoders.memory import GIB
-from fm.embed import _tiled_embedding, embed_scans, embeddings_of
+from fm.embed import embed_scans, embeddings_of, tiled_embedding
 from fm.io import load_volume
 
 BRAIN_ID = Path(__file__).resolve().parent / "data" / "refvectors" / "brain_id"
@@ -137,7 +137,7 @@ def test_tiles_as_large_as_the_volume_give_the_whole_volume_embedding_and_smalle
     model = create_encoder("brain_id", CHECKPOINT, f_maps=8).eval()
     x = model.preprocess(load_volume(scan)).tensor
     with torch.inference_mode():
-        one_tile = _tiled_embedding(model, x[..., :32, :32, :32], 32)
+        one_tile = tiled_embedding(model, x[..., :32, :32, :32], 32)
         direct = model.forward_features(x[..., :32, :32, :32]).embedding
     torch.testing.assert_close(one_tile, direct)
     tiled = embed_scans([scan], "brain_id", out, str(CHECKPOINT), {"f_maps": 8}, progress=False, tile=16)
