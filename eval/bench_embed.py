@@ -32,14 +32,14 @@ finally:
     print(json.dumps({"seconds": time.perf_counter() - started, "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}), file=sys.stderr)
 """
 
-# One forward pass on a random input of the given size.
+# One forward pass on a random input of size^3 voxels (size 0: the encoder's own input size).
 _FORWARD_CHILD = """
 import resource, sys, torch
 from encoders.registry import create_encoder
 family, size, precision = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 torch.manual_seed(0)
 model = create_encoder(family).eval()
-shape = model.spec.size if not (model.tileable) else (size, size, size)
+shape = (size, size, size) if size else tuple(model.spec.size)
 x = torch.rand(1, model.spec.in_channels, *shape)
 cast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else torch.autocast("cpu", enabled=False)
 with torch.inference_mode(), cast:
@@ -72,7 +72,7 @@ def calibrate() -> None:
     for family, sizes in (("brain_id", (96, 128)), ("swin_bob", (64, 128)), ("anatcl", (64, 0))):
         for precision in ("fp32", "bf16"):
             points = [_child(_FORWARD_CHILD, [family, str(s), precision]) for s in sizes]
-            (v0, p0), (v1, p1) = ((p["voxels"] if family != "anatcl" or i else 64**3, p["peak_kib"] * 1024) for i, p in enumerate(points))
+            (v0, p0), (v1, p1) = ((p["voxels"], p["peak_kib"] * 1024) for p in points)
             per_voxel = (p1 - p0) / max(v1 - v0, 1)
             print(f"{family:<9} {precision}: {p0 / GIB:.2f} / {p1 / GIB:.2f} GiB -> MemoryProfile({(p0 - per_voxel * v0) / GIB:.2f} * GIB, {per_voxel:.0f})")
 

@@ -352,7 +352,7 @@ def _run_pipeline(scans, example, model, encoder_name, settings, etta, contrasts
         click.echo(f"[{time.perf_counter() - started:6.1f} s] {stage}", err=True)
 
     try:
-        return pipeline(session.volumes, progress=progress, contrasts=list(session.contrasts), force=force)
+        return pipeline(session, progress=progress, force=force)
     except InputFileError:
         raise
     except ValueError as err:  # e.g. a constant image, or a scan the model's preprocessing cannot take

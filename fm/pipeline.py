@@ -88,25 +88,29 @@ class ReportPipeline:
 
     def __call__(
         self,
-        scans: str | os.PathLike | Volume | list,
+        scans: str | os.PathLike | Volume | list | Session,
         progress: Callable[[str], None] | None = None,
         load: Callable[..., Volume] = load_volume,
         contrasts: list[str] | None = None,
         force: bool = False,
         **load_options,
     ) -> PipelineResult:
-        """scans: one scan or several co-registered contrasts of one session (paths or Volumes).
+        """scans: one scan or several co-registered contrasts of one session (paths or Volumes), or
+        a Session already loaded (then `contrasts` and `load` are not used).
         `load(path, **load_options)` reads a path (fm.io.load_volume: frame, series, modality,
         max_voxels). contrasts: one name per scan (fm.contrasts), else guessed. force: report a
         scan the gate refuses, with an out-of-scope notice. `progress(stage)` is called as each
         stage starts."""
-        scans = list(scans) if isinstance(scans, (list, tuple)) else [scans]
         timer = _Timer(progress)
         timer.start("load")
-        session = load_session(scans, contrasts, load=lambda path: load(path, **load_options))
+        if isinstance(scans, Session):
+            session = scans
+        else:
+            scans = list(scans) if isinstance(scans, (list, tuple)) else [scans]
+            session = load_session(scans, contrasts, load=lambda path: load(path, **load_options))
         volume = session.reference
         timer.stop("load")
-        if not self.adaptive and len(scans) > 1:
+        if not self.adaptive and len(session.volumes) > 1:
             raise ValueError(f"{self.model.model_id} segments one scan; several contrasts need the default segmenter")
 
         timer.start("gate")
@@ -148,7 +152,7 @@ class ReportPipeline:
         provenance = ReportProvenance(
             input_file=volume.source.path,
             input_format=volume.source.format,
-            input_files=[v.source.path for v in session.volumes] if len(scans) > 1 else [],
+            input_files=list(session.files) if len(session.files) > 1 else [],
             contrasts=list(session.contrasts),
             contrasts_guessed=session.contrasts_guessed,
             resampled_inputs=list(session.resampled),

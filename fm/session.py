@@ -29,6 +29,7 @@ class Session:
     contrasts: tuple[str, ...]
     contrasts_guessed: bool
     resampled: tuple[str, ...]  # files that were resampled onto the first one's grid
+    files: tuple[str, ...]  # each scan's own file, in order (a resampled volume's source is the first's grid)
 
     @property
     def reference(self) -> Volume:
@@ -65,7 +66,7 @@ def load_session(
         _check_overlap(volume, reference)
         on_grid.append(reference.with_array(resample_onto(volume, reference)))
         resampled.append(volume.source.path)
-    return Session(on_grid, names, guessed, tuple(resampled))
+    return Session(on_grid, names, guessed, tuple(resampled), tuple(v.source.path for v in volumes))
 
 
 def _guess(volume: Volume) -> str:

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 import phantoms
 from fm.cli import main
 from fm.examples import example_path
-from fm.io import load_volume
+from fm.io import load_volume, resample_array, save_volume, volume_from_array
 
 
 @pytest.fixture
@@ -184,6 +184,25 @@ def test_a_missing_scan_argument_is_named_as_missing(tmp_path, run):
     assert done.exit_code == 2 and "not both" in done.output
     done = run("report", "--out", tmp_path / "r")
     assert done.exit_code == 2 and "give one or more scans of one session, or --example" in done.output
+
+
+def test_report_of_a_session_names_every_file_guessed_contrast_and_resampling(tmp_path, run):
+    """Two contrasts of one session on different grids, their contrasts left to the file names:
+    the report lists both files, says the contrasts were guessed and that the second was resampled."""
+    from fm.examples import example_paths
+
+    t1c, flair = (load_volume(p) for p in example_paths())
+    first = save_volume(t1c, tmp_path / "sub_T1c.nii.gz")
+    coarse = flair.affine.copy()
+    coarse[:3, :3] *= 2
+    shape = tuple(n // 2 for n in flair.shape)
+    second = save_volume(volume_from_array(resample_array(flair.array.astype(np.float32), flair.affine, shape, coarse), coarse), tmp_path / "sub_FLAIR.nii.gz")
+    done = run("report", first, second, "--out", tmp_path / "report")
+    assert done.exit_code == 0, done.output
+    provenance = json.loads((tmp_path / "report" / "report.json").read_text())["provenance"]
+    assert provenance["input_files"] == [str(first), str(second)]
+    assert provenance["contrasts"] == ["t1c", "flair"] and provenance["contrasts_guessed"]
+    assert provenance["resampled_inputs"] == [str(second)]
 
 
 def test_segment_and_report_refuse_bad_input_with_one_line(tmp_path, run):
