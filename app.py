@@ -12,7 +12,7 @@ import tempfile
 
 import gradio as gr
 
-from fm.errors import InputFileError
+from fm.errors import InputError
 from fm.examples import example_modality, example_path
 from fm.io import READABLE_SUFFIXES, load_volume
 from fm.views import orthogonal_views
@@ -33,7 +33,7 @@ def inspect_scan(path: str | None, series: float | None = None, frame: float | N
             frame=int(frame) if frame is not None and frame >= 0 else None,
             modality=modality,
         )
-    except InputFileError as err:
+    except InputError as err:
         raise gr.Error(str(err)) from None
     views = orthogonal_views(volume)
     return volume.summary(), views["axial"], views["coronal"], views["sagittal"]
@@ -62,7 +62,7 @@ def report_scan(path: str | None, series: float | None = None, frame: float | No
     options = dict(series=int(series) if series else None, frame=int(frame) if frame is not None and frame >= 0 else None, modality=modality)
     try:
         result = report_pipeline()(path, **options)
-    except (InputFileError, ValueError) as err:
+    except InputError as err:  # the user's scan; anything else is a bug and keeps its traceback
         raise gr.Error(str(err)) from None
     folder = tempfile.mkdtemp(dir=reports_folder().name)
     seg = result.segmentation

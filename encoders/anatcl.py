@@ -36,6 +36,7 @@ class AnatCL(Encoder):
     ):
         super().__init__()
         self.size = tuple(size)
+        self.widths = tuple(widths)
         self.encoder = ResNet(
             block=ResNetBlock,
             layers=[2, 2, 2, 2],
@@ -68,6 +69,11 @@ class AnatCL(Encoder):
     @property
     def num_features(self) -> int:
         return self._features
+
+    @property
+    def feature_info(self) -> list[dict[str, int]]:
+        # ResNet-18 layers 1-4 after the strided stem and its max-pool
+        return [{"num_chs": w, "reduction": 4 * 2**i} for i, w in enumerate(self.widths)]
 
     def forward_features(self, x: torch.Tensor) -> Features:
         e = self.encoder

@@ -19,8 +19,15 @@ import torch
 from huggingface_hub import ModelCard, ModelCardData, PyTorchModelHubMixin
 from torch import nn
 
+from fm.errors import look_up
+
 if TYPE_CHECKING:
     from encoders.preprocess import Preprocessed
+
+
+#: InputSpec.intensity choices; encoders.preprocess holds the MONAI transform of each (MONAI is
+#: not imported here), and a test checks the two name the same modes.
+INTENSITY_MODES = ("minmax", "percentile", "zscore_nonzero", "ct_window", "none")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,11 +38,15 @@ class InputSpec:
     orientation: str  # axis codes of the array fed to the network, e.g. "RAS"
     size: tuple[int, int, int]  # crop/pad size, or the sliding-window size when `windowed`
     windowed: bool  # True: any size divisible by `divisible_by` works (sliding window)
-    intensity: str  # "minmax" or "percentile" (0.5-99.5 % to [0, 1]), "zscore_nonzero", "ct_window", "none"
+    intensity: str  # one of INTENSITY_MODES: "percentile" is 0.5-99.5 % to [0, 1], "none" leaves intensities as they are
     in_channels: int
     modalities: tuple[str, ...]  # e.g. ("T1",) or ("T1c", "T1", "T2", "FLAIR")
     divisible_by: int = 1
     notes: str = ""
+
+    def __post_init__(self):
+        # An InputError: a spec can come from a model folder's config.json, not only from code.
+        look_up("intensity mode", self.intensity, INTENSITY_MODES)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -78,6 +89,12 @@ class Encoder(
 
     @property
     def num_features(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def feature_info(self) -> list[dict[str, int]]:
+        """One entry per map of `forward_features`, finest first, as timm's: {"num_chs": channels,
+        "reduction": the map's stride against the input}. Heads are built from it."""
         raise NotImplementedError
 
     def forward_features(self, x: torch.Tensor) -> Features:

@@ -123,6 +123,11 @@ class BrainID(Encoder):
     def num_features(self) -> int:
         return self._features
 
+    @property
+    def feature_info(self) -> list[dict[str, int]]:
+        # the decoder's levels, full resolution first: f_maps x 2^i channels at stride 2^i
+        return [{"num_chs": self._features * 2**i, "reduction": 2**i} for i in range(len(self.backbone.encoders))]
+
     def preprocess(self, volume):
         """The authors' demo preprocessing, reproduced exactly (encoders.preprocess)."""
         from encoders.preprocess import brain_id_preprocess

@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from fm.errors import InputError
+
 GIB = 1024**3
 
 
@@ -60,4 +62,4 @@ def parse_size(text: str) -> int:
     try:
         return int(float(number) * (scale or GIB))
     except ValueError:
-        raise ValueError(f"{text!r} is not a memory size (e.g. 16GiB, 512MiB, or a number of GiB)") from None
+        raise InputError(f"{text!r} is not a memory size (e.g. 16GiB, 512MiB, or a number of GiB)") from None

@@ -31,10 +31,22 @@ from monai.transforms import (
     ScaleIntensityRange,
     ScaleIntensityRangePercentiles,
     Spacing,
+    Transform,
 )
 
 from encoders.base import InputSpec
+from fm.errors import InputError, look_up
 from fm.io import Volume, volume_from_array
+
+#: InputSpec.intensity mode (encoders.base.INTENSITY_MODES) -> its MONAI transform (None: left as they are).
+INTENSITY_TRANSFORMS: dict[str, Transform | None] = {
+    "ct_window": ScaleIntensityRange(a_min=-175, a_max=250, b_min=0.0, b_max=1.0, clip=True),
+    "zscore_nonzero": NormalizeIntensity(nonzero=True),
+    # robust to a few very bright voxels
+    "percentile": ScaleIntensityRangePercentiles(lower=0.5, upper=99.5, b_min=0.0, b_max=1.0, clip=True),
+    "minmax": ScaleIntensity(minv=0.0, maxv=1.0, channel_wise=True),
+    "none": None,
+}
 
 
 @dataclasses.dataclass
@@ -68,30 +80,25 @@ def monai_preprocess(volume: Volume | Sequence[Volume], spec: InputSpec) -> Prep
     """
     volumes = [volume] if isinstance(volume, Volume) else list(volume)
     if len(volumes) != spec.in_channels:
-        raise ValueError(
+        raise InputError(
             f"this encoder takes {spec.in_channels} co-registered scans ({', '.join(spec.modalities)}), got {len(volumes)}"
         )
     first = volumes[0]
     for other in volumes[1:]:
         if other.shape != first.shape or not np.allclose(other.affine, first.affine, atol=1e-3):
-            raise ValueError(f"{other.source.path} is not on the grid of {first.source.path}; register the scans first")
+            raise InputError(f"{other.source.path} is not on the grid of {first.source.path}; register the scans first")
     for v in volumes:
         if float(v.array.max()) == float(v.array.min()):
-            raise ValueError(f"{v.source.path} is constant ({float(v.array.min())}); there is nothing to encode")
+            raise InputError(f"{v.source.path} is constant ({float(v.array.min())}); there is nothing to encode")
     # A copy: MONAI's intensity transforms work in place and must not touch the caller's volume.
     stacked = torch.tensor(np.stack([v.array for v in volumes]), dtype=torch.float32)
     image = MetaTensor(stacked, affine=torch.from_numpy(first.affine))
     steps = [Orientation(axcodes=spec.orientation, labels=(("L", "R"), ("P", "A"), ("I", "S")))]  # RAS+ labels, stated
     if spec.spacing_mm is not None:
         steps.append(Spacing(pixdim=spec.spacing_mm, mode="bilinear"))
-    if spec.intensity == "ct_window":
-        steps.append(ScaleIntensityRange(a_min=-175, a_max=250, b_min=0.0, b_max=1.0, clip=True))
-    elif spec.intensity == "zscore_nonzero":
-        steps.append(NormalizeIntensity(nonzero=True))
-    elif spec.intensity == "percentile":  # robust to a few very bright voxels
-        steps.append(ScaleIntensityRangePercentiles(lower=0.5, upper=99.5, b_min=0.0, b_max=1.0, clip=True))
-    elif spec.intensity == "minmax":
-        steps.append(ScaleIntensity(minv=0.0, maxv=1.0, channel_wise=True))
+    intensity = look_up("intensity mode", spec.intensity, INTENSITY_TRANSFORMS)
+    if intensity is not None:
+        steps.append(intensity)
     if spec.windowed:
         steps.append(DivisiblePad(k=spec.divisible_by))
     else:
@@ -107,7 +114,7 @@ def brain_id_preprocess(volume: Volume, crop: int = 220) -> Preprocessed:
     array = torch.nan_to_num(array)
     array = array - array.min()
     if float(array.max()) == 0:
-        raise ValueError(f"{volume.source.path} is constant; there is nothing to encode")
+        raise InputError(f"{volume.source.path} is constant; there is nothing to encode")
     array = array / array.max()
     array, affine = _resize_to_1mm(array, affine)
     ras = volume_from_array(array.numpy(), affine, name=volume.source.path)  # fm.io's own reorientation to RAS

@@ -17,15 +17,13 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
+from encoders import HUB_PREFIX
 from encoders.anatcl import AnatCL
 from encoders.base import Encoder
 from encoders.brain_id import BrainID
 from encoders.checkpoint import load_container, load_state_dict_strictly
 from encoders.swin_bob import SwinBOB
-from fm.errors import InputFileError
-
-HUB_PREFIX = "hf-hub:"
-
+from fm.errors import InputError, InputFileError
 
 @dataclasses.dataclass(frozen=True)
 class EncoderEntry:
@@ -69,6 +67,18 @@ def _entry(name: str) -> EncoderEntry:
     return _REGISTRY[name]
 
 
+def encoder_settings(name: str) -> list[str]:
+    """The constructor settings encoder `name` takes (what `overrides` may name)."""
+    return [p for p in inspect.signature(_entry(name).cls.__init__).parameters if p != "self"]
+
+
+def check_settings(name: str, settings: dict) -> None:
+    """Refuses settings encoder `name` does not take, naming those it does."""
+    unknown = sorted(set(settings) - set(encoder_settings(name)))
+    if unknown:
+        raise InputError(f"{name} does not take {', '.join(unknown)}; its settings: {', '.join(encoder_settings(name))}")
+
+
 def create_encoder(name: str, pretrained: str | Path | None = None, *, strict: bool = True, **overrides) -> Encoder:
     """Build encoder `name` (with constructor `overrides`) and load `pretrained` weights if given.
 
@@ -76,6 +86,7 @@ def create_encoder(name: str, pretrained: str | Path | None = None, *, strict: b
     a checkpoint that matches no key is refused either way.
     """
     entry = _entry(name)
+    check_settings(name, overrides)
     if pretrained is None:
         return entry.cls(**{**entry.defaults, **overrides}).eval()
     source = str(pretrained)
@@ -94,7 +105,7 @@ def hub_snapshot(source: str) -> Path:
     """Local folder of `hf-hub:org/name` in the project's format (the Hub cache; HF_HUB_OFFLINE works)."""
     from huggingface_hub import snapshot_download
 
-    return Path(snapshot_download(source[len(HUB_PREFIX) :], allow_patterns=["config.json", "model.safetensors", "README.md"]))
+    return Path(snapshot_download(source[len(HUB_PREFIX) :], allow_patterns=["config.json", "model.safetensors", "README.md", "evaluation.json"]))
 
 
 def read_model_folder(folder: Path, what: str) -> tuple[dict, dict]:
@@ -118,11 +129,19 @@ def _from_project_folder(entry: EncoderEntry, folder: Path, overrides: dict, str
     """Checked like a published checkpoint (the Hub mixin's own loader would accept missing
     weights without a word)."""
     if overrides:
-        raise ValueError(f"a saved encoder carries its own configuration; drop the overrides {sorted(overrides)}")
+        raise InputError(f"a saved encoder carries its own configuration; drop the overrides {sorted(overrides)}")
     config, state = read_model_folder(folder, "an encoder")
     if config.get("family") != entry.cls.family:
         raise InputFileError(folder, f"holds a {config.get('family')!r} encoder, not {entry.cls.family!r}")
-    accepted = inspect.signature(entry.cls.__init__).parameters
+    accepted = set(inspect.signature(entry.cls.__init__).parameters) - {"self"}
+    described = {"family", "num_features", "input_spec"}  # written by Encoder.save_pretrained, checked below
+    unknown = sorted(set(config) - accepted - described)
+    if unknown:
+        raise InputFileError(folder / "config.json", f"has keys the {entry.cls.family} encoder does not take: {', '.join(unknown)}")
     model = entry.cls(**{k: v for k, v in config.items() if k in accepted})
+    # What the folder says about the rebuilt model must be true of it (compared as JSON).
+    for key, rebuilt in (("num_features", model.num_features), ("input_spec", model.spec.to_dict())):
+        if key in config and json.loads(json.dumps(rebuilt)) != config[key]:
+            raise InputFileError(folder / "config.json", f"says {key} {config[key]}, but the encoder it describes has {rebuilt}")
     load_state_dict_strictly(model, state, folder, strict=strict)
     return model.eval()

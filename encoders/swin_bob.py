@@ -100,6 +100,11 @@ class SwinBOB(Encoder):
     def num_features(self) -> int:
         return self._features
 
+    @property
+    def feature_info(self) -> list[dict[str, int]]:
+        # the patch embedding (stride 2) and the four Swin stages, each halving the grid and doubling the width
+        return [{"num_chs": self._features // 16 * 2**i, "reduction": 2 ** (i + 1)} for i in range(5)]
+
     def forward_features(self, x: torch.Tensor) -> Features:
         if any(s % 32 for s in x.shape[2:]):
             raise ValueError(f"Swin-UNETR needs spatial sizes divisible by 32, got {tuple(x.shape[2:])}")

@@ -11,7 +11,7 @@ positive lesions per scan, lesion volume error, and laterality agreement of foun
 
     python eval/eval_segmenter.py --n 20 --etta-compare --out eval/results/segmenter_ood.json
 
-`--record` also writes the summary next to the weights (heads.pretrained.EVALUATION_FILE, with their
+`--record` also writes the summary next to the weights (heads.model_folder.EVALUATION_FILE, with their
 checksum): reports from that model then state its lesion sensitivity.
 """
 
@@ -34,9 +34,8 @@ from fm.labels import BRAIN_TUMOUR
 from fm.measure import measure
 from fm.synth.generator import generate
 from heads.etta import segment_with_etta
-from fm.pipeline import ADAPTIVE_MODEL_ID
-from heads.pretrained import EVALUATION_FILE, default_model_folder, load_segmenter
-from heads.result import ModelInfo
+from heads.model_folder import EVALUATION_FILE
+from heads.segmenters import ADAPTIVE_MODEL_ID, BUNDLED_NETWORK, bundled_network_folder, create_segmenter
 
 DETECTABLE_ML = 1.0
 #: (reported name, label ids forming the region)
@@ -109,10 +108,9 @@ def evaluate(model, n: int, seed: int, etta_compare: bool, roi: int | None = Non
     if model == ADAPTIVE_MODEL_ID:
         if etta_compare or roi:
             raise SystemExit("--etta-compare and --roi apply to network segmenters")
-        segmenter = AdaptiveForEval()
-        info = ModelInfo(ADAPTIVE_MODEL_ID, "contrast-adaptive (atlas + EM)", "-", "none (atlas)", BRAIN_TUMOUR.name)
+        segmenter, info = AdaptiveForEval(), create_segmenter(ADAPTIVE_MODEL_ID)[1]
     else:
-        segmenter, info = load_segmenter(model)
+        segmenter, info = create_segmenter(model or BUNDLED_NETWORK)
     if roi:
         segmenter.roi_size = (roi,) * 3
     modes = ["plain", "etta"] if etta_compare else ["plain"]
@@ -205,7 +203,8 @@ def main():
         args.out.write_text(json.dumps(results, indent=1))
         print(f"wrote {args.out}")
     if args.record:
-        print(f"wrote {record_evaluation(results, Path(args.model) if args.model else default_model_folder())}")
+        bundled = args.model in (None, BUNDLED_NETWORK)
+        print(f"wrote {record_evaluation(results, bundled_network_folder() if bundled else Path(args.model))}")
 
 
 def record_evaluation(results: dict, folder: Path) -> Path:

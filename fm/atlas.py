@@ -19,6 +19,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
+from fm.errors import InputError
 from fm.examples import nilearn_template
 
 
@@ -51,7 +52,7 @@ def align_to_mni(mask: np.ndarray, affine: np.ndarray, left_right: np.ndarray | 
     """
     ijk = np.argwhere(mask)
     if len(ijk) < 100:
-        raise ValueError("brain mask has fewer than 100 voxels; cannot align it to MNI space")
+        raise InputError("brain mask has fewer than 100 voxels; cannot align it to MNI space")
     points = ijk @ affine[:3, :3].T + affine[:3, 3]
     centre, covariance = points.mean(axis=0), np.cov(points.T)
     if left_right is None:

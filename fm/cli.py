@@ -1,8 +1,10 @@
 """The `fm` command. Each subcommand is a thin shell over a library call; a problem with a user's
-file becomes a one-line message on stderr and exit status 1, never a traceback."""
+input (fm.errors.InputError) becomes a one-line message on stderr and exit status 1, never a
+traceback. Any other exception is a bug in this package and shows its traceback."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
@@ -15,18 +17,19 @@ import numpy as np
 from encoders.memory import PRECISIONS
 from fm import __version__
 from fm.dicom import MultipleSeriesError
-from fm.errors import InputFileError, OutputExistsError
+from fm.errors import InputError, InputFileError, OutputExistsError
 from fm.contrasts import parse_contrasts
 from fm.examples import DEFAULT_EXAMPLE, EXAMPLES, example_contrasts, example_modality, example_path, example_paths
 from fm.gate import check_scan, enforce
-from fm.io import Volume, check_output_path, load_volume, save_volume
+from fm.io import GRIDS, Volume, check_output_path, load_volume, save_volume
 from fm.session import load_session
+from heads.segmenters import ADAPTIVE_MODEL_ID, BUNDLED_NETWORK
 
 EXIT_BAD_INPUT = 1
 
 
 def _reports_input_errors(command):
-    """Turn InputFileError into `error: <file>: <problem>` and a non-zero exit."""
+    """Turn InputError into `error: <what was given>: <problem>` and a non-zero exit."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -35,11 +38,23 @@ def _reports_input_errors(command):
         except OutputExistsError as err:
             click.echo(f"error: {err.for_cli()}", err=True)
             sys.exit(EXIT_BAD_INPUT)
-        except InputFileError as err:
+        except InputError as err:
             click.echo(f"error: {err}", err=True)
             sys.exit(EXIT_BAD_INPUT)
 
     return wrapper
+
+
+@contextlib.contextmanager
+def _option_errors(param_hint: str | None = None):
+    """An InputError that names no file is about the command's options: click's usage error
+    (exit 2, with the usage line). A file's problem passes on to _reports_input_errors."""
+    try:
+        yield
+    except InputFileError:
+        raise
+    except InputError as err:
+        raise click.BadParameter(str(err), param_hint=param_hint) from None
 
 
 def _load(path: str, frame, series, modality, max_voxels) -> Volume:
@@ -165,7 +180,7 @@ def _format_summary(s: dict) -> str:
 @click.argument("output", type=click.Path(path_type=Path))
 @click.option(
     "--grid",
-    type=click.Choice(["source", "ras"]),
+    type=click.Choice(GRIDS),
     default="source",
     show_default=True,
     help="Write on the input's own voxel grid, or in the RAS-closest layout.",
@@ -266,17 +281,13 @@ def embed(paths, example, encoder_name, pretrained, settings, out, batch_size, t
         raise click.UsageError("give scan paths or --example" + (", not both" if example else ""))
     if encoder_name not in list_encoders():
         raise click.BadParameter(f"unknown encoder {encoder_name!r}; choose from {', '.join(list_encoders())}", param_hint="--encoder")
-    try:
+    with _option_errors("--max-memory"):
         limit = parse_size(max_memory) if max_memory else None
-    except ValueError as err:
-        raise click.BadParameter(str(err), param_hint="--max-memory") from None
     from fm.embed import embed_scans  # torch-heavy
 
     scans = [str(example_path())] if example else list(paths)
-    try:
+    with _option_errors():  # settings the encoder cannot take (a tile for AnatCL)
         run = embed_scans(scans, encoder_name, out, pretrained, _parse_overrides(settings), batch_size, tile=tile, precision=precision, max_memory_bytes=limit)
-    except ValueError as err:  # settings the encoder cannot take (a tile for AnatCL)
-        raise click.UsageError(str(err)) from None
     for message in run.errors:
         click.echo(f"error: {message}", err=True)
     if run.random_weights:
@@ -323,40 +334,22 @@ def _run_pipeline(scans, example, model, encoder_name, settings, etta, contrasts
         contrasts = contrasts or ",".join(example_contrasts(example))
     if not scans:
         raise click.UsageError("give one or more scans of one session, or --example")
-    names = None
-    if contrasts:
-        try:
-            names = parse_contrasts(contrasts, len(scans))
-        except ValueError as err:
-            raise click.BadParameter(str(err), param_hint="--contrasts") from None
-    try:
-        # _load asks which DICOM series to use when a folder holds several and a person is there
-        session = load_session(list(scans), names, load=lambda path: _load(path, frame, series, modality, max_voxels))
-    except InputFileError:
-        raise
-    except ValueError as err:
-        raise click.BadParameter(str(err), param_hint="--contrasts") from None
-    if model is None or model in ("fm3d/atlas-em", "synth-unet"):  # brain models; an organ model's scan is a body
+    with _option_errors("--contrasts"):
+        names = parse_contrasts(contrasts, len(scans)) if contrasts else None
+    # _load asks which DICOM series to use when a folder holds several and a person is there
+    session = load_session(list(scans), names, load=lambda path: _load(path, frame, series, modality, max_voxels))
+    if model is None or model in (ADAPTIVE_MODEL_ID, BUNDLED_NETWORK):  # brain models; an organ model's scan is a body
         enforce(session.reference.source.path, check_scan(session.reference), force)
 
     from fm.pipeline import ReportPipeline  # SimpleITK and the atlas; torch only for network models
 
-    try:
+    with _option_errors("--model/--encoder/--set/--etta"):
         pipeline = ReportPipeline.from_pretrained(model, encoder_name, etta=etta, **_parse_overrides(settings))
-    except InputFileError:
-        raise
-    except ValueError as err:
-        raise click.BadParameter(str(err), param_hint="--model/--encoder/--set/--etta") from None
 
     def progress(stage):
         click.echo(f"[{time.perf_counter() - started:6.1f} s] {stage}", err=True)
 
-    try:
-        return pipeline(session, progress=progress, force=force)
-    except InputFileError:
-        raise
-    except ValueError as err:  # e.g. a constant image, or a scan the model's preprocessing cannot take
-        raise InputFileError(session.reference.source.path, str(err)) from None
+    return pipeline(session, progress=progress, force=force)
 
 
 @main.command()
@@ -440,6 +433,7 @@ def train():
 @click.option("--init", type=click.Path(path_type=Path, dir_okay=False, exists=True), help="Start from this checkpoint's weights (a fine-tuning stage with its own schedule).")
 @click.option("--workers", type=click.IntRange(0, 1), default=1, show_default=True, help="1: make scans in a second process; 0: in the training process.")
 @click.option("--export", "export_to", type=click.Path(path_type=Path, file_okay=False), help="Also write the shipped format here.")
+@_reports_input_errors
 def train_seg(out, steps, seed, f_maps, patch, decay_steps, balance_from, balance_power, lr, lesion_fraction, lesion_offset, whole_tumour_weight, init, workers, export_to):
     """Train the default segmenter on synthetic scans only.
 
@@ -469,10 +463,7 @@ def train_seg(out, steps, seed, f_maps, patch, decay_steps, balance_from, balanc
         balance_power=balance_power, lesion_fraction=lesion_fraction, lesion_offset=lesion_offset,
         whole_tumour_weight=whole_tumour_weight, init=None if init is None else str(init), workers=workers,
     )
-    try:
-        checkpoint = run_training(out, config)
-    except ValueError as error:  # a run folder trained with another recipe
-        raise click.ClickException(str(error)) from None
+    checkpoint = run_training(out, config)
     click.echo(f"checkpoint {checkpoint}")
     if export_to:
         click.echo(f"exported {export(checkpoint, export_to)}")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from fm.errors import InputError, look_up
+
 #: name -> what it is
 CONTRASTS = {
     "t1": "T1-weighted",
@@ -39,10 +41,9 @@ def guess_contrast(name: str) -> str:
 
 
 def check_contrast_names(names) -> None:
-    """A clear error for names that are not contrasts this package knows."""
-    unknown = [n for n in names if n not in CONTRASTS]
-    if unknown:
-        raise ValueError(f"unknown contrast {', '.join(unknown)}; choose from {', '.join(CONTRASTS)}")
+    """An InputError naming the first name that is not a contrast this package knows, and the choices."""
+    for name in names:
+        look_up("contrast", name, CONTRASTS)
 
 
 def parse_contrasts(text: str, count: int) -> list[str]:
@@ -50,5 +51,5 @@ def parse_contrasts(text: str, count: int) -> list[str]:
     names = [part.strip().lower() for part in text.split(",") if part.strip()]
     check_contrast_names(names)
     if len(names) != count:
-        raise ValueError(f"--contrasts names {len(names)} contrasts for {count} scans")
+        raise InputError(f"--contrasts names {len(names)} contrasts for {count} scans")
     return names

@@ -16,31 +16,12 @@ import torch
 from tqdm import tqdm
 
 from encoders.memory import GIB, PRECISIONS, available_bytes, estimate_peak_bytes
-from fm.errors import InputFileError
+from fm.checksums import content_hash
+from fm.errors import InputError, InputFileError, look_up
 from fm.io import load_volume
 
 #: Rows are written to disk after this many scans, so an interrupted run resumes from there.
 CHECKPOINT_EVERY = 16
-
-
-def content_hash(path: Path) -> str:
-    """sha256 of a scan's bytes; for a folder, of each file's (name digest, content digest) pair
-    in order, so no two different folders can run together into the same byte stream."""
-    if not path.is_dir():
-        return _file_digest(path).hex()
-    digest = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(hashlib.sha256(str(file.relative_to(path)).encode()).digest())
-        digest.update(_file_digest(file))
-    return digest.hexdigest()
-
-
-def _file_digest(path: Path) -> bytes:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.digest()
 
 
 def weights_hash(model: torch.nn.Module) -> str:
@@ -85,13 +66,8 @@ def embed_scans(
     """
     import pyarrow.parquet as pq
 
-    from encoders.registry import create_encoder
-
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-    with torch.random.fork_rng():  # an encoder without pretrained weights is the same every run
-        torch.manual_seed(0)
-        model = create_encoder(encoder_name, pretrained, **(overrides or {})).eval()
+    look_up("precision", precision, PRECISIONS)
+    model = _encoder(encoder_name, pretrained, overrides or {})
     if tile is not None:
         tile = _checked_tile(model, tile)
     limit = max_memory_bytes or available_bytes()
@@ -111,7 +87,7 @@ def embed_scans(
             with torch.inference_mode(), _autocast(precision):
                 batch = torch.cat([t for _, t in pending])
                 embeddings = tiled_embedding(model, batch, tile) if tile else model.forward_features(batch).embedding
-        except (RuntimeError, ValueError) as err:  # e.g. a grid too small for the network
+        except RuntimeError as err:  # torch's, e.g. for a grid too small for the network
             run.errors.extend(f"{row['path']}: the encoder failed ({str(err).splitlines()[0]})" for row, _ in pending)
         else:
             for (row, _), vector in zip(pending, embeddings):
@@ -134,7 +110,7 @@ def embed_scans(
                 run.cached += 1
                 continue
             tensor = model.preprocess(load_volume(path)).tensor
-        except (InputFileError, ValueError) as err:
+        except InputError as err:
             run.errors.append(str(err) if isinstance(err, InputFileError) else f"{path}: {err}")
             continue
         if pending and tensor.shape != pending[0][1].shape:
@@ -155,6 +131,15 @@ def embed_scans(
     return run
 
 
+def _encoder(name: str, pretrained, overrides: dict):
+    """The encoder, the same every run when it has no pretrained weights."""
+    from encoders.registry import create_encoder
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return create_encoder(name, pretrained, **overrides).eval()
+
+
 def _autocast(precision: str):
     return torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
 
@@ -166,9 +151,9 @@ def _tile_step(model) -> int:
 
 def _checked_tile(model, tile: int) -> int:
     if not model.tileable:
-        raise ValueError(f"{model.family} takes one fixed-size whole-brain input: its embedding cannot be pooled over tiles")
+        raise InputError(f"{model.family} takes one fixed-size whole-brain input: its embedding cannot be pooled over tiles")
     if tile < _tile_step(model) or tile % model.spec.divisible_by:
-        raise ValueError(f"a {model.family} tile must be a multiple of {model.spec.divisible_by} and at least {_tile_step(model)} voxels, not {tile}")
+        raise InputError(f"a {model.family} tile must be a multiple of {model.spec.divisible_by} and at least {_tile_step(model)} voxels, not {tile}")
     return tile
 
 

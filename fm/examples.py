@@ -6,6 +6,8 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
+from fm.errors import look_up
+
 # name -> (package, resource paths of one session (the first is the grid of the results), modality,
 # their contrasts, what it is)
 EXAMPLES = {
@@ -29,9 +31,7 @@ DEFAULT_EXAMPLE = "synthetic-brain"
 
 def example_paths(name: str = DEFAULT_EXAMPLE) -> list[Path]:
     """Paths of a bundled example session's scans (co-registered contrasts, the first one first)."""
-    if name not in EXAMPLES:
-        raise KeyError(f"unknown example {name!r}; available: {', '.join(EXAMPLES)}")
-    package, resources, *_ = EXAMPLES[name]
+    package, resources, *_ = look_up("example", name, EXAMPLES)
     return [Path(str(files(package).joinpath(resource))) for resource in resources]
 
 

@@ -12,6 +12,8 @@ import json
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
+from fm.errors import InputError
+
 SCHEMA_VERSION = "1.1"
 # 1.1: a structure that reaches the edge of the image has no volume (1.0 kept the part inside it)
 
@@ -109,7 +111,7 @@ class Findings(_Strict):
         findings = cls.model_validate(data)
         for key, value in derived.items():
             if getattr(findings, key) != value:
-                raise ValueError(f"findings JSON says {key}={value!r}, but its lesions give {getattr(findings, key)!r}")
+                raise InputError(f"findings JSON says {key}={value!r}, but its lesions give {getattr(findings, key)!r}")
         return findings
 
     def structure(self, name: str) -> StructureFinding:

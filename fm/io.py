@@ -47,7 +47,7 @@ from scipy import ndimage
 
 from fm import dicom
 from fm.dicom import LPS_TO_RAS
-from fm.errors import InputFileError, OutputExistsError
+from fm.errors import InputError, InputFileError, OutputExistsError, look_up
 from fm.limits import check_voxel_budget, voxel_budget
 
 _NIBABEL_SUFFIXES = (".nii", ".nii.gz", ".mgz", ".mgh")
@@ -55,6 +55,8 @@ _ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
 _DICOM_SUFFIXES = (".dcm", ".zip")
 READABLE_SUFFIXES = _NIBABEL_SUFFIXES + _ITK_SUFFIXES + _DICOM_SUFFIXES
 WRITABLE_SUFFIXES = _NIBABEL_SUFFIXES + _ITK_SUFFIXES
+#: save_volume's grid= choices: the input file's own grid, or the RAS-closest layout held in memory
+GRIDS = ("source", "ras")
 
 sitk.ProcessObject_SetGlobalWarningDisplay(False)  # ITK warnings become our errors, not stderr noise
 
@@ -411,22 +413,27 @@ def _canonical_volume(path: Path, array, affine, fmt: str, modality: str | None,
     """Validate geometry and voxels, then permute/flip to the layout closest to RAS."""
     affine = np.asarray(affine, dtype=float)
     if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
-        raise InputFileError(path, "affine (voxel -> world transform) has non-finite entries")
+        raise _refusal(path, fmt, "affine (voxel -> world transform) has non-finite entries")
     singular = np.linalg.svd(affine[:3, :3], compute_uv=False)
     if singular.min() <= 1e-6 * max(singular.max(), 1e-12):
-        raise InputFileError(path, "affine (voxel -> world transform) is singular: its voxel axes are not independent")
+        raise _refusal(path, fmt, "affine (voxel -> world transform) is singular: its voxel axes are not independent")
     array = np.asarray(array)
     if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
-        raise InputFileError(path, f"voxel type {array.dtype} is not a scalar real number")
+        raise _refusal(path, fmt, f"voxel type {array.dtype} is not a scalar real number")
     array = array.astype(np.float32, copy=False)
     bad = ~np.isfinite(array)
     if bad.any():
-        raise InputFileError(path, f"{int(bad.sum()):,} voxels are NaN or infinite")
+        raise _refusal(path, fmt, f"{int(bad.sum()):,} voxels are NaN or infinite")
     source = SourceGrid(str(path), fmt, affine, _input_files(path))
     to_ras = source.to_ras_transform()
     ras_array = np.ascontiguousarray(apply_orientation(array, to_ras))
     ras_affine = affine @ inv_ornt_aff(to_ras, array.shape)
     return Volume(ras_array, ras_affine, source, modality, meta)
+
+
+def _refusal(path: Path, fmt: str, problem: str) -> InputError:
+    """A file's problem names the file; an in-memory array has no file, only its name."""
+    return InputError(f"{path}: {problem}") if fmt == "array" else InputFileError(path, problem)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -466,8 +473,7 @@ def save_volume(
     """
     path = check_output_path(path, overwrite)
     suffix = _suffix(path)
-    if grid not in ("source", "ras"):
-        raise ValueError(f"grid must be 'source' or 'ras', not {grid!r}")
+    look_up("grid", grid, GRIDS)
     protected = set(volume.source.files)
     if str(path.resolve()) in protected:
         raise InputFileError(path, "is the scan this volume was read from; refusing to write over it")

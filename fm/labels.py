@@ -15,11 +15,16 @@ class LabelSet:
     nested: dict[str, tuple[int, ...]]  # reported sub-region -> the lesion labels it covers
     left: tuple[int, ...] = ()  # structures of the patient's left hemisphere (give the midline)
     right: tuple[int, ...] = ()
+    # A softmax network's labels are decided for this region first (as BraTS evaluates it): a voxel
+    # is in it when its labels' probabilities together pass 0.5. None: plain argmax.
+    region_first: str | None = None
 
     def __post_init__(self):
         overlap = set(self.structures) & set(self.lesion)
         if overlap or 0 in self.structures or 0 in self.lesion:
             raise ValueError(f"label set {self.name}: ids must be unique and non-zero (clash: {sorted(overlap)})")
+        if self.region_first is not None and self.region_first not in self.nested:
+            raise ValueError(f"label set {self.name}: region_first {self.region_first!r} is not one of its regions {sorted(self.nested)}")
 
     @property
     def names(self) -> dict[int, str]:
@@ -28,6 +33,35 @@ class LabelSet:
     @property
     def foreground_ids(self) -> tuple[int, ...]:
         return tuple(sorted({*self.structures, *self.lesion}))
+
+    def to_dict(self) -> dict:
+        """JSON-able (ids become strings, as JSON object keys must)."""
+        return {
+            "name": self.name,
+            "structures": {str(k): v for k, v in self.structures.items()},
+            "lesion": {str(k): v for k, v in self.lesion.items()},
+            "nested": {k: list(v) for k, v in self.nested.items()},
+            "left": list(self.left),
+            "right": list(self.right),
+            "region_first": self.region_first,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "LabelSet":
+        """Inverse of `to_dict`; a label set with a known name must be that set, not a variant of it."""
+        label_set = cls(
+            name=data["name"],
+            structures={int(k): v for k, v in data["structures"].items()},
+            lesion={int(k): v for k, v in data["lesion"].items()},
+            nested={k: tuple(v) for k, v in data["nested"].items()},
+            left=tuple(data.get("left", ())),
+            right=tuple(data.get("right", ())),
+            region_first=data.get("region_first"),
+        )
+        known = LABEL_SETS.get(label_set.name)
+        if known is not None and known != label_set:
+            raise ValueError(f"label set {label_set.name!r} differs from the one of that name this package defines")
+        return known or label_set
 
 
 #: Brain tissue with hemispheres, plus a nested tumour, as made by fm.synth and segmented by the
@@ -46,6 +80,7 @@ BRAIN_TUMOUR = LabelSet(
     nested={"whole_tumour": (7, 8, 9), "tumour_core": (8, 9), "enhancing_tumour": (9,)},
     left=(3, 5),
     right=(4, 6),
+    region_first="whole_tumour",
 )
 
 
@@ -58,6 +93,7 @@ BRAIN_TISSUE = LabelSet(
     structures={1: "cerebrospinal fluid", 2: "lateral ventricles", 3: "grey matter", 4: "white matter"},
     lesion={5: "peritumoral oedema", 6: "necrotic / non-enhancing core", 7: "enhancing tumour"},
     nested={"whole_tumour": (5, 6, 7), "tumour_core": (6, 7), "enhancing_tumour": (7,)},
+    region_first="whole_tumour",
 )
 
 #: BRAIN_TUMOUR label id -> BRAIN_TISSUE label id

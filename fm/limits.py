@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fm.errors import InputFileError
+from fm.errors import InputError, InputFileError
 
 #: 2**29 voxels is 2 GiB as float32, above a 512 x 512 x 2000 CT.
 DEFAULT_MAX_VOXELS = 2**29
@@ -24,7 +24,7 @@ def voxel_budget(max_voxels: int | None = None) -> int:
     try:
         return int(float(raw))
     except ValueError:
-        raise ValueError(f"FM_MAX_VOXELS must be a number of voxels, not {raw!r}") from None
+        raise InputError(f"FM_MAX_VOXELS must be a number of voxels, not {raw!r}") from None
 
 
 def check_voxel_budget(path: str | Path, shape: tuple[int, ...], budget: int) -> None:

@@ -24,6 +24,7 @@ from scipy.spatial import ConvexHull, QhullError
 from scipy.spatial.distance import cdist
 
 from fm import __version__, atlas
+from fm.errors import InputError
 from fm.findings import (
     Findings,
     InputGeometry,
@@ -65,9 +66,9 @@ def measure(
     """
     labels = np.asarray(label_map)
     if labels.shape != volume.shape:
-        raise ValueError(f"label map shape {labels.shape} differs from the volume's {volume.shape}")
+        raise InputError(f"label map shape {labels.shape} differs from the volume's {volume.shape}")
     if probabilities is not None and probabilities.shape[1:] != labels.shape:
-        raise ValueError(f"probabilities shape {probabilities.shape} does not match the label map {labels.shape}")
+        raise InputError(f"probabilities shape {probabilities.shape} does not match the label map {labels.shape}")
     voxel_ml = abs(np.linalg.det(volume.affine[:3, :3])) / 1000.0
     edge = _edge_of_view(volume.array)
     cut = _structures_cut_by_the_edge(labels, edge, tuple(label_set.structures), voxel_ml)

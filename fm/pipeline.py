@@ -27,6 +27,7 @@ from typing import Callable
 import numpy as np
 
 from fm import __version__
+from fm.errors import InputError
 from fm.gate import BrainEvidence, check_brain, check_scan, enforce, out_of_scope_notice
 from fm.io import Volume, load_volume
 from fm.labels import BRAIN_TUMOUR
@@ -35,18 +36,12 @@ from fm.report import Report, ReportProvenance
 from fm.session import Session, load_session
 from heads.brain import BrainAnalysis, ContrastAdaptiveSegmenter
 from heads.result import ModelInfo, Segmentation
+from heads.segmenters import ADAPTIVE_MODEL_ID, create_segmenter, published_checkpoint_names
 
 #: Timed stages of each kind of segmenter; "report" (assembling text, milliseconds) is announced, not timed.
 ADAPTIVE_STAGES = ("load", "gate", "segment", "measure", "report")
 NETWORK_STAGES = ("load", "gate", "preprocess", "segment", "resample", "measure", "report")
-ADAPTIVE_MODEL_ID = "fm3d/atlas-em"
-#: --model names that are not paths: the default and the bundled network
-SEGMENTER_NAMES = {
-    ADAPTIVE_MODEL_ID: "contrast-adaptive: MNI152 atlas priors + a Gaussian mixture fitted to the scan (default)",
-    "synth-unet": "the bundled U-Net trained on synthetic scans (one T1-like scan; misses lesions)",
-}
 _SOFTWARE = ("torch", "monai", "numpy", "nibabel", "SimpleITK")
-_ADAPTIVE_VERSION = "MNI152 2009c priors (nilearn), affine registration, EM mixture with outlier class"
 
 
 @dataclasses.dataclass
@@ -73,17 +68,17 @@ class ReportPipeline:
 
     @classmethod
     def from_pretrained(cls, model=None, encoder: str | None = None, etta: bool = False, **overrides) -> "ReportPipeline":
-        """model: None or ADAPTIVE_MODEL_ID (the default), "synth-unet" (the bundled network), or
-        what heads.pretrained.load_segmenter takes (a folder, hf-hub:org/name, a Swin-BOB checkpoint
-        with `encoder`)."""
-        if (model is None or model == ADAPTIVE_MODEL_ID) and encoder is None:
-            if etta or overrides:
-                raise ValueError("--etta and --set apply to network segmenters (--model), not to the default")
-            info = ModelInfo(ADAPTIVE_MODEL_ID, _ADAPTIVE_VERSION, "-", "none (atlas)", BRAIN_TUMOUR.name)
-            return cls(ContrastAdaptiveSegmenter(), info)
-        from heads.pretrained import load_segmenter  # torch and MONAI: only for network models
-
-        segmenter, info = load_segmenter(None if model == "synth-unet" else model, encoder, **overrides)
+        """model: what heads.segmenters.create_segmenter takes (None: ADAPTIVE_MODEL_ID, a registered
+        name, a folder, hf-hub:org/name); with `encoder` one of the published Swin-BOB checkpoints,
+        `model` is its weights (the CLI's --encoder NAME --model FILE)."""
+        if encoder in published_checkpoint_names():
+            segmenter, info = create_segmenter(encoder, pretrained=model, **overrides)
+        elif encoder not in (None, "brain_id"):  # brain_id: the bundled network's own family
+            raise InputError(f"{encoder} has no published segmentation head; segmenters exist for: brain_id, {', '.join(published_checkpoint_names())}")
+        else:
+            segmenter, info = create_segmenter(model, **overrides)
+        if etta and isinstance(segmenter, ContrastAdaptiveSegmenter):
+            raise InputError("--etta applies to network segmenters (--model), not to the default")
         return cls(segmenter, info, etta=etta)
 
     def __call__(
@@ -111,7 +106,7 @@ class ReportPipeline:
         volume = session.reference
         timer.stop("load")
         if not self.adaptive and len(session.volumes) > 1:
-            raise ValueError(f"{self.model.model_id} segments one scan; several contrasts need the default segmenter")
+            raise InputError(f"{self.model.model_id} segments one scan; several contrasts need the default segmenter")
 
         timer.start("gate")
         gated = self.adaptive or self.model.label_set == BRAIN_TUMOUR.name

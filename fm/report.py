@@ -13,6 +13,7 @@ import json
 from pydantic import BaseModel, ConfigDict, Field
 
 from fm.contrasts import CONTRASTS
+from fm.errors import InputError
 from fm.findings import Findings
 from fm.labels import BRAIN_TUMOUR, lesions_assessed
 from fm.narrative import narrative_report, structured_report
@@ -86,7 +87,7 @@ class Report(BaseModel):
     def from_json(cls, text: str) -> "Report":
         data = json.loads(text)
         if data.get("schema_version") not in _READABLE_SCHEMAS:
-            raise ValueError(f"report schema {data.get('schema_version')!r} is not one of {_READABLE_SCHEMAS}")
+            raise InputError(f"report schema {data.get('schema_version')!r} is not one of {_READABLE_SCHEMAS}")
         findings = Findings.from_json(json.dumps(data.pop("findings")))
         return cls.model_validate({**data, "findings": findings})
 

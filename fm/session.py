@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from fm.contrasts import check_contrast_names, guess_contrast
-from fm.errors import InputFileError
+from fm.errors import InputError, InputFileError
 from fm.io import Volume, load_volume, resample_array
 
 _MIN_OVERLAP = 0.5  # share of the first scan's field of view another scan must cover
@@ -47,16 +47,16 @@ def load_session(
 ) -> Session:
     """Read scans of one session (paths or Volumes) onto the first scan's grid."""
     if not scans:
-        raise ValueError("no scan given")
+        raise InputError("no scan given")
     if contrasts is not None and len(contrasts) != len(scans):
-        raise ValueError(f"{len(contrasts)} contrast names for {len(scans)} scans")
+        raise InputError(f"{len(contrasts)} contrast names for {len(scans)} scans")
     volumes = [scan if isinstance(scan, Volume) else load(scan) for scan in scans]
     guessed = contrasts is None
     names = tuple(contrasts) if contrasts is not None else tuple(_guess(v) for v in volumes)
     check_contrast_names(names)
     repeated = {n for n in names if names.count(n) > 1 and n != "unknown"}
     if repeated:
-        raise ValueError(f"contrast {', '.join(sorted(repeated))} given twice; name each scan's contrast with --contrasts")
+        raise InputError(f"contrast {', '.join(sorted(repeated))} given twice; name each scan's contrast with --contrasts")
     reference = volumes[0]
     on_grid, resampled = [reference], []
     for volume in volumes[1:]:

@@ -40,13 +40,15 @@ class SwinSegmentationNet(nn.Module):
 
 
 class LightSegmentationNet(nn.Module):
-    """A light decoder over an encoder's multi-scale maps (finest first). Brain-ID already decodes
-    to full resolution, so its head is a single 1x1x1 convolution on that map."""
+    """A light decoder over an encoder's multi-scale maps (finest first, as its `feature_info`
+    says). An encoder whose finest map is at full resolution (Brain-ID decodes to it) needs only a
+    1x1x1 convolution on that map."""
 
-    def __init__(self, encoder: Encoder, num_classes: int, channels: list[int], width: int = 16):
+    def __init__(self, encoder: Encoder, num_classes: int, width: int = 16):
         super().__init__()
         self.encoder = encoder
-        self.full_resolution = encoder.family == "brain_id"
+        channels = [level["num_chs"] for level in encoder.feature_info]
+        self.full_resolution = encoder.feature_info[0]["reduction"] == 1
         if self.full_resolution:
             self.out = nn.Conv3d(channels[0], num_classes, 1)
             return
@@ -138,8 +140,8 @@ class Segmenter:
             on_grid[0].masked_fill_(outside, 1.0)
             full = on_grid if on_grid.shape[0] == n_labels else torch.cat([on_grid, on_grid.new_zeros((n_labels - on_grid.shape[0], *volume.shape))])
             labels = _first_argmax(full)
-            if "whole_tumour" in self.label_set.nested:
-                _decide_whole_tumour_first(labels, full, self.label_set.nested["whole_tumour"])
+            if self.label_set.region_first is not None:
+                _decide_region_first(labels, full, self.label_set.nested[self.label_set.region_first])
         else:
             regions = on_grid.clamp(0, 1)
             labels = nested_to_labels(regions, self.region_channels, self.label_set)
@@ -161,9 +163,9 @@ def _first_argmax(probabilities: torch.Tensor) -> torch.Tensor:
     return labels
 
 
-def _decide_whole_tumour_first(labels: torch.Tensor, probabilities: torch.Tensor, lesion_ids) -> None:
-    """Softmax labels decided as BraTS evaluates them, region first: a voxel is lesion when the
-    lesion classes together pass 0.5, then takes the likeliest of them; otherwise the likeliest
+def _decide_region_first(labels: torch.Tensor, probabilities: torch.Tensor, lesion_ids) -> None:
+    """Softmax labels decided as BraTS evaluates them, region first: a voxel is in the region (the
+    whole tumour) when its classes together pass 0.5, then takes the likeliest of them; otherwise the likeliest
     other class. Plain argmax calls (white matter 0.4, oedema 0.3, enhancing 0.3) white matter, and
     the lesion's reported confidence is that same summed probability. Changes `labels` in place."""
     lesion = torch.zeros(probabilities.shape[0], dtype=torch.bool)

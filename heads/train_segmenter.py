@@ -3,7 +3,7 @@ only on fm.synth scans (the Brain-ID / SynthSeg idea: anatomy learned from image
 contrast, resolution and orientation), seeded, checkpointed and resumable.
 
 Each step draws the next training-split scan (`generate(seed, index, "train")`), puts it through
-exactly the preprocessing used at inference (`segmenter_preprocess`), crops a random patch (seeded
+exactly the preprocessing used at inference (the input spec of `unet_config`), crops a random patch (seeded
 by the step) and takes one Adam step on cross-entropy + Dice over the classes present in the patch
 (`present_class_dice_ce`). Scans are made
 in a DataLoader worker so generation and training share the two cores.
@@ -12,7 +12,8 @@ DIR/checkpoint.pt (model, optimiser, step, config; loads with weights_only=True)
 `checkpoint_every` steps and DIR/train_log.jsonl gets one line per step; running again with the
 same DIR continues from the last checkpoint. A run with `init` set starts from another run's
 checkpoint (a fine-tuning stage with its own data seed and schedule; exported `trained_steps` counts
-both). `export` writes the model in the shipped format.
+both). `export` writes the model in the shipped format (heads.model_folder), the recipe in its
+training_args.json.
 """
 
 from __future__ import annotations
@@ -29,16 +30,16 @@ import torch.nn.functional as F
 from monai.data import MetaTensor
 from monai.losses import DiceLoss
 from monai.transforms import Compose, Orientation, Spacing, SpatialPad
-from safetensors.torch import save_file
 from torch.utils.data import DataLoader, IterableDataset
 from tqdm import tqdm
 
-from encoders.brain_id import BrainID
 from encoders.base import InputSpec
-from encoders.preprocess import monai_preprocess
+from encoders.preprocess import Preprocessed, monai_preprocess
+from fm.errors import InputError, InputFileError
 from fm.io import Volume
 from fm.labels import BRAIN_TISSUE, BRAIN_TUMOUR_TO_TISSUE
-from heads.segmentation import LightSegmentationNet
+from heads.folder_segmenter import build_net, save_segmenter_folder
+from heads.model_folder import SegmenterConfig
 
 NUM_CLASSES = max(BRAIN_TISSUE.names) + 1
 _TO_TISSUE = torch.tensor(BRAIN_TUMOUR_TO_TISSUE)
@@ -69,23 +70,28 @@ class SegTrainConfig:
     whole_tumour_weight: float = 0.0
 
 
-def segmenter_net(f_maps: int) -> LightSegmentationNet:
-    encoder = BrainID(f_maps=f_maps)
-    return LightSegmentationNet(encoder, NUM_CLASSES, channels=[f_maps * 2**i for i in range(5)])
-
-
-def segmenter_preprocess(volume: Volume, spacing_mm: float, labels: np.ndarray | None = None):
-    """RAS, isotropic spacing, intensities robustly scaled to [0, 1]: training and inference alike.
-    With `labels` (on the volume's grid) returns (Preprocessed, resampled labels)."""
+def unet_config(config: SegTrainConfig, version: str = "untrained") -> SegmenterConfig:
+    """What this recipe trains, as its folder describes it: a Brain-ID U-Net with a 1x1x1 head over
+    the brain-tissue labels, on RAS scans at isotropic spacing with intensities robustly scaled to
+    [0, 1], inferred with the training patch as the window (GroupNorm statistics depend on it);
+    lesions touching no tissue dropped, sides from the affine."""
+    patch = tuple(config.patch)
     spec = InputSpec(
-        spacing_mm=(spacing_mm,) * 3, orientation="RAS", size=SegTrainConfig.patch, windowed=True,
+        spacing_mm=(config.spacing_mm,) * 3, orientation="RAS", size=patch, windowed=True,
         intensity="percentile", in_channels=1, modalities=("any MR contrast",),
     )
+    return SegmenterConfig(
+        encoder="brain_id", encoder_kwargs={"f_maps": config.f_maps, "in_channels": 1}, head="light", head_width=16,
+        num_classes=NUM_CLASSES, input_spec=spec, label_set=BRAIN_TISSUE, decoding="softmax", region_channels=(),
+        roi_size=patch, overlap=0.5, postprocess=("drop_detached_lesions", "split_hemispheres"), version=version,
+    )
+
+
+def training_pair(volume: Volume, labels: np.ndarray, spec: InputSpec) -> tuple[Preprocessed, torch.Tensor]:
+    """The scan through the inference preprocessing, and its labels (on the volume's grid) resampled alike."""
     prepared = monai_preprocess(volume, spec)  # the encoders' own MONAI pipeline
-    if labels is None:
-        return prepared
     label_image = MetaTensor(torch.tensor(np.ascontiguousarray(labels[None]), dtype=torch.float32), affine=torch.from_numpy(volume.affine))
-    resampled = Compose([Orientation(axcodes="RAS", labels=_RAS), Spacing(pixdim=(spacing_mm,) * 3, mode="nearest")])(label_image)
+    resampled = Compose([Orientation(axcodes="RAS", labels=_RAS), Spacing(pixdim=spec.spacing_mm, mode="nearest")])(label_image)
     return prepared, resampled.as_tensor()[0].round().long()
 
 
@@ -104,11 +110,12 @@ class SynthPatches(IterableDataset):
         if get_worker_info() is not None:
             torch.set_num_threads(1)  # the worker makes scans on one core; training keeps the rest
         step, per_scan = self.start, self.config.patches_per_scan
+        spec = unet_config(self.config).input_spec
         while True:
             index = step // per_scan
             sample = generate(self.config.seed, index, "train")
             volume = sample.volume()
-            prepared, labels = segmenter_preprocess(volume, self.config.spacing_mm, volume.from_source_layout(sample.labels).array)
+            prepared, labels = training_pair(volume, volume.from_source_layout(sample.labels).array, spec)
             labels = _TO_TISSUE[labels]  # hemispheres merged: sides come from the affine at inference
             while step // per_scan == index:
                 rng = np.random.default_rng([self.config.seed, step])
@@ -144,18 +151,18 @@ def train(out: str | Path, config: SegTrainConfig, progress: bool = True) -> Pat
     out.mkdir(parents=True, exist_ok=True)
     checkpoint_path = out / "checkpoint.pt"
     torch.manual_seed(config.seed)
-    net = segmenter_net(config.f_maps)
+    net = build_net(unet_config(config))
     optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
     if config.workers not in (0, 1):
-        raise ValueError("workers must be 0 or 1 (one ordered stream of scans)")
+        raise InputError("workers must be 0 or 1 (one ordered stream of scans)")
     step, init_steps = 0, 0
     if checkpoint_path.exists():
         state = torch.load(checkpoint_path, weights_only=True)
         if _recipe(state["config"]) != _recipe(dataclasses.asdict(config)):
-            raise ValueError(f"{checkpoint_path} was trained with another configuration: {state['config']}")
+            raise InputFileError(checkpoint_path, f"was trained with another configuration: {state['config']}")
         changed = _schedule_changes_at(state["config"], config)
         if changed is not None and changed < int(state["step"]):
-            raise ValueError(f"{checkpoint_path} is at step {state['step']}: its schedule can no longer change at step {changed}")
+            raise InputFileError(checkpoint_path, f"is at step {state['step']}: its schedule can no longer change at step {changed}")
         net.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         step, init_steps = int(state["step"]), int(state.get("init_steps", 0))
@@ -264,10 +271,10 @@ def _recipe(config: dict) -> dict:
 def _start_from(net, init: Path, config: SegTrainConfig) -> int:
     """Load the weights of checkpoint `init` (not its optimiser or schedule); returns the steps it had."""
     if not init.is_file():
-        raise ValueError(f"{init}: no such checkpoint to start from")
+        raise InputFileError(init, "no such checkpoint to start from")
     state = torch.load(init, weights_only=True)
     if state["config"]["f_maps"] != config.f_maps:
-        raise ValueError(f"{init} has f_maps {state['config']['f_maps']}, this run {config.f_maps}")
+        raise InputFileError(init, f"has f_maps {state['config']['f_maps']}, this run {config.f_maps}")
     net.load_state_dict(state["model"])
     return int(state.get("init_steps", 0)) + int(state["step"])
 
@@ -308,19 +315,13 @@ def _save(path: Path, net, optimiser, step: int, config: SegTrainConfig, init_st
 
 
 def export(checkpoint: str | Path, folder: str | Path) -> Path:
-    """The trained network as shipped: model.safetensors + config.json (no optimiser state)."""
+    """The trained network as shipped (heads.model_folder: config.json, model.safetensors, and the
+    recipe in training_args.json; no optimiser state)."""
     state = torch.load(checkpoint, weights_only=True)
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in state["model"].items()}, str(folder / "model.safetensors"))
-    config = {
-        **state["config"],
-        "trained_steps": state.get("init_steps", 0) + state["step"],
-        "label_set": BRAIN_TISSUE.name,
-        "num_classes": NUM_CLASSES,
-        # GroupNorm statistics depend on the window: infer with the training patch as the window.
-        "roi_size": list(state["config"]["patch"]),
-        "preprocess": "heads.train_segmenter.segmenter_preprocess",
-    }
-    (folder / "config.json").write_text(json.dumps(config, indent=2))
-    return folder
+    recipe = {**dataclasses.asdict(SegTrainConfig()), **state["config"]}
+    trained_steps = state.get("init_steps", 0) + state["step"]
+    config = SegTrainConfig(**{**recipe, "patch": tuple(recipe["patch"])})
+    net = build_net(unet_config(config))
+    net.load_state_dict(state["model"])
+    version = f"{trained_steps} steps, seed {config.seed}, f_maps {config.f_maps}"
+    return save_segmenter_folder(folder, net, unet_config(config, version), {**state["config"], "trained_steps": trained_steps})

@@ -153,7 +153,7 @@ def test_segment_and_report_run_a_published_swin_bob_checkpoint(tmp_path, run, s
     checkpoint = swin_bob_reference / "swinbob_small_model_final.pt"
     import torch
 
-    from heads.pretrained import load_segmenter
+    from heads.segmenters import create_segmenter
 
     x = torch.load(swin_bob_reference / "input.pt", weights_only=True)["input"][0, 0].numpy()
     scan = phantoms.write_nifti(tmp_path / "ct.nii.gz", *phantoms.relayout(x, np.diag([1.5, 1.5, 2.0, 1.0]), "LPS"))
@@ -164,7 +164,7 @@ def test_segment_and_report_run_a_published_swin_bob_checkpoint(tmp_path, run, s
     mask, source = load_volume(out), load_volume(scan)
     assert mask.source.orientation == "LPS" and mask.shape == source.shape
     np.testing.assert_allclose(mask.affine, source.affine, atol=1e-5)
-    segmenter, _ = load_segmenter(checkpoint, "swin_bob_btcv", feature_size=12)
+    segmenter, _ = create_segmenter("swin_bob_btcv", pretrained=checkpoint, feature_size=12)
     expected = segmenter(source).labels
     np.testing.assert_array_equal(mask.array, expected)
     assert len(np.unique(expected)) > 1  # the checkpoint finds organs in its own reference input
@@ -224,3 +224,35 @@ def test_segment_and_report_refuse_bad_input_with_one_line(tmp_path, run):
     done = run("segment", "--example", "--out", existing)
     assert done.exit_code == 1 and "kept.nii.gz: already exists; add --overwrite to replace" in done.stderr
     assert existing.read_bytes() == b"user data"
+
+
+def test_input_problems_that_name_no_file_are_one_line_too(tmp_path, run, monkeypatch):
+    done = run("report", "--example", "--model", "synth-unet", "--out", tmp_path / "r")
+    assert done.exit_code == 1
+    assert done.stderr.strip().splitlines()[-1].endswith(" segments one scan; several contrasts need the default segmenter")
+    monkeypatch.setenv("FM_MAX_VOXELS", "lots")
+    done = run("info", "--example")
+    assert done.exit_code == 1 and done.stderr.strip() == "error: FM_MAX_VOXELS must be a number of voxels, not 'lots'"
+
+
+def test_a_bug_in_a_pipeline_stage_keeps_its_traceback(tmp_path, monkeypatch):
+    """Only InputError is the user's problem: any other exception escapes the CLI as it is."""
+    bug = ValueError("a bug in the gate")
+
+    def broken_gate(volume):
+        raise bug
+
+    monkeypatch.setattr("fm.pipeline.check_scan", broken_gate)
+    done = CliRunner().invoke(main, ["report", "--example", "--out", str(tmp_path / "r")])
+    assert done.exception is bug and "error:" not in done.stderr
+
+
+def test_a_bug_while_embedding_is_not_counted_as_a_bad_scan(tmp_path, monkeypatch):
+    bug = ValueError("a bug in hashing")
+
+    def broken_hash(path):
+        raise bug
+
+    monkeypatch.setattr("fm.embed.content_hash", broken_hash)
+    done = CliRunner().invoke(main, ["embed", "--example", "--encoder", "anatcl", "--out", str(tmp_path / "e.parquet")])
+    assert done.exception is bug and "error:" not in done.stderr

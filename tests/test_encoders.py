@@ -169,20 +169,6 @@ def test_saved_folders_load_strictly_and_only_into_their_family(tmp_path):
 
 
 @torch.no_grad()
-@pytest.mark.parametrize("name,kwargs", [("anatcl", dict(widths=(8, 16, 32, 64))), ("brain_id", dict(f_maps=8))])
-def test_project_format_round_trip_from_a_folder(tmp_path, name, kwargs):
-    model = create_encoder(name, **kwargs)
-    model.save_pretrained(tmp_path / "saved")
-    config = json.loads((tmp_path / "saved" / "config.json").read_text())
-    assert config["family"] == name and config["input_spec"]["orientation"] == "RAS"
-    card = (tmp_path / "saved" / "README.md").read_text()
-    assert "library_name: fm3d" in card and "## Input" in card
-    again = create_encoder(name, tmp_path / "saved")
-    x = torch.rand(1, 1, 40, 44, 36)
-    torch.testing.assert_close(again.forward_features(x).embedding, model.forward_features(x).embedding)
-
-
-@torch.no_grad()
 def test_hub_id_resolves_from_an_offline_cache(tmp_path, monkeypatch):
     """The real Hub cache layout (refs/main -> snapshots/<commit>/...) with HF_HUB_OFFLINE=1."""
     import huggingface_hub.constants as hub_constants

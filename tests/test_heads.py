@@ -47,10 +47,10 @@ def test_head_output_shapes():
     swin = SwinSegmentationNet(create_encoder("swin_bob_btcv", feature_size=12))
     assert swin(torch.rand(1, 1, 64, 64, 64)).shape == (1, 14, 64, 64, 64)
     brain_id = create_encoder("brain_id", f_maps=8)
-    light = LightSegmentationNet(brain_id, num_classes=10, channels=[8, 16, 32, 64, 128])
+    light = LightSegmentationNet(brain_id, num_classes=10)
     assert light(torch.rand(1, 1, 37, 45, 41)).shape == (1, 10, 37, 45, 41)
     anatcl = create_encoder("anatcl", widths=(8, 16, 32, 64))
-    assert LightSegmentationNet(anatcl, 14, channels=[8, 16, 32, 64])(torch.rand(1, 1, 48, 40, 36)).shape == (1, 14, 48, 40, 36)
+    assert LightSegmentationNet(anatcl, 14)(torch.rand(1, 1, 48, 40, 36)).shape == (1, 14, 48, 40, 36)
 
 
 def test_label_sets():
@@ -128,7 +128,7 @@ def test_etta_restores_running_statistics_gradients_and_mode(tmp_path):
 def test_etta_adapts_then_restores_the_model(tmp_path):
     torch.manual_seed(0)
     encoder = create_encoder("brain_id", f_maps=8)
-    net = LightSegmentationNet(encoder, num_classes=10, channels=[8, 16, 32, 64, 128]).eval()
+    net = LightSegmentationNet(encoder, num_classes=10).eval()
     segmenter = Segmenter(net, identity_preprocess, BRAIN_TUMOUR, roi_size=(48, 40, 36))
     scan = load_volume(phantoms.write_nifti(tmp_path / "scan.nii.gz", *phantoms.ras_reference()))
     before = {k: v.clone() for k, v in net.state_dict().items()}
@@ -146,34 +146,36 @@ def test_etta_adapts_then_restores_the_model(tmp_path):
 
 
 def test_segmenter_folders_are_checked_before_use(tmp_path):
-    from fm.labels import BRAIN_TISSUE
-    from heads.pretrained import default_model_folder, default_postprocess, load_segmenter
+    from fm.labels import BRAIN_TISSUE, BRAIN_TUMOUR
+    from heads.segmenters import bundled_network_folder, create_segmenter
 
-    segmenter, info = load_segmenter()
-    assert info.model_id == "fm3d/default-segmenter" and len(info.sha256) == 16
-    assert segmenter.label_set is BRAIN_TISSUE and segmenter.postprocess is default_postprocess and segmenter.roi_size == tuple(json.loads((default_model_folder() / "config.json").read_text())["roi_size"])
+    segmenter, info = create_segmenter("synth-unet")
+    config = json.loads((bundled_network_folder() / "config.json").read_text())
+    assert info.model_id == "fm3d/default-segmenter" and len(info.sha256) == 16 and info.label_set == BRAIN_TUMOUR.name
+    assert segmenter.label_set is BRAIN_TISSUE and segmenter.postprocess is not None and segmenter.roi_size == tuple(config["inference"]["roi_size"])
 
     broken = tmp_path / "broken"
     broken.mkdir()
-    (broken / "config.json").write_text((default_model_folder() / "config.json").read_text())
+    (broken / "config.json").write_text((bundled_network_folder() / "config.json").read_text())
     (broken / "model.safetensors").write_bytes(b"\x00" * 64)
     with pytest.raises(InputFileError, match="model.safetensors: is not a readable safetensors file"):
-        load_segmenter(broken)
+        create_segmenter(broken)
     checkpoint = tmp_path / "model_final.pt"
     checkpoint.write_bytes(b"x")
     with pytest.raises(InputFileError, match="is a file; a published checkpoint needs --encoder"):
-        load_segmenter(checkpoint)
+        create_segmenter(checkpoint)
     with pytest.raises(ValueError, match="swin_bob_btcv needs --model"):
-        load_segmenter(None, "swin_bob_btcv")
+        create_segmenter("swin_bob_btcv")
 
 
 def test_an_evaluation_record_counts_only_for_the_weights_it_measured(tmp_path):
     import shutil
 
-    from heads.pretrained import EVALUATION_FILE, default_model_folder, load_segmenter
+    from heads.model_folder import EVALUATION_FILE
+    from heads.segmenters import bundled_network_folder, create_segmenter as load_segmenter
 
     folder = tmp_path / "model"
-    shutil.copytree(default_model_folder(), folder)
+    shutil.copytree(bundled_network_folder(), folder)
     sha256 = load_segmenter(folder)[1].sha256
     record = {"model_sha256": sha256, "split": "test", "seed": 1, "n": 8, "summary": {"sensitivity_1ml": 0.5}}
     (folder / EVALUATION_FILE).write_text(json.dumps(record))

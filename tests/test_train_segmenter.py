@@ -34,8 +34,8 @@ def test_training_is_seeded_and_resumes_where_it_stopped(tmp_path):
     assert steps == [1, 2, 3, 4]
 
     folder = export(once, tmp_path / "shipped")
-    config = json.loads((folder / "config.json").read_text())
-    assert config["trained_steps"] == 3 and config["label_set"] == "brain-tissue-v1" and config["num_classes"] == 8
+    config, recipe = (json.loads((folder / name).read_text()) for name in ("config.json", "training_args.json"))
+    assert recipe["trained_steps"] == 3 and config["label_set"]["name"] == "brain-tissue-v1" and config["head"]["num_classes"] == 8
     assert set(load_file(str(folder / "model.safetensors"))) == set(a["model"])
 
 
@@ -98,7 +98,7 @@ def test_a_fine_tuning_stage_starts_from_a_checkpoint_and_counts_its_steps(tmp_p
     start = torch.load(first, weights_only=True)["model"]
     moved = max(float((tuned["model"][k] - v).abs().max()) for k, v in start.items() if v.is_floating_point())
     assert moved < 5e-3
-    assert json.loads((export(tmp_path / "stage" / "checkpoint.pt", tmp_path / "shipped") / "config.json").read_text())["trained_steps"] == 3
+    assert json.loads((export(tmp_path / "stage" / "checkpoint.pt", tmp_path / "shipped") / "training_args.json").read_text())["trained_steps"] == 3
     with pytest.raises(ValueError, match="f_maps 8, this run 16"):
         train(tmp_path / "wide", SegTrainConfig(steps=1, init=str(first), **{**TINY, "f_maps": 16}), progress=False)
 

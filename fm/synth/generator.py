@@ -17,6 +17,7 @@ import zlib
 import numpy as np
 import torch
 
+from fm.errors import look_up
 from fm.findings import Findings
 from fm.io import Volume, volume_from_array
 from fm.labels import BRAIN_TUMOUR
@@ -110,9 +111,7 @@ def generate(
     noise_level: float | None = None,
 ) -> SynthSample:
     """Sample `index` of `split` for `seed`. Keyword overrides pin one factor (for examples and tests)."""
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; choose from {sorted(SPLITS)}")
-    spec = SPLITS[split]
+    spec = look_up("split", split, SPLITS)
     rng = np.random.default_rng(sample_seed(seed, split, index))
     template = load_template()
 
