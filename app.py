@@ -17,12 +17,13 @@ from fm.examples import example_modality, example_path
 from fm.io import READABLE_SUFFIXES, load_volume
 from fm.views import orthogonal_views
 
-
 # One-file formats only: the data file of a two-file .mhd/.nhdr cannot come with a single upload.
 UPLOADABLE = [s for s in READABLE_SUFFIXES if s not in (".mhd", ".nhdr")]
 
 
-def inspect_scan(path: str | None, series: float | None = None, frame: float | None = None, modality: str | None = None):
+def inspect_scan(
+    path: str | None, series: float | None = None, frame: float | None = None, modality: str | None = None
+):
     """Summary and views for one uploaded file; a bad file becomes a message in the page."""
     if not path:
         raise gr.Error("Upload a scan or press 'Use the example scan'.")
@@ -59,7 +60,11 @@ def report_scan(path: str | None, series: float | None = None, frame: float | No
 
     if not path:
         raise gr.Error("Upload a scan or press 'Use the example scan' first.")
-    options = dict(series=int(series) if series else None, frame=int(frame) if frame is not None and frame >= 0 else None, modality=modality)
+    options = dict(
+        series=int(series) if series else None,
+        frame=int(frame) if frame is not None and frame >= 0 else None,
+        modality=modality,
+    )
     try:
         result = report_pipeline()(path, **options)
     except InputError as err:  # the user's scan; anything else is a bug and keeps its traceback
@@ -93,7 +98,9 @@ def build_app() -> gr.Blocks:
         example.click(
             lambda: inspect_scan(str(example_path()), modality=example_modality()), outputs=outputs, api_name="example"
         )
-        gr.Markdown("## Segment and report\nAn AI draft, not for clinical use: every number is measured from the segmentation shown.")
+        gr.Markdown(
+            "## Segment and report\nAn AI draft, not for clinical use: every number is measured from the segmentation shown."
+        )
         with gr.Row():
             run_report = gr.Button("Segment and report the uploaded scan", variant="primary")
             run_example_report = gr.Button("Segment and report the example scan")
@@ -103,7 +110,9 @@ def build_app() -> gr.Blocks:
         report_outputs = [overlay, report_text, report_files]
         run_report.click(report_scan, inputs=inputs, outputs=report_outputs, api_name="report")
         run_example_report.click(
-            lambda: report_scan(str(example_path()), modality=example_modality()), outputs=report_outputs, api_name="report_example"
+            lambda: report_scan(str(example_path()), modality=example_modality()),
+            outputs=report_outputs,
+            api_name="report_example",
         )
     return demo
 

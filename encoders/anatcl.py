@@ -50,7 +50,9 @@ class AnatCL(Encoder):
             feed_forward=False,
             bias_downsample=False,
         )
-        self.head = nn.Sequential(nn.Linear(widths[3], widths[3]), nn.ReLU(inplace=True), nn.Linear(widths[3], projection_dim))
+        self.head = nn.Sequential(
+            nn.Linear(widths[3], widths[3]), nn.ReLU(inplace=True), nn.Linear(widths[3], projection_dim)
+        )
         self._features = widths[3]
 
     @property

@@ -38,7 +38,9 @@ class InputSpec:
     orientation: str  # axis codes of the array fed to the network, e.g. "RAS"
     size: tuple[int, int, int]  # crop/pad size, or the sliding-window size when `windowed`
     windowed: bool  # True: any size divisible by `divisible_by` works (sliding window)
-    intensity: str  # one of INTENSITY_MODES: "percentile" is 0.5-99.5 % to [0, 1], "none" leaves intensities as they are
+    intensity: (
+        str  # one of INTENSITY_MODES: "percentile" is 0.5-99.5 % to [0, 1], "none" leaves intensities as they are
+    )
     in_channels: int
     modalities: tuple[str, ...]  # e.g. ("T1",) or ("T1c", "T1", "T2", "FLAIR")
     divisible_by: int = 1
@@ -125,7 +127,9 @@ class Encoder(
         return result
 
     def model_card(self) -> ModelCard:
-        data = ModelCardData(library_name="fm3d", license="other", tags=["medical-imaging", "3d", "feature-extraction", self.family])
+        data = ModelCardData(
+            library_name="fm3d", license="other", tags=["medical-imaging", "3d", "feature-extraction", self.family]
+        )
         spec_rows = "\n".join(f"| {k} | {v} |" for k, v in self.spec.to_dict().items())
         doc = inspect.getdoc(sys.modules[type(self).__module__]) or ""
         text = (

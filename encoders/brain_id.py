@@ -69,7 +69,8 @@ class _UNet3D(nn.Module):
         )
         reversed_widths = widths[::-1]
         self.decoders = nn.ModuleList(
-            _DecoderLevel(reversed_widths[i] + reversed_widths[i + 1], reversed_widths[i + 1]) for i in range(levels - 1)
+            _DecoderLevel(reversed_widths[i] + reversed_widths[i + 1], reversed_widths[i + 1])
+            for i in range(levels - 1)
         )
 
     def forward(self, x) -> list[torch.Tensor]:

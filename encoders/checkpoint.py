@@ -21,9 +21,17 @@ from fm.errors import InputFileError
 # classes are allowed (a float64 `best_acc`, an int `epoch`), never object or string ones.
 _SCALAR = np._core.multiarray.scalar
 _NUMERIC_DTYPES = [
-    np.dtypes.Float16DType, np.dtypes.Float32DType, np.dtypes.Float64DType,
-    np.dtypes.Int8DType, np.dtypes.Int16DType, np.dtypes.Int32DType, np.dtypes.Int64DType,
-    np.dtypes.UInt8DType, np.dtypes.UInt16DType, np.dtypes.UInt32DType, np.dtypes.UInt64DType,
+    np.dtypes.Float16DType,
+    np.dtypes.Float32DType,
+    np.dtypes.Float64DType,
+    np.dtypes.Int8DType,
+    np.dtypes.Int16DType,
+    np.dtypes.Int32DType,
+    np.dtypes.Int64DType,
+    np.dtypes.UInt8DType,
+    np.dtypes.UInt16DType,
+    np.dtypes.UInt32DType,
+    np.dtypes.UInt64DType,
     np.dtypes.BoolDType,
 ]
 SAFE_GLOBALS = [(_SCALAR, "numpy.core.multiarray.scalar"), _SCALAR, np.dtype, *_NUMERIC_DTYPES, argparse.Namespace]
@@ -39,7 +47,10 @@ def load_container(path: str | Path) -> dict:
             container = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
         reason = str(err).strip().splitlines()
-        detail = next((line.strip() for line in reason if "Unsupported global" in line), reason[0] if reason else type(err).__name__)
+        detail = next(
+            (line.strip() for line in reason if "Unsupported global" in line),
+            reason[0] if reason else type(err).__name__,
+        )
         raise InputFileError(path, f"cannot be loaded safely as a checkpoint ({detail})") from None
     if not isinstance(container, dict):
         raise InputFileError(path, f"holds a {type(container).__name__}, not a checkpoint dictionary")

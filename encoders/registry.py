@@ -25,6 +25,7 @@ from encoders.checkpoint import load_container, load_state_dict_strictly
 from encoders.swin_bob import SwinBOB
 from fm.errors import InputError, InputFileError
 
+
 @dataclasses.dataclass(frozen=True)
 class EncoderEntry:
     cls: type[Encoder]
@@ -45,7 +46,14 @@ _REGISTRY: dict[str, EncoderEntry] = {
     ),
     "swin_bob_brats": EncoderEntry(
         SwinBOB,
-        dict(in_channels=4, out_channels=3, feature_size=48, spacing_mm=(1.0, 1.0, 1.0), window=(128, 128, 128), modalities=("T1c", "T1", "T2", "FLAIR")),
+        dict(
+            in_channels=4,
+            out_channels=3,
+            feature_size=48,
+            spacing_mm=(1.0, 1.0, 1.0),
+            window=(128, 128, 128),
+            modalities=("T1c", "T1", "T2", "FLAIR"),
+        ),
         "Swin-UNETR for BraTS brain tumours, 4 MR contrasts, 3 nested regions (sigmoid)",
     ),
     "anatcl": EncoderEntry(AnatCL, dict(), "AnatCL anatomical brain-MRI encoder, 3D ResNet-18, 512-d"),
@@ -76,7 +84,9 @@ def check_settings(name: str, settings: dict) -> None:
     """Refuses settings encoder `name` does not take, naming those it does."""
     unknown = sorted(set(settings) - set(encoder_settings(name)))
     if unknown:
-        raise InputError(f"{name} does not take {', '.join(unknown)}; its settings: {', '.join(encoder_settings(name))}")
+        raise InputError(
+            f"{name} does not take {', '.join(unknown)}; its settings: {', '.join(encoder_settings(name))}"
+        )
 
 
 def create_encoder(name: str, pretrained: str | Path | None = None, *, strict: bool = True, **overrides) -> Encoder:
@@ -105,7 +115,12 @@ def hub_snapshot(source: str) -> Path:
     """Local folder of `hf-hub:org/name` in the project's format (the Hub cache; HF_HUB_OFFLINE works)."""
     from huggingface_hub import snapshot_download
 
-    return Path(snapshot_download(source[len(HUB_PREFIX) :], allow_patterns=["config.json", "model.safetensors", "README.md", "evaluation.json"]))
+    return Path(
+        snapshot_download(
+            source[len(HUB_PREFIX) :],
+            allow_patterns=["config.json", "model.safetensors", "README.md", "evaluation.json"],
+        )
+    )
 
 
 def read_model_folder(folder: Path, what: str) -> tuple[dict, dict]:
@@ -137,11 +152,15 @@ def _from_project_folder(entry: EncoderEntry, folder: Path, overrides: dict, str
     described = {"family", "num_features", "input_spec"}  # written by Encoder.save_pretrained, checked below
     unknown = sorted(set(config) - accepted - described)
     if unknown:
-        raise InputFileError(folder / "config.json", f"has keys the {entry.cls.family} encoder does not take: {', '.join(unknown)}")
+        raise InputFileError(
+            folder / "config.json", f"has keys the {entry.cls.family} encoder does not take: {', '.join(unknown)}"
+        )
     model = entry.cls(**{k: v for k, v in config.items() if k in accepted})
     # What the folder says about the rebuilt model must be true of it (compared as JSON).
     for key, rebuilt in (("num_features", model.num_features), ("input_spec", model.spec.to_dict())):
         if key in config and json.loads(json.dumps(rebuilt)) != config[key]:
-            raise InputFileError(folder / "config.json", f"says {key} {config[key]}, but the encoder it describes has {rebuilt}")
+            raise InputFileError(
+                folder / "config.json", f"says {key} {config[key]}, but the encoder it describes has {rebuilt}"
+            )
     load_state_dict_strictly(model, state, folder, strict=strict)
     return model.eval()

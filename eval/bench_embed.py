@@ -61,7 +61,12 @@ def bench_cli(encoders: list[tuple[str, list[str]]], repeats: int) -> None:
         runs = []
         for _ in range(repeats):
             with tempfile.TemporaryDirectory() as tmp:
-                runs.append(_child(_CLI_CHILD, ["embed", "--example", "--encoder", name, *extra, "--out", str(Path(tmp) / "e.parquet")]))
+                runs.append(
+                    _child(
+                        _CLI_CHILD,
+                        ["embed", "--example", "--encoder", name, *extra, "--out", str(Path(tmp) / "e.parquet")],
+                    )
+                )
         seconds = statistics.median(r["seconds"] for r in runs)
         peak = statistics.median(r["peak_kib"] for r in runs) * 1024 / GIB
         print(f"  {name:<10} {' '.join(extra):<28} {seconds:7.1f} s   peak {peak:5.2f} GiB")
@@ -74,7 +79,9 @@ def calibrate() -> None:
             points = [_child(_FORWARD_CHILD, [family, str(s), precision]) for s in sizes]
             (v0, p0), (v1, p1) = ((p["voxels"], p["peak_kib"] * 1024) for p in points)
             per_voxel = (p1 - p0) / max(v1 - v0, 1)
-            print(f"{family:<9} {precision}: {p0 / GIB:.2f} / {p1 / GIB:.2f} GiB -> MemoryProfile({(p0 - per_voxel * v0) / GIB:.2f} * GIB, {per_voxel:.0f})")
+            print(
+                f"{family:<9} {precision}: {p0 / GIB:.2f} / {p1 / GIB:.2f} GiB -> MemoryProfile({(p0 - per_voxel * v0) / GIB:.2f} * GIB, {per_voxel:.0f})"
+            )
 
 
 def accuracy(size: int, tile: int) -> None:
@@ -101,8 +108,10 @@ def accuracy(size: int, tile: int) -> None:
                 half = model.forward_features(x).embedding.float()
         cosine = torch.nn.functional.cosine_similarity
         relative = lambda other: float((other - whole).abs().max() / whole.abs().max())  # noqa: E731
-        print(f"{family:<9} {size}^3: tiles of {tile}^3 cosine {float(cosine(whole, tiled)):.4f} (max relative difference {relative(tiled):.3f}); "
-              f"bf16 cosine {float(cosine(whole, half)):.6f} (max relative difference {relative(half):.4f})")
+        print(
+            f"{family:<9} {size}^3: tiles of {tile}^3 cosine {float(cosine(whole, tiled)):.4f} (max relative difference {relative(tiled):.3f}); "
+            f"bf16 cosine {float(cosine(whole, half)):.6f} (max relative difference {relative(half):.4f})"
+        )
 
 
 def main() -> None:
@@ -117,7 +126,12 @@ def main() -> None:
         accuracy(size=128, tile=64)
     else:
         bench_cli(
-            [("anatcl", []), ("swin_bob", []), ("brain_id", ["--precision", "bf16"]), ("brain_id", ["--tile", "128", "--precision", "bf16"])],
+            [
+                ("anatcl", []),
+                ("swin_bob", []),
+                ("brain_id", ["--precision", "bf16"]),
+                ("brain_id", ["--tile", "128", "--precision", "bf16"]),
+            ],
             args.repeats,
         )
 

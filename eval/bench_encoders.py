@@ -61,7 +61,9 @@ def _swin_against_monai(model, x, repeats: int) -> dict:
 
     from encoders.swin_bob import LegacyPatchMerging
 
-    plain = SwinUNETR(in_channels=1, out_channels=72, feature_size=48, normalize=True, downsample=LegacyPatchMerging).eval()
+    plain = SwinUNETR(
+        in_channels=1, out_channels=72, feature_size=48, normalize=True, downsample=LegacyPatchMerging
+    ).eval()
     plain.load_state_dict(model.unetr.state_dict())
     ours, theirs = [], []
     with torch.no_grad():
@@ -94,7 +96,9 @@ def main() -> None:
     for name in CASES:
         done = subprocess.run(
             [sys.executable, __file__, "--case", name, "--repeats", str(args.repeats), "--threads", str(args.threads)],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         r = json.loads(done.stdout.strip().splitlines()[-1])
         line = (

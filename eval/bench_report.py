@@ -61,17 +61,27 @@ def main() -> None:
     runs = []
     for repeat in range(args.repeats):
         with tempfile.TemporaryDirectory() as out:
-            command = [sys.executable, __file__, "--child", out, "--threads", str(args.threads)] + (["--etta"] if args.etta else [])
+            command = [sys.executable, __file__, "--child", out, "--threads", str(args.threads)] + (
+                ["--etta"] if args.etta else []
+            )
             env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "OPENBLAS_NUM_THREADS": str(args.threads)}
             done = subprocess.run(command, capture_output=True, text=True, env=env)
         if done.returncode:
             sys.exit(f"repeat {repeat + 1} failed:\n{done.stderr}")
         runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
-        print(f"repeat {repeat + 1}: total {runs[-1]['timings_s']['total']:.1f} s, peak {runs[-1]['peak_rss_gib']:.2f} GiB", file=sys.stderr)
-    print(f"fm report on the bundled 1 mm example, {args.threads} threads, {args.repeats} fresh processes" + (", ETTA on" if args.etta else ""))
+        print(
+            f"repeat {repeat + 1}: total {runs[-1]['timings_s']['total']:.1f} s, peak {runs[-1]['peak_rss_gib']:.2f} GiB",
+            file=sys.stderr,
+        )
+    print(
+        f"fm report on the bundled 1 mm example, {args.threads} threads, {args.repeats} fresh processes"
+        + (", ETTA on" if args.etta else "")
+    )
     for stage in runs[0]["timings_s"]:
         values = [r["timings_s"][stage] for r in runs]
-        print(f"  {stage:<11} median {statistics.median(values):7.2f} s   (min {min(values):.2f}, max {max(values):.2f})")
+        print(
+            f"  {stage:<11} median {statistics.median(values):7.2f} s   (min {min(values):.2f}, max {max(values):.2f})"
+        )
     print(f"  peak RSS    median {statistics.median(r['peak_rss_gib'] for r in runs):7.2f} GiB")
 
 

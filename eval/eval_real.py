@@ -40,7 +40,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 BRATS_CASES = ("brats_2013_pat0005_1", "brats_2013_pat0006_1")
 BRATS_RUNS = (("flair", "t1c"), ("flair",), ("t1c",))
 _FILES = {"flair": "Flair_subtrMeanDivStd.nii.gz", "t1c": "T1c_subtrMeanDivStd.nii.gz"}
-HEALTHY = {"chris_t1": ("chris_t1.nii.gz", "t1"), "chris_PD": ("chris_PD.nii.gz", "pd"), "MR_Gd": ("MR_Gd.nii.gz", "t1c")}
+HEALTHY = {
+    "chris_t1": ("chris_t1.nii.gz", "t1"),
+    "chris_PD": ("chris_PD.nii.gz", "pd"),
+    "MR_Gd": ("MR_Gd.nii.gz", "t1c"),
+}
 CT = "CT_pitch.nii.gz"
 FALSE_POSITIVE_ML = 0.5
 # BRAIN_TUMOUR lesion ids (7 oedema, 8 core, 9 enhancing); BraTS ids (1 necrosis, 2 oedema, 3 non-enhancing, 4 enhancing)
@@ -90,17 +94,27 @@ def brats_run(pipeline: ReportPipeline, case: Path, contrasts: tuple[str, ...], 
         "side_reference": side_in_mni(true, volume, scan_to_mni),
         "side_found": side_in_mni(overlap, volume, scan_to_mni) if overlap.any() else None,
         "dice": {
-            region: dice(np.isin(labels, ids), np.isin(truth, _REFERENCE[region])) if subregions or region == "whole_tumour" else None
+            region: dice(np.isin(labels, ids), np.isin(truth, _REFERENCE[region]))
+            if subregions or region == "whole_tumour"
+            else None
             for region, ids in _PREDICTED.items()
         },
         "whole_tumour_ml": {"reference": round(true_ml, 1), "found": round(found_ml, 1)},
         "volume_error": round(abs(found_ml - true_ml) / true_ml, 3),
-        "false_positive_lesions_ml": [round(float(s), 2) for s, hit in zip(sizes, hits) if not hit and s >= FALSE_POSITIVE_ML],
+        "false_positive_lesions_ml": [
+            round(float(s), 2) for s, hit in zip(sizes, hits) if not hit and s >= FALSE_POSITIVE_ML
+        ],
         "tissue_ml": tissue_volumes(labels, voxel_ml),
         "impression": result.report.structured["impression"],
     }
     if figures:
-        overlay(result.session.channels()[0], labels, true, figures / f"{case.name}_{'+'.join(contrasts)}.png", f"{case.name}, {'+'.join(contrasts)}")
+        overlay(
+            result.session.channels()[0],
+            labels,
+            true,
+            figures / f"{case.name}_{'+'.join(contrasts)}.png",
+            f"{case.name}, {'+'.join(contrasts)}",
+        )
     return row
 
 
@@ -111,7 +125,9 @@ def healthy_run(pipeline: ReportPipeline, path: Path, contrast: str, figures: Pa
     voxel_ml = float(np.prod(result.volume.spacing)) / 1000
     _, sizes = lesion_components(np.isin(labels, _PREDICTED["whole_tumour"]), voxel_ml)
     if figures:
-        overlay(result.volume.array, labels, None, figures / f"{path.name.split('.')[0]}.png", f"{path.name} ({contrast})")
+        overlay(
+            result.volume.array, labels, None, figures / f"{path.name.split('.')[0]}.png", f"{path.name} ({contrast})"
+        )
     return {
         "contrast": contrast,
         "seconds": round(time.perf_counter() - started, 1),
@@ -145,7 +161,9 @@ def overlay(image: np.ndarray, labels: np.ndarray, truth: np.ndarray | None, pat
         if truth is not None:
             axis.contour(truth[cut].T, [0.5], colors="cyan", linewidths=0.8)
         axis.set_axis_off()
-    figure.suptitle(f"{title}: lesion red, reference cyan, grey matter outline yellow (array axes; RAS from the affine)")
+    figure.suptitle(
+        f"{title}: lesion red, reference cyan, grey matter outline yellow (array axes; RAS from the affine)"
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=70, bbox_inches="tight")
     plt.close(figure)
@@ -153,7 +171,11 @@ def overlay(image: np.ndarray, labels: np.ndarray, truth: np.ndarray | None, pat
 
 def evaluate(data: Path, figures: Path | None) -> dict:
     pipeline = ReportPipeline.from_pretrained()
-    jobs = [("brats", case, run) for case in BRATS_CASES for run in BRATS_RUNS] + [("healthy", name, None) for name in HEALTHY] + [("ct", CT, None)]
+    jobs = (
+        [("brats", case, run) for case in BRATS_CASES for run in BRATS_RUNS]
+        + [("healthy", name, None) for name in HEALTHY]
+        + [("ct", CT, None)]
+    )
     results: dict = {"brats": {}, "healthy": {}}
     for kind, name, run in tqdm(jobs, desc="real scans", unit="run"):
         if kind == "brats":
@@ -168,25 +190,36 @@ def evaluate(data: Path, figures: Path | None) -> dict:
 
 
 def print_tables(results: dict) -> None:
-    print(f"{'BraTS case':<22}{'contrasts':<11}{'found':>6}{'side ref/found':>16}{'WT Dice':>9}{'core':>7}{'enh':>7}{'WT mL ref/found':>18}{'vol err':>8}  false positives (mL)")
+    print(
+        f"{'BraTS case':<22}{'contrasts':<11}{'found':>6}{'side ref/found':>16}{'WT Dice':>9}{'core':>7}{'enh':>7}{'WT mL ref/found':>18}{'vol err':>8}  false positives (mL)"
+    )
     for case, runs in results["brats"].items():
         for run, row in runs.items():
             d = row["dice"]
-            cells = "".join(f"{'-' if d[r] is None else format(d[r], '.3f'):>{w}}" for r, w in (("whole_tumour", 9), ("tumour_core", 7), ("enhancing_tumour", 7)))
+            cells = "".join(
+                f"{'-' if d[r] is None else format(d[r], '.3f'):>{w}}"
+                for r, w in (("whole_tumour", 9), ("tumour_core", 7), ("enhancing_tumour", 7))
+            )
             ml = row["whole_tumour_ml"]
-            print(f"{case:<22}{run:<11}{str(row['tumour_found']):>6}{row['side_reference'] + '/' + str(row['side_found']):>16}{cells}"
-                  f"{ml['reference']:>9.1f}/{ml['found']:<8.1f}{row['volume_error']:>8.2f}  {row['false_positive_lesions_ml']}")
+            print(
+                f"{case:<22}{run:<11}{str(row['tumour_found']):>6}{row['side_reference'] + '/' + str(row['side_found']):>16}{cells}"
+                f"{ml['reference']:>9.1f}/{ml['found']:<8.1f}{row['volume_error']:>8.2f}  {row['false_positive_lesions_ml']}"
+            )
     print(f"\n{'healthy':<10}{'contrast':<9}{'brain mL':>9}{'GM':>8}{'WM':>8}{'vent':>7}{'CSF':>7}  lesions >= 0.5 mL")
     for name, row in results["healthy"].items():
         t = row["tissue_ml"]
-        print(f"{name:<10}{row['contrast']:<9}{row['brain_ml']:>9.0f}{t['grey matter']:>8.0f}{t['white matter']:>8.0f}{t['lateral ventricles']:>7.1f}{t['cerebrospinal fluid']:>7.0f}  {row['lesions_0_5ml']}")
+        print(
+            f"{name:<10}{row['contrast']:<9}{row['brain_ml']:>9.0f}{t['grey matter']:>8.0f}{t['white matter']:>8.0f}{t['lateral ventricles']:>7.1f}{t['cerebrospinal fluid']:>7.0f}  {row['lesions_0_5ml']}"
+        )
     print(f"T1 vs PD (same person), relative difference: {results['t1_pd_difference']}")
     print(f"CT: {'refused' if results['ct']['refused'] else 'NOT refused'}: {results['ct']['message']}")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the realdata folder (default: ../shared/realdata)")
+    parser.add_argument(
+        "--data", type=Path, default=DEFAULT_DATA, help="the realdata folder (default: ../shared/realdata)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "realdata.json")
     parser.add_argument("--figures", type=Path, default=RESULTS / "realdata", help="overlay PNGs here")
     args = parser.parse_args()

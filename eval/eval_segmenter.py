@@ -29,8 +29,8 @@ import torch
 from monai.metrics import compute_dice, compute_hausdorff_distance
 from tqdm import tqdm
 
-from fm.findings import Findings
 from fm.labels import BRAIN_TUMOUR
+from fm.lesion_matching import match_lesions
 from fm.measure import measure
 from fm.synth.generator import generate
 from heads.etta import segment_with_etta
@@ -49,7 +49,9 @@ def voxel_metrics(predicted: np.ndarray, truth: np.ndarray, spacing) -> dict[str
     pred = torch.stack([torch.from_numpy(np.isin(predicted, ids)) for _, ids in REGIONS])[None].float()
     true = torch.stack([torch.from_numpy(np.isin(truth, ids)) for _, ids in REGIONS])[None].float()
     dice = compute_dice(pred, true, include_background=True, ignore_empty=True)[0]
-    hd95 = compute_hausdorff_distance(pred, true, include_background=True, percentile=95, spacing=list(map(float, spacing)))[0]
+    hd95 = compute_hausdorff_distance(
+        pred, true, include_background=True, percentile=95, spacing=list(map(float, spacing))
+    )[0]
     present = true.flatten(2).sum(-1)[0] > 0
     predicted_any = pred.flatten(2).sum(-1)[0] > 0
     out = {}
@@ -61,27 +63,6 @@ def voxel_metrics(predicted: np.ndarray, truth: np.ndarray, spacing) -> dict[str
             "missed": bool(present[i] and not predicted_any[i]),
         }
     return out
-
-
-def lesion_metrics(predicted: Findings, truth: Findings) -> dict:
-    """Match each true lesion to the nearest predicted one within its radius (10 mm at least)."""
-    unmatched = list(predicted.lesions)
-    rows = []
-    for lesion in truth.lesions:
-        radius = max(10.0, lesion.longest_diameter_mm / 2)
-        distances = [np.linalg.norm(np.subtract(p.centroid_ras_mm, lesion.centroid_ras_mm)) for p in unmatched]
-        match = unmatched.pop(int(np.argmin(distances))) if distances and min(distances) <= radius else None
-        rows.append(
-            {
-                "true_ml": lesion.volume_ml,
-                "found": match is not None,
-                "predicted_ml": match.volume_ml if match else None,
-                "volume_error": abs(match.volume_ml - lesion.volume_ml) / lesion.volume_ml if match else None,
-                "laterality_true": lesion.laterality.value,
-                "laterality_predicted": match.laterality.value if match else None,
-            }
-        )
-    return {"lesions": rows, "false_positives": len(unmatched)}
 
 
 #: fm.synth contrast presets -> fm.contrasts names (the synthetic T1 is post-contrast: its rims enhance)
@@ -120,7 +101,11 @@ def evaluate(model, n: int, seed: int, etta_compare: bool, roi: int | None = Non
         volume = sample.volume()
         truth_labels = volume.from_source_layout(sample.labels).array.astype(np.uint8)
         truth = measure(truth_labels, volume, BRAIN_TUMOUR)
-        row = {"sample_id": sample.sample_id, "contrast": sample.params.get("contrast"), "spacing_mm": list(volume.spacing)}
+        row = {
+            "sample_id": sample.sample_id,
+            "contrast": sample.params.get("contrast"),
+            "spacing_mm": list(volume.spacing),
+        }
         if isinstance(segmenter, AdaptiveForEval):
             segmenter.contrast = SYNTH_CONTRASTS[sample.params.get("contrast")]
         for mode in modes:
@@ -131,14 +116,26 @@ def evaluate(model, n: int, seed: int, etta_compare: bool, roi: int | None = Non
                 result, entropies = segment_with_etta(segmenter, volume)
                 row["etta_entropy"] = entropies
             seconds = time.perf_counter() - started
-            predicted = measure(result.labels, volume, BRAIN_TUMOUR, probabilities=result.probabilities, source=info.model_id)
+            predicted = measure(
+                result.labels, volume, BRAIN_TUMOUR, probabilities=result.probabilities, source=info.model_id
+            )
             row[mode] = {
                 "seconds": seconds,
                 "voxel": voxel_metrics(result.labels, truth_labels, volume.spacing),
-                **lesion_metrics(predicted, truth),
+                **match_lesions(predicted, truth),
             }
         scans.append(row)
-    return {"model": info.model_id, "model_version": info.version, "model_sha256": info.sha256, "roi_size": list(segmenter.roi_size), "split": split, "seed": seed, "n": n, "scans": scans, "summary": {m: summarise(scans, m) for m in modes}}
+    return {
+        "model": info.model_id,
+        "model_version": info.version,
+        "model_sha256": info.sha256,
+        "roi_size": list(segmenter.roi_size),
+        "split": split,
+        "seed": seed,
+        "n": n,
+        "scans": scans,
+        "summary": {m: summarise(scans, m) for m in modes},
+    }
 
 
 def summarise(scans: list[dict], mode: str) -> dict:
@@ -163,39 +160,68 @@ def summarise(scans: list[dict], mode: str) -> dict:
         "regions": regions,
         "lesions_true": len(lesions),
         "lesions_1ml": len(detectable),
-        "sensitivity_1ml": sum(lesion["found"] for lesion in detectable) / len(detectable) if detectable else float("nan"),
+        "sensitivity_1ml": sum(lesion["found"] for lesion in detectable) / len(detectable)
+        if detectable
+        else float("nan"),
         "false_positives_per_scan": statistics.fmean(s[mode]["false_positives"] for s in scans),
         "median_volume_error": statistics.median(errors) if errors else float("nan"),
-        "laterality_accuracy": statistics.fmean(lesion["laterality_true"] == lesion["laterality_predicted"] for lesion in found) if found else float("nan"),
+        "laterality_accuracy": statistics.fmean(
+            lesion["laterality_true"] == lesion["laterality_predicted"] for lesion in found
+        )
+        if found
+        else float("nan"),
         "median_seconds": statistics.median(s[mode]["seconds"] for s in scans),
     }
 
 
 def print_table(results: dict) -> None:
     modes = list(results["summary"])
-    print(f"model {results['model']} ({results['model_version']}), window {results['roi_size']}, {results['n']} {results['split']} split scans, seed {results['seed']}")
-    print(f"{'region':<32}" + "".join(f"{m + ' Dice':>12}{m + ' HD95 mm':>15}{'missed':>8}" for m in modes) + f"{'scans':>7}")
+    print(
+        f"model {results['model']} ({results['model_version']}), window {results['roi_size']}, {results['n']} {results['split']} split scans, seed {results['seed']}"
+    )
+    print(
+        f"{'region':<32}"
+        + "".join(f"{m + ' Dice':>12}{m + ' HD95 mm':>15}{'missed':>8}" for m in modes)
+        + f"{'scans':>7}"
+    )
     for name, _ in REGIONS:
         regions = [results["summary"][m]["regions"][name] for m in modes]
         cells = "".join(f"{r['dice']:>12.3f}{r['hd95_mm']:>15.1f}{r['missed']:>8}" for r in regions)
         print(f"{name:<32}{cells}{regions[0]['scans']:>7}")
-    for key in ("sensitivity_1ml", "false_positives_per_scan", "median_volume_error", "laterality_accuracy", "median_seconds"):
+    for key in (
+        "sensitivity_1ml",
+        "false_positives_per_scan",
+        "median_volume_error",
+        "laterality_accuracy",
+        "median_seconds",
+    ):
         print(f"{key:<32}" + "".join(f"{results['summary'][m][key]:>35.3f}" for m in modes))
-    print(f"true lesions {results['summary'][modes[0]]['lesions_true']}, of which >= {DETECTABLE_ML} mL: {results['summary'][modes[0]]['lesions_1ml']}")
+    print(
+        f"true lesions {results['summary'][modes[0]]['lesions_true']}, of which >= {DETECTABLE_ML} mL: {results['summary'][modes[0]]['lesions_1ml']}"
+    )
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help=f"segmenter folder (default: the bundled network) or {ADAPTIVE_MODEL_ID} (the default of fm report)")
+    parser.add_argument(
+        "--model",
+        help=f"segmenter folder (default: the bundled network) or {ADAPTIVE_MODEL_ID} (the default of fm report)",
+    )
     parser.add_argument("--n", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--split", choices=("test", "train"), default="test", help="test: out of distribution (default)")
+    parser.add_argument(
+        "--split", choices=("test", "train"), default="test", help="test: out of distribution (default)"
+    )
     parser.add_argument("--etta-compare", action="store_true", help="also segment every scan with ETTA")
     parser.add_argument("--roi", type=int, help="cubic inference window (default: the model's own)")
     parser.add_argument("--out", type=Path, help="write all per-scan figures as JSON here")
-    parser.add_argument("--record", action="store_true", help=f"write the summary into the model folder ({EVALUATION_FILE})")
+    parser.add_argument(
+        "--record", action="store_true", help=f"write the summary into the model folder ({EVALUATION_FILE})"
+    )
     args = parser.parse_args()
-    warnings.filterwarnings("ignore", message="the (ground truth|prediction) of class", category=UserWarning)  # counted as "missed"
+    warnings.filterwarnings(
+        "ignore", message="the (ground truth|prediction) of class", category=UserWarning
+    )  # counted as "missed"
     results = evaluate(args.model, args.n, args.seed, args.etta_compare, args.roi, args.split)
     print_table(results)
     if args.out:

@@ -28,7 +28,9 @@ def log_and_start(argument: str) -> tuple[Path, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("logs", nargs="+", type=log_and_start, help="train_log.jsonl files, each optionally :START_STEP")
+    parser.add_argument(
+        "logs", nargs="+", type=log_and_start, help="train_log.jsonl files, each optionally :START_STEP"
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--window", type=int, default=50, help="steps in the running mean")
     args = parser.parse_args()
@@ -39,7 +41,7 @@ def main() -> None:
         rows = [json.loads(line) for line in log.read_text().splitlines()]
         steps = start + np.array([row["step"] for row in rows])
         smooth = running_mean(np.array([row["loss"] for row in rows]), args.window)
-        axes.plot(steps[len(steps) - len(smooth):], smooth, label=log.stem)
+        axes.plot(steps[len(steps) - len(smooth) :], smooth, label=log.stem)
     axes.set_xlabel("step")
     axes.set_ylabel(f"loss (running mean of {args.window} steps)")
     axes.grid(alpha=0.3)

@@ -16,9 +16,9 @@ import numpy as np
 
 from encoders.memory import PRECISIONS
 from fm import __version__
+from fm.contrasts import parse_contrasts
 from fm.dicom import MultipleSeriesError
 from fm.errors import InputError, InputFileError, OutputExistsError
-from fm.contrasts import parse_contrasts
 from fm.examples import DEFAULT_EXAMPLE, EXAMPLES, example_contrasts, example_modality, example_path, example_paths
 from fm.gate import check_scan, enforce
 from fm.io import GRIDS, Volume, check_output_path, load_volume, save_volume
@@ -152,12 +152,15 @@ def _format_summary(s: dict) -> str:
     rows = [
         ("file", s["file"]),
         ("format", s["format"]),
-        ("shape", " x ".join(map(str, s["shape"])) + " voxels" + (
-            f" (in the file: {' x '.join(map(str, s['source_shape']))})" if s["source_shape"] != s["shape"] else ""
-        )),
+        (
+            "shape",
+            " x ".join(map(str, s["shape"]))
+            + " voxels"
+            + (f" (in the file: {' x '.join(map(str, s['source_shape']))})" if s["source_shape"] != s["shape"] else ""),
+        ),
         ("spacing", " x ".join(f"{v:.4g}" for v in s["spacing_mm"]) + " mm"),
         ("orientation", f"{s['source_orientation']} in the file; held as {s['orientation']}"),
-        ("RAS extent", "  ".join(f"{a} {l:.1f} .. {h:.1f}" for a, l, h in zip("xyz", lo, hi)) + " mm"),
+        ("RAS extent", "  ".join(f"{axis} {low:.1f} .. {high:.1f}" for axis, low, high in zip("xyz", lo, hi)) + " mm"),
         ("modality", s["modality"] or "unknown"),
         ("intensity", f"{intensity['min']:.6g} .. {intensity['max']:.6g} (mean {intensity['mean']:.6g})"),
     ]
@@ -171,7 +174,14 @@ def _format_summary(s: dict) -> str:
             )
         )
     gate = s["gate"]
-    rows.append(("input gate", "brain MRI as far as the file shows (brain extraction checks more in fm report)" if gate["brain_mri"] else "refused: " + "; ".join(gate["reasons"])))
+    rows.append(
+        (
+            "input gate",
+            "brain MRI as far as the file shows (brain extraction checks more in fm report)"
+            if gate["brain_mri"]
+            else "refused: " + "; ".join(gate["reasons"]),
+        )
+    )
     return "\n".join(f"{key:<13}{value}" for key, value in rows)
 
 
@@ -206,10 +216,20 @@ def convert(source, output, grid, overwrite, frame, series, modality, max_voxels
 
 @main.command()
 @click.option("--n", "count", type=click.IntRange(min=1), required=True, help="Number of scans to generate.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Dataset seed; scan i is the same for the same seed.")
-@click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True, help="Distribution (test is out-of-distribution).")
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Dataset seed; scan i is the same for the same seed."
+)
+@click.option(
+    "--split",
+    type=click.Choice(["train", "test"]),
+    default="train",
+    show_default=True,
+    help="Distribution (test is out-of-distribution).",
+)
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True, help="Output folder.")
-@click.option("--preview", is_flag=True, help="Also write preview-<split>.png, a montage of the first scans with labels.")
+@click.option(
+    "--preview", is_flag=True, help="Also write preview-<split>.png, a montage of the first scans with labels."
+)
 def synth(count, seed, split, out, preview):
     """Generate synthetic brain MRI with exact ground truth.
 
@@ -250,13 +270,48 @@ def _parse_overrides(pairs: tuple[str, ...]) -> dict:
 @click.argument("paths", nargs=-1, type=click.Path(path_type=str))
 @click.option("--example", is_flag=True, help="Embed the bundled example scan instead of PATHS.")
 @click.option("--encoder", "encoder_name", required=True, help="Encoder name (see `fm encoders`).")
-@click.option("--pretrained", help="Published checkpoint file, a saved encoder folder, or hf-hub:org/name. Without it the weights are random (seeded): the rows test the plumbing, they carry no learnt features.")
-@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Encoder constructor override, e.g. widths=8,16,32,64.")
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True, help="Parquet file (extended if it exists).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True, help="Scans run together (1: bit-identical rows whatever the batch).")
-@click.option("--tile", type=click.IntRange(min=1), help="Run the network on cubes of this many voxels a side and average their embeddings (bounded memory; brain_id, swin_bob*). Default: the whole volume.")
-@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True, help="bf16: CPU autocast, about half the memory and time for brain_id (see eval/bench_embed.py for the difference).")
-@click.option("--max-memory", "max_memory", metavar="SIZE", help="Refuse a scan whose forward pass is estimated above this, e.g. 16GiB (default: the memory available now).")
+@click.option(
+    "--pretrained",
+    help="Published checkpoint file, a saved encoder folder, or hf-hub:org/name. Without it the weights are random (seeded): the rows test the plumbing, they carry no learnt features.",
+)
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Encoder constructor override, e.g. widths=8,16,32,64.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="Parquet file (extended if it exists).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Scans run together (1: bit-identical rows whatever the batch).",
+)
+@click.option(
+    "--tile",
+    type=click.IntRange(min=1),
+    help="Run the network on cubes of this many voxels a side and average their embeddings (bounded memory; brain_id, swin_bob*). Default: the whole volume.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default="fp32",
+    show_default=True,
+    help="bf16: CPU autocast, about half the memory and time for brain_id (see eval/bench_embed.py for the difference).",
+)
+@click.option(
+    "--max-memory",
+    "max_memory",
+    metavar="SIZE",
+    help="Refuse a scan whose forward pass is estimated above this, e.g. 16GiB (default: the memory available now).",
+)
 @_reports_input_errors
 def embed(paths, example, encoder_name, pretrained, settings, out, batch_size, tile, precision, max_memory):
     """Embed scans with an encoder: one parquet row per scan.
@@ -280,18 +335,33 @@ def embed(paths, example, encoder_name, pretrained, settings, out, batch_size, t
     if example == bool(paths):
         raise click.UsageError("give scan paths or --example" + (", not both" if example else ""))
     if encoder_name not in list_encoders():
-        raise click.BadParameter(f"unknown encoder {encoder_name!r}; choose from {', '.join(list_encoders())}", param_hint="--encoder")
+        raise click.BadParameter(
+            f"unknown encoder {encoder_name!r}; choose from {', '.join(list_encoders())}", param_hint="--encoder"
+        )
     with _option_errors("--max-memory"):
         limit = parse_size(max_memory) if max_memory else None
     from fm.embed import embed_scans  # torch-heavy
 
     scans = [str(example_path())] if example else list(paths)
     with _option_errors():  # settings the encoder cannot take (a tile for AnatCL)
-        run = embed_scans(scans, encoder_name, out, pretrained, _parse_overrides(settings), batch_size, tile=tile, precision=precision, max_memory_bytes=limit)
+        run = embed_scans(
+            scans,
+            encoder_name,
+            out,
+            pretrained,
+            _parse_overrides(settings),
+            batch_size,
+            tile=tile,
+            precision=precision,
+            max_memory_bytes=limit,
+        )
     for message in run.errors:
         click.echo(f"error: {message}", err=True)
     if run.random_weights:
-        click.echo(f"note: {encoder_name} has random weights (no --pretrained): these embeddings carry no learnt features", err=True)
+        click.echo(
+            f"note: {encoder_name} has random weights (no --pretrained): these embeddings carry no learnt features",
+            err=True,
+        )
     click.echo(f"embedded {run.added} scans into {out} ({run.cached} already there, skipped; {len(run.errors)} failed)")
     if run.errors:
         sys.exit(EXIT_BAD_INPUT)
@@ -300,12 +370,34 @@ def embed(paths, example, encoder_name, pretrained, settings, out, batch_size, t
 def _model_options(command):
     """Options choosing the segmentation model (fm segment, fm report)."""
     options = [
-        click.option("--model", help="Segmenter: fm3d/atlas-em (default: contrast-adaptive, any MRI contrast, several at once), synth-unet (the bundled network), a folder (config.json + model.safetensors), hf-hub:org/name, or with --encoder swin_bob* a published checkpoint file."),
-        click.option("--encoder", "encoder_name", help="Family of --model: brain_id (default format) or swin_bob, swin_bob_btcv."),
-        click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Encoder constructor override for a published checkpoint, e.g. feature_size=12."),
-        click.option("--etta", is_flag=True, help="Entropy test-time adaptation on this scan before predicting (network models; slower; see heads.etta)."),
-        click.option("--contrasts", help="Contrast of each scan, in order, e.g. flair,t1c (t1, t1c, t2, flair, pd, unknown). Default: guessed from DICOM series descriptions or file names."),
-        click.option("--force", is_flag=True, help="Report a scan the input gate refuses (CT, 2D, not a head); the report says it is outside intended use."),
+        click.option(
+            "--model",
+            help="Segmenter: fm3d/atlas-em (default: contrast-adaptive, any MRI contrast, several at once), synth-unet (the bundled network), a folder (config.json + model.safetensors), hf-hub:org/name, or with --encoder swin_bob* a published checkpoint file.",
+        ),
+        click.option(
+            "--encoder", "encoder_name", help="Family of --model: brain_id (default format) or swin_bob, swin_bob_btcv."
+        ),
+        click.option(
+            "--set",
+            "settings",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Encoder constructor override for a published checkpoint, e.g. feature_size=12.",
+        ),
+        click.option(
+            "--etta",
+            is_flag=True,
+            help="Entropy test-time adaptation on this scan before predicting (network models; slower; see heads.etta).",
+        ),
+        click.option(
+            "--contrasts",
+            help="Contrast of each scan, in order, e.g. flair,t1c (t1, t1c, t2, flair, pd, unknown). Default: guessed from DICOM series descriptions or file names.",
+        ),
+        click.option(
+            "--force",
+            is_flag=True,
+            help="Report a scan the input gate refuses (CT, 2D, not a head); the report says it is outside intended use.",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -323,7 +415,9 @@ def _scan_or_example(command):
     return click.argument("scans", nargs=-1, type=click.Path(path_type=str))(command)
 
 
-def _run_pipeline(scans, example, model, encoder_name, settings, etta, contrasts, force, frame, series, modality, max_voxels):
+def _run_pipeline(
+    scans, example, model, encoder_name, settings, etta, contrasts, force, frame, series, modality, max_voxels
+):
     """Read and gate the scans, then load the model and run the report pipeline with a line per
     stage on stderr. The scans are read before torch is imported: a bad file fails in a second."""
     started = time.perf_counter()
@@ -354,12 +448,32 @@ def _run_pipeline(scans, example, model, encoder_name, settings, etta, contrasts
 
 @main.command()
 @_scan_or_example
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True, help="Label map to write (.nii.gz, .nrrd, .mha, ...), on the scan's own grid.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="Label map to write (.nii.gz, .nrrd, .mha, ...), on the scan's own grid.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 @_model_options
 @_input_options
 @_reports_input_errors
-def segment(scans, example, out, overwrite, model, encoder_name, settings, etta, contrasts, force, frame, series, modality, max_voxels):
+def segment(
+    scans,
+    example,
+    out,
+    overwrite,
+    model,
+    encoder_name,
+    settings,
+    etta,
+    contrasts,
+    force,
+    frame,
+    series,
+    modality,
+    max_voxels,
+):
     """Segment a scan (or co-registered contrasts of one session) and write the label map on the
     first scan's own grid.
 
@@ -375,19 +489,41 @@ def segment(scans, example, out, overwrite, model, encoder_name, settings, etta,
       fm segment ct.nii.gz --encoder swin_bob_btcv --model model_final.pt --out organs.nii.gz
     """
     check_output_path(out, overwrite)  # before the model runs, not after
-    result = _run_pipeline(scans, example, model, encoder_name, settings, etta, contrasts, force, frame, series, modality, max_voxels)
+    result = _run_pipeline(
+        scans, example, model, encoder_name, settings, etta, contrasts, force, frame, series, modality, max_voxels
+    )
     written = save_volume(result.volume.with_array(result.segmentation.labels), out, overwrite=overwrite)
     click.echo(f"wrote {written}")
 
 
 @main.command()
 @_scan_or_example
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True, help="Folder for report.json, report.md, report.pdf, overlay.png, mask.nii.gz.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="Folder for report.json, report.md, report.pdf, overlay.png, mask.nii.gz.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace report files already in OUT.")
 @_model_options
 @_input_options
 @_reports_input_errors
-def report(scans, example, out, overwrite, model, encoder_name, settings, etta, contrasts, force, frame, series, modality, max_voxels):
+def report(
+    scans,
+    example,
+    out,
+    overwrite,
+    model,
+    encoder_name,
+    settings,
+    etta,
+    contrasts,
+    force,
+    frame,
+    series,
+    modality,
+    max_voxels,
+):
     """Segment a scan (or co-registered contrasts of one session), measure it and write a
     structured report.
 
@@ -405,9 +541,13 @@ def report(scans, example, out, overwrite, model, encoder_name, settings, etta, 
     from fm.render import check_report_folder, write_report_folder
 
     check_report_folder(out, overwrite)  # before the model runs, not after
-    result = _run_pipeline(scans, example, model, encoder_name, settings, etta, contrasts, force, frame, series, modality, max_voxels)
+    result = _run_pipeline(
+        scans, example, model, encoder_name, settings, etta, contrasts, force, frame, series, modality, max_voxels
+    )
     click.echo("[writing] report files", err=True)
-    paths = write_report_folder(result.report, result.volume, result.segmentation.labels, result.segmentation.label_set, out, overwrite)
+    paths = write_report_folder(
+        result.report, result.volume, result.segmentation.labels, result.segmentation.label_set, out, overwrite
+    )
     click.echo("\n".join(result.report.structured["impression"]))
     click.echo(f"wrote {', '.join(str(p) for p in paths.values())}")
 
@@ -418,23 +558,104 @@ def train():
 
 
 @train.command("seg")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True, help="Run folder (checkpoint, log).")
+@click.option(
+    "--out", type=click.Path(path_type=Path, file_okay=False), required=True, help="Run folder (checkpoint, log)."
+)
 @click.option("--steps", type=click.IntRange(min=1), default=4000, show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--f-maps", type=click.IntRange(min=8), default=8, show_default=True, help="Width of the U-Net's first level (a multiple of 8).")
-@click.option("--patch", type=click.IntRange(min=16), default=64, show_default=True, help="Cubic training patch size (voxels).")
-@click.option("--decay-steps", type=click.IntRange(min=0), default=0, show_default=True, help="Anneal the learning rate (cosine, to 5 %) over the last N steps.")
-@click.option("--balance-from", type=click.IntRange(min=0), help="From this step on, weight cross-entropy by class frequency ** -POWER (rare lesion classes).")
-@click.option("--balance-power", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="POWER for --balance-from (0.5: 1/sqrt, 1: inverse frequency).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3, show_default=True, help="Adam learning rate (before any decay).")
-@click.option("--lesion-fraction", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Share of patches placed on a lesion.")
-@click.option("--lesion-offset", type=click.FloatRange(0, 0.5), default=0.0, show_default=True, help="How far (share of the patch) the lesion may lie off such a patch's centre.")
-@click.option("--whole-tumour-weight", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Weight of an extra loss on all lesion classes as one region.")
-@click.option("--init", type=click.Path(path_type=Path, dir_okay=False, exists=True), help="Start from this checkpoint's weights (a fine-tuning stage with its own schedule).")
-@click.option("--workers", type=click.IntRange(0, 1), default=1, show_default=True, help="1: make scans in a second process; 0: in the training process.")
-@click.option("--export", "export_to", type=click.Path(path_type=Path, file_okay=False), help="Also write the shipped format here.")
+@click.option(
+    "--f-maps",
+    type=click.IntRange(min=8),
+    default=8,
+    show_default=True,
+    help="Width of the U-Net's first level (a multiple of 8).",
+)
+@click.option(
+    "--patch", type=click.IntRange(min=16), default=64, show_default=True, help="Cubic training patch size (voxels)."
+)
+@click.option(
+    "--decay-steps",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Anneal the learning rate (cosine, to 5 %) over the last N steps.",
+)
+@click.option(
+    "--balance-from",
+    type=click.IntRange(min=0),
+    help="From this step on, weight cross-entropy by class frequency ** -POWER (rare lesion classes).",
+)
+@click.option(
+    "--balance-power",
+    type=click.FloatRange(0, 1),
+    default=0.5,
+    show_default=True,
+    help="POWER for --balance-from (0.5: 1/sqrt, 1: inverse frequency).",
+)
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=2e-3,
+    show_default=True,
+    help="Adam learning rate (before any decay).",
+)
+@click.option(
+    "--lesion-fraction",
+    type=click.FloatRange(0, 1),
+    default=0.5,
+    show_default=True,
+    help="Share of patches placed on a lesion.",
+)
+@click.option(
+    "--lesion-offset",
+    type=click.FloatRange(0, 0.5),
+    default=0.0,
+    show_default=True,
+    help="How far (share of the patch) the lesion may lie off such a patch's centre.",
+)
+@click.option(
+    "--whole-tumour-weight",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Weight of an extra loss on all lesion classes as one region.",
+)
+@click.option(
+    "--init",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Start from this checkpoint's weights (a fine-tuning stage with its own schedule).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(0, 1),
+    default=1,
+    show_default=True,
+    help="1: make scans in a second process; 0: in the training process.",
+)
+@click.option(
+    "--export",
+    "export_to",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Also write the shipped format here.",
+)
 @_reports_input_errors
-def train_seg(out, steps, seed, f_maps, patch, decay_steps, balance_from, balance_power, lr, lesion_fraction, lesion_offset, whole_tumour_weight, init, workers, export_to):
+def train_seg(
+    out,
+    steps,
+    seed,
+    f_maps,
+    patch,
+    decay_steps,
+    balance_from,
+    balance_power,
+    lr,
+    lesion_fraction,
+    lesion_offset,
+    whole_tumour_weight,
+    init,
+    workers,
+    export_to,
+):
     """Train the default segmenter on synthetic scans only.
 
     Runs again with the same OUT continue from the last checkpoint (written every 100 steps);
@@ -452,16 +673,27 @@ def train_seg(out, steps, seed, f_maps, patch, decay_steps, balance_from, balanc
         --decay-steps 1200 --balance-from 0 --balance-power 0.75 --lesion-fraction 0.6
         --lesion-offset 0.3 --export fm/data/default_segmenter
     """
-    from heads.train_segmenter import SegTrainConfig, export, train as run_training
+    from heads.train_segmenter import SegTrainConfig, export
+    from heads.train_segmenter import train as run_training
 
     if f_maps % 8:
         raise click.BadParameter("must be a multiple of 8 (GroupNorm with 8 groups)", param_hint="--f-maps")
     if decay_steps > steps:
         raise click.BadParameter(f"{decay_steps} is more than --steps {steps}", param_hint="--decay-steps")
     config = SegTrainConfig(
-        steps=steps, seed=seed, f_maps=f_maps, patch=(patch,) * 3, lr=lr, decay_steps=decay_steps, balance_from_step=balance_from,
-        balance_power=balance_power, lesion_fraction=lesion_fraction, lesion_offset=lesion_offset,
-        whole_tumour_weight=whole_tumour_weight, init=None if init is None else str(init), workers=workers,
+        steps=steps,
+        seed=seed,
+        f_maps=f_maps,
+        patch=(patch,) * 3,
+        lr=lr,
+        decay_steps=decay_steps,
+        balance_from_step=balance_from,
+        balance_power=balance_power,
+        lesion_fraction=lesion_fraction,
+        lesion_offset=lesion_offset,
+        whole_tumour_weight=whole_tumour_weight,
+        init=None if init is None else str(init),
+        workers=workers,
     )
     checkpoint = run_training(out, config)
     click.echo(f"checkpoint {checkpoint}")

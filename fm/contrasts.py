@@ -24,7 +24,10 @@ CONTRASTS = {
 # Checked in this order on the lower-cased name; the first that matches wins.
 _PATTERNS = (
     ("flair", r"flair"),
-    ("t1c", r"t1[-_ ]?(c|ce|gd|post|contrast)\b|t1[-_ ]?(c|ce|gd)[-_ .]|mprage[-_ ]?gd|\bgd\b|_gd[._]|t1gd|postcontrast"),
+    (
+        "t1c",
+        r"t1[-_ ]?(c|ce|gd|post|contrast)\b|t1[-_ ]?(c|ce|gd)[-_ .]|mprage[-_ ]?gd|\bgd\b|_gd[._]|t1gd|postcontrast",
+    ),
     ("pd", r"(^|[^a-z])pd([^a-z]|$)|proton"),
     ("t2", r"t2"),
     ("t1", r"t1|mprage|spgr|bravo"),

@@ -215,9 +215,7 @@ class _Source:
         if self._zip is not None:
             return sorted(i.filename for i in self._zip.infolist() if not i.is_dir())
         if self.path.is_dir():
-            return sorted(
-                str(p) for p in self.path.rglob("*") if p.is_file() and not p.name.startswith(".")
-            )
+            return sorted(str(p) for p in self.path.rglob("*") if p.is_file() and not p.name.startswith("."))
         return [str(self.path)]
 
     def read(self, member: str, header_only: bool) -> pydicom.Dataset:
@@ -313,7 +311,9 @@ def _frames_of(path: Path, member: str, ds: pydicom.Dataset) -> list[_Frame]:
         return []  # DICOMDIR, structured report, presentation state: no image
 
     if int(ds.get("SamplesPerPixel", 1)) != 1:
-        raise InputFileError(path, f"{member}: colour images ({ds.SamplesPerPixel} samples per pixel) are not supported")
+        raise InputFileError(
+            path, f"{member}: colour images ({ds.SamplesPerPixel} samples per pixel) are not supported"
+        )
     if "PerFrameFunctionalGroupsSequence" in ds:
         frames = _enhanced_frames(path, member, ds)
     elif int(ds.get("NumberOfFrames", 1) or 1) > 1:
@@ -335,16 +335,16 @@ def _frames_of(path: Path, member: str, ds: pydicom.Dataset) -> list[_Frame]:
 
 def _single_frame(path: Path, member: str, ds: pydicom.Dataset) -> _Frame:
     return _Frame(
-            file=member,
-            frame_index=None,
-            position=_floats(ds.ImagePositionPatient, 3, path, member, "ImagePositionPatient"),
-            orientation=_floats(ds.ImageOrientationPatient, 6, path, member, "ImageOrientationPatient"),
-            pixel_spacing=tuple(_floats(ds.PixelSpacing, 2, path, member, "PixelSpacing")),
-            rows=int(ds.Rows),
-            columns=int(ds.Columns),
-            slope=float(ds.get("RescaleSlope", 1) or 1),
-            intercept=float(ds.get("RescaleIntercept", 0) or 0),
-        )
+        file=member,
+        frame_index=None,
+        position=_floats(ds.ImagePositionPatient, 3, path, member, "ImagePositionPatient"),
+        orientation=_floats(ds.ImageOrientationPatient, 6, path, member, "ImageOrientationPatient"),
+        pixel_spacing=tuple(_floats(ds.PixelSpacing, 2, path, member, "PixelSpacing")),
+        rows=int(ds.Rows),
+        columns=int(ds.Columns),
+        slope=float(ds.get("RescaleSlope", 1) or 1),
+        intercept=float(ds.get("RescaleIntercept", 0) or 0),
+    )
 
 
 def _enhanced_frames(path: Path, member: str, ds: pydicom.Dataset) -> list[_Frame]:
@@ -372,11 +372,19 @@ def _enhanced_frames(path: Path, member: str, ds: pydicom.Dataset) -> list[_Fram
             _Frame(
                 file=member,
                 frame_index=index,
-                position=_floats(attr("PlanePositionSequence", "ImagePositionPatient"), 3, path, member, "ImagePositionPatient"),
-                orientation=_floats(
-                    attr("PlaneOrientationSequence", "ImageOrientationPatient"), 6, path, member, "ImageOrientationPatient"
+                position=_floats(
+                    attr("PlanePositionSequence", "ImagePositionPatient"), 3, path, member, "ImagePositionPatient"
                 ),
-                pixel_spacing=tuple(_floats(attr("PixelMeasuresSequence", "PixelSpacing"), 2, path, member, "PixelSpacing")),
+                orientation=_floats(
+                    attr("PlaneOrientationSequence", "ImageOrientationPatient"),
+                    6,
+                    path,
+                    member,
+                    "ImageOrientationPatient",
+                ),
+                pixel_spacing=tuple(
+                    _floats(attr("PixelMeasuresSequence", "PixelSpacing"), 2, path, member, "PixelSpacing")
+                ),
                 rows=int(ds.Rows),
                 columns=int(ds.Columns),
                 slope=float(attr("PixelValueTransformationSequence", "RescaleSlope", 1.0)),
@@ -409,7 +417,9 @@ def _assemble(path: Path, series: SeriesInfo, tolerance: float) -> tuple[list[_F
         raise InputFileError(path, f"series {series.index} mixes image sizes ({listed} rows x columns)")
     first = frames[0]
     if any(not np.allclose(f.orientation, first.orientation, atol=1e-4) for f in frames):
-        raise InputFileError(path, f"series {series.index} mixes slice orientations (e.g. a localizer inside the series)")
+        raise InputFileError(
+            path, f"series {series.index} mixes slice orientations (e.g. a localizer inside the series)"
+        )
     if any(not np.allclose(f.pixel_spacing, first.pixel_spacing, rtol=1e-4) for f in frames):
         raise InputFileError(path, f"series {series.index} mixes pixel spacings")
     if len(frames) < 2:
@@ -503,7 +513,12 @@ def _decode(path: Path, source: _Source, member: str) -> tuple[pydicom.Dataset, 
         raise InputFileError(
             path, f"{member}: cannot decode pixel data (transfer syntax {name}): {str(err).splitlines()[0]}"
         ) from None
-    if "NumberOfFrames" in ds and int(ds.NumberOfFrames) == 1 and pixels.ndim == 2 and "PerFrameFunctionalGroupsSequence" in ds:
+    if (
+        "NumberOfFrames" in ds
+        and int(ds.NumberOfFrames) == 1
+        and pixels.ndim == 2
+        and "PerFrameFunctionalGroupsSequence" in ds
+    ):
         pixels = pixels[None]
     return ds, pixels
 

@@ -95,7 +95,9 @@ def embed_scans(
                 run.added += 1
         pending.clear()
 
-    for index, path in enumerate(tqdm([Path(p) for p in paths], desc=f"embed {encoder_name}", unit="scan", disable=not progress)):
+    for index, path in enumerate(
+        tqdm([Path(p) for p in paths], desc=f"embed {encoder_name}", unit="scan", disable=not progress)
+    ):
         try:
             row = {
                 "path": str(path),
@@ -151,9 +153,13 @@ def _tile_step(model) -> int:
 
 def _checked_tile(model, tile: int) -> int:
     if not model.tileable:
-        raise InputError(f"{model.family} takes one fixed-size whole-brain input: its embedding cannot be pooled over tiles")
+        raise InputError(
+            f"{model.family} takes one fixed-size whole-brain input: its embedding cannot be pooled over tiles"
+        )
     if tile < _tile_step(model) or tile % model.spec.divisible_by:
-        raise InputError(f"a {model.family} tile must be a multiple of {model.spec.divisible_by} and at least {_tile_step(model)} voxels, not {tile}")
+        raise InputError(
+            f"a {model.family} tile must be a multiple of {model.spec.divisible_by} and at least {_tile_step(model)} voxels, not {tile}"
+        )
     return tile
 
 
@@ -172,7 +178,10 @@ def tiled_embedding(model, batch: torch.Tensor, tile: int) -> torch.Tensor:
     if any(pad):
         batch = torch.nn.functional.pad(batch, [p for q in reversed(pad) for p in (0, q)], value=float(batch.min()))
     starts = itertools.product(*(_tile_starts(size, tile) for size in batch.shape[2:]))
-    embeddings = [model.forward_features(batch[:, :, x : x + tile, y : y + tile, z : z + tile]).embedding.float() for x, y, z in starts]
+    embeddings = [
+        model.forward_features(batch[:, :, x : x + tile, y : y + tile, z : z + tile]).embedding.float()
+        for x, y, z in starts
+    ]
     return torch.stack(embeddings).mean(0)
 
 
@@ -182,7 +191,11 @@ def _too_large(path, model, shape, needed: float, limit: float, tile: int | None
     message = f"{path}: {model.family} on {asked} ({precision}) needs about {needed / GIB:.1f} GiB, above --max-memory {limit / GIB:.1f} GiB"
     if model.tileable:
         step = _tile_step(model)
-        fits = [t for t in range(step, max(shape) + step, step) if estimate_peak_bytes(model.family, model.num_features, t**3, precision) <= limit]
+        fits = [
+            t
+            for t in range(step, max(shape) + step, step)
+            if estimate_peak_bytes(model.family, model.num_features, t**3, precision) <= limit
+        ]
         if fits:
             message += f"; --tile {fits[-1]} fits (about {estimate_peak_bytes(model.family, model.num_features, fits[-1] ** 3, precision) / GIB:.1f} GiB)"
     return message

@@ -37,7 +37,9 @@ class StructureFinding(_Strict):
     label_id: int
     volume_ml: float | None = Field(ge=0, description="None when the structure reaches the edge of the image")
     touches_border: bool = Field(description="reaches the edge of the image: part of it was not imaged, so no volume")
-    confidence: float | None = Field(ge=0, le=1, description="mean probability over the structure; 1 for ground truth; None when not found")
+    confidence: float | None = Field(
+        ge=0, le=1, description="mean probability over the structure; 1 for ground truth; None when not found"
+    )
 
     @model_validator(mode="after")
     def _no_volume_when_cut(self) -> "StructureFinding":

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+
 from fm.errors import InputFileError
 from fm.io import Volume
 from fm.masks import background_value, fill_holes_in_slices
@@ -29,7 +30,9 @@ _MAX_HEAD_EXTENT_MM = 400.0  # longer than this along any axis: more than a head
 _MAX_HEAD_AREA_MM = 330.0  # wider than this along two axes: a body's cross-section
 _HEAD_PARTS = ("", "HEAD", "BRAIN", "SKULL", "HEADNECK", "HEAD_NECK", "NECK")  # DICOM BodyPartExamined
 _CT_AIR_HU = -500.0
-_MAX_HOLLOW = 0.2  # measured: an 8-bit head CT phantom 0.37; real MRI (T1, PD, FLAIR, T1c, brain-extracted or not) <= 0.012
+_MAX_HOLLOW = (
+    0.2  # measured: an 8-bit head CT phantom 0.37; real MRI (T1, PD, FLAIR, T1c, brain-extracted or not) <= 0.012
+)
 _BRAIN_ML = (600.0, 2500.0)
 _ATLAS_SCALE = (0.6, 1.6)  # linear scale of the scan-to-MNI map
 _MAX_BRIGHT_OUTSIDE = 0.05  # real T1, PD, FLAIR, T1c MRI measured 0-1.6 %; the bone of a head CT is a fifth of the head
@@ -61,9 +64,7 @@ def check_scan(volume: Volume) -> list[str]:
         reasons.append(f"body part {part}, not head")
     extent = np.array(volume.shape) * np.array(volume.spacing)
     if min(volume.shape) < _MIN_SLICES or extent.min() < _MIN_EXTENT_MM:
-        reasons.append(
-            f"2D: {' x '.join(map(str, volume.shape))} voxels, {' x '.join(f'{e:.0f}' for e in extent)} mm"
-        )
+        reasons.append(f"2D: {' x '.join(map(str, volume.shape))} voxels, {' x '.join(f'{e:.0f}' for e in extent)} mm")
     elif extent.max() > _MAX_HEAD_EXTENT_MM or np.sort(extent)[-2] > _MAX_HEAD_AREA_MM:
         reasons.append(f"field of view {' x '.join(f'{e:.0f}' for e in extent)} mm, larger than a head")
     step = max(1, volume.array.size // 2_000_000)
@@ -72,7 +73,9 @@ def check_scan(volume: Volume) -> list[str]:
         reasons.append(f"intensities down to {float(sample.min()):.0f} look like CT Hounsfield units (air at -1000)")
     hollow = hollow_share(volume.array)
     if hollow > _MAX_HOLLOW:
-        reasons.append(f"{hollow:.0%} of what the head's outline encloses is at the background value, which no brain MRI shows")
+        reasons.append(
+            f"{hollow:.0%} of what the head's outline encloses is at the background value, which no brain MRI shows"
+        )
     return reasons
 
 
@@ -92,7 +95,9 @@ def check_brain(evidence: BrainEvidence) -> list[str]:
     reasons = []
     low, high = _BRAIN_ML
     if not low <= evidence.brain_volume_ml <= high:
-        reasons.append(f"brain extraction found {evidence.brain_volume_ml:.0f} mL of brain (a brain is {low:.0f}-{high:.0f} mL)")
+        reasons.append(
+            f"brain extraction found {evidence.brain_volume_ml:.0f} mL of brain (a brain is {low:.0f}-{high:.0f} mL)"
+        )
     low, high = _ATLAS_SCALE
     if not low <= evidence.atlas_scale <= high:
         reasons.append(f"the brain atlas fits only at {evidence.atlas_scale:.2f}x its size")
@@ -101,15 +106,23 @@ def check_brain(evidence: BrainEvidence) -> list[str]:
     if evidence.tissue_order_problem:
         reasons.append(evidence.tissue_order_problem)
     if evidence.bright_outside_brain > _MAX_BRIGHT_OUTSIDE:
-        reasons.append(f"{evidence.bright_outside_brain:.0%} of the head is brighter than the brain and outside it, as bone is in CT")
+        reasons.append(
+            f"{evidence.bright_outside_brain:.0%} of the head is brighter than the brain and outside it, as bone is in CT"
+        )
     return reasons
 
 
 def enforce(path: str, reasons: list[str], force: bool) -> None:
     """Refuse with one line naming what was seen, unless forced."""
     if reasons and not force:
-        raise OutOfScopeError(path, "not a brain MRI this pipeline is for: " + "; ".join(reasons) + " (--force reports it anyway)")
+        raise OutOfScopeError(
+            path, "not a brain MRI this pipeline is for: " + "; ".join(reasons) + " (--force reports it anyway)"
+        )
 
 
 def out_of_scope_notice(reasons: list[str]) -> str:
-    return "Outside intended use (" + "; ".join(reasons) + "): reported only because it was forced; the results are not meaningful."
+    return (
+        "Outside intended use ("
+        + "; ".join(reasons)
+        + "): reported only because it was forced; the results are not meaningful."
+    )

@@ -341,7 +341,8 @@ def _read_itk(path: Path, frame: int | None, budget: int):
     check_voxel_budget(path, size, budget)
     if reader.GetNumberOfComponents() > 1:
         raise InputFileError(
-            path, f"has {reader.GetNumberOfComponents()} components per voxel (colour or vector image); a scalar volume is needed"
+            path,
+            f"has {reader.GetNumberOfComponents()} components per voxel (colour or vector image); a scalar volume is needed",
         )
     fmt = {".nrrd": "NRRD", ".nhdr": "NRRD", ".mha": "MetaImage", ".mhd": "MetaImage"}[_suffix(path)]
     if fmt == "NRRD" and "NRRD_space" not in reader.GetMetaDataKeys():
@@ -532,7 +533,9 @@ def sitk_array(image: sitk.Image) -> np.ndarray:
     return np.transpose(sitk.GetArrayFromImage(image), (2, 1, 0))
 
 
-def resample_array(array: np.ndarray, affine: np.ndarray, shape, target_affine: np.ndarray, order: int = 1, fill: float = 0.0) -> np.ndarray:
+def resample_array(
+    array: np.ndarray, affine: np.ndarray, shape, target_affine: np.ndarray, order: int = 1, fill: float = 0.0
+) -> np.ndarray:
     """`array` (voxel -> RAS `affine`) sampled at the voxels of the grid (shape, target_affine),
     through RAS millimetres; `fill` outside `array`."""
     source_from_target = np.linalg.solve(affine, target_affine)

@@ -24,7 +24,9 @@ class LabelSet:
         if overlap or 0 in self.structures or 0 in self.lesion:
             raise ValueError(f"label set {self.name}: ids must be unique and non-zero (clash: {sorted(overlap)})")
         if self.region_first is not None and self.region_first not in self.nested:
-            raise ValueError(f"label set {self.name}: region_first {self.region_first!r} is not one of its regions {sorted(self.nested)}")
+            raise ValueError(
+                f"label set {self.name}: region_first {self.region_first!r} is not one of its regions {sorted(self.nested)}"
+            )
 
     @property
     def names(self) -> dict[int, str]:
@@ -96,8 +98,21 @@ BRAIN_TISSUE = LabelSet(
     region_first="whole_tumour",
 )
 
-#: BRAIN_TUMOUR label id -> BRAIN_TISSUE label id
-BRAIN_TUMOUR_TO_TISSUE = (0, 1, 2, 3, 3, 4, 4, 5, 6, 7)
+#: BRAIN_TISSUE label id -> its BRAIN_TUMOUR ids on the patient's (left, right); one id twice where a
+#: structure has no side. The one table between the two sets, both ways.
+BRAIN_TISSUE_SIDES = {0: (0, 0), 1: (1, 1), 2: (2, 2), 3: (3, 4), 4: (5, 6), 5: (7, 7), 6: (8, 8), 7: (9, 9)}
+
+
+def _sides_merged() -> tuple[int, ...]:
+    merged = [0] * (max(BRAIN_TUMOUR.names) + 1)
+    for tissue, sides in BRAIN_TISSUE_SIDES.items():
+        for tumour in sides:
+            merged[tumour] = tissue
+    return tuple(merged)
+
+
+#: BRAIN_TUMOUR label id -> BRAIN_TISSUE label id (sides merged)
+BRAIN_TUMOUR_TO_TISSUE = _sides_merged()
 
 
 #: BTCV abdominal CT (Synapse multi-organ): the 13 organs of the Swin-UNETR BTCV checkpoints.

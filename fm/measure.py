@@ -157,7 +157,9 @@ def _lesions(
     lesion_ids = list(label_set.lesion)
     lesion_mask = np.isin(labels, lesion_ids)
     # Group pieces at most two voxels apart, then keep only lesion voxels in each group.
-    groups, n = ndimage.label(ndimage.binary_dilation(lesion_mask, structure=_FULL_CONNECTIVITY), structure=_FULL_CONNECTIVITY)
+    groups, n = ndimage.label(
+        ndimage.binary_dilation(lesion_mask, structure=_FULL_CONNECTIVITY), structure=_FULL_CONNECTIVITY
+    )
     if n == 0:
         return []
     components = np.where(lesion_mask, groups, 0)
@@ -185,7 +187,9 @@ def _lesions(
         local_labels = labels[box][local]
         confidence, interval = 1.0, None
         if lesion_probability is not None:
-            confidence, interval = _lesion_probability_stats(lesion_probability, components, component_id, box, voxel_ml)
+            confidence, interval = _lesion_probability_stats(
+                lesion_probability, components, component_id, box, voxel_ml
+            )
         found.append(
             dict(
                 component_id=component_id,

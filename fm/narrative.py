@@ -37,7 +37,13 @@ def lesion_character(lesion: LesionFinding) -> dict[str, float | str]:
     enhancing = lesion.subregion_volumes_ml.get("enhancing_tumour", 0.0)
     necrotic = max(core - enhancing, 0.0)
     if "tumour_core" not in lesion.subregion_volumes_ml:  # sub-region volumes are unknown, not zero
-        return {"enhancement": NOT_ASSESSED, "oedema_ml": None, "core_ml": None, "enhancing_ml": None, "necrotic_ml": None}
+        return {
+            "enhancement": NOT_ASSESSED,
+            "oedema_ml": None,
+            "core_ml": None,
+            "enhancing_ml": None,
+            "necrotic_ml": None,
+        }
     if core <= 0:
         enhancement = "oedema-like"  # signal change without a solid core
     elif enhancing <= 0:
@@ -146,7 +152,7 @@ def ventricles(findings: Findings) -> tuple[float, bool, float] | None:
         return None
     if any(s.touches_border for s in findings.structures):
         return None
-    intracranial = sum(s.volume_ml for s in findings.structures) + sum(l.volume_ml for l in findings.lesions)
+    intracranial = sum(s.volume_ml for s in findings.structures) + sum(lesion.volume_ml for lesion in findings.lesions)
     fraction = v.volume_ml / intracranial if intracranial > 0 else 0.0
     return v.volume_ml, fraction > VENTRICLES_ENLARGED_FRACTION, fraction
 
@@ -154,7 +160,9 @@ def ventricles(findings: Findings) -> tuple[float, bool, float] | None:
 def impression(findings: Findings) -> list[str]:
     lines = []
     if not lesions_assessed(findings.provenance.label_set):
-        lines.append(f"Structure volumes only: the {findings.provenance.label_set} label set has no lesion classes, so lesions were not assessed.")
+        lines.append(
+            f"Structure volumes only: the {findings.provenance.label_set} label set has no lesion classes, so lesions were not assessed."
+        )
     elif not findings.lesions:
         lines.append("No focal lesion.")
     elif len(findings.lesions) == 1:
@@ -172,7 +180,9 @@ def impression(findings: Findings) -> list[str]:
         )
     judged = ventricles(findings)
     if judged is not None and judged[1]:
-        lines.append(f"Enlarged lateral ventricles ({judged[0]:.1f} mL, {100 * judged[2]:.1f} % of intracranial volume).")
+        lines.append(
+            f"Enlarged lateral ventricles ({judged[0]:.1f} mL, {100 * judged[2]:.1f} % of intracranial volume)."
+        )
     if any(s.touches_border for s in findings.structures):
         lines.append("Coverage is incomplete: structures reaching the edge of the image are not fully measured.")
     return lines
@@ -228,7 +238,9 @@ def narrative_report(findings: Findings, seed: int = 0, impression_lines: list[s
     rng = random.Random(seed)
     sentences = []
     if not lesions_assessed(findings.provenance.label_set):
-        measured = [f"{s.name} {s.volume_ml:.1f} mL" for s in findings.structures if not s.touches_border and s.volume_ml > 0]
+        measured = [
+            f"{s.name} {s.volume_ml:.1f} mL" for s in findings.structures if not s.touches_border and s.volume_ml > 0
+        ]
         cut = [s.name for s in findings.structures if s.touches_border]
         sentences.append("Measured volumes: " + (", ".join(measured) if measured else "none") + ".")
         if cut:
@@ -241,7 +253,11 @@ def narrative_report(findings: Findings, seed: int = 0, impression_lines: list[s
         character = lesion_character(lesion)
         if len(findings.lesions) > 1:
             ordinal = _ORDINALS[rank] if rank < len(_ORDINALS) else "next"
-            enh = character["enhancement"] if character["enhancement"] != "oedema-like" else "oedema-like without a solid core"
+            enh = (
+                character["enhancement"]
+                if character["enhancement"] != "oedema-like"
+                else "oedema-like without a solid core"
+            )
             opener = rng.choice(_ORDINAL_OPENERS).format(ordinal=ordinal, enh=enh, loc=location(lesion))
         else:
             opener = rng.choice(_LESION_OPENERS).format(noun=lesion_noun(lesion), loc=location(lesion))
@@ -261,4 +277,6 @@ def narrative_report(findings: Findings, seed: int = 0, impression_lines: list[s
         sentences.append(phrase.format(vol=judged[0], pct=100 * judged[2]))
     if impression_lines is None:
         impression_lines = impression(findings)
-    return "FINDINGS:\n" + " ".join(sentences) + "\n\nIMPRESSION:\n" + "\n".join(f"- {line}" for line in impression_lines)
+    return (
+        "FINDINGS:\n" + " ".join(sentences) + "\n\nIMPRESSION:\n" + "\n".join(f"- {line}" for line in impression_lines)
+    )

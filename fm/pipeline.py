@@ -36,7 +36,7 @@ from fm.report import Report, ReportProvenance
 from fm.session import Session, load_session
 from heads.brain import BrainAnalysis, ContrastAdaptiveSegmenter
 from heads.result import ModelInfo, Segmentation
-from heads.segmenters import ADAPTIVE_MODEL_ID, create_segmenter, published_checkpoint_names
+from heads.segmenters import create_segmenter, published_checkpoint_names
 
 #: Timed stages of each kind of segmenter; "report" (assembling text, milliseconds) is announced, not timed.
 ADAPTIVE_STAGES = ("load", "gate", "segment", "measure", "report")
@@ -67,14 +67,18 @@ class ReportPipeline:
         return ADAPTIVE_STAGES if self.adaptive else NETWORK_STAGES
 
     @classmethod
-    def from_pretrained(cls, model=None, encoder: str | None = None, etta: bool = False, **overrides) -> "ReportPipeline":
+    def from_pretrained(
+        cls, model=None, encoder: str | None = None, etta: bool = False, **overrides
+    ) -> "ReportPipeline":
         """model: what heads.segmenters.create_segmenter takes (None: ADAPTIVE_MODEL_ID, a registered
         name, a folder, hf-hub:org/name); with `encoder` one of the published Swin-BOB checkpoints,
         `model` is its weights (the CLI's --encoder NAME --model FILE)."""
         if encoder in published_checkpoint_names():
             segmenter, info = create_segmenter(encoder, pretrained=model, **overrides)
         elif encoder not in (None, "brain_id"):  # brain_id: the bundled network's own family
-            raise InputError(f"{encoder} has no published segmentation head; segmenters exist for: brain_id, {', '.join(published_checkpoint_names())}")
+            raise InputError(
+                f"{encoder} has no published segmentation head; segmenters exist for: brain_id, {', '.join(published_checkpoint_names())}"
+            )
         else:
             segmenter, info = create_segmenter(model, **overrides)
         if etta and isinstance(segmenter, ContrastAdaptiveSegmenter):
@@ -119,7 +123,11 @@ class ReportPipeline:
             result = self.segmenter(session.channels(), volume.affine, session.contrasts)
             analysis = result.analysis
             evidence = BrainEvidence(
-                analysis.brain_volume_ml, analysis.atlas_scale, analysis.shell_to_brain, analysis.bright_outside_brain, analysis.tissue_order_problem
+                analysis.brain_volume_ml,
+                analysis.atlas_scale,
+                analysis.shell_to_brain,
+                analysis.bright_outside_brain,
+                analysis.tissue_order_problem,
             )
             brain_reasons = check_brain(evidence)
             enforce(volume.source.path, brain_reasons, force)
@@ -127,7 +135,9 @@ class ReportPipeline:
             segmentation = result.with_sides(volume)
             timer.stop("segment")
             regions = None if analysis.subregions_assessed else ("whole_tumour",)
-            grid = dict(reoriented=volume.source.orientation != "RAS", resampled=False, network_spacing_mm=volume.spacing)
+            grid = dict(
+                reoriented=volume.source.orientation != "RAS", resampled=False, network_spacing_mm=volume.spacing
+            )
         else:
             segmentation, grid = self._network(volume, timer)
             regions, analysis = None, None
@@ -183,7 +193,10 @@ class ReportPipeline:
         network_spacing = tuple(float(v) for v in np.linalg.norm(prepared.affine[:3, :3], axis=0))
         grid = dict(
             reoriented=volume.source.orientation != "RAS",
-            resampled=not (np.allclose(network_spacing, volume.spacing, atol=1e-3) and tuple(prepared.tensor.shape[2:]) == volume.shape),
+            resampled=not (
+                np.allclose(network_spacing, volume.spacing, atol=1e-3)
+                and tuple(prepared.tensor.shape[2:]) == volume.shape
+            ),
             network_spacing_mm=network_spacing,
         )
         return segmentation, grid

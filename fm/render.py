@@ -48,7 +48,9 @@ def check_report_folder(folder: str | Path, overwrite: bool = False) -> Path:
     return folder
 
 
-def write_report_folder(report: Report, volume: Volume, labels: np.ndarray, label_set: LabelSet, folder: str | Path, overwrite: bool = False) -> dict[str, Path]:
+def write_report_folder(
+    report: Report, volume: Volume, labels: np.ndarray, label_set: LabelSet, folder: str | Path, overwrite: bool = False
+) -> dict[str, Path]:
     """Write every report file into `folder` (created if needed). The files are made in a staging
     folder first and moved in together, so a failure leaves nothing half-written; existing report
     files are kept unless `overwrite`. The mask is on the input scan's own grid."""
@@ -91,13 +93,17 @@ def views_centre(findings: Findings, volume: Volume, labels: np.ndarray) -> tupl
     return tuple(float(v) for v in volume.voxel_to_ras(nearest_voxel(volume, point))), what
 
 
-def make_overlay(findings: Findings, volume: Volume, labels: np.ndarray, label_set: LabelSet, size: int = 480) -> Overlay:
+def make_overlay(
+    findings: Findings, volume: Volume, labels: np.ndarray, label_set: LabelSet, size: int = 480
+) -> Overlay:
     """Axial, coronal and sagittal views through `views_centre`, the segmentation blended in (lesions
     outlined), with a legend of the labels present."""
     centre, what = views_centre(findings, volume, labels)
     colours = label_colours(label_set)
     emphasised = tuple(label_set.lesion)
-    views = orthogonal_views(volume, centre_ras=centre, size=size, labels=labels, colours=colours, emphasised=emphasised)
+    views = orthogonal_views(
+        volume, centre_ras=centre, size=size, labels=labels, colours=colours, emphasised=emphasised
+    )
     present = set(np.unique(labels).tolist())
     legend = [
         (name, colours[label], label in emphasised)
@@ -118,7 +124,9 @@ def _draw_overlay(figure: Figure, rect: tuple[float, float, float, float], overl
     """Views in a 2 x 2 grid on black inside `rect` (left, bottom, width, height in figure fractions):
     axial and coronal above, sagittal and the legend, with the planes' centre, below."""
     left, bottom, width, height = rect
-    figure.patches.append(Rectangle((left, bottom), width, height, transform=figure.transFigure, color="black", zorder=-1))
+    figure.patches.append(
+        Rectangle((left, bottom), width, height, transform=figure.transFigure, color="black", zorder=-1)
+    )
     cell_w, cell_h = width / 2, height / 2
     title_h = 0.045 * cell_h  # room for each view's name above it
     for (row, col), name in zip(((0, 0), (0, 1), (1, 0)), ("axial", "coronal", "sagittal")):
@@ -130,10 +138,14 @@ def _draw_overlay(figure: Figure, rect: tuple[float, float, float, float], overl
     ax.axis("off")
     x, y, z = overlay.centre_ras_mm
     ax.text(
-        0.06, 0.97,
+        0.06,
+        0.97,
         f"Planes through RAS ({x:.1f}, {y:.1f}, {z:.1f}) mm,\n{overlay.centre_is}.\n"
         "Axial and coronal: the patient's right\non the image's left.",
-        color="white", fontsize=LEGEND_FONT_PT, va="top", transform=ax.transAxes,
+        color="white",
+        fontsize=LEGEND_FONT_PT,
+        va="top",
+        transform=ax.transAxes,
     )
     handles = [
         Patch(facecolor=np.array(colour) / 255, edgecolor="white" if outlined else "none", linewidth=1.5, label=name)
@@ -141,8 +153,12 @@ def _draw_overlay(figure: Figure, rect: tuple[float, float, float, float], overl
     ]
     if handles:
         ax.legend(
-            handles=handles, loc="lower left", bbox_to_anchor=(0.03, 0.02),
-            fontsize=LEGEND_FONT_PT, frameon=False, labelcolor="white",
+            handles=handles,
+            loc="lower left",
+            bbox_to_anchor=(0.03, 0.02),
+            fontsize=LEGEND_FONT_PT,
+            frameon=False,
+            labelcolor="white",
         )
 
 
@@ -204,8 +220,11 @@ def _tables_page(report):
         for row, lesion in zip(s["findings"]["lesions"], f.lesions)
     ]
     y = _table(
-        page, y - 0.015, ["#", "Location", "Vol. (mL)", "Interval (mL)", "Diam. (mm)", "Enhancement", "Conf."],
-        lesion_rows or [["-", "no focal lesion", "", "", "", "", ""]], widths=[0.05, 0.31, 0.12, 0.13, 0.14, 0.17, 0.08],
+        page,
+        y - 0.015,
+        ["#", "Location", "Vol. (mL)", "Interval (mL)", "Diam. (mm)", "Enhancement", "Conf."],
+        lesion_rows or [["-", "no focal lesion", "", "", "", "", ""]],
+        widths=[0.05, 0.31, 0.12, 0.13, 0.14, 0.17, 0.08],
     )
     page.text(0.05, y - 0.02, "Structures", fontsize=12, weight="bold")
     structure_rows = [
@@ -232,7 +251,9 @@ def _table(page, top: float, header: list[str], rows: list[list[str]], widths: l
     height = 0.022 * (len(rows) + 1) * (1 + 0.6 * (lines - 1))
     ax = page.add_axes([0.05, top - height, 0.9, height])
     ax.axis("off")
-    table = ax.table(cellText=rows, colLabels=header, colWidths=widths, loc="upper center", cellLoc="left", bbox=[0, 0, 1, 1])
+    table = ax.table(
+        cellText=rows, colLabels=header, colWidths=widths, loc="upper center", cellLoc="left", bbox=[0, 0, 1, 1]
+    )
     table.auto_set_font_size(False)
     table.set_fontsize(7.5)
     for (row, _), cell in table.get_celld().items():

@@ -35,11 +35,17 @@ class ReportProvenance(BaseModel):
 
     input_file: str = Field(description="the first scan: the grid of the labels and measurements")
     input_format: str
-    input_files: list[str] = Field(default_factory=list, description="every scan of a multi-contrast session, first one first")
+    input_files: list[str] = Field(
+        default_factory=list, description="every scan of a multi-contrast session, first one first"
+    )
     contrasts: list[str] = Field(default_factory=list, description="contrast of each scan (fm.contrasts)")
-    contrasts_guessed: bool = Field(False, description="the contrasts were guessed from series descriptions or file names")
+    contrasts_guessed: bool = Field(
+        False, description="the contrasts were guessed from series descriptions or file names"
+    )
     resampled_inputs: list[str] = Field(default_factory=list, description="scans resampled onto the first one's grid")
-    out_of_scope: str | None = Field(None, description="why the input gate refused this scan, when reported with --force")
+    out_of_scope: str | None = Field(
+        None, description="why the input gate refused this scan, when reported with --force"
+    )
     model_id: str
     model_version: str
     model_sha256: str = Field(description="first 16 hex digits of the weights file's SHA-256")
@@ -51,9 +57,15 @@ class ReportProvenance(BaseModel):
     etta: bool = Field(description="entropy test-time adaptation was applied")
     reoriented: bool = Field(description="the scan's axes were reordered/flipped to RAS for the network")
     resampled: bool = Field(description="the network saw the scan on another voxel grid; results were resampled back")
-    network_spacing_mm: tuple[float, float, float] = Field(description="voxel size the segmenter worked at (the scan's own for the default)")
-    model_lesion_sensitivity: float | None = Field(None, description="share of lesions >= 1 mL the model found in its evaluation")
-    model_evaluation: str | None = Field(None, description="what that sensitivity was measured on; None: never evaluated")
+    network_spacing_mm: tuple[float, float, float] = Field(
+        description="voxel size the segmenter worked at (the scan's own for the default)"
+    )
+    model_lesion_sensitivity: float | None = Field(
+        None, description="share of lesions >= 1 mL the model found in its evaluation"
+    )
+    model_evaluation: str | None = Field(
+        None, description="what that sensitivity was measured on; None: never evaluated"
+    )
     timings_s: dict[str, float] = Field(description="wall-clock seconds per stage, in order")
     created_utc: str
 
@@ -114,7 +126,9 @@ def _contrast_statement(provenance: ReportProvenance) -> str:
     if not provenance.contrasts:
         return "not stated"
     names = [CONTRASTS.get(c, c) for c in provenance.contrasts]
-    text = " and ".join(names) + (" (guessed from series descriptions or file names)" if provenance.contrasts_guessed else "")
+    text = " and ".join(names) + (
+        " (guessed from series descriptions or file names)" if provenance.contrasts_guessed else ""
+    )
     if provenance.resampled_inputs:
         text += f"; {len(provenance.resampled_inputs)} resampled onto the first scan's grid"
     if "t1c" not in provenance.contrasts and provenance.label_set == BRAIN_TUMOUR.name:
@@ -159,7 +173,9 @@ def render_markdown(report: Report) -> str:
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for row, lesion in zip(lesions, f.lesions):
-            interval = "-" if lesion.volume_interval_ml is None else "{:.1f} - {:.1f}".format(*lesion.volume_interval_ml)
+            interval = (
+                "-" if lesion.volume_interval_ml is None else "{:.1f} - {:.1f}".format(*lesion.volume_interval_ml)
+            )
             volume = f"{row['volume_ml']:.1f}" + (" (incomplete)" if row["incomplete"] else "")
             lines.append(
                 f"| {row['lesion_id']} | {row['location']} | {volume} | {interval} | "
@@ -170,8 +186,19 @@ def render_markdown(report: Report) -> str:
         lines += ["", "No focal lesion."]
     lines += ["", "| Structure | Volume (mL) | Confidence |", "|---|---|---|"]
     for row, structure in zip(s["findings"]["structures"], f.structures):
-        lines.append(f"| {row['name']} | {format_volume(row['volume_ml'])} | {format_confidence(structure.confidence)} |")
-    lines += ["", "## Impression", *[f"- {line}" for line in s["impression"]], "", "## Narrative (template)", "", report.narrative, ""]
+        lines.append(
+            f"| {row['name']} | {format_volume(row['volume_ml'])} | {format_confidence(structure.confidence)} |"
+        )
+    lines += [
+        "",
+        "## Impression",
+        *[f"- {line}" for line in s["impression"]],
+        "",
+        "## Narrative (template)",
+        "",
+        report.narrative,
+        "",
+    ]
     lines += [
         "## Provenance",
         f"- Model: {p.model_id}, {p.model_version}, weights sha256 {p.model_sha256}, encoder {p.encoder}",

@@ -56,7 +56,9 @@ def load_session(
     check_contrast_names(names)
     repeated = {n for n in names if names.count(n) > 1 and n != "unknown"}
     if repeated:
-        raise InputError(f"contrast {', '.join(sorted(repeated))} given twice; name each scan's contrast with --contrasts")
+        raise InputError(
+            f"contrast {', '.join(sorted(repeated))} given twice; name each scan's contrast with --contrasts"
+        )
     reference = volumes[0]
     on_grid, resampled = [reference], []
     for volume in volumes[1:]:

@@ -56,7 +56,9 @@ def label_colours(label_set: LabelSet) -> dict[int, tuple[int, int, int]]:
     from matplotlib import colormaps
 
     table = colormaps["tab20"].colors
-    return {label: tuple(int(255 * c) for c in table[i % len(table)]) for i, label in enumerate(label_set.foreground_ids)}
+    return {
+        label: tuple(int(255 * c) for c in table[i % len(table)]) for i, label in enumerate(label_set.foreground_ids)
+    }
 
 
 def nearest_voxel(volume: Volume, ras) -> np.ndarray:
@@ -89,6 +91,7 @@ def orthogonal_views(
     views = {}
     for name, (fixed, (vertical, top), (horizontal, left)) in _VIEWS.items():
         v_axis, h_axis, f_axis = axis_of[vertical], axis_of[horizontal], axis_of[fixed]
+
         def oriented(array):
             plane = np.take(array, centre[f_axis], axis=f_axis)
             if v_axis > h_axis:  # after np.take the two remaining axes keep their relative order
@@ -110,7 +113,8 @@ def orthogonal_views(
         if labels is not None:
             _blend(pixels, _nearest_resize(oriented(labels), height, width), colours, emphasised)
         views[name] = _labelled(
-            pixels.round().astype(np.uint8), {"top": top, "bottom": _OPPOSITE[top], "left": left, "right": _OPPOSITE[left]}
+            pixels.round().astype(np.uint8),
+            {"top": top, "bottom": _OPPOSITE[top], "left": left, "right": _OPPOSITE[left]},
         )
     return views
 

@@ -131,7 +131,9 @@ def register_template(image: np.ndarray, affine: np.ndarray, foreground: np.ndar
     method.SetMetricSamplingPercentage(0.2, seed=1)  # not 0: 0 is sitkWallClock, a new sample every run
     method.SetMetricFixedMask(fixed_mask)
     method.SetInterpolator(sitk.sitkLinear)
-    method.SetOptimizerAsRegularStepGradientDescent(learningRate=1.0, minStep=1e-4, numberOfIterations=200, relaxationFactor=0.6)
+    method.SetOptimizerAsRegularStepGradientDescent(
+        learningRate=1.0, minStep=1e-4, numberOfIterations=200, relaxationFactor=0.6
+    )
     method.SetOptimizerScalesFromPhysicalShift()
     method.SetShrinkFactorsPerLevel([4, 2, 1])
     method.SetSmoothingSigmasPerLevel([4.0, 2.0, 1.0])

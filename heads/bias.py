@@ -15,7 +15,9 @@ from heads import atlas
 _STIFF_ITERATIONS = (50, 50, 50)  # three fitting levels: B-spline meshes 1, 2 and 4 spans wide
 _FINE_ITERATIONS = (10, 10, 10, 20)  # four levels, up to 8 spans: fitted on top of the stiff field, it starts close
 _TYPICAL_SD = 2.0  # the finer field is fitted to voxels within this many robust SD of the median only
-_FIELD_MM = 4.0  # the field is smooth (a B-spline of a few control points): 4 mm voxels hold it, in a tenth of the time of 2 mm
+_FIELD_MM = (
+    4.0  # the field is smooth (a B-spline of a few control points): 4 mm voxels hold it, in a tenth of the time of 2 mm
+)
 
 
 def correct_bias(channel: np.ndarray, affine: np.ndarray, foreground: np.ndarray) -> np.ndarray:
@@ -36,7 +38,9 @@ def correct_bias(channel: np.ndarray, affine: np.ndarray, foreground: np.ndarray
     stiff = _log_field(shifted, mask, work_affine, _STIFF_ITERATIONS)
     corrected = np.log(shifted) - stiff
     typical = _typical(corrected[mask])
-    residual = _log_field(np.where(mask, np.exp(corrected), 1.0), mask & typical(corrected), work_affine, _FINE_ITERATIONS)
+    residual = _log_field(
+        np.where(mask, np.exp(corrected), 1.0), mask & typical(corrected), work_affine, _FINE_ITERATIONS
+    )
     field = np.exp(resample_array(stiff + residual, work_affine, channel.shape, affine, order=1))
     # outside the working grid's reach the resampling gives 0, i.e. a field of 1
     return ((channel + offset) / field - offset).astype(np.float32)

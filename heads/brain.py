@@ -26,12 +26,20 @@ import numpy as np
 from scipy import ndimage
 
 from fm.io import Volume, resample_array
-from fm.masks import background_value, fill_holes_in_slices
 from fm.labels import BRAIN_TISSUE
+from fm.masks import background_value, fill_holes_in_slices
 from heads import atlas
 from heads.bias import correct_bias
 from heads.hemispheres import right_of_atlas_midline, split_hemispheres
-from heads.lesions import BRIGHT_LESION_CONTRASTS, LesionRules, accept_lesions, add_cavities, drop_specks, lesion_directions, split_subregions
+from heads.lesions import (
+    BRIGHT_LESION_CONTRASTS,
+    LesionRules,
+    accept_lesions,
+    add_cavities,
+    drop_specks,
+    lesion_directions,
+    split_subregions,
+)
 from heads.mixture import Mixture, fit_mixture
 from heads.result import Segmentation
 
@@ -65,8 +73,12 @@ class BrainAnalysis:
     contrasts: tuple[str, ...]
     subregions_assessed: bool  # enhancing / core told apart (needs a contrast-enhanced T1)
     shell_to_brain: float | None  # median just outside the brain / brain's 95th percentile (None: nothing there)
-    bright_outside_brain: float  # share of the head in the top fifth of the intensity range and outside the atlas's brain
-    tissue_order_problem: str | None  # fitted tissue intensities in an order no such contrast has (the atlas did not fit)
+    bright_outside_brain: (
+        float  # share of the head in the top fifth of the intensity range and outside the atlas's brain
+    )
+    tissue_order_problem: (
+        str | None
+    )  # fitted tissue intensities in an order no such contrast has (the atlas did not fit)
 
     @property
     def atlas_scale(self) -> float:
@@ -95,7 +107,9 @@ class ContrastAdaptiveSegmenter:
         """channels: (C, X, Y, Z) co-registered contrasts on one grid (voxel -> RAS `affine`)."""
         channels = np.asarray(channels, dtype=np.float32)
         if channels.ndim != 4 or len(contrasts) != channels.shape[0]:
-            raise ValueError(f"expected (channels, x, y, z) with one contrast name each, got {channels.shape} and {contrasts}")
+            raise ValueError(
+                f"expected (channels, x, y, z) with one contrast name each, got {channels.shape} and {contrasts}"
+            )
         shape = channels.shape[1:]
         spacing = np.linalg.norm(affine[:3, :3], axis=0)
 
@@ -108,7 +122,9 @@ class ContrastAdaptiveSegmenter:
         foreground = _foreground(channels[0], background, brain_extracted)
         work_shape, work_affine = atlas.work_grid(shape, affine)
         work_foreground = resample_array(foreground.astype(np.float32), affine, work_shape, work_affine) > 0.5
-        scan_to_mni = atlas.register_template(resample_array(channels[0], affine, work_shape, work_affine), work_affine, work_foreground, brain_extracted)
+        scan_to_mni = atlas.register_template(
+            resample_array(channels[0], affine, work_shape, work_affine), work_affine, work_foreground, brain_extracted
+        )
         work_priors = atlas.priors_on_grid(scan_to_mni, work_shape, work_affine)
         # The bias field is fitted inside the atlas's brain: scalp and fat follow other fields.
         atlas_brain = resample_array((work_priors[0] < 0.5).astype(np.float32), work_affine, shape, affine) > 0.5
@@ -162,7 +178,9 @@ class ContrastAdaptiveSegmenter:
         else:
             deep = ndimage.distance_transform_edt(brain, sampling=spacing) >= self.rules.t1_evidence_depth_mm
             deep, mirrored = deep & (box_fluid_prior < 0.3), None
-        lesion = accept_lesions(full, brain, box_channels, mixture, scale, contrasts, spacing, self.rules, deep, mirrored)
+        lesion = accept_lesions(
+            full, brain, box_channels, mixture, scale, contrasts, spacing, self.rules, deep, mirrored
+        )
         fluid = brain & (full[1] + full[2] > np.maximum(full[3], full[4]))
         lesion = drop_specks(add_cavities(lesion, fluid, brain, spacing, self.rules), spacing, self.rules)
         labels, probabilities = self._labels(full, brain, lesion, box_channels, mixture, scale, contrasts)
@@ -185,7 +203,11 @@ class ContrastAdaptiveSegmenter:
             subregions_assessed="t1c" in contrasts,
             # on every second voxel: a ratio of medians needs no more
             shell_to_brain=_shell_to_brain(
-                channels[0, ::2, ::2, ::2], brain_mask[::2, ::2, ::2], foreground[::2, ::2, ::2], background, 2 * spacing
+                channels[0, ::2, ::2, ::2],
+                brain_mask[::2, ::2, ::2],
+                foreground[::2, ::2, ::2],
+                background,
+                2 * spacing,
             ),
             bright_outside_brain=_bright_outside_brain(work[0], work_foreground, work_priors[0], background),
             tissue_order_problem=_tissue_order_problem(mixture, contrasts),
@@ -217,7 +239,11 @@ class ContrastAdaptiveSegmenter:
         labels = np.argmax(probabilities[: len(_CLASS_LABELS)], axis=0).astype(np.uint8)
         labels[~brain] = 0
         subregions = split_subregions(lesion, channels, mixture, scale, contrasts, self.rules)
-        for label, mask in ((_OEDEMA, subregions["oedema"]), (_CORE, subregions["core"]), (_ENHANCING, subregions["enhancing"])):
+        for label, mask in (
+            (_OEDEMA, subregions["oedema"]),
+            (_CORE, subregions["core"]),
+            (_ENHANCING, subregions["enhancing"]),
+        ):
             labels[mask] = label
             probabilities[label] = np.where(mask, lesion_probability, 0.0)
         return labels, probabilities
@@ -243,7 +269,13 @@ def _split_fluid(posteriors: np.ndarray, priors: np.ndarray) -> np.ndarray:
     ventricle_share = priors[:, 2] / np.maximum(priors[:, 1] + priors[:, 2], 1e-12)
     fluid = posteriors[:, 1]
     return np.concatenate(
-        [posteriors[:, :1], (fluid * (1 - ventricle_share))[:, None], (fluid * ventricle_share)[:, None], posteriors[:, 2:]], axis=1
+        [
+            posteriors[:, :1],
+            (fluid * (1 - ventricle_share))[:, None],
+            (fluid * ventricle_share)[:, None],
+            posteriors[:, 2:],
+        ],
+        axis=1,
     )
 
 
@@ -299,7 +331,9 @@ def _tissue_order_problem(mixture: Mixture, contrasts) -> str | None:
         if contrast not in _TISSUE_ORDER:
             continue
         darker, brighter = _TISSUE_ORDER[contrast]
-        (low, low_cov), (high, high_cov) = (mixture.class_gaussian(MIXTURE_CLASSES.index(name)) for name in (darker, brighter))
+        (low, low_cov), (high, high_cov) = (
+            mixture.class_gaussian(MIXTURE_CLASSES.index(name)) for name in (darker, brighter)
+        )
         if high[c] - low[c] <= _ORDER_MARGIN_SD * np.sqrt((low_cov[c, c] + high_cov[c, c]) / 2):
             return f"{darker} matter came out no darker than {brighter} matter in the {contrast.upper()}: the brain atlas did not fit this scan"
     return None
@@ -342,7 +376,15 @@ def _box(region: np.ndarray, region_affine: np.ndarray, affine: np.ndarray, shap
     ijk = np.argwhere(region)
     if len(ijk) == 0:
         return tuple(slice(0, n) for n in shape)
-    corners = np.array([[a, b, c] for a in (ijk[:, 0].min() - 1, ijk[:, 0].max() + 1) for b in (ijk[:, 1].min() - 1, ijk[:, 1].max() + 1) for c in (ijk[:, 2].min() - 1, ijk[:, 2].max() + 1)], float)
+    corners = np.array(
+        [
+            [a, b, c]
+            for a in (ijk[:, 0].min() - 1, ijk[:, 0].max() + 1)
+            for b in (ijk[:, 1].min() - 1, ijk[:, 1].max() + 1)
+            for c in (ijk[:, 2].min() - 1, ijk[:, 2].max() + 1)
+        ],
+        float,
+    )
     scan_ijk = np.linalg.solve(affine, region_affine) @ np.c_[corners, np.ones(8)].T
     lo = np.floor(scan_ijk[:3].min(1)).astype(int)
     hi = np.ceil(scan_ijk[:3].max(1)).astype(int) + 1

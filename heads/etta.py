@@ -13,8 +13,8 @@ import contextlib
 import torch
 from torch import nn
 
-from heads.segmentation import Segmentation, Segmenter
 from fm.io import Volume
+from heads.segmentation import Segmentation, Segmenter
 
 _NORMS = (nn.BatchNorm3d, nn.InstanceNorm3d, nn.GroupNorm, nn.LayerNorm)
 
@@ -82,16 +82,22 @@ def _central_crop(tensor: torch.Tensor, roi_size) -> torch.Tensor:
     return tensor[(slice(None), slice(None), *(slice(s, s + r) for s, r in zip(starts, roi_size)))]
 
 
-def etta_logits(segmenter: Segmenter, tensor: torch.Tensor, steps: int = 3, lr: float = 1e-3) -> tuple[torch.Tensor, list[float]]:
+def etta_logits(
+    segmenter: Segmenter, tensor: torch.Tensor, steps: int = 3, lr: float = 1e-3
+) -> tuple[torch.Tensor, list[float]]:
     """Logits for a preprocessed scan after adapting to it (the adaptation sees the central window);
     the segmenter's network is restored afterwards. Returns (logits, entropy per step)."""
-    with adapted(segmenter.net, tensor.to(segmenter.device), segmenter.output, steps, lr, segmenter.roi_size) as entropies:
+    with adapted(
+        segmenter.net, tensor.to(segmenter.device), segmenter.output, steps, lr, segmenter.roi_size
+    ) as entropies:
         with torch.no_grad():
             logits = segmenter.logits(tensor)
     return logits, entropies
 
 
-def segment_with_etta(segmenter: Segmenter, volume: Volume, steps: int = 3, lr: float = 1e-3) -> tuple[Segmentation, list[float]]:
+def segment_with_etta(
+    segmenter: Segmenter, volume: Volume, steps: int = 3, lr: float = 1e-3
+) -> tuple[Segmentation, list[float]]:
     """Segment `volume` after adapting to it."""
     prepared = segmenter.preprocess(volume)
     logits, entropies = etta_logits(segmenter, prepared.tensor, steps, lr)

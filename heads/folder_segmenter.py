@@ -14,7 +14,7 @@ from encoders.checkpoint import load_state_dict_strictly
 from encoders.preprocess import monai_preprocess
 from encoders.registry import create_encoder, read_model_folder
 from fm.checksums import content_hash
-from fm.errors import InputFileError
+from fm.errors import InputFileError, look_up
 from fm.io import Volume
 from fm.labels import BRAIN_TISSUE, BRAIN_TUMOUR, LabelSet
 from heads.hemispheres import split_hemispheres
@@ -36,7 +36,9 @@ POSTPROCESS = {
     # lesion components touching no brain tissue are the network's false positives
     "drop_detached_lesions": PostprocessStep(lambda segmentation, volume: drop_detached_lesions(segmentation)),
     # sides from the affine and the brain's symmetry plane
-    "split_hemispheres": PostprocessStep(lambda segmentation, volume: split_hemispheres(segmentation, volume), BRAIN_TISSUE.name, BRAIN_TUMOUR.name),
+    "split_hemispheres": PostprocessStep(
+        lambda segmentation, volume: split_hemispheres(segmentation, volume), BRAIN_TISSUE.name, BRAIN_TUMOUR.name
+    ),
 }
 
 
@@ -48,13 +50,13 @@ def build_net(config: SegmenterConfig) -> nn.Module:
     return LightSegmentationNet(encoder, config.num_classes, width=config.head_width)
 
 
-def postprocess_chain(names: tuple[str, ...], label_set: LabelSet) -> tuple[Callable[[Segmentation, Volume], Segmentation] | None, str]:
+def postprocess_chain(
+    names: tuple[str, ...], label_set: LabelSet
+) -> tuple[Callable[[Segmentation, Volume], Segmentation] | None, str]:
     """The named steps as one function (None when there are none), and the label set it reports in."""
     current, steps = label_set.name, []
     for name in names:
-        if name not in POSTPROCESS:
-            raise ValueError(f"unknown post-processing step {name!r}; known: {', '.join(POSTPROCESS)}")
-        step = POSTPROCESS[name]
+        step = look_up("post-processing step", name, POSTPROCESS)
         if step.takes is not None and step.takes != current:
             raise ValueError(f"post-processing step {name} works on {step.takes} labels, not {current}")
         current = step.gives or current
@@ -95,14 +97,18 @@ def load_segmenter_folder(folder: Path, model_id: str) -> tuple[Segmenter, Model
     return segmenter, ModelInfo(model_id, config.version, sha256, config.encoder, reported, sensitivity, evaluation)
 
 
-def save_segmenter_folder(folder: str | Path, net: nn.Module, config: SegmenterConfig, training_args: dict | None = None) -> Path:
+def save_segmenter_folder(
+    folder: str | Path, net: nn.Module, config: SegmenterConfig, training_args: dict | None = None
+) -> Path:
     """config.json, model.safetensors and, when given, training_args.json. The config must rebuild `net`."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
     rebuilt = set(build_net(config).state_dict())
     if rebuilt != set(net.state_dict()):
-        raise ValueError(f"the config does not describe this network: {sorted(rebuilt ^ set(net.state_dict()))[:5]} differ")
+        raise ValueError(
+            f"the config does not describe this network: {sorted(rebuilt ^ set(net.state_dict()))[:5]} differ"
+        )
     write_config(folder, config, training_args)
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(folder / WEIGHTS_FILE))
     return folder

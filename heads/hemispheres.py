@@ -14,11 +14,10 @@ from __future__ import annotations
 import numpy as np
 
 from fm.io import Volume
-from fm.labels import BRAIN_TISSUE, BRAIN_TUMOUR
+from fm.labels import BRAIN_TISSUE, BRAIN_TISSUE_SIDES, BRAIN_TUMOUR
 from heads.result import Segmentation
 
 # BRAIN_TISSUE id -> BRAIN_TUMOUR id on the patient's (left, right)
-_TO_SIDES = {0: (0, 0), 1: (1, 1), 2: (2, 2), 3: (3, 4), 4: (5, 6), 5: (7, 7), 6: (8, 8), 7: (9, 9)}
 _MIN_BRAIN_VOXELS = 100
 
 
@@ -50,10 +49,15 @@ def midsagittal_plane(tissue: np.ndarray, volume: Volume, seed: int = 0) -> tupl
         return sum(_mirror_hits(p, grid, centre + shift * normal, normal) for p, grid in zip(points, grids))
 
     # coarse to fine: tilt on a 4 degree grid, then the shift, then tilt again at 1 and 0.5 degrees
-    yaw, roll = max(((y, r) for y in _steps(MAX_TILT_DEG, 4.0) for r in _steps(MAX_TILT_DEG, 4.0)), key=lambda c: score(*c, 0.0))
+    yaw, roll = max(
+        ((y, r) for y in _steps(MAX_TILT_DEG, 4.0) for r in _steps(MAX_TILT_DEG, 4.0)), key=lambda c: score(*c, 0.0)
+    )
     shift = max(_steps(MAX_SHIFT_MM, 1.0), key=lambda d: score(yaw, roll, d))
     for span, step in ((3.0, 1.0), (0.5, 0.5)):
-        yaw, roll = max(((yaw + y, roll + r) for y in _steps(span, step) for r in _steps(span, step)), key=lambda c: score(*c, shift))
+        yaw, roll = max(
+            ((yaw + y, roll + r) for y in _steps(span, step) for r in _steps(span, step)),
+            key=lambda c: score(*c, shift),
+        )
     normal = _normal(yaw, roll)
     return centre + shift * normal, normal
 
@@ -118,7 +122,7 @@ def split_hemispheres(segmentation: Segmentation, volume: Volume, right: np.ndar
         right = right_of_midline(labels, volume) if enough else np.zeros(labels.shape, dtype=bool)
     out_labels = np.zeros_like(labels)
     out_probabilities = np.zeros((max(BRAIN_TUMOUR.names) + 1, *labels.shape), dtype=np.float32)
-    for tissue, (left_id, right_id) in _TO_SIDES.items():
+    for tissue, (left_id, right_id) in BRAIN_TISSUE_SIDES.items():
         out_labels[labels == tissue] = left_id
         if left_id == right_id:
             out_probabilities[left_id] += probabilities[tissue]

@@ -28,16 +28,22 @@ _FACES = ndimage.generate_binary_structure(3, 1)
 @dataclasses.dataclass(frozen=True)
 class LesionRules:
     outlier_prior: float = 0.02  # share of the brain prior given to the outlier class
-    min_volume_ml: float = 1.0  # a lesion holds at least this much seed; smaller outlier groups are left to the tissue classes
+    min_volume_ml: float = (
+        1.0  # a lesion holds at least this much seed; smaller outlier groups are left to the tissue classes
+    )
     fluid_distance: float = 2.0  # components closer than this (Mahalanobis) to the CSF Gaussian are fluid
     brighter_by_sd: float = 2.0  # in bright-lesion contrasts, above the brightest parenchyma by this many SD (to grow)
     seed_brighter_by_sd: float = 3.0  # ... and by this many SD for the outliers a lesion must hold (its seed)
     asymmetry_by_sd: float = 2.0  # seeds are brighter than their mirror image across the midline by this many SD
     grow_asymmetry_by_sd: float = 1.0  # ... and the voxels a lesion grows into by this many
     enhancing_by_sd: float = 4.0  # in a contrast-enhanced T1, above white matter by this many SD
-    t1_evidence_depth_mm: float = 10.0  # without a bright-lesion contrast, evidence counts this far inside the brain only
+    t1_evidence_depth_mm: float = (
+        10.0  # without a bright-lesion contrast, evidence counts this far inside the brain only
+    )
     rim_voxels: int = 2  # how far a lesion takes back abnormal voxels the opening removed
-    cavity_enclosed: float = 0.5  # fluid is a lesion's cavity when this share of the lines of sight from it end on the lesion
+    cavity_enclosed: float = (
+        0.5  # fluid is a lesion's cavity when this share of the lines of sight from it end on the lesion
+    )
     cavity_reach_mm: float = 40.0  # ... looking this far
 
     def outlier_density(self, channels: int) -> float:
@@ -60,7 +66,9 @@ def lesion_directions(mixture, contrasts: tuple[str, ...]) -> list[bool]:
     return bright
 
 
-def accept_lesions(posteriors, brain, channels, mixture, scale, contrasts, spacing, rules: LesionRules, deep, mirrored) -> np.ndarray:
+def accept_lesions(
+    posteriors, brain, channels, mixture, scale, contrasts, spacing, rules: LesionRules, deep, mirrored
+) -> np.ndarray:
     """Boolean lesion mask on the box grid. posteriors: (prior classes + outlier, ...) with the
     outlier class last; channels: (C, ...) in scan units; mirrored: the channels reflected across
     the midline (needed when a contrast shows lesions bright); deep: where T1-like evidence counts
@@ -103,7 +111,12 @@ def accept_lesions(posteriors, brain, channels, mixture, scale, contrasts, spaci
         # contrast-enhanced T1, enhancement deep in the brain (away from the surface's
         # vessels and sinuses and from the choroid plexus in the ventricles).
         deep_rows = deep.reshape(-1)[inside]
-        grow = seed = outlier & deep_rows & _beyond_tissue(values, mixture, rules.seed_brighter_by_sd) & _darker_than_parenchyma(values, mixture)
+        grow = seed = (
+            outlier
+            & deep_rows
+            & _beyond_tissue(values, mixture, rules.seed_brighter_by_sd)
+            & _darker_than_parenchyma(values, mixture)
+        )
         if "t1c" in contrasts:
             enhancing = outlier & _enhancing(values, contrasts, mixture, rules) & deep_rows
             enhancing &= _thick(enhancing, inside, brain.shape)
@@ -119,7 +132,9 @@ def accept_lesions(posteriors, brain, channels, mixture, scale, contrasts, spaci
     if n == 0:
         return opened
     strong_voxels = ndimage.sum_labels(strong, components, index=np.arange(1, n + 1))
-    lesion = np.concatenate([[False], strong_voxels * float(np.prod(spacing)) / 1000 >= rules.min_volume_ml])[components]
+    lesion = np.concatenate([[False], strong_voxels * float(np.prod(spacing)) / 1000 >= rules.min_volume_ml])[
+        components
+    ]
     if bright and "t1c" in contrasts:
         # with FLAIR/T2 the evidence, an enhancing rim (often not bright there) joins the lesion it touches
         enhancing = outlier & _enhancing(values, contrasts, mixture, rules)

@@ -45,7 +45,9 @@ class Mixture:
         own = self.classes == k
         weights, means = self.weights[own], self.means[own]
         mean = weights @ means
-        spread = sum(w * (cov + np.outer(m - mean, m - mean)) for w, m, cov in zip(weights, means, self.covariances[own]))
+        spread = sum(
+            w * (cov + np.outer(m - mean, m - mean)) for w, m, cov in zip(weights, means, self.covariances[own])
+        )
         return mean, spread
 
     def component_likelihoods(self, data: np.ndarray) -> np.ndarray:
@@ -189,7 +191,9 @@ class _BinnedPeaks:
         channels = self.bins.shape[1]
         peak, spread = np.empty(channels), np.empty(channels)
         for c in range(channels):
-            histogram = ndimage.gaussian_filter1d(np.bincount(self.bins[:, c], weights, minlength=self._BINS), self._SMOOTH_BINS)
+            histogram = ndimage.gaussian_filter1d(
+                np.bincount(self.bins[:, c], weights, minlength=self._BINS), self._SMOOTH_BINS
+            )
             search = histogram
             if c in self.below_median_in:
                 cumulative = np.cumsum(histogram)

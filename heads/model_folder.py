@@ -27,8 +27,9 @@ import json
 from pathlib import Path
 
 from encoders.base import InputSpec
-from fm.errors import InputFileError
+from fm.errors import InputFileError, look_up
 from fm.labels import LabelSet
+from heads.decoding import LabelDecoder
 
 MODEL_TYPE = "fm3d-segmenter"
 FORMAT_VERSION = 2
@@ -37,7 +38,6 @@ WEIGHTS_FILE = "model.safetensors"
 TRAINING_ARGS_FILE = "training_args.json"
 EVALUATION_FILE = "evaluation.json"
 HEAD_TYPES = ("light", "encoder")
-DECODINGS = ("softmax", "nested")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,15 +57,12 @@ class SegmenterConfig:
     version: str
 
     def __post_init__(self):
-        if self.head not in HEAD_TYPES:
-            raise ValueError(f"head type {self.head!r} is not one of {', '.join(HEAD_TYPES)}")
-        if self.decoding not in DECODINGS:
-            raise ValueError(f"output decoding {self.decoding!r} is not one of {', '.join(DECODINGS)}")
-        unknown_regions = set(self.region_channels) - set(self.label_set.nested)
-        if unknown_regions or (self.decoding == "nested") != bool(self.region_channels):
-            raise ValueError(f"region channels {list(self.region_channels)} do not fit {self.decoding} output of {self.label_set.name}")
+        look_up("head type", self.head, HEAD_TYPES)
+        LabelDecoder(self.label_set, self.decoding, self.region_channels)  # checks the decoding and its regions
         if self.input_spec.windowed and any(n % self.input_spec.divisible_by for n in self.roi_size):
-            raise ValueError(f"roi_size {list(self.roi_size)} is not divisible by {self.input_spec.divisible_by}, as the input spec requires")
+            raise ValueError(
+                f"roi_size {list(self.roi_size)} is not divisible by {self.input_spec.divisible_by}, as the input spec requires"
+            )
 
     def to_dict(self) -> dict:
         return {
@@ -84,9 +81,26 @@ class SegmenterConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "SegmenterConfig":
         """Every key read, none assumed: ValueError (or KeyError) names what does not fit."""
-        top = _fields(data, ("model_type", "format_version", "encoder", "head", "input_spec", "label_set", "output", "inference", "postprocess", "version"), "config")
+        top = _fields(
+            data,
+            (
+                "model_type",
+                "format_version",
+                "encoder",
+                "head",
+                "input_spec",
+                "label_set",
+                "output",
+                "inference",
+                "postprocess",
+                "version",
+            ),
+            "config",
+        )
         if top["model_type"] != MODEL_TYPE or top["format_version"] != FORMAT_VERSION:
-            raise ValueError(f"is {top['model_type']!r} format {top['format_version']!r}, not {MODEL_TYPE!r} format {FORMAT_VERSION}")
+            raise ValueError(
+                f"is {top['model_type']!r} format {top['format_version']!r}, not {MODEL_TYPE!r} format {FORMAT_VERSION}"
+            )
         encoder = _fields(top["encoder"], ("name", "kwargs"), "encoder")
         head = _fields(top["head"], ("type", "width", "num_classes"), "head")
         output = _fields(top["output"], ("decoding", "region_channels"), "output")
@@ -120,7 +134,10 @@ def _fields(section, keys: tuple[str, ...], where: str) -> dict:
         raise ValueError(f"{where} is not a JSON object")
     unknown, missing = sorted(set(section) - set(keys)), sorted(set(keys) - set(section))
     if unknown or missing:
-        raise ValueError(f"{where}: " + "; ".join(filter(None, [unknown and f"unknown keys {unknown}", missing and f"missing keys {missing}"])))
+        raise ValueError(
+            f"{where}: "
+            + "; ".join(filter(None, [unknown and f"unknown keys {unknown}", missing and f"missing keys {missing}"]))
+        )
     return section
 
 
@@ -154,6 +171,8 @@ def read_evaluation(folder: Path, sha256: str) -> tuple[float | None, str | None
         if record["model_sha256"] != sha256:
             return None, None
         summary = record["summary"]
-        return float(summary["sensitivity_1ml"]), f"{record['n']} synthetic {record['split']}-split scans, seed {record['seed']}"
+        return float(
+            summary["sensitivity_1ml"]
+        ), f"{record['n']} synthetic {record['split']}-split scans, seed {record['seed']}"
     except (ValueError, KeyError, TypeError) as error:
         raise InputFileError(path, f"is not an evaluation record ({error})") from None

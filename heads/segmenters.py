@@ -65,7 +65,9 @@ def _published_swin(name: str, label_set_name: str):
         encoder = create_encoder(name, pretrained, **settings)
         spec = encoder.spec
         label_set = LABEL_SETS[label_set_name]
-        segmenter = Segmenter(SwinSegmentationNet(encoder), lambda volume: monai_preprocess(volume, spec), label_set, roi_size=spec.size)
+        segmenter = Segmenter(
+            SwinSegmentationNet(encoder), lambda volume: monai_preprocess(volume, spec), label_set, roi_size=spec.size
+        )
         source = Path(str(pretrained))
         weights = source / "model.safetensors" if source.is_dir() else source
         checksum = content_hash(weights)[:16] if weights.is_file() else "unknown"
@@ -75,10 +77,22 @@ def _published_swin(name: str, label_set_name: str):
 
 
 _REGISTRY: dict[str, SegmenterEntry] = {
-    ADAPTIVE_MODEL_ID: SegmenterEntry(_atlas_em, "contrast-adaptive: MNI152 atlas priors + a Gaussian mixture fitted to the scan (default)"),
-    BUNDLED_NETWORK: SegmenterEntry(_bundled_network, "the bundled U-Net trained on synthetic scans (one T1-like scan; misses lesions)"),
-    "swin_bob": SegmenterEntry(_published_swin("swin_bob", "ukbob-72"), "Swin-BOB UKBOB checkpoint: 72 body structures in MRI", needs_weights=True),
-    "swin_bob_btcv": SegmenterEntry(_published_swin("swin_bob_btcv", "btcv-13"), "Swin-UNETR BTCV checkpoint: 13 abdominal organs in CT", needs_weights=True),
+    ADAPTIVE_MODEL_ID: SegmenterEntry(
+        _atlas_em, "contrast-adaptive: MNI152 atlas priors + a Gaussian mixture fitted to the scan (default)"
+    ),
+    BUNDLED_NETWORK: SegmenterEntry(
+        _bundled_network, "the bundled U-Net trained on synthetic scans (one T1-like scan; misses lesions)"
+    ),
+    "swin_bob": SegmenterEntry(
+        _published_swin("swin_bob", "ukbob-72"),
+        "Swin-BOB UKBOB checkpoint: 72 body structures in MRI",
+        needs_weights=True,
+    ),
+    "swin_bob_btcv": SegmenterEntry(
+        _published_swin("swin_bob_btcv", "btcv-13"),
+        "Swin-UNETR BTCV checkpoint: 13 abdominal organs in CT",
+        needs_weights=True,
+    ),
 }
 
 
@@ -91,7 +105,9 @@ def published_checkpoint_names() -> list[str]:
     return [name for name, entry in _REGISTRY.items() if entry.needs_weights]
 
 
-def create_segmenter(model: str | Path | None = None, pretrained: str | Path | None = None, **settings) -> tuple[object, ModelInfo]:
+def create_segmenter(
+    model: str | Path | None = None, pretrained: str | Path | None = None, **settings
+) -> tuple[object, ModelInfo]:
     """model: a registered name (default ADAPTIVE_MODEL_ID), a folder in heads.model_folder's format
     or `hf-hub:org/name`. pretrained: the checkpoint file or saved folder of a published family
     (needs_weights). settings: that family's constructor settings (e.g. feature_size=12)."""
@@ -101,7 +117,9 @@ def create_segmenter(model: str | Path | None = None, pretrained: str | Path | N
         if entry.needs_weights and pretrained is None:
             raise InputError(f"--encoder {name} needs --model: a checkpoint file, a saved folder or hf-hub:org/name")
         if not entry.needs_weights and pretrained is not None:
-            raise InputError(f"{name} carries its own weights; pretrained= is for {', '.join(published_checkpoint_names())}")
+            raise InputError(
+                f"{name} carries its own weights; pretrained= is for {', '.join(published_checkpoint_names())}"
+            )
         return entry.build(pretrained, settings)
     _no_settings(name, settings)
     from heads.folder_segmenter import load_segmenter_folder  # torch and MONAI: only for networks
@@ -112,7 +130,9 @@ def create_segmenter(model: str | Path | None = None, pretrained: str | Path | N
         return load_segmenter_folder(hub_snapshot(name), name)
     folder = Path(name)
     if folder.is_file():
-        raise InputFileError(folder, f"is a file; a published checkpoint needs --encoder ({', '.join(published_checkpoint_names())})")
+        raise InputFileError(
+            folder, f"is a file; a published checkpoint needs --encoder ({', '.join(published_checkpoint_names())})"
+        )
     if not folder.is_dir():
         raise InputFileError(folder, f"is neither a segmenter folder nor a registered name ({', '.join(_REGISTRY)})")
     return load_segmenter_folder(folder, name)

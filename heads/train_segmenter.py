@@ -55,7 +55,9 @@ class SegTrainConfig:
     spacing_mm: float = 1.5
     lr: float = 2e-3
     decay_steps: int = 0  # the last `decay_steps` steps anneal the learning rate (cosine) to 5 %
-    balance_from_step: int | None = None  # from this step on, cross-entropy weights classes by frequency**-balance_power
+    balance_from_step: int | None = (
+        None  # from this step on, cross-entropy weights classes by frequency**-balance_power
+    )
     balance_power: float = 0.5
     checkpoint_every: int = 100
     workers: int = 1  # 0 or 1: a single stream keeps the step -> patch mapping fixed
@@ -77,21 +79,40 @@ def unet_config(config: SegTrainConfig, version: str = "untrained") -> Segmenter
     lesions touching no tissue dropped, sides from the affine."""
     patch = tuple(config.patch)
     spec = InputSpec(
-        spacing_mm=(config.spacing_mm,) * 3, orientation="RAS", size=patch, windowed=True,
-        intensity="percentile", in_channels=1, modalities=("any MR contrast",),
+        spacing_mm=(config.spacing_mm,) * 3,
+        orientation="RAS",
+        size=patch,
+        windowed=True,
+        intensity="percentile",
+        in_channels=1,
+        modalities=("any MR contrast",),
     )
     return SegmenterConfig(
-        encoder="brain_id", encoder_kwargs={"f_maps": config.f_maps, "in_channels": 1}, head="light", head_width=16,
-        num_classes=NUM_CLASSES, input_spec=spec, label_set=BRAIN_TISSUE, decoding="softmax", region_channels=(),
-        roi_size=patch, overlap=0.5, postprocess=("drop_detached_lesions", "split_hemispheres"), version=version,
+        encoder="brain_id",
+        encoder_kwargs={"f_maps": config.f_maps, "in_channels": 1},
+        head="light",
+        head_width=16,
+        num_classes=NUM_CLASSES,
+        input_spec=spec,
+        label_set=BRAIN_TISSUE,
+        decoding="softmax",
+        region_channels=(),
+        roi_size=patch,
+        overlap=0.5,
+        postprocess=("drop_detached_lesions", "split_hemispheres"),
+        version=version,
     )
 
 
 def training_pair(volume: Volume, labels: np.ndarray, spec: InputSpec) -> tuple[Preprocessed, torch.Tensor]:
     """The scan through the inference preprocessing, and its labels (on the volume's grid) resampled alike."""
     prepared = monai_preprocess(volume, spec)  # the encoders' own MONAI pipeline
-    label_image = MetaTensor(torch.tensor(np.ascontiguousarray(labels[None]), dtype=torch.float32), affine=torch.from_numpy(volume.affine))
-    resampled = Compose([Orientation(axcodes="RAS", labels=_RAS), Spacing(pixdim=spec.spacing_mm, mode="nearest")])(label_image)
+    label_image = MetaTensor(
+        torch.tensor(np.ascontiguousarray(labels[None]), dtype=torch.float32), affine=torch.from_numpy(volume.affine)
+    )
+    resampled = Compose([Orientation(axcodes="RAS", labels=_RAS), Spacing(pixdim=spec.spacing_mm, mode="nearest")])(
+        label_image
+    )
     return prepared, resampled.as_tensor()[0].round().long()
 
 
@@ -120,13 +141,23 @@ class SynthPatches(IterableDataset):
             while step // per_scan == index:
                 rng = np.random.default_rng([self.config.seed, step])
                 yield _random_patch(
-                    prepared.tensor[0], labels, self.config.patch, rng, self.config.lesion_fraction, self.config.lesion_offset
+                    prepared.tensor[0],
+                    labels,
+                    self.config.patch,
+                    rng,
+                    self.config.lesion_fraction,
+                    self.config.lesion_offset,
                 )
                 step += 1
 
 
 def _random_patch(
-    image: torch.Tensor, labels: torch.Tensor, patch, rng: np.random.Generator, lesion_fraction: float, lesion_offset: float = 0.0
+    image: torch.Tensor,
+    labels: torch.Tensor,
+    patch,
+    rng: np.random.Generator,
+    lesion_fraction: float,
+    lesion_offset: float = 0.0,
 ):
     """A patch placed uniformly, or (with probability `lesion_fraction`, when the scan has a lesion)
     around a random lesion voxel (up to `lesion_offset` x patch off its centre), so the rare tumour
@@ -162,7 +193,9 @@ def train(out: str | Path, config: SegTrainConfig, progress: bool = True) -> Pat
             raise InputFileError(checkpoint_path, f"was trained with another configuration: {state['config']}")
         changed = _schedule_changes_at(state["config"], config)
         if changed is not None and changed < int(state["step"]):
-            raise InputFileError(checkpoint_path, f"is at step {state['step']}: its schedule can no longer change at step {changed}")
+            raise InputFileError(
+                checkpoint_path, f"is at step {state['step']}: its schedule can no longer change at step {changed}"
+            )
         net.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         step, init_steps = int(state["step"]), int(state.get("init_steps", 0))
@@ -186,14 +219,19 @@ def train(out: str | Path, config: SegTrainConfig, progress: bool = True) -> Pat
         logits = net(image[None])
         loss = present_class_dice_ce(logits, labels[None, None], balanced, config.balance_power)
         if config.whole_tumour_weight:
-            loss = loss + config.whole_tumour_weight * whole_tumour_loss(logits, labels[None, None], config.balance_power)
+            loss = loss + config.whole_tumour_weight * whole_tumour_loss(
+                logits, labels[None, None], config.balance_power
+            )
         loss.backward()
         optimiser.step()
         step += 1
         value = float(loss.detach())
         bar.update(1)
         bar.set_postfix(loss=f"{value:.3f}")
-        log.write(json.dumps({"step": step, "loss": round(value, 5), "seconds": round(time.perf_counter() - started, 1)}) + "\n")
+        log.write(
+            json.dumps({"step": step, "loss": round(value, 5), "seconds": round(time.perf_counter() - started, 1)})
+            + "\n"
+        )
         log.flush()  # a background run can be followed with tail -f
         if step % config.checkpoint_every == 0 or step == config.steps:
             _save(checkpoint_path, net, optimiser, step, config, init_steps)
@@ -215,7 +253,9 @@ def learning_rate(step: int, config: SegTrainConfig) -> float:
 _DICE = DiceLoss(to_onehot_y=True, softmax=True, reduction="none")
 
 
-def present_class_dice_ce(logits: torch.Tensor, labels: torch.Tensor, balanced: bool = False, balance_power: float = 0.5) -> torch.Tensor:
+def present_class_dice_ce(
+    logits: torch.Tensor, labels: torch.Tensor, balanced: bool = False, balance_power: float = 0.5
+) -> torch.Tensor:
     """Cross-entropy + mean soft Dice loss of the classes present in `labels` (B=1, 1, D, H, W).
 
     Plain Dice over all classes scores an absent class ~1 for any probability mass, so half the
@@ -308,7 +348,13 @@ def _truncate_log(log: Path, step: int) -> None:
 def _save(path: Path, net, optimiser, step: int, config: SegTrainConfig, init_steps: int) -> None:
     staged = path.with_suffix(".tmp")
     torch.save(
-        {"model": net.state_dict(), "optimiser": optimiser.state_dict(), "step": step, "init_steps": init_steps, "config": dataclasses.asdict(config)},
+        {
+            "model": net.state_dict(),
+            "optimiser": optimiser.state_dict(),
+            "step": step,
+            "init_steps": init_steps,
+            "config": dataclasses.asdict(config),
+        },
         staged,
     )
     staged.replace(path)
@@ -324,4 +370,6 @@ def export(checkpoint: str | Path, folder: str | Path) -> Path:
     net = build_net(unet_config(config))
     net.load_state_dict(state["model"])
     version = f"{trained_steps} steps, seed {config.seed}, f_maps {config.f_maps}"
-    return save_segmenter_folder(folder, net, unet_config(config, version), {**state["config"], "trained_steps": trained_steps})
+    return save_segmenter_folder(
+        folder, net, unet_config(config, version), {**state["config"], "trained_steps": trained_steps}
+    )

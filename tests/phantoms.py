@@ -192,7 +192,9 @@ def dicom_slices(
     return out
 
 
-def write_series(folder: Path, slices: list[Dataset], shuffle_seed: int | None = 0, reverse_numbers: bool = False) -> Path:
+def write_series(
+    folder: Path, slices: list[Dataset], shuffle_seed: int | None = 0, reverse_numbers: bool = False
+) -> Path:
     """Write slices as files whose names and InstanceNumbers say nothing about their position."""
     folder.mkdir(parents=True, exist_ok=True)
     order = list(range(len(slices)))

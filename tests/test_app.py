@@ -15,12 +15,13 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import phantoms  # noqa: E402
-from app import build_app  # noqa: E402
-from fm.examples import example_path  # noqa: E402
-from fm.io import load_volume  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 from PIL import Image  # noqa: E402
+
+from app import build_app  # noqa: E402
+from fm.examples import example_path  # noqa: E402
+from fm.io import load_volume  # noqa: E402
 
 
 def free_port() -> int:
@@ -61,7 +62,9 @@ def test_series_and_frame_choices_reach_the_loader(client, tmp_path):
     reference, affine = phantoms.ras_reference()
     study = tmp_path / "study"
     phantoms.write_series(study / "a", phantoms.dicom_slices(reference, affine, description="first"))
-    phantoms.write_series(study / "b", phantoms.dicom_slices(*phantoms.relayout(reference, affine, "PIR"), description="second"))
+    phantoms.write_series(
+        study / "b", phantoms.dicom_slices(*phantoms.relayout(reference, affine, "PIR"), description="second")
+    )
     archive = Path(shutil.make_archive(str(tmp_path / "study"), "zip", study))
     with pytest.raises(AppError, match="holds 2 DICOM series"):
         client.predict(handle_file(str(archive)), None, -1, api_name="/inspect")

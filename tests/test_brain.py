@@ -134,7 +134,9 @@ def test_realdata_a_slab_the_atlas_cannot_fit_is_refused_not_reported(pipeline, 
     shift = np.eye(4)
     shift[2, 3] = top
     slab = volume_from_array(np.ascontiguousarray(head.array[:, :, top:]), head.affine @ shift)
-    with pytest.raises(OutOfScopeError, match="grey matter came out no darker than white matter in the T1: the brain atlas did not fit"):
+    with pytest.raises(
+        OutOfScopeError, match="grey matter came out no darker than white matter in the T1: the brain atlas did not fit"
+    ):
         pipeline(slab, contrasts=["t1"])
 
 
@@ -215,4 +217,8 @@ def test_realdata_healthy_head_has_no_lesion_and_adult_volumes(pipeline, realdat
     row = healthy_run(pipeline, realdata / "chris_t1.nii.gz", "t1", None)
     assert row["lesions_0_5ml"] == [] and not row["brain_extracted_input"]
     tissue = row["tissue_ml"]
-    assert 500 <= tissue["grey matter"] <= 800 and 400 <= tissue["white matter"] <= 600 and 5 <= tissue["lateral ventricles"] <= 50
+    assert (
+        500 <= tissue["grey matter"] <= 800
+        and 400 <= tissue["white matter"] <= 600
+        and 5 <= tissue["lateral ventricles"] <= 50
+    )

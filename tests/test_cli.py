@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import phantoms
 import pytest
 from click.testing import CliRunner
 
-import phantoms
 from fm.cli import main
 from fm.examples import example_path
 from fm.io import load_volume, resample_array, save_volume, volume_from_array
@@ -62,7 +62,9 @@ def test_bad_input_is_one_line_and_a_non_zero_exit():
 
 def test_info_json_for_a_dicom_series(tmp_path, run):
     reference, affine = phantoms.ras_reference()
-    folder = phantoms.write_series(tmp_path / "series", phantoms.dicom_slices(*phantoms.relayout(reference, affine, "PIR")))
+    folder = phantoms.write_series(
+        tmp_path / "series", phantoms.dicom_slices(*phantoms.relayout(reference, affine, "PIR"))
+    )
     result = run("info", folder, "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
@@ -172,7 +174,10 @@ def test_segment_and_report_run_a_published_swin_bob_checkpoint(tmp_path, run, s
     done = run("report", scan, *options, "--out", tmp_path / "report")
     assert done.exit_code == 0, done.output
     report = json.loads((tmp_path / "report" / "report.json").read_text())
-    assert report["findings"]["provenance"]["label_set"] == "btcv-13" and report["provenance"]["encoder"] == "swin_bob_btcv"
+    assert (
+        report["findings"]["provenance"]["label_set"] == "btcv-13"
+        and report["provenance"]["encoder"] == "swin_bob_btcv"
+    )
     assert "lesions were not assessed" in report["structured"]["impression"][0]
     assert report["narrative"].startswith("FINDINGS:\nMeasured volumes: ")
 
@@ -196,7 +201,10 @@ def test_report_of_a_session_names_every_file_guessed_contrast_and_resampling(tm
     coarse = flair.affine.copy()
     coarse[:3, :3] *= 2
     shape = tuple(n // 2 for n in flair.shape)
-    second = save_volume(volume_from_array(resample_array(flair.array.astype(np.float32), flair.affine, shape, coarse), coarse), tmp_path / "sub_FLAIR.nii.gz")
+    second = save_volume(
+        volume_from_array(resample_array(flair.array.astype(np.float32), flair.affine, shape, coarse), coarse),
+        tmp_path / "sub_FLAIR.nii.gz",
+    )
     done = run("report", first, second, "--out", tmp_path / "report")
     assert done.exit_code == 0, done.output
     provenance = json.loads((tmp_path / "report" / "report.json").read_text())["provenance"]
@@ -209,7 +217,9 @@ def test_segment_and_report_refuse_bad_input_with_one_line(tmp_path, run):
     not_a_scan = tmp_path / "notes.nii.gz"
     not_a_scan.write_text("not an image")
     done = run("segment", not_a_scan, "--out", tmp_path / "mask.nii.gz")
-    assert done.exit_code == 1 and done.stderr.strip().splitlines()[-1].startswith(f"error: {not_a_scan}: is not gzip-compressed")
+    assert done.exit_code == 1 and done.stderr.strip().splitlines()[-1].startswith(
+        f"error: {not_a_scan}: is not gzip-compressed"
+    )
     assert not (tmp_path / "mask.nii.gz").exists()
 
     (tmp_path / "empty").mkdir()
@@ -229,7 +239,11 @@ def test_segment_and_report_refuse_bad_input_with_one_line(tmp_path, run):
 def test_input_problems_that_name_no_file_are_one_line_too(tmp_path, run, monkeypatch):
     done = run("report", "--example", "--model", "synth-unet", "--out", tmp_path / "r")
     assert done.exit_code == 1
-    assert done.stderr.strip().splitlines()[-1].endswith(" segments one scan; several contrasts need the default segmenter")
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .endswith(" segments one scan; several contrasts need the default segmenter")
+    )
     monkeypatch.setenv("FM_MAX_VOXELS", "lots")
     done = run("info", "--example")
     assert done.exit_code == 1 and done.stderr.strip() == "error: FM_MAX_VOXELS must be a number of voxels, not 'lots'"

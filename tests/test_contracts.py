@@ -35,7 +35,9 @@ def small_input(encoder) -> torch.Tensor:
     of divisible_by (here not a multiple of every stride, so rounding is checked too); the others
     their spec's size."""
     spec = encoder.spec
-    size = [spec.divisible_by * -(-40 // spec.divisible_by)] * 3 if spec.windowed or encoder.tileable else list(spec.size)
+    size = (
+        [spec.divisible_by * -(-40 // spec.divisible_by)] * 3 if spec.windowed or encoder.tileable else list(spec.size)
+    )
     return torch.rand(1, spec.in_channels, *size)
 
 
@@ -49,7 +51,10 @@ def test_encoder_maps_agree_with_what_it_declares(name):
     for feature_map, info in zip(features.maps, encoder.feature_info):
         assert feature_map.shape[1] == info["num_chs"]
         # strided convolutions round up, pooling rounds down
-        assert all(n // info["reduction"] <= m <= -(-n // info["reduction"]) for m, n in zip(feature_map.shape[2:], x.shape[2:]))
+        assert all(
+            n // info["reduction"] <= m <= -(-n // info["reduction"])
+            for m, n in zip(feature_map.shape[2:], x.shape[2:])
+        )
     assert features.embedding.shape == (1, encoder.num_features)
     assert features.tokens.shape[0] == 1 and features.tokens.ndim == 3
     spec = encoder.spec
@@ -97,7 +102,9 @@ def test_the_bundled_network_in_its_folder_format_segments_as_before():
     assert result.label_set.name == info.label_set == reference["label_set"]
     assert set(counts) == {int(k) for k in reference["label_voxels"]}
     for label, expected in reference["label_voxels"].items():
-        assert abs(counts[int(label)] - expected) <= 1e-4 * expected, f"label {label}: {counts[int(label)]} voxels, was {expected}"
+        assert abs(counts[int(label)] - expected) <= 1e-4 * expected, (
+            f"label {label}: {counts[int(label)]} voxels, was {expected}"
+        )
 
 
 @pytest.mark.parametrize(
@@ -105,10 +112,22 @@ def test_the_bundled_network_in_its_folder_format_segments_as_before():
     [
         (lambda c: {**c, "seed": 1}, r"unknown keys \['seed'\]"),
         (lambda c: {k: v for k, v in c.items() if k != "postprocess"}, r"missing keys \['postprocess'\]"),
-        (lambda c: {**c, "postprocess": ["smooth"]}, "unknown post-processing step 'smooth'; known: drop_detached_lesions, split_hemispheres"),
-        (lambda c: {**c, "label_set": {**c["label_set"], "structures": {"1": "csf"}}}, "label set 'brain-tissue-v1' differs from the one of that name"),
-        (lambda c: {**c, "head": {**c["head"], "type": "transformer"}}, "head type 'transformer' is not one of light, encoder"),
-        (lambda c: {**c, "encoder": {**c["encoder"], "kwargs": {"f_maps": 8, "depth": 3}}}, "brain_id does not take depth"),
+        (
+            lambda c: {**c, "postprocess": ["smooth"]},
+            "unknown post-processing step 'smooth'; choose from drop_detached_lesions, split_hemispheres",
+        ),
+        (
+            lambda c: {**c, "label_set": {**c["label_set"], "structures": {"1": "csf"}}},
+            "label set 'brain-tissue-v1' differs from the one of that name",
+        ),
+        (
+            lambda c: {**c, "head": {**c["head"], "type": "transformer"}},
+            "unknown head type 'transformer'; choose from light, encoder",
+        ),
+        (
+            lambda c: {**c, "encoder": {**c["encoder"], "kwargs": {"f_maps": 8, "depth": 3}}},
+            "brain_id does not take depth",
+        ),
         (lambda c: {**c, "format_version": 1}, "not 'fm3d-segmenter' format 2"),
     ],
 )
@@ -130,16 +149,30 @@ def test_segmenters_saved_in_the_folder_format_load_back_to_the_same_outputs(tmp
     light_config = SegmenterConfig.from_dict(json.loads((bundled_network_folder() / "config.json").read_text()))
     swin = make("swin_bob_btcv", feature_size=12)
     swin_config = SegmenterConfig(
-        encoder="swin_bob_btcv", encoder_kwargs=dict(feature_size=12), head="encoder", head_width=None, num_classes=14,
-        input_spec=swin.spec, label_set=BTCV, decoding="softmax", region_channels=(), roi_size=(64, 64, 64), overlap=0.25,
-        postprocess=(), version="test",
+        encoder="swin_bob_btcv",
+        encoder_kwargs=dict(feature_size=12),
+        head="encoder",
+        head_width=None,
+        num_classes=14,
+        input_spec=swin.spec,
+        label_set=BTCV,
+        decoding="softmax",
+        region_channels=(),
+        roi_size=(64, 64, 64),
+        overlap=0.25,
+        postprocess=(),
+        version="test",
     )
     swin_net = build_net(swin_config)
     x = torch.rand(1, 1, 64, 64, 64)
     for name, net, config in (("light", bundled.net, light_config), ("swin", swin_net, swin_config)):
         save_segmenter_folder(tmp_path / name, net, config)
         loaded, info = create_segmenter(tmp_path / name)
-        assert info.version == config.version and loaded.roi_size == config.roi_size and loaded.label_set is config.label_set
+        assert (
+            info.version == config.version
+            and loaded.roi_size == config.roi_size
+            and loaded.label_set is config.label_set
+        )
         torch.testing.assert_close(loaded.logits(x), net.eval()(x))
     with pytest.raises(ValueError, match="the config does not describe this network"):
         save_segmenter_folder(tmp_path / "wrong", swin_net, light_config)

@@ -8,16 +8,16 @@ import re
 from pathlib import Path
 
 import numpy as np
+import phantoms
 import pyarrow.parquet as pq
 import pytest
 import torch
 from click.testing import CliRunner
 
-import phantoms
+from encoders.memory import GIB
 from encoders.preprocess import brain_id_preprocess
 from encoders.registry import create_encoder
 from fm.cli import main
-from encoders.memory import GIB
 from fm.embed import embed_scans, embeddings_of, tiled_embedding
 from fm.io import load_volume
 
@@ -81,7 +81,9 @@ def test_embed_is_deterministic_resumable_and_format_independent(tmp_path):
     dicom = phantoms.write_series(tmp_path / "scan_dicom", phantoms.dicom_slices(array, grid))
     out = tmp_path / "emb.parquet"
     overrides = {"f_maps": 8}
-    run = embed_scans([nifti, dicom, tmp_path / "missing.nii"], "brain_id", out, str(CHECKPOINT), overrides, progress=False)
+    run = embed_scans(
+        [nifti, dicom, tmp_path / "missing.nii"], "brain_id", out, str(CHECKPOINT), overrides, progress=False
+    )
     assert run.added == 2 and len(run.errors) == 1 and "missing.nii: no such file" in run.errors[0]
     paths, vectors = embeddings_of(out)
     assert vectors.shape == (2, 8)
@@ -94,10 +96,22 @@ def test_embed_is_deterministic_resumable_and_format_independent(tmp_path):
     more = embed_scans([constant, nifti], "brain_id", out, str(CHECKPOINT), overrides, progress=False)
     assert more.added == 0 and "blank.nii.gz" in more.errors[0] and "constant" in more.errors[0]
 
-    wider = embed_scans([nifti], "anatcl", out, str(CHECKPOINT.parent.parent / "anatcl" / "anatcl_small_checkpoint.pth"),
-                        {"widths": [8, 16, 32, 64]}, progress=False).added
-    cropped = embed_scans([nifti], "anatcl", out, str(CHECKPOINT.parent.parent / "anatcl" / "anatcl_small_checkpoint.pth"),
-                          {"widths": [8, 16, 32, 64], "size": [96, 96, 96]}, progress=False).added
+    wider = embed_scans(
+        [nifti],
+        "anatcl",
+        out,
+        str(CHECKPOINT.parent.parent / "anatcl" / "anatcl_small_checkpoint.pth"),
+        {"widths": [8, 16, 32, 64]},
+        progress=False,
+    ).added
+    cropped = embed_scans(
+        [nifti],
+        "anatcl",
+        out,
+        str(CHECKPOINT.parent.parent / "anatcl" / "anatcl_small_checkpoint.pth"),
+        {"widths": [8, 16, 32, 64], "size": [96, 96, 96]},
+        progress=False,
+    ).added
     assert wider == 1 and cropped == 1, "a different input spec is a different embedding"
     assert pq.read_table(out).num_rows == 4
 
@@ -105,15 +119,30 @@ def test_embed_is_deterministic_resumable_and_format_independent(tmp_path):
     embed_scans([nifti], "brain_id", other, str(CHECKPOINT), overrides, progress=False)
     np.testing.assert_array_equal(embeddings_of(other)[1][0], vectors[0])
     row = pq.read_table(out).to_pylist()[0]
-    assert row["encoder"] == "brain_id" and len(row["content_sha256"]) == 64 and '"intensity": "minmax"' in row["spec_json"]
+    assert (
+        row["encoder"] == "brain_id"
+        and len(row["content_sha256"]) == 64
+        and '"intensity": "minmax"' in row["spec_json"]
+    )
 
 
 def test_cli_embed_with_a_published_checkpoint(tmp_path):
     scan = phantoms.write_nifti(tmp_path / "scan.nii.gz", *phantoms.ras_reference())
     out = tmp_path / "emb.parquet"
     result = CliRunner().invoke(
-        main, ["embed", str(scan), "--encoder", "anatcl", "--pretrained", str(BRAIN_ID.parent / "anatcl" / "anatcl_small_checkpoint.pth"),
-               "--set", "widths=8,16,32,64", "--out", str(out)],
+        main,
+        [
+            "embed",
+            str(scan),
+            "--encoder",
+            "anatcl",
+            "--pretrained",
+            str(BRAIN_ID.parent / "anatcl" / "anatcl_small_checkpoint.pth"),
+            "--set",
+            "widths=8,16,32,64",
+            "--out",
+            str(out),
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "embedded 1 scans" in result.output
@@ -123,11 +152,25 @@ def test_cli_embed_with_a_published_checkpoint(tmp_path):
 def test_embed_refuses_what_would_not_fit_and_says_which_tile_would(tmp_path):
     scan = phantoms.write_nifti(tmp_path / "scan.nii.gz", *phantoms.ras_reference())
     out = tmp_path / "emb.parquet"
-    run = embed_scans([scan], "brain_id", out, str(CHECKPOINT), {"f_maps": 8}, progress=False, max_memory_bytes=1.4 * GIB)
+    run = embed_scans(
+        [scan], "brain_id", out, str(CHECKPOINT), {"f_maps": 8}, progress=False, max_memory_bytes=1.4 * GIB
+    )
     (message,) = run.errors
     assert run.added == 0 and message.startswith(f"{scan}: brain_id on 96x100x54 voxels (fp32) needs about ")
     tile = int(re.search(r"above --max-memory 1.4 GiB; --tile (\d+) fits", message).group(1))
-    assert embed_scans([scan], "brain_id", out, str(CHECKPOINT), {"f_maps": 8}, progress=False, max_memory_bytes=1.4 * GIB, tile=tile).added == 1
+    assert (
+        embed_scans(
+            [scan],
+            "brain_id",
+            out,
+            str(CHECKPOINT),
+            {"f_maps": 8},
+            progress=False,
+            max_memory_bytes=1.4 * GIB,
+            tile=tile,
+        ).added
+        == 1
+    )
 
 
 def test_tiles_as_large_as_the_volume_give_the_whole_volume_embedding_and_smaller_ones_another_row(tmp_path):
@@ -150,9 +193,13 @@ def test_tiles_as_large_as_the_volume_give_the_whole_volume_embedding_and_smalle
 
 def test_cli_embed_example_says_what_it_skipped_and_that_weights_are_random(tmp_path):
     out = tmp_path / "emb.parquet"
-    first = CliRunner().invoke(main, ["embed", "--example", "--encoder", "anatcl", "--set", "widths=8,16,32,64", "--out", str(out)])
+    first = CliRunner().invoke(
+        main, ["embed", "--example", "--encoder", "anatcl", "--set", "widths=8,16,32,64", "--out", str(out)]
+    )
     assert first.exit_code == 0, first.output
     assert "embedded 1 scans" in first.stdout and "random weights (no --pretrained)" in first.stderr
-    again = CliRunner().invoke(main, ["embed", "--example", "--encoder", "anatcl", "--set", "widths=8,16,32,64", "--out", str(out)])
+    again = CliRunner().invoke(
+        main, ["embed", "--example", "--encoder", "anatcl", "--set", "widths=8,16,32,64", "--out", str(out)]
+    )
     assert "embedded 0 scans into" in again.stdout and "(1 already there, skipped; 0 failed)" in again.stdout
     assert "Without it the weights are random" in " ".join(CliRunner().invoke(main, ["embed", "--help"]).output.split())

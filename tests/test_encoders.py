@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from encoders.registry import create_encoder, list_encoders
 from encoders.checkpoint import load_container
+from encoders.registry import create_encoder, list_encoders
 from fm.errors import InputFileError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,8 +36,12 @@ def test_anatcl_reproduces_the_reference():
     close(features.embedding, expected["embedding"])
     close(model.project(features.embedding), expected["head_normalized"])
     close(features.maps[-1], expected["layer4_out"])
-    torch.testing.assert_close(features.maps[0].double().sum(dim=(2, 3, 4)), expected["layer1_out_sum_f64"], rtol=1e-5, atol=1e-4)
-    stem = model.encoder.maxpool(model.encoder.act(model.encoder.bn1(model.encoder.conv1(x))))  # conv, BN, ReLU, max-pool
+    torch.testing.assert_close(
+        features.maps[0].double().sum(dim=(2, 3, 4)), expected["layer1_out_sum_f64"], rtol=1e-5, atol=1e-4
+    )
+    stem = model.encoder.maxpool(
+        model.encoder.act(model.encoder.bn1(model.encoder.conv1(x)))
+    )  # conv, BN, ReLU, max-pool
     assert list(stem.shape) == expected["stem_out_shape"].tolist()
 
 
@@ -72,9 +76,13 @@ def test_swin_bob_reproduces_the_reference_and_the_monai_change_would_not(swin_b
     assert list(logits.shape) == expected["logits_shape"].tolist()
     close(logits[:, :, ::2, ::2, ::2], expected["logits_stride2"])
     close(logits[..., 32], expected["logits_slice_z32"])
-    torch.testing.assert_close(logits.double().sum(dim=(2, 3, 4)), expected["logits_sum_per_channel_f64"], rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(
+        logits.double().sum(dim=(2, 3, 4)), expected["logits_sum_per_channel_f64"], rtol=1e-5, atol=1e-3
+    )
 
-    modern = create_encoder("swin_bob_btcv", folder / "swinbob_small_model_final.pt", feature_size=12, legacy_patch_merging=False)
+    modern = create_encoder(
+        "swin_bob_btcv", folder / "swinbob_small_model_final.pt", feature_size=12, legacy_patch_merging=False
+    )
     assert (modern.segment(x)[:, :, ::2, ::2, ::2] - expected["logits_stride2"]).abs().max() > 0.05
 
 
@@ -90,7 +98,10 @@ def test_monai_self_supervised_layout_loads_every_key(swin_bob_reference):
 def full_configs():
     anatcl = json.loads((LOCAL / "anatcl" / "full_config_key_shapes.json").read_text())
     brain_id = json.loads((LOCAL / "brain_id" / "full_config_key_shapes.json").read_text())
-    cases = [("anatcl", {}, lambda m: m, next(iter(anatcl.values()))), ("brain_id", {}, lambda m: m, next(iter(brain_id.values())))]
+    cases = [
+        ("anatcl", {}, lambda m: m, next(iter(anatcl.values()))),
+        ("brain_id", {}, lambda m: m, next(iter(brain_id.values()))),
+    ]
     swin_file = ROOT.parent / "shared" / "refvectors" / "swin_bob" / "full_config_key_shapes.json"
     if not swin_file.is_file():
         return cases + [("swin_bob", {}, lambda m: m.unetr, None)]  # skipped (or failed in CI) below

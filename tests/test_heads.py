@@ -4,23 +4,22 @@ scan's own grid, and entropy test-time adaptation that leaves the model as it fo
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
+import phantoms
 import pytest
 import torch
 from torch import nn
 
-import phantoms
 from encoders.base import InputSpec
 from encoders.preprocess import Preprocessed, monai_preprocess
 from encoders.registry import create_encoder
 from fm.errors import InputFileError
 from fm.io import load_volume, volume_from_array
 from fm.labels import BRAIN_TUMOUR, BRATS, BTCV, UKBOB
+from heads.decoding import nested_to_labels
 from heads.etta import norm_affine_parameters, segment_with_etta
-from heads.segmentation import LightSegmentationNet, Segmenter, SwinSegmentationNet, nested_to_labels
-
+from heads.segmentation import LightSegmentationNet, Segmenter, SwinSegmentationNet
 
 
 class Threshold(nn.Module):
@@ -35,6 +34,18 @@ class Threshold(nn.Module):
 
     def forward(self, x):
         return self.conv(x) * 8
+
+
+#: MR at 1.5 mm in RAS, min-max scaled: the tests' scans are in other layouts and spacings, so results must come back
+MR_1P5MM = InputSpec(
+    spacing_mm=(1.5, 1.5, 1.5),
+    orientation="RAS",
+    size=(32, 32, 32),
+    windowed=True,
+    intensity="minmax",
+    in_channels=1,
+    modalities=("MR",),
+)
 
 
 def identity_preprocess(volume):
@@ -54,9 +65,15 @@ def test_head_output_shapes():
 
 
 def test_label_sets():
-    assert list(BTCV.structures.values())[:3] == ["spleen", "right kidney", "left kidney"] and len(BTCV.structures) == 13
+    assert (
+        list(BTCV.structures.values())[:3] == ["spleen", "right kidney", "left kidney"] and len(BTCV.structures) == 13
+    )
     # UKBOB: one label per output channel of the released 72-channel head; id 20 (ribs, CT only) unused
-    assert max(UKBOB.names) + 1 == create_encoder("swin_bob", feature_size=12).state_dict()["unetr.out.conv.conv.bias"].shape[0] == 72
+    assert (
+        max(UKBOB.names) + 1
+        == create_encoder("swin_bob", feature_size=12).state_dict()["unetr.out.conv.conv.bias"].shape[0]
+        == 72
+    )
     assert UKBOB.names[2] == "right kidney" and UKBOB.names[71] == "spinal canal" and 20 not in UKBOB.names
     assert BRATS.nested["whole_tumour"] == (1, 2, 4)
     assert BRAIN_TUMOUR.left == (3, 5) and BRAIN_TUMOUR.right == (4, 6)
@@ -102,8 +119,9 @@ def test_results_land_on_the_scans_own_grid(tmp_path):
     reference, affine = phantoms.ras_reference()
     scan = load_volume(phantoms.write_nifti(tmp_path / "lps.nii.gz", *phantoms.relayout(reference, affine, "LPS")))
     # MONAI preprocessing to RAS at 1.5 mm (the scan is 2 x 2.5 x 1.5 mm in LPS), so resampling back matters
-    spec = InputSpec(spacing_mm=(1.5, 1.5, 1.5), orientation="RAS", size=(32, 32, 32), windowed=True, intensity="minmax", in_channels=1, modalities=("MR",))
-    segmenter = Segmenter(Threshold().eval(), lambda v: monai_preprocess(v, spec), BRAIN_TUMOUR, roi_size=(32, 32, 32))
+    segmenter = Segmenter(
+        Threshold().eval(), lambda v: monai_preprocess(v, MR_1P5MM), BRAIN_TUMOUR, roi_size=(32, 32, 32)
+    )
     result = segmenter(scan)
     assert result.labels.shape == scan.shape and result.probabilities.shape == (10, *scan.shape)
     marked = np.argwhere(result.labels == 1)
@@ -152,7 +170,11 @@ def test_segmenter_folders_are_checked_before_use(tmp_path):
     segmenter, info = create_segmenter("synth-unet")
     config = json.loads((bundled_network_folder() / "config.json").read_text())
     assert info.model_id == "fm3d/default-segmenter" and len(info.sha256) == 16 and info.label_set == BRAIN_TUMOUR.name
-    assert segmenter.label_set is BRAIN_TISSUE and segmenter.postprocess is not None and segmenter.roi_size == tuple(config["inference"]["roi_size"])
+    assert (
+        segmenter.label_set is BRAIN_TISSUE
+        and segmenter.postprocess is not None
+        and segmenter.roi_size == tuple(config["inference"]["roi_size"])
+    )
 
     broken = tmp_path / "broken"
     broken.mkdir()
@@ -172,7 +194,8 @@ def test_an_evaluation_record_counts_only_for_the_weights_it_measured(tmp_path):
     import shutil
 
     from heads.model_folder import EVALUATION_FILE
-    from heads.segmenters import bundled_network_folder, create_segmenter as load_segmenter
+    from heads.segmenters import bundled_network_folder
+    from heads.segmenters import create_segmenter as load_segmenter
 
     folder = tmp_path / "model"
     shutil.copytree(bundled_network_folder(), folder)
@@ -189,7 +212,7 @@ def test_an_evaluation_record_counts_only_for_the_weights_it_measured(tmp_path):
 
 
 def test_channelwise_argmax_matches_torch_and_keeps_the_first_of_ties():
-    from heads.segmentation import _first_argmax
+    from heads.decoding import _first_argmax
 
     probabilities = torch.rand(10, 7, 6, 5)
     probabilities[3, 0, 0, 0] = probabilities[5, 0, 0, 0] = 2.0  # a tie: the lower label wins, as torch.argmax
@@ -222,7 +245,9 @@ def test_softmax_lesions_are_decided_by_the_whole_tumour_region_first(probabilit
     from fm.labels import BRAIN_TISSUE
 
     scan = volume_from_array(np.ones((12, 12, 12), np.float32), np.eye(4))
-    result = Segmenter(FixedProbabilities(probabilities), identity_preprocess, BRAIN_TISSUE, roi_size=(16, 16, 16))(scan)
+    result = Segmenter(FixedProbabilities(probabilities), identity_preprocess, BRAIN_TISSUE, roi_size=(16, 16, 16))(
+        scan
+    )
     assert set(np.unique(result.labels)) == {label}
     np.testing.assert_allclose(result.probabilities[:, 5, 5, 5], probabilities, atol=1e-5)
 
@@ -238,10 +263,13 @@ class NestedRegions(nn.Module):
 def test_nested_outputs_land_on_the_scans_own_grid(tmp_path):
     reference, affine = phantoms.ras_reference()
     scan = load_volume(phantoms.write_nifti(tmp_path / "pir.nii.gz", *phantoms.relayout(reference, affine, "PIR")))
-    spec = InputSpec(spacing_mm=(1.5, 1.5, 1.5), orientation="RAS", size=(32, 32, 32), windowed=True, intensity="minmax", in_channels=1, modalities=("MR",))
     segmenter = Segmenter(
-        NestedRegions(), lambda v: monai_preprocess(v, spec), BRATS, roi_size=(32, 32, 32),
-        output="nested", region_channels=("tumour_core", "whole_tumour", "enhancing_tumour"),
+        NestedRegions(),
+        lambda v: monai_preprocess(v, MR_1P5MM),
+        BRATS,
+        roi_size=(32, 32, 32),
+        output="nested",
+        region_channels=("tumour_core", "whole_tumour", "enhancing_tumour"),
     )
     result = segmenter(scan)
     assert result.labels.shape == scan.shape and result.probabilities.shape == (5, *scan.shape)
@@ -263,7 +291,9 @@ def test_hemispheres_come_from_the_affine_in_any_orientation(tmp_path, code):
 
     scan = load_volume(example_path())
     truth = load_volume(example_path().with_name("example_brain_t1_labels.nii.gz")).array.astype(np.uint8)
-    stored = load_volume(phantoms.write_nifti(tmp_path / f"{code}.nii.gz", *phantoms.relayout(scan.array, scan.affine, code)))
+    stored = load_volume(
+        phantoms.write_nifti(tmp_path / f"{code}.nii.gz", *phantoms.relayout(scan.array, scan.affine, code))
+    )
     truth_stored = stored.from_source_layout(phantoms.relayout(truth, scan.affine, code)[0]).array.astype(np.uint8)
     tissue = np.asarray(BRAIN_TUMOUR_TO_TISSUE, dtype=np.uint8)[truth_stored]
     probabilities = np.eye(8, dtype=np.float32)[tissue].transpose(3, 0, 1, 2)

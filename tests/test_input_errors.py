@@ -7,9 +7,9 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import phantoms
 import pytest
 
-import phantoms
 from encoders.base import INTENSITY_MODES, InputSpec
 from encoders.memory import parse_size
 from encoders.preprocess import INTENSITY_TRANSFORMS, brain_id_preprocess, monai_preprocess
@@ -20,7 +20,13 @@ from fm.labels import BRAIN_TUMOUR
 from fm.measure import measure
 
 SPEC = InputSpec(
-    spacing_mm=None, orientation="RAS", size=(8, 8, 8), windowed=True, intensity="minmax", in_channels=1, modalities=("MR",)
+    spacing_mm=None,
+    orientation="RAS",
+    size=(8, 8, 8),
+    windowed=True,
+    intensity="minmax",
+    in_channels=1,
+    modalities=("MR",),
 )
 
 
@@ -43,7 +49,10 @@ def test_look_up_returns_the_choice_or_names_every_choice():
 
 
 def test_an_unknown_intensity_mode_is_refused_with_the_choices():
-    with pytest.raises(InputError, match=r"unknown intensity mode 'zscore'; choose from minmax, percentile, zscore_nonzero, ct_window, none"):
+    with pytest.raises(
+        InputError,
+        match=r"unknown intensity mode 'zscore'; choose from minmax, percentile, zscore_nonzero, ct_window, none",
+    ):
         dataclasses.replace(SPEC, intensity="zscore")
 
 

@@ -10,11 +10,11 @@ import zipfile
 
 import nibabel as nib
 import numpy as np
+import phantoms
 import pytest
 import SimpleITK as sitk
 from pydicom.uid import generate_uid
 
-import phantoms
 from fm.dicom import MultipleSeriesError
 from fm.errors import InputFileError
 from fm.io import load_volume, save_volume
@@ -388,7 +388,14 @@ def test_never_writes_over_the_data_file_of_a_two_file_input(tmp_path):
     before = raw.read_bytes()
     volume = load_volume(header)
     # ITK names the data file of scan.mhd scan.raw: the input's own data file.
-    raises("scan.mhd", "would replace scan.raw, a file of the input scan", save_volume, volume, tmp_path / "scan.mhd", overwrite=True)
+    raises(
+        "scan.mhd",
+        "would replace scan.raw, a file of the input scan",
+        save_volume,
+        volume,
+        tmp_path / "scan.mhd",
+        overwrite=True,
+    )
     assert raw.read_bytes() == before
     assert not (tmp_path / "scan.mhd").exists()
 

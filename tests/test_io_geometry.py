@@ -8,11 +8,11 @@ import zipfile
 
 import nibabel as nib
 import numpy as np
+import phantoms
 import pytest
 import SimpleITK as sitk
 from pydicom.uid import JPEG2000Lossless, RLELossless
 
-import phantoms
 from fm.io import load_volume, save_volume
 
 ORIENTATIONS = ["RAS", "LAS", "LPS", "PIR", "ILA"]
@@ -75,7 +75,9 @@ def test_dicom_series_matches_nifti_of_the_same_data(tmp_path, code):
     reference, ras_affine = phantoms.ras_reference()
     array, affine = phantoms.relayout(reference, ras_affine, code)
     nifti = load_volume(phantoms.write_nifti(tmp_path / "same.nii.gz", array, affine))
-    folder = phantoms.write_series(tmp_path / "series", phantoms.dicom_slices(array, affine), shuffle_seed=1, reverse_numbers=True)
+    folder = phantoms.write_series(
+        tmp_path / "series", phantoms.dicom_slices(array, affine), shuffle_seed=1, reverse_numbers=True
+    )
     dicom = load_volume(folder)
 
     np.testing.assert_allclose(dicom.affine, nifti.affine, atol=1e-4)

@@ -11,10 +11,25 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-#: fm modules below the encoders: reading scans, labels, errors, checksums, and the templates the atlas uses.
+#: fm modules below the encoders: reading scans, labels, errors, checksums, findings and their
+#: measurement, lesion matching, and the templates the atlas uses.
 FM_CORE = {
-    "fm", "fm.errors", "fm.io", "fm.dicom", "fm.limits", "fm.labels", "fm.masks", "fm.checksums", "fm.contrasts",
-    "fm.examples", "fm.synth", "fm.synth.template",
+    "fm",
+    "fm.errors",
+    "fm.io",
+    "fm.dicom",
+    "fm.limits",
+    "fm.labels",
+    "fm.masks",
+    "fm.checksums",
+    "fm.contrasts",
+    "fm.examples",
+    "fm.findings",
+    "fm.measure",
+    "fm.atlas",
+    "fm.lesion_matching",
+    "fm.synth",
+    "fm.synth.template",
 }
 #: Modules that live in a lower package but sit on top: the training recipe draws its scans from
 #: fm.synth, whose samples come with measured findings and reports (the top layer).
@@ -38,7 +53,10 @@ def layer(module: str) -> int | None:
 
 
 def project_modules() -> list[tuple[str, Path]]:
-    files = [ROOT / "app.py", *(p for folder in ("fm", "encoders", "heads", "eval") for p in (ROOT / folder).rglob("*.py"))]
+    files = [
+        ROOT / "app.py",
+        *(p for folder in ("fm", "encoders", "heads", "eval") for p in (ROOT / folder).rglob("*.py")),
+    ]
     return [(".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"), p) for p in files]
 
 
@@ -49,14 +67,21 @@ def imported_modules(path: Path, module: str) -> set[str]:
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             # `from fm import synth` imports fm.synth; `from fm.io import load_volume` imports fm.io
-            names.update(f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in KNOWN else node.module for alias in node.names)
+            names.update(
+                f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in KNOWN else node.module
+                for alias in node.names
+            )
     return names
 
 
 KNOWN = {name for name, _ in project_modules()}
 
 
-@pytest.mark.parametrize("module, path", [m for m in project_modules() if layer(m[0]) < 3], ids=lambda v: str(v) if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    "module, path",
+    [m for m in project_modules() if layer(m[0]) < 3],
+    ids=lambda v: str(v) if isinstance(v, str) else "",
+)
 def test_lower_layers_import_nothing_above_them(module, path):
     own = layer(module)
     above = sorted(name for name in imported_modules(path, module) if (layer(name) or 0) > own)

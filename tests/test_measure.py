@@ -7,9 +7,9 @@ import json
 
 import nibabel as nib
 import numpy as np
+import phantoms
 import pytest
 
-import phantoms
 from fm.examples import nilearn_template
 from fm.findings import Findings, Laterality, findings_json_schema
 from fm.io import load_volume
@@ -116,11 +116,17 @@ def test_the_same_lesions_measure_the_same_in_every_orientation(tmp_path, layout
 
 @pytest.mark.parametrize(
     "centre,expected",
-    [((-40.0, 0.0, 0.0), Laterality.left), ((0.0, 0.0, 0.0), Laterality.bilateral), ((4.0, 0.0, 0.0), Laterality.midline_crossing)],
+    [
+        ((-40.0, 0.0, 0.0), Laterality.left),
+        ((0.0, 0.0, 0.0), Laterality.bilateral),
+        ((4.0, 0.0, 0.0), Laterality.midline_crossing),
+    ],
 )
 def test_laterality_classes(tmp_path, centre, expected):
     shape = (140, 160, 130)
-    (lesion,) = measured(tmp_path, grid(shape, (1.2, 1.2, 1.2), centre=(0, -18, 10)), shape, [(centre, 10.0, 5.0)]).lesions
+    (lesion,) = measured(
+        tmp_path, grid(shape, (1.2, 1.2, 1.2), centre=(0, -18, 10)), shape, [(centre, 10.0, 5.0)]
+    ).lesions
     assert lesion.laterality == expected
 
 
@@ -140,9 +146,11 @@ def test_regions_on_the_mni_template(tmp_path):
     }
     for centre in sites.values():
         labels[np.linalg.norm(ras - centre, axis=-1) <= 6] = OEDEMA
-    volume = load_volume(phantoms.write_nifti(tmp_path / "mni.nii.gz", *phantoms.relayout(labels.astype(np.float32), img.affine, "LPS")))
+    volume = load_volume(
+        phantoms.write_nifti(tmp_path / "mni.nii.gz", *phantoms.relayout(labels.astype(np.float32), img.affine, "LPS"))
+    )
     findings = measure(volume.array.astype(np.uint8), volume, BRAIN_TUMOUR)
-    by_centre = {tuple(np.round(l.centroid_ras_mm)): l for l in findings.lesions}
+    by_centre = {tuple(np.round(lesion.centroid_ras_mm)): lesion for lesion in findings.lesions}
     for region, centre in sites.items():
         lesion = by_centre[tuple(np.round(centre))]
         assert lesion.region == region, (centre, lesion.region)
@@ -184,8 +192,11 @@ def test_structures_cut_by_the_image_edge_are_flagged(tmp_path):
 
 def scan_and_labels(tmp_path, image, labels, affine, layout):
     """A scan and its label map stored in `layout`, loaded back (held RAS in memory)."""
+
     def stored(name, array):
-        return load_volume(phantoms.write_nifti(tmp_path / name, *phantoms.relayout(array.astype(np.float32), affine, layout)))
+        return load_volume(
+            phantoms.write_nifti(tmp_path / name, *phantoms.relayout(array.astype(np.float32), affine, layout))
+        )
 
     return stored("scan.nii.gz", image), stored("labels.nii.gz", labels).array.astype(np.uint8)
 
@@ -243,12 +254,16 @@ def test_pieces_of_one_lesion_are_one_lesion_and_specks_are_not_reported(tmp_pat
     assert lesion.short_axis_mm <= lesion.longest_diameter_mm
     specks = measure(volume.array.astype(np.uint8), volume, BRAIN_TUMOUR, min_lesion_ml=0.0)
     assert specks.lesion_count == 2
-    assert specks.lesions[1].longest_diameter_mm == pytest.approx(4.0) and specks.lesions[1].short_axis_mm == pytest.approx(1.4)
+    assert specks.lesions[1].longest_diameter_mm == pytest.approx(4.0) and specks.lesions[
+        1
+    ].short_axis_mm == pytest.approx(1.4)
 
 
 def test_findings_json_round_trip_and_schema(tmp_path):
     shape = (110, 130, 100)
-    findings = measured(tmp_path, grid(shape, (1.4, 1.4, 1.4), centre=(0, -18, 10)), shape, [((30.0, 0.0, 10.0), 9.0, 4.0)])
+    findings = measured(
+        tmp_path, grid(shape, (1.4, 1.4, 1.4), centre=(0, -18, 10)), shape, [((30.0, 0.0, 10.0), 9.0, 4.0)]
+    )
     text = findings.to_json()
     assert Findings.from_json(text) == findings
     data = json.loads(text)
@@ -275,3 +290,20 @@ def test_a_cut_structure_has_no_volume_in_findings_json_old_or_new(tmp_path):
         Findings.from_json(json.dumps(data))
     data["schema_version"] = "1.0"
     assert Findings.from_json(json.dumps(data)).structure(cut["name"]).volume_ml is None
+
+
+def test_found_lesions_are_matched_to_true_ones_by_position(tmp_path):
+    from fm.lesion_matching import match_lesions
+
+    shape, spacing = (120, 120, 120), (1.5, 1.5, 1.5)
+    affine = grid(shape, spacing)
+    truth = measured(tmp_path, affine, shape, [((30.0, 0.0, 10.0), 12.0, 6.0), ((-30.0, -20.0, 10.0), 8.0, 4.0)])
+    # one true lesion found a little off and smaller, the other missed, and one found where there is none
+    found = measured(tmp_path, affine, shape, [((33.0, 2.0, 10.0), 10.0, 5.0), ((0.0, -60.0, 10.0), 6.0, 3.0)])
+    scored = match_lesions(found, truth)
+    rows = {round(row["true_ml"]): row for row in scored["lesions"]}
+    big, small = rows[round(sphere_ml(12.0))], rows[round(sphere_ml(8.0))]
+    assert big["found"] and big["laterality_true"] == big["laterality_predicted"] == "right"
+    assert big["volume_error"] == pytest.approx(1 - (10 / 12) ** 3, abs=0.05)
+    assert not small["found"] and small["predicted_ml"] is None
+    assert scored["false_positives"] == 1

@@ -17,7 +17,11 @@ def test_readme_opens_with_two_commands_and_ci_runs_the_second():
     commands = setup_commands()
     assert len(commands) == 2
     assert commands[0].endswith("fm report --example --out report")
-    ci_lines = [ln for ln in (ROOT / ".ci" / "run").read_text().splitlines() if ln and not ln.startswith(("#", "set ", "cd ", "export FM_REQUIRE_SHARED="))]
+    ci_lines = [
+        ln
+        for ln in (ROOT / ".ci" / "run").read_text().splitlines()
+        if ln and not ln.startswith(("#", "set ", "cd ", "export FM_REQUIRE_SHARED="))
+    ]
     assert ci_lines == [commands[1]]
 
 

@@ -11,20 +11,21 @@ import time
 
 import nibabel as nib
 import numpy as np
+import phantoms
 import pypdf
 import pytest
 from PIL import Image
 
-import phantoms
 from fm.errors import InputFileError
 from fm.examples import example_path
 from fm.findings import Findings
 from fm.io import load_volume, volume_from_array
 from fm.labels import BRAIN_TUMOUR, BTCV
 from fm.measure import measure
-from fm.pipeline import ADAPTIVE_MODEL_ID, ADAPTIVE_STAGES, ReportPipeline
+from fm.pipeline import ADAPTIVE_STAGES, ReportPipeline
 from fm.render import REPORT_FILES, views_centre, write_report_folder
 from fm.report import NOTICE, REPORT_SCHEMA_VERSION, Report
+from heads.segmenters import ADAPTIVE_MODEL_ID
 
 #: The example's one lesion, from its ground truth (fm/data/example_brain_t1_findings.json).
 TRUTH = Findings.from_json(example_path().with_name("example_brain_t1_findings.json").read_text())
@@ -57,7 +58,10 @@ def test_a_known_right_lesion_is_reported_right_with_its_volume_in_every_output(
     assert lesion.laterality.value == "right" and abs(lesion.volume_ml - truth.volume_ml) < 0.05
     row = report.structured["findings"]["lesions"][0]
     assert row["location"].startswith("right ") and "right" in report.structured["impression"][0]
-    assert f"{lesion.volume_ml:.1f} mL" in report.structured["impression"][0] and f"{lesion.volume_ml:.1f} mL" in report.narrative
+    assert (
+        f"{lesion.volume_ml:.1f} mL" in report.structured["impression"][0]
+        and f"{lesion.volume_ml:.1f} mL" in report.narrative
+    )
 
     paths = write_report_folder(report, scan, truth_labels(), BRAIN_TUMOUR, tmp_path)
     markdown = paths["report.md"].read_text()
@@ -91,7 +95,9 @@ def test_provenance_says_what_ran_and_how_long_each_stage_took(example, pipeline
     assert list(p.timings_s) == [s for s in ADAPTIVE_STAGES if s != "report"]
     assert 0 < p.timings_s["segment"] and sum(p.timings_s.values()) <= example.wall_s
     assert p.model_id == ADAPTIVE_MODEL_ID and p.model_sha256 == pipeline.model.sha256
-    assert p.reoriented and not p.resampled and p.network_spacing_mm == (1.0, 1.0, 1.0)  # LAS 1 mm scan, segmented on its grid
+    assert (
+        p.reoriented and not p.resampled and p.network_spacing_mm == (1.0, 1.0, 1.0)
+    )  # LAS 1 mm scan, segmented on its grid
     assert p.contrasts == ["t1"] and p.contrasts_guessed  # from the file name
     assert "guessed" in example.report.to_markdown()
     assert p.input_file == str(example_path()) and p.device == "cpu" and not p.etta
@@ -173,7 +179,9 @@ def test_a_structure_not_found_reads_not_found_without_a_confidence(example, tmp
     assert "| lateral ventricles | not found | - |" in markdown
     assert "| cerebrospinal fluid | " in markdown and "| 0.90 |" in markdown
     paths = write_report_folder(report, example.volume, labels, BRAIN_TUMOUR, tmp_path)
-    assert Report.from_json(paths["report.json"].read_text()).findings.structure("lateral ventricles").confidence is None
+    assert (
+        Report.from_json(paths["report.json"].read_text()).findings.structure("lateral ventricles").confidence is None
+    )
 
 
 def test_a_report_says_when_a_missing_lesion_proves_nothing(example):
@@ -186,7 +194,9 @@ def test_a_report_says_when_a_missing_lesion_proves_nothing(example):
         return Report.from_findings(findings, provenance.model_copy(update=model)).structured["impression"]
 
     weak = impression(model_lesion_sensitivity=0.25, model_evaluation="8 synthetic test-split scans, seed 1")
-    assert weak[-1].startswith("This model found 25% of lesions of 1 mL or more in its evaluation (8 synthetic test-split scans, seed 1)")
+    assert weak[-1].startswith(
+        "This model found 25% of lesions of 1 mL or more in its evaluation (8 synthetic test-split scans, seed 1)"
+    )
     assert "does not exclude one" in weak[-1]
     assert "has not been evaluated" in impression(model_lesion_sensitivity=None, model_evaluation=None)[-1]
     assert not any("exclude" in line for line in impression(model_lesion_sensitivity=0.96, model_evaluation="20 scans"))
@@ -246,7 +256,9 @@ def test_every_output_states_the_same_volumes_and_withholds_the_same(example, tm
         assert f"{rows[structure['name']]['volume_ml']:.1f}" == volume
         assert f"| {structure['name']} | {volume} |" in markdown and f"{structure['name']} {volume}" in pdf_text
     lesion, row = data["findings"]["lesions"][0], data["structured"]["findings"]["lesions"][0]
-    assert f"| {row['location']} | {lesion['volume_ml']:.1f}" in markdown and stated(f"{lesion['volume_ml']:.1f}", pdf_text)
+    assert f"| {row['location']} | {lesion['volume_ml']:.1f}" in markdown and stated(
+        f"{lesion['volume_ml']:.1f}", pdf_text
+    )
 
     impression = data["structured"]["impression"]
     assert narrative.split("IMPRESSION:\n")[1] == "\n".join(f"- {line}" for line in impression)

@@ -15,6 +15,7 @@ from scipy import ndimage
 
 from fm import atlas
 from fm.cli import main
+from fm.errors import InputFileError
 from fm.examples import example_path
 from fm.findings import Findings, Laterality
 from fm.io import load_volume
@@ -22,7 +23,6 @@ from fm.labels import BRAIN_TUMOUR
 from fm.measure import measure
 from fm.narrative import side_of, ventricles
 from fm.synth import lesions
-from fm.errors import InputFileError
 from fm.synth.dataset import load_synth_dataset, write_dataset
 from fm.synth.generator import SPLITS, generate
 from fm.synth.template import load_template
@@ -57,12 +57,12 @@ def test_every_lesion_in_the_findings_is_in_the_label_map(samples):
         labels = volume.from_source_layout(sample.labels).array.astype(np.uint8)
         voxel_ml = abs(np.linalg.det(sample.affine[:3, :3])) / 1000
         lesion_voxels = np.isin(labels, LESION_IDS)
-        reported = sum(l.volume_ml for l in sample.findings.lesions)
+        reported = sum(lesion.volume_ml for lesion in sample.findings.lesions)
         # Every reported lesion is made of lesion voxels; what is not reported is specks only.
         assert reported <= lesion_voxels.sum() * voxel_ml + 1e-9
         assert lesion_voxels.sum() * voxel_ml - reported < 0.1 * max(1, len(sample.params["planned_lesions"])) + 0.2
         assert sample.findings.lesion_count <= len(sample.params["planned_lesions"]), "a planned lesion fell apart"
-        assert all(l.volume_ml >= 0.1 for l in sample.findings.lesions)
+        assert all(lesion.volume_ml >= 0.1 for lesion in sample.findings.lesions)
         components, _ = ndimage.label(lesion_voxels, structure=np.ones((3, 3, 3)))
         for lesion in sample.findings.lesions:
             assert set(lesion.label_ids) <= set(LESION_IDS)
@@ -102,14 +102,19 @@ def test_text_never_contradicts_the_findings(samples):
         for lesion in findings.lesions:  # each lesion's own numbers, in order of size
             assert f"{lesion.volume_ml:.1f} mL" in sentences and f"{lesion.longest_diameter_mm:.1f}" in sentences
             assert side_of(lesion) in sentences or lesion.laterality.value == "bilateral"
-        positions = [sentences.index(f"{l.volume_ml:.1f} mL") for l in findings.lesions]
+        positions = [sentences.index(f"{lesion.volume_ml:.1f} mL") for lesion in findings.lesions]
         assert positions == sorted(positions)
         judged = ventricles(findings)
         if judged is not None:
             assert ("enlarge" in sample.narrative) == judged[1]
         allowed = set()
         for lesion in findings.lesions:
-            allowed |= {lesion.volume_ml, lesion.longest_diameter_mm, lesion.short_axis_mm, *lesion.subregion_volumes_ml.values()}
+            allowed |= {
+                lesion.volume_ml,
+                lesion.longest_diameter_mm,
+                lesion.short_axis_mm,
+                *lesion.subregion_volumes_ml.values(),
+            }
             sub = lesion.subregion_volumes_ml
             allowed |= {sub["whole_tumour"] - sub["tumour_core"], sub["tumour_core"] - sub["enhancing_tumour"]}
         allowed |= {s.volume_ml for s in findings.structures if s.volume_ml is not None}  # None: cut by the image edge
@@ -206,16 +211,22 @@ def test_dataset_on_disk_loads_back_and_resumes(tmp_path):
     labels = load_volume(out / row["labels"])
     stored = Findings.from_json((out / row["findings"]).read_text())
     remeasured = measure(labels.array.astype(np.uint8), volume, BRAIN_TUMOUR)
-    assert [l.volume_ml for l in remeasured.lesions] == pytest.approx([l.volume_ml for l in stored.lesions])
-    assert [l.laterality for l in remeasured.lesions] == [l.laterality for l in stored.lesions]
+    assert [lesion.volume_ml for lesion in remeasured.lesions] == pytest.approx(
+        [lesion.volume_ml for lesion in stored.lesions]
+    )
+    assert [lesion.laterality for lesion in remeasured.lesions] == [lesion.laterality for lesion in stored.lesions]
     assert row["lesion_count"] == stored.lesion_count
-    assert len(row["questions"]) == len(row["answers"]) == len(json.loads((out / "qa" / "test-3-000000.json").read_text()))
+    assert (
+        len(row["questions"]) == len(row["answers"]) == len(json.loads((out / "qa" / "test-3-000000.json").read_text()))
+    )
     preview = Image.open(out / "preview-test.png")
     assert preview.size[1] == 2 * 200 and preview.size[0] == 6 * 200
 
 
 def test_cli_synth(tmp_path):
-    result = CliRunner().invoke(main, ["synth", "--n", "1", "--seed", "4", "--split", "train", "--out", str(tmp_path), "--preview"])
+    result = CliRunner().invoke(
+        main, ["synth", "--n", "1", "--seed", "4", "--split", "train", "--out", str(tmp_path), "--preview"]
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "manifest-train.parquet").is_file() and (tmp_path / "preview-train.png").is_file()
 

@@ -35,7 +35,11 @@ def test_training_is_seeded_and_resumes_where_it_stopped(tmp_path):
 
     folder = export(once, tmp_path / "shipped")
     config, recipe = (json.loads((folder / name).read_text()) for name in ("config.json", "training_args.json"))
-    assert recipe["trained_steps"] == 3 and config["label_set"]["name"] == "brain-tissue-v1" and config["head"]["num_classes"] == 8
+    assert (
+        recipe["trained_steps"] == 3
+        and config["label_set"]["name"] == "brain-tissue-v1"
+        and config["head"]["num_classes"] == 8
+    )
     assert set(load_file(str(folder / "model.safetensors"))) == set(a["model"])
 
 
@@ -80,7 +84,9 @@ def test_lesion_patches_may_place_the_lesion_off_centre():
     for offset in (0.0, 0.3):
         found = set()
         for seed in range(12):
-            patch_image, patch_labels = _random_patch(image, labels, (32, 32, 32), np.random.default_rng(seed), 1.0, offset)
+            patch_image, patch_labels = _random_patch(
+                image, labels, (32, 32, 32), np.random.default_rng(seed), 1.0, offset
+            )
             assert patch_image.shape == (1, 32, 32, 32) and patch_labels.shape == (32, 32, 32)
             found.add(tuple(torch.nonzero(patch_labels == 5)[0].tolist()))  # the lesion is always in the patch
         where.append(found)
@@ -98,7 +104,12 @@ def test_a_fine_tuning_stage_starts_from_a_checkpoint_and_counts_its_steps(tmp_p
     start = torch.load(first, weights_only=True)["model"]
     moved = max(float((tuned["model"][k] - v).abs().max()) for k, v in start.items() if v.is_floating_point())
     assert moved < 5e-3
-    assert json.loads((export(tmp_path / "stage" / "checkpoint.pt", tmp_path / "shipped") / "training_args.json").read_text())["trained_steps"] == 3
+    assert (
+        json.loads(
+            (export(tmp_path / "stage" / "checkpoint.pt", tmp_path / "shipped") / "training_args.json").read_text()
+        )["trained_steps"]
+        == 3
+    )
     with pytest.raises(ValueError, match="f_maps 8, this run 16"):
         train(tmp_path / "wide", SegTrainConfig(steps=1, init=str(first), **{**TINY, "f_maps": 16}), progress=False)
 

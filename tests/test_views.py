@@ -7,10 +7,10 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import phantoms
 import pytest
 from scipy import ndimage
 
-import phantoms
 from fm.io import load_volume
 from fm.labels import BRAIN_TUMOUR
 from fm.measure import measure
@@ -116,6 +116,8 @@ def test_paired_structures_and_lesion_regions_differ_in_colour_under_the_tint(tm
     stripe = axial.shape[1] / len(LABEL_COLOURS)
     # radiological view: label ids run from the image's right (patient's left) to its left
     row = axial.shape[0] // 2
-    shown = {label: axial[row, int((len(LABEL_COLOURS) - i - 0.5) * stripe)] for i, label in enumerate(sorted(LABEL_COLOURS))}
+    shown = {
+        label: axial[row, int((len(LABEL_COLOURS) - i - 0.5) * stripe)] for i, label in enumerate(sorted(LABEL_COLOURS))
+    }
     for a, b in itertools.combinations(shown, 2):
         assert np.linalg.norm(shown[a] - shown[b]) >= 30, (a, b)

@@ -42,7 +42,9 @@ def write_sample(sample: SynthSample, out: Path) -> dict:
     nib.save(image, str(out / "images" / f"{sid}.nii.gz"))
     nib.save(labels, str(out / "labels" / f"{sid}.nii.gz"))
     (out / "findings" / f"{sid}.json").write_text(sample.findings.to_json())
-    (out / "reports" / f"{sid}.json").write_text(json.dumps({"structured": sample.report, "narrative": sample.narrative}, indent=2))
+    (out / "reports" / f"{sid}.json").write_text(
+        json.dumps({"structured": sample.report, "narrative": sample.narrative}, indent=2)
+    )
     (out / "qa" / f"{sid}.json").write_text(json.dumps(sample.qa, indent=2))
     findings = sample.findings
     row = {
@@ -59,7 +61,7 @@ def write_sample(sample: SynthSample, out: Path) -> dict:
         "shape": sample.params["shape"],
         "atrophy": sample.params["atrophy"],
         "lesion_count": findings.lesion_count,
-        "lesion_volume_ml": float(sum(l.volume_ml for l in findings.lesions)),
+        "lesion_volume_ml": float(sum(lesion.volume_ml for lesion in findings.lesions)),
         "ventricle_volume_ml": findings.structure("lateral ventricles").volume_ml,
         "narrative": sample.narrative,
         "questions": [qa["question"] for qa in sample.qa],
@@ -99,8 +101,12 @@ def load_synth_dataset(path: str | Path, split: str = "train"):
 
     manifest = Path(path) / f"manifest-{split}.parquet"
     if not manifest.is_file():
-        written = sorted(p.name.removeprefix("manifest-").removesuffix(".parquet") for p in Path(path).glob("manifest-*.parquet"))
-        raise InputFileError(manifest, f"no such split; this folder holds: {', '.join(written) or 'none (run fm synth)'}")
+        written = sorted(
+            p.name.removeprefix("manifest-").removesuffix(".parquet") for p in Path(path).glob("manifest-*.parquet")
+        )
+        raise InputFileError(
+            manifest, f"no such split; this folder holds: {', '.join(written) or 'none (run fm synth)'}"
+        )
     # named after the split it is, so `datasets` does not announce a "train" split for the test set
     return datasets.load_dataset("parquet", data_files={split: str(manifest)}, split=split)
 

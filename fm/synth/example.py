@@ -39,7 +39,10 @@ def make_example(out: Path = DATA) -> None:
     crop = tuple(slice(a, b) for a, b in zip(lo, hi))
     affine = sample.affine.copy()
     affine[:3, 3] = sample.affine[:3, :3] @ lo + sample.affine[:3, 3]
-    image, flair_image = (np.clip(s.image[crop] / np.percentile(s.image[crop], 99.9) * 255, 0, 255).round().astype(np.uint8) for s in (sample, flair))
+    image, flair_image = (
+        np.clip(s.image[crop] / np.percentile(s.image[crop], 99.9) * 255, 0, 255).round().astype(np.uint8)
+        for s in (sample, flair)
+    )
     labels = sample.labels[crop]
 
     out.mkdir(parents=True, exist_ok=True)
@@ -52,7 +55,16 @@ def make_example(out: Path = DATA) -> None:
     volume = volume_from_array(image, affine, name=IMAGE.name, modality="MR")
     findings = measure(volume.from_source_layout(labels).array.astype(np.uint8), volume, BRAIN_TUMOUR)
     (out / FINDINGS.name).write_text(findings.to_json())
-    print(json.dumps({"shape": image.shape, "lesions": [l.model_dump(include={"volume_ml", "laterality", "region"}) for l in findings.lesions]}))
+    print(
+        json.dumps(
+            {
+                "shape": image.shape,
+                "lesions": [
+                    lesion.model_dump(include={"volume_ml", "laterality", "region"}) for lesion in findings.lesions
+                ],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

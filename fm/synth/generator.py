@@ -157,8 +157,12 @@ def generate(
         fine_labels = out_labels
     else:
         fine_shape = tuple(n * f for n, f in zip(shape, factors))
-        fine_warp = torch.nn.functional.interpolate(warp[None], size=fine_shape, mode="trilinear", align_corners=False)[0]
-        fine_mni = spatial.mni_coordinates(spatial.subdivided(out_grid, factors), fine_shape, pose, fine_warp, mass_effects)
+        fine_warp = torch.nn.functional.interpolate(warp[None], size=fine_shape, mode="trilinear", align_corners=False)[
+            0
+        ]
+        fine_mni = spatial.mni_coordinates(
+            spatial.subdivided(out_grid, factors), fine_shape, pose, fine_warp, mass_effects
+        )
         fine_labels = spatial.sample_labels(template_tensor, template.affine, fine_mni)
         del fine_mni
     image = contrast.render(rng, fine_labels, factors, means, stds, bias, noise)
@@ -184,9 +188,7 @@ def generate(
         "noise": round(noise, 4),
         # What was painted; the findings (measured afterwards) are the truth: lesions can merge,
         # be clipped to the brain or shrink below the reporting size.
-        "planned_lesions": [
-            {**dataclasses.asdict(p), "mass_effect": round(s, 3)} for p, s in zip(plans, strengths)
-        ],
+        "planned_lesions": [{**dataclasses.asdict(p), "mass_effect": round(s, 3)} for p, s in zip(plans, strengths)],
     }
     return SynthSample(
         sample_id=sample_id,

@@ -62,7 +62,11 @@ def plan_lesions(
             kind=kind,
             centre_mni=tuple(float(v) for v in centre),
             target_ml=target,
-            core_fraction={"glioma-like": rng.uniform(0.45, 0.7), "low-grade": rng.uniform(0.75, 0.95), "metastasis-like": rng.uniform(0.25, 0.45)}[kind],
+            core_fraction={
+                "glioma-like": rng.uniform(0.45, 0.7),
+                "low-grade": rng.uniform(0.75, 0.95),
+                "metastasis-like": rng.uniform(0.25, 0.45),
+            }[kind],
             rim_mm=0.0 if kind == "low-grade" else float(rng.uniform(1.5, 3.5)),
             axes=tuple(float(a) for a in axes / np.prod(axes) ** (1 / 3)),
             noise_seed=int(rng.integers(2**31)),

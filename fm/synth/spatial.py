@@ -12,9 +12,7 @@ import torch.nn.functional as F
 
 _DIRECTION = {"R": (1, 0, 0), "L": (-1, 0, 0), "A": (0, 1, 0), "P": (0, -1, 0), "S": (0, 0, 1), "I": (0, 0, -1)}
 ORIENTATIONS = [
-    "".join(letters)
-    for axes in itertools.permutations(("RL", "AP", "SI"))
-    for letters in itertools.product(*axes)
+    "".join(letters) for axes in itertools.permutations(("RL", "AP", "SI")) for letters in itertools.product(*axes)
 ]  # all 48 axis-aligned orientation codes
 
 
@@ -36,7 +34,9 @@ def subdivided(affine: np.ndarray, factors) -> np.ndarray:
     return fine
 
 
-def random_pose(rng: np.random.Generator, max_rotation_deg: float, scale_range, max_shear: float, max_shift_mm: float) -> np.ndarray:
+def random_pose(
+    rng: np.random.Generator, max_rotation_deg: float, scale_range, max_shear: float, max_shift_mm: float
+) -> np.ndarray:
     """Subject RAS -> MNI affine: how this synthetic head differs from the template."""
     angles = np.radians(rng.uniform(-max_rotation_deg, max_rotation_deg, 3))
     cx, cy, cz = np.cos(angles)
