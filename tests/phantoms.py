@@ -238,3 +238,20 @@ def enhanced_multiframe(array: np.ndarray, affine_ras: np.ndarray, shuffle_seed:
     ds.PerFrameFunctionalGroupsSequence = Sequence(per_frame)
     ds.PixelData = b"".join(np.ascontiguousarray(stored[:, :, k].T).tobytes() for k in order)
     return ds
+
+
+def mr_spec(spacing_mm=None, size=(32, 32, 32), divisible_by=1):
+    """A windowed, min-max scaled single-channel MR input spec for tests (RAS)."""
+    from encoders.base import InputSpec  # torch: only for the tests that run encoders
+
+    spacing = None if spacing_mm is None else (spacing_mm,) * 3
+    return InputSpec(
+        spacing_mm=spacing,
+        orientation="RAS",
+        size=tuple(size),
+        windowed=True,
+        intensity="minmax",
+        in_channels=1,
+        modalities=("MR",),
+        divisible_by=divisible_by,
+    )

@@ -11,7 +11,6 @@ import pytest
 import torch
 from torch import nn
 
-from encoders.base import InputSpec
 from encoders.preprocess import Preprocessed, monai_preprocess
 from encoders.registry import create_encoder
 from fm.errors import InputFileError
@@ -37,15 +36,7 @@ class Threshold(nn.Module):
 
 
 #: MR at 1.5 mm in RAS, min-max scaled: the tests' scans are in other layouts and spacings, so results must come back
-MR_1P5MM = InputSpec(
-    spacing_mm=(1.5, 1.5, 1.5),
-    orientation="RAS",
-    size=(32, 32, 32),
-    windowed=True,
-    intensity="minmax",
-    in_channels=1,
-    modalities=("MR",),
-)
+MR_1P5MM = phantoms.mr_spec(1.5)
 
 
 def identity_preprocess(volume):

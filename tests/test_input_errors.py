@@ -10,7 +10,7 @@ import numpy as np
 import phantoms
 import pytest
 
-from encoders.base import INTENSITY_MODES, InputSpec
+from encoders.base import INTENSITY_MODES
 from encoders.memory import parse_size
 from encoders.preprocess import INTENSITY_TRANSFORMS, brain_id_preprocess, monai_preprocess
 from fm.contrasts import parse_contrasts
@@ -19,15 +19,7 @@ from fm.io import load_volume, save_volume, volume_from_array
 from fm.labels import BRAIN_TUMOUR
 from fm.measure import measure
 
-SPEC = InputSpec(
-    spacing_mm=None,
-    orientation="RAS",
-    size=(8, 8, 8),
-    windowed=True,
-    intensity="minmax",
-    in_channels=1,
-    modalities=("MR",),
-)
+SPEC = phantoms.mr_spec(size=(8, 8, 8))
 
 
 def scan(array=None):

@@ -1,0 +1,221 @@
+"""The report model (fm.model): encoder + adapter + any causal LM as one transformers model, built
+from tiny random language models of the two families users have on disk (Llama, Qwen2) and a BPE
+tokenizer trained here, so every path runs offline in seconds."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import phantoms
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+import fm  # noqa: F401  (registers the model with transformers' Auto classes)
+from fm.adapter import ADAPTER_KINDS, AdapterConfig, build_adapter, position_code
+from fm.examples import example_path
+from fm.findings import Findings
+from fm.io import volume_from_array
+from fm.model import FMForReportGeneration
+from fm.prompts import IMAGE_TOKEN, build_prompt, findings_text
+
+SMALL_LM = dict(
+    hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
+)
+# Brain-ID's own spec pads every scan to 220^3; the tests feed it small grids instead
+SMALL_GRID = phantoms.mr_spec(size=(48, 48, 48), divisible_by=16)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    corpus = [
+        "Findings:\n- lesion 1: right parietal lobe, 31.7 mL, 59 x 45 mm",
+        "Single lesion in the left frontal lobe. No midline shift. Ventricles normal.",
+    ] * 20
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=320,
+        special_tokens=["<unk>", "<s>", "</s>", "<pad>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    bpe.train_from_iterator(corpus, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>"
+    )
+
+
+@pytest.fixture(scope="module")
+def findings():
+    return Findings.from_json((example_path().parent / "example_brain_t1_findings.json").read_text())
+
+
+def small_model(tokenizer, kind="perceiver", encoder="brain_id", encoder_kwargs=None):
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), **SMALL_LM)
+    adapter = AdapterConfig(kind=kind, num_queries=8, pool_size=2)
+    return FMForReportGeneration.from_parts(
+        config,
+        tokenizer,
+        encoder=encoder,
+        encoder_kwargs=encoder_kwargs or {"f_maps": 8},
+        adapter=adapter,
+        input_spec=SMALL_GRID if encoder == "brain_id" else None,
+    )
+
+
+def scan(shape=(40, 44, 36), spacing=4.0, seed=0):
+    rng = np.random.default_rng(seed)
+    return volume_from_array(rng.random(shape, dtype=np.float32), np.diag([spacing] * 3 + [1.0]))
+
+
+@pytest.mark.parametrize("kind", ADAPTER_KINDS)
+@torch.no_grad()
+def test_adapters_give_the_token_count_their_config_states(kind):
+    config = AdapterConfig(kind=kind, num_queries=8, pool_size=2)
+    grid = (4, 5, 3)
+    out = build_adapter(config, 128, 64)(torch.rand(2, 60, 128), grid)
+    assert out.shape == (2, config.num_tokens(grid), 64)
+
+
+@torch.no_grad()
+def test_the_perceiver_knows_where_its_tokens_lie():
+    """A lesion-like token on the left and the same token on the right must not look alike to the
+    queries: the position code breaks the attention's indifference to order."""
+    torch.manual_seed(0)
+    resampler = build_adapter(AdapterConfig(kind="perceiver", num_queries=4), 48, 32)
+    grid = (6, 4, 4)
+    tokens = torch.zeros(1, 6, 4, 4, 48)
+    left, right = tokens.clone(), tokens.clone()
+    left[0, 0, 2, 2], right[0, 5, 2, 2] = 1.0, 1.0
+    as_tokens = [t.reshape(1, -1, 48) for t in (left, right)]
+    assert not torch.allclose(resampler(as_tokens[0], grid), resampler(as_tokens[1], grid), atol=1e-4)
+    assert position_code(grid, 48).shape == (96, 48) and position_code((1, 1, 1), 4).abs().sum() == 0
+
+
+def test_the_prompt_carries_the_measured_findings(findings):
+    prompt = build_prompt(5, findings, "Which side is the lesion on?", history=[("How many lesions?", "One.")])
+    assert prompt.count(IMAGE_TOKEN) == 5
+    assert "lesion 1: right parietal lobe, 31.7 mL, 59 x 45 mm" in findings_text(findings)
+    assert "left grey matter: 548.1 mL" in prompt
+    assert prompt.index("How many lesions?") < prompt.index("Which side is the lesion on?") and prompt.endswith(
+        "Answer:"
+    )
+    assert "not given" in build_prompt(5, None)
+
+
+@torch.no_grad()
+def test_saved_model_loads_through_the_auto_classes_with_the_same_outputs(tmp_path, tokenizer, findings):
+    from transformers import AutoModel, AutoModelForImageTextToText
+
+    model = small_model(tokenizer)
+    volume = scan()
+    model.save_pretrained(tmp_path / "saved")
+    config = json.loads((tmp_path / "saved" / "config.json").read_text())
+    assert config["model_type"] == "fm3d" and config["input_spec"]["orientation"] == "RAS"
+    assert config["text_config"]["model_type"] == "llama" and config["adapter"]["kind"] == "perceiver"
+    assert "not for clinical use" in (tmp_path / "saved" / "README.md").read_text()
+    for auto in (AutoModelForImageTextToText, AutoModel):
+        again = auto.from_pretrained(tmp_path / "saved")
+        assert type(again) is FMForReportGeneration and len(again.tokenizer) == len(model.tokenizer)
+        pixel_values = again.prepare_scan(volume)
+        prompt = model.tokenizer(build_prompt(model.num_visual_tokens(pixel_values), findings), return_tensors="pt")
+        torch.testing.assert_close(
+            again(**prompt, pixel_values=pixel_values).logits, model(**prompt, pixel_values=pixel_values).logits
+        )
+
+
+def test_import_fm_registers_the_model_without_loading_transformers(tmp_path, tokenizer):
+    small_model(tokenizer).save_pretrained(tmp_path / "saved")
+    code = (
+        "import sys, fm\n"
+        "assert 'transformers' not in sys.modules and 'torch' not in sys.modules\n"
+        "from transformers import AutoModelForImageTextToText\n"
+        f"print(type(AutoModelForImageTextToText.from_pretrained({str(tmp_path / 'saved')!r})).__name__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "FMForReportGeneration"
+
+
+@torch.no_grad()
+def test_a_hub_id_resolves_from_an_offline_cache(tmp_path, tokenizer, monkeypatch):
+    """The real Hub cache layout (refs/main -> snapshots/<commit>/...) with HF_HUB_OFFLINE=1."""
+    import huggingface_hub.constants as hub_constants
+    from transformers import AutoModelForImageTextToText
+
+    model = small_model(tokenizer)
+    cache, commit = tmp_path / "hub", "0123456789abcdef0123456789abcdef01234567"
+    repo = cache / "models--fm3d-test--tiny-report"
+    model.save_pretrained(repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    loaded = AutoModelForImageTextToText.from_pretrained("fm3d-test/tiny-report", cache_dir=str(cache))
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[name], value)
+    assert loaded.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN) == model.config.image_token_id
+
+
+@pytest.mark.parametrize(
+    "lm_class, lm_config",
+    [(LlamaForCausalLM, LlamaConfig), (Qwen2ForCausalLM, lambda **kw: Qwen2Config(tie_word_embeddings=True, **kw))],
+)
+@torch.no_grad()
+def test_a_language_model_on_disk_plugs_in_through_the_same_config_path(
+    tmp_path, tokenizer, findings, lm_class, lm_config
+):
+    torch.manual_seed(0)
+    lm_class(lm_config(vocab_size=len(tokenizer), **SMALL_LM)).save_pretrained(tmp_path / "lm")
+    tokenizer.save_pretrained(tmp_path / "lm")
+    model = FMForReportGeneration.from_parts(
+        tmp_path / "lm",
+        encoder="brain_id",
+        encoder_kwargs={"f_maps": 8},
+        adapter=AdapterConfig(kind="pool", pool_size=2),
+        input_spec=SMALL_GRID,
+    )
+    assert model.config.text_config.model_type == lm_class.config_class.model_type
+    assert IMAGE_TOKEN in model.tokenizer.get_vocab() and not any(p.requires_grad for p in model.encoder.parameters())
+    volume = scan()
+    report = model.generate_report(volume, findings, max_new_tokens=6)
+    answer = model.answer(volume, "Which side?", findings, history=[("How many lesions?", "One.")], max_new_tokens=6)
+    assert isinstance(report, str) and isinstance(answer, str)
+    # greedy decoding gives the same tokens with and without the KV cache
+    pixel_values = model.prepare_scan(volume)
+    prompt = model.tokenizer(build_prompt(model.num_visual_tokens(pixel_values), findings), return_tensors="pt")
+    cached, uncached = (
+        model.generate(
+            **prompt, pixel_values=pixel_values, max_new_tokens=6, do_sample=False, use_cache=use_cache, pad_token_id=0
+        )
+        for use_cache in (True, False)
+    )
+    assert torch.equal(cached, uncached)
+
+
+@torch.no_grad()
+def test_a_prompt_without_room_for_the_scan_is_refused(tokenizer):
+    model = small_model(tokenizer)
+    pixel_values = model.prepare_scan(scan())
+    short = model.tokenizer(build_prompt(model.num_visual_tokens(pixel_values) - 1, None), return_tensors="pt")
+    with pytest.raises(ValueError, match="image placeholders, the scan gives 8 visual tokens"):
+        model(**short, pixel_values=pixel_values)
+
+
+@torch.no_grad()
+def test_a_published_swin_bob_encoder_round_trips_inside_the_model(tmp_path, tokenizer):
+    from transformers import AutoModelForImageTextToText
+
+    model = small_model(tokenizer, kind="mlp", encoder="swin_bob_btcv", encoder_kwargs={"feature_size": 12})
+    volume = scan((64, 64, 64), 1.5)
+    model.save_pretrained(tmp_path / "saved")
+    again = AutoModelForImageTextToText.from_pretrained(tmp_path / "saved")
+    pixel_values = model.prepare_scan(volume)
+    torch.testing.assert_close(again.visual_tokens(pixel_values), model.visual_tokens(pixel_values))
