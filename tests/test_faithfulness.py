@@ -1,0 +1,108 @@
+"""The faithfulness guard against the findings a text was written from: the template narratives
+(which copy every number from the findings) pass, in all their phrasings; a narrative or answer
+that changes a side, a count, a size, misses a lesion or invents a finding is caught, with the
+sentence and what was measured."""
+
+from __future__ import annotations
+
+import pytest
+
+from fm.examples import example_path
+from fm.faithfulness import check, split_sentences
+from fm.findings import Findings, Laterality
+from fm.narrative import narrative_report
+
+BASE = Findings.from_json((example_path().parent / "example_brain_t1_findings.json").read_text())
+RIGHT_PARIETAL = BASE.lesions[0]  # 31.7 mL, 58.7 x 45.4 mm, solidly enhancing
+LEFT_FRONTAL = RIGHT_PARIETAL.model_copy(
+    update={
+        "lesion_id": 2,
+        "laterality": Laterality.left,
+        "region": "frontal lobe",
+        "volume_ml": 4.2,
+        "subregion_volumes_ml": {"whole_tumour": 4.2, "tumour_core": 1.0, "enhancing_tumour": 0.0},
+        "longest_diameter_mm": 22.3,
+        "short_axis_mm": 14.0,
+        "right_fraction": 0.0,
+    }
+)
+
+
+def findings_with(lesions=None, ventricles_ml=None) -> Findings:
+    structures = [
+        s.model_copy(update={"volume_ml": ventricles_ml}) if ventricles_ml and s.name == "lateral ventricles" else s
+        for s in BASE.structures
+    ]
+    return BASE.model_copy(update={"lesions": BASE.lesions if lesions is None else lesions, "structures": structures})
+
+
+CASES = {
+    "one lesion": findings_with(),
+    "two lesions": findings_with([RIGHT_PARIETAL, LEFT_FRONTAL]),
+    "no lesion": findings_with([]),
+    "enlarged ventricles": findings_with(ventricles_ml=160.0),
+    "enhancement not assessed": findings_with(
+        [RIGHT_PARIETAL.model_copy(update={"subregion_volumes_ml": {"whole_tumour": 31.723}})]
+    ),
+    "bilateral": findings_with(
+        [RIGHT_PARIETAL.model_copy(update={"laterality": Laterality.bilateral, "right_fraction": 0.5})]
+    ),
+    "crossing the midline": findings_with(
+        [RIGHT_PARIETAL.model_copy(update={"laterality": Laterality.midline_crossing, "right_fraction": 0.7})]
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_template_narratives_are_faithful_in_every_phrasing(case):
+    findings = CASES[case]
+    for seed in range(10):
+        result = check(narrative_report(findings, seed), findings)
+        assert result.faithful and not result.omissions, (
+            seed,
+            [str(c) for c in result.contradictions],
+            result.omissions,
+        )
+
+
+@pytest.mark.parametrize(
+    "case, change, claim",
+    [
+        ("one lesion", ("right parietal", "left parietal"), "a lesion in the left parietal lobe"),
+        ("one lesion", ("31.7 mL", "41.7 mL"), "41.7 mL"),
+        ("one lesion", ("58.7", "68.7"), "68.7 mm"),
+        ("two lesions", ("There are 2 separate", "There are 3 separate"), "3 lesion(s)"),
+        ("two lesions", ("left frontal", "left temporal"), "a lesion in the left temporal lobe"),
+        ("one lesion", ("solidly enhancing lesion", "non-enhancing lesion"), "no enhancement"),
+        ("no lesion", (None, "The lateral ventricles are enlarged."), "enlarged ventricles"),
+        ("no lesion", (None, "There is an enhancing lesion in the right insula."), "a lesion in the right insula"),
+        ("one lesion", (None, "No focal lesion is seen."), "0 lesion(s)"),
+    ],
+)
+def test_a_changed_claim_is_caught_with_its_sentence(case, change, claim):
+    findings = CASES[case]
+    text = narrative_report(findings, seed=3)
+    old, new = change
+    changed = text + " " + new if old is None else text.replace(old, new)
+    assert changed != text
+    result = check(changed, findings)
+    claims = [c.claim for c in result.contradictions]
+    assert claim in claims, claims
+    caught = next(c for c in result.contradictions if c.claim == claim)
+    assert caught.sentence in split_sentences(changed) and caught.finding
+
+
+def test_a_missed_lesion_and_unmentioned_enlarged_ventricles_are_omissions():
+    findings = findings_with([RIGHT_PARIETAL, LEFT_FRONTAL], ventricles_ml=160.0)
+    text = "A solidly enhancing lesion is seen in the right parietal lobe, 31.7 mL."
+    result = check(text, findings)
+    assert result.faithful
+    assert result.omissions == ["lesion 2 (left frontal lobe, 4.2 mL)", "enlarged lateral ventricles (160.0 mL)"]
+
+
+def test_answers_are_checked_like_narratives():
+    findings = CASES["one lesion"]
+    assert check("Right.", findings).faithful
+    assert not check("The lesion is on the left.", findings).faithful
+    assert check("It measures about 32 mL.", findings).faithful  # a rounding of 31.7
+    assert not check("It measures about 35 mL.", findings).faithful
