@@ -24,6 +24,9 @@ def register_with_transformers() -> None:
     global _registered
     if _registered:
         return
+    model_module = sys.modules.get("fm.model")
+    if model_module is not None and not hasattr(model_module, "FMForReportGeneration"):
+        return  # fm.model is loading transformers right now: it registers itself once defined
     _registered = True  # first: importing fm.model loads the Auto modules again through the hook
     from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText
 

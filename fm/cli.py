@@ -557,6 +557,23 @@ def train():
     """Train the project's models (recipes in the repository, seeded and resumable)."""
 
 
+@train.command(
+    "lm", context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
+)
+@click.argument("options", nargs=-1, type=click.UNPROCESSED)
+def train_lm(options):
+    """The report model's two training stages (fm.train; same options as `python -m fm.train`).
+
+    \b
+      fm train lm --init MODEL_DIR --data SYNTH_DIR --out runs/lm1 --stage 1 --steps 500
+      fm train lm --init runs/lm1/final --data SYNTH_DIR --out runs/lm2 --stage 2 --steps 2000
+      torchrun --nproc_per_node 2 -m fm.train ...   # the same, on several processes
+    """
+    from fm.train import main as run  # torch and transformers: only here
+
+    run(list(options) or ["--help"])
+
+
 @train.command("seg")
 @click.option(
     "--out", type=click.Path(path_type=Path, file_okay=False), required=True, help="Run folder (checkpoint, log)."

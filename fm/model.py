@@ -24,6 +24,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationMixin, PreTrainedModel
 from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
 
+from fm import register_with_transformers
 from fm.adapter import AdapterConfig, build_adapter
 from fm.findings import Findings
 from fm.io import Volume
@@ -305,3 +306,6 @@ print(model.generate_report(volume, findings))
 ```
 """
         return ModelCard(text)
+
+
+register_with_transformers()  # when this module loaded transformers' Auto module itself, the hook had to wait

@@ -72,9 +72,18 @@ def write_sample(sample: SynthSample, out: Path) -> dict:
     return row
 
 
-def write_dataset(out: str | Path, n: int, seed: int, split: str, preview: bool = False, progress: bool = True) -> Path:
+def write_dataset(
+    out: str | Path,
+    n: int,
+    seed: int,
+    split: str,
+    preview: bool = False,
+    progress: bool = True,
+    spacing_mm: tuple[float, float, float] | None = None,
+) -> Path:
     """Generate samples 0..n-1 of `split` into `out` (skipping those already written) and write
-    the manifest. Returns the manifest path."""
+    the manifest. Returns the manifest path. spacing_mm: every scan on this voxel spacing instead
+    of the split's random one (small scans for quick runs)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -87,7 +96,7 @@ def write_dataset(out: str | Path, n: int, seed: int, split: str, preview: bool 
         if done.exists():
             rows.append(json.loads(done.read_text()))
             continue
-        rows.append(write_sample(generate(seed, index, split), out))
+        rows.append(write_sample(generate(seed, index, split, spacing_mm=spacing_mm), out))
     manifest = out / f"manifest-{split}.parquet"
     pq.write_table(pa.Table.from_pylist(rows), manifest)
     if preview:

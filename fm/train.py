@@ -1,0 +1,238 @@
+"""Training the report model (fm.model) in two stages on scans with their findings and texts, from
+folders written by `fm synth` (fm.synth.dataset), with transformers' Trainer: seeded, checkpointed,
+resumable (run the same command again), logged, and unchanged under `torchrun` or `accelerate
+launch` with several processes (gloo on CPUs).
+
+- stage 1, alignment: the language model is frozen; the adapter alone learns to put the scan
+  where the language model can read it, from report examples;
+- stage 2, instruction tuning: LoRA (peft) on the language model's attention and MLP projections,
+  the adapter trained in full, on reports, single questions and multi-turn chats.
+
+A share of the examples (`image_only_share`) leaves the findings out of the prompt, so the model
+also learns to answer from the image alone (what fm.model's findings-free mode measures).
+
+    python -m fm.train --init MODEL_DIR --data SYNTH_DIR --out runs/lm1 --stage 1 --steps 500
+    torchrun --nproc_per_node 2 -m fm.train --init runs/lm1/final --data SYNTH_DIR --out runs/lm2 --stage 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import random
+from pathlib import Path
+
+import torch
+from transformers import Trainer, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from fm.findings import Findings
+from fm.io import load_volume
+from fm.model import FMForReportGeneration
+from fm.prompts import build_prompt
+from fm.synth.dataset import load_synth_dataset
+
+#: LoRA goes on the language model's projections only (a full-match regex: the encoder and the
+#: adapter have linear layers too), with standard key names so a server can load the adapter alone.
+LORA_TARGETS = r".*language_model\..*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+
+
+@dataclasses.dataclass
+class LMTrainConfig:
+    stage: int = 1
+    steps: int = 500
+    lr: float = 1e-3
+    batch_size: int = 1  # scans on different grids do not stack; accumulate instead
+    grad_accum: int = 4
+    seed: int = 0
+    lora_rank: int = 16
+    lora_alpha: int = 32
+    image_only_share: float = 0.2
+    checkpoint_every: int = 100
+    max_length: int = 2048
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+    image: str
+    findings: str | None  # Findings JSON; None: the image-only mode
+    target: str
+    question: str | None = None  # None: the report task
+    history: tuple[tuple[str, str], ...] = ()
+
+
+def synth_examples(
+    folder: str | Path, split: str, stage: int, seed: int = 0, image_only_share: float = 0.2
+) -> list[Example]:
+    """Text examples from a synthetic dataset folder: each scan's report, and in stage 2 its
+    questions one by one and all of them as one multi-turn chat."""
+    folder = Path(folder)
+    rng = random.Random(seed)
+    examples = []
+    for row in load_synth_dataset(folder, split):
+        findings = (folder / row["findings"]).read_text()
+        pairs = list(zip(row["questions"], row["answers"]))
+        image = str(folder / row["image"])
+
+        def grounding() -> str | None:
+            return None if rng.random() < image_only_share else findings
+
+        examples.append(Example(image, grounding(), row["narrative"]))
+        if stage == 1:
+            continue
+        examples += [Example(image, grounding(), answer, question) for question, answer in pairs]
+        if len(pairs) > 1:
+            *earlier, (question, answer) = pairs
+            examples.append(Example(image, grounding(), answer, question, tuple(earlier)))
+    return examples
+
+
+class ScanTextDataset(torch.utils.data.Dataset):
+    """Examples as model inputs: the prepared scan, the prompt and the target (the loss falls on the
+    target and its end token only). Prepared scans are kept: each serves several examples."""
+
+    def __init__(self, examples: list[Example], model: FMForReportGeneration, max_length: int):
+        self.examples, self.model, self.max_length = examples, model, max_length
+        self._scans: dict[str, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> dict:
+        example = self.examples[index]
+        if example.image not in self._scans:
+            self._scans[example.image] = self.model.prepare_scan(load_volume(example.image))[0]
+        pixel_values = self._scans[example.image]
+        findings = Findings.from_json(example.findings) if example.findings else None
+        prompt = build_prompt(
+            self.model.num_visual_tokens(pixel_values[None]), findings, example.question, list(example.history)
+        )
+        tokenizer = self.model.tokenizer
+        prompt_ids = tokenizer(prompt)["input_ids"]
+        target_ids = tokenizer(" " + example.target, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        if len(prompt_ids) + len(target_ids) > self.max_length:
+            raise ValueError(
+                f"{example.image}: example of {len(prompt_ids) + len(target_ids)} tokens, above max_length {self.max_length}"
+            )
+        return {
+            "input_ids": torch.tensor(prompt_ids + target_ids),
+            "labels": torch.tensor([-100] * len(prompt_ids) + target_ids),
+            "pixel_values": pixel_values,
+        }
+
+
+def collate(batch: list[dict], pad_id: int) -> dict:
+    width = max(len(item["input_ids"]) for item in batch)
+
+    def padded(key: str, fill: int) -> torch.Tensor:
+        return torch.stack(
+            [torch.nn.functional.pad(item[key], (0, width - len(item[key])), value=fill) for item in batch]
+        )
+
+    shapes = {tuple(item["pixel_values"].shape) for item in batch}
+    if len(shapes) > 1:
+        raise ValueError(f"scans on different grids in one batch {sorted(shapes)}: use batch_size 1 and grad_accum")
+    input_ids = padded("input_ids", pad_id)
+    return {
+        "input_ids": input_ids,
+        "labels": padded("labels", -100),
+        "attention_mask": (
+            torch.arange(width)[None] < torch.tensor([len(i["input_ids"]) for i in batch])[:, None]
+        ).long(),
+        "pixel_values": torch.stack([item["pixel_values"] for item in batch]),
+    }
+
+
+def trainable_for_stage(model: FMForReportGeneration, config: LMTrainConfig):
+    """Stage 1: the adapter only. Stage 2: a peft model with LoRA on the language model and the
+    adapter saved and trained in full."""
+    if config.stage == 1:
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad = name.startswith("adapter.")
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        r=config.lora_rank, lora_alpha=config.lora_alpha, target_modules=LORA_TARGETS, modules_to_save=["adapter"]
+    )
+    return get_peft_model(model, lora)
+
+
+def train_lm(init: str | Path, data: str | Path, out: str | Path, config: LMTrainConfig, split: str = "train") -> Path:
+    """Train from the model at `init` (a folder or Hub id) on `data`; resumes from the last
+    checkpoint in `out`. Returns the folder of the result: out/final, a complete model (in stage
+    2 with the LoRA weights merged; the adapter alone is in out/lora)."""
+    out = Path(out)
+    torch.manual_seed(config.seed)
+    model = FMForReportGeneration.from_pretrained(init)
+    examples = synth_examples(data, split, config.stage, config.seed, config.image_only_share)
+    dataset = ScanTextDataset(examples, model, config.max_length)
+    trained = trainable_for_stage(model, config)
+    use_cpu = not torch.cuda.is_available()
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1  # started by torchrun / accelerate launch
+    args = TrainingArguments(
+        output_dir=str(out),
+        max_steps=config.steps,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        learning_rate=config.lr,
+        lr_scheduler_type="cosine",
+        warmup_steps=min(20, config.steps // 10),
+        seed=config.seed,
+        data_seed=config.seed,
+        save_steps=config.checkpoint_every,
+        save_total_limit=2,
+        logging_steps=1,
+        report_to=[],
+        remove_unused_columns=False,
+        use_cpu=use_cpu,
+        ddp_backend="gloo" if use_cpu and distributed else None,
+        dataloader_num_workers=0,
+    )
+    pad_id = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else model.tokenizer.eos_token_id
+    trainer = Trainer(
+        model=trained, args=args, train_dataset=dataset, data_collator=lambda batch: collate(batch, pad_id)
+    )
+    last = get_last_checkpoint(str(out)) if out.is_dir() else None
+    trainer.train(resume_from_checkpoint=last)
+    if not trainer.is_world_process_zero():
+        return out / "final"
+    (out / "train_config.json").write_text(
+        json.dumps({**dataclasses.asdict(config), "init": str(init), "data": str(data)}, indent=2)
+    )
+    if config.stage == 1:
+        model.save_pretrained(out / "final")
+    else:
+        trained.save_pretrained(out / "lora")
+        merged = trained.merge_and_unload()
+        merged.tokenizer = model.tokenizer
+        merged.save_pretrained(out / "final")
+    return out / "final"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="fm train lm", description="Train the report model: stage 1 aligns the adapter, stage 2 adds LoRA."
+    )
+    parser.add_argument(
+        "--init", required=True, help="the model to start from: a folder or hf-hub id (FMForReportGeneration)"
+    )
+    parser.add_argument("--data", required=True, help="a folder written by fm synth")
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--out", required=True)
+    defaults = LMTrainConfig()
+    for field in dataclasses.fields(LMTrainConfig):
+        parser.add_argument(
+            f"--{field.name.replace('_', '-')}",
+            type=type(getattr(defaults, field.name)),
+            default=getattr(defaults, field.name),
+        )
+    args = parser.parse_args(argv)
+    config = LMTrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(LMTrainConfig)})
+    print(train_lm(args.init, args.data, args.out, config, args.split))
+
+
+if __name__ == "__main__":
+    main()

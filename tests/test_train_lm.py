@@ -1,0 +1,136 @@
+"""Training the report model (fm.train) on a small synthetic folder: stage 1 moves the adapter
+only, stage 2 trains LoRA whose saved adapter reproduces the merged model, a run resumes where it
+stopped, and the same command runs under torchrun with two CPU processes (gloo)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import phantoms
+import pytest
+import torch
+from test_model import SMALL_LM, tokenizer  # noqa: F401  (the BPE tokenizer fixture)
+from transformers import LlamaConfig
+
+from fm.adapter import AdapterConfig
+from fm.model import FMForReportGeneration
+from fm.synth.dataset import write_dataset
+from fm.train import LMTrainConfig, synth_examples, train_lm
+
+QUICK = dict(grad_accum=1, checkpoint_every=2, lr=5e-3)
+
+
+@pytest.fixture(scope="module")
+def start(tmp_path_factory, tokenizer):  # noqa: F811
+    """Two synthetic scans at 4 mm (with reports and questions) and an untrained tiny model."""
+    root = tmp_path_factory.mktemp("lm")
+    write_dataset(root / "data", 2, seed=0, split="train", progress=False, spacing_mm=(4.0, 4.0, 4.0))
+    torch.manual_seed(0)
+    model = FMForReportGeneration.from_parts(
+        LlamaConfig(vocab_size=len(tokenizer), **SMALL_LM),
+        tokenizer,
+        encoder="brain_id",
+        encoder_kwargs={"f_maps": 8},
+        adapter=AdapterConfig(kind="perceiver", num_queries=8),
+        input_spec=phantoms.mr_spec(size=(48, 48, 48), divisible_by=16),
+    )
+    model.save_pretrained(root / "init")
+    return root
+
+
+def weights(folder, prefix: str) -> dict[str, torch.Tensor]:
+    model = FMForReportGeneration.from_pretrained(folder)
+    return {k: v.clone() for k, v in model.state_dict().items() if k.startswith(prefix)}
+
+
+def changed(before: dict, after: dict) -> bool:
+    return any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_examples_cover_reports_questions_chats_and_the_image_only_mode(start):
+    stage1 = synth_examples(start / "data", "train", stage=1, image_only_share=0.0)
+    stage2 = synth_examples(start / "data", "train", stage=2, image_only_share=0.5, seed=3)
+    assert len(stage1) == 2 and all(e.question is None and e.findings for e in stage1)
+    assert any(e.question and e.history for e in stage2), "a multi-turn chat"
+    assert any(e.findings is None for e in stage2) and any(e.findings for e in stage2)
+
+
+def test_stage_one_trains_the_adapter_alone(start):
+    final = train_lm(start / "init", start / "data", start / "stage1", LMTrainConfig(stage=1, steps=3, **QUICK))
+    for prefix in ("encoder.", "language_model."):
+        assert not changed(weights(start / "init", prefix), weights(final, prefix)), prefix
+    assert changed(weights(start / "init", "adapter."), weights(final, "adapter."))
+    log = json.loads((start / "stage1" / "checkpoint-3" / "trainer_state.json").read_text())["log_history"]
+    assert [entry["step"] for entry in log if "loss" in entry] == [1, 2, 3]
+
+
+def test_stage_two_lora_saves_loads_and_merges_to_the_same_model(start):
+    from peft import PeftModel
+
+    base = start / "stage2-base"
+    train_lm(start / "init", start / "data", base, LMTrainConfig(stage=1, steps=1, **QUICK))
+    final = train_lm(base / "final", start / "data", start / "stage2", LMTrainConfig(stage=2, steps=3, **QUICK))
+    assert changed(weights(base / "final", "language_model."), weights(final, "language_model."))
+    merged = FMForReportGeneration.from_pretrained(final)
+    with_lora = PeftModel.from_pretrained(
+        FMForReportGeneration.from_pretrained(base / "final"), start / "stage2" / "lora"
+    )
+    pixel_values = torch.rand(1, 1, 48, 48, 48)
+    input_ids = torch.tensor([[merged.config.image_token_id] * 8 + [5, 6, 7]])
+    with torch.no_grad():
+        torch.testing.assert_close(
+            with_lora(input_ids=input_ids, pixel_values=pixel_values).logits,
+            merged(input_ids=input_ids, pixel_values=pixel_values).logits,
+            atol=1e-5,
+            rtol=1e-5,
+        )
+
+
+def test_a_run_resumes_from_its_last_checkpoint(start):
+    """A run stopped after its step-2 checkpoint, started again, ends where an uninterrupted one does."""
+    import shutil
+
+    config = LMTrainConfig(stage=1, steps=4, **QUICK)
+    straight = train_lm(start / "init", start / "data", start / "straight", config)
+    out = start / "resumed"
+    out.mkdir()
+    shutil.copytree(start / "straight" / "checkpoint-2", out / "checkpoint-2")  # what the stopped run left
+    train_lm(start / "init", start / "data", out, config)
+    state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["global_step"] == 4 and [e["step"] for e in state["log_history"] if "loss" in e] == [1, 2, 3, 4]
+    resumed, single = weights(out / "final", "adapter."), weights(straight, "adapter.")
+    for name in single:
+        torch.testing.assert_close(resumed[name], single[name], atol=1e-6, rtol=1e-5)
+
+
+def test_the_same_command_runs_on_two_processes(start):
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "fm.train"]
+    options = [
+        "--init",
+        start / "init",
+        "--data",
+        start / "data",
+        "--out",
+        start / "ddp",
+        "--stage",
+        "1",
+        "--steps",
+        "2",
+    ]
+    done = subprocess.run(
+        [*command, *map(str, options), "--grad-accum", "1"], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    state = json.loads((start / "ddp" / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2 and (start / "ddp" / "final" / "model.safetensors").is_file()
+
+
+def test_fm_train_lm_shows_its_options():
+    from click.testing import CliRunner
+
+    from fm.cli import main
+
+    done = CliRunner().invoke(main, ["train", "lm", "--help"])
+    assert done.exit_code == 0 and "--stage" in done.output and "--init" in done.output
