@@ -505,6 +505,8 @@ def segment(
     help="Folder for report.json, report.md, report.pdf, overlay.png, mask.nii.gz.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace report files already in OUT.")
+@click.option("--no-llm", is_flag=True, help="Template narrative only (no language model).")
+@click.option("--lm", help="Report model for the narrative: a folder or hf-hub:org/name (default: the bundled one).")
 @_model_options
 @_input_options
 @_reports_input_errors
@@ -513,6 +515,8 @@ def report(
     example,
     out,
     overwrite,
+    no_llm,
+    lm,
     model,
     encoder_name,
     settings,
@@ -530,7 +534,9 @@ def report(
     Every number in the report is measured from the segmentation; structures reaching the edge
     of the image are reported as incomplete. Scans that are not brain MRI (CT, 2D, other body
     parts) are refused unless --force is given. Scans of one session on different grids are
-    resampled onto the first. The report is an AI draft, not for clinical use.
+    resampled onto the first. The language model's narrative is kept only when none of its
+    statements contradicts a measurement; otherwise the template narrative stands and the report
+    says why. The report is an AI draft, not for clinical use.
 
     \b
     Examples:
@@ -544,12 +550,130 @@ def report(
     result = _run_pipeline(
         scans, example, model, encoder_name, settings, etta, contrasts, force, frame, series, modality, max_voxels
     )
+    written = result.report if no_llm else _with_model_narrative(result, lm)
     click.echo("[writing] report files", err=True)
     paths = write_report_folder(
-        result.report, result.volume, result.segmentation.labels, result.segmentation.label_set, out, overwrite
+        written, result.volume, result.segmentation.labels, result.segmentation.label_set, out, overwrite
     )
     click.echo("\n".join(result.report.structured["impression"]))
     click.echo(f"wrote {', '.join(str(p) for p in paths.values())}")
+
+
+def _with_model_narrative(result, lm: str | None):
+    """The pipeline's report with the language model's narrative, checked; the report as it is
+    when no report model is bundled."""
+    from fm.narration import DEFAULT_LM_ID, load_report_model, narrate
+
+    click.echo("[narrative] language model", err=True)
+    report_model = load_report_model(lm)
+    if report_model is None:
+        click.echo("note: no report model is bundled: the template narrative stands", err=True)
+        return result.report
+    written = narrate(result.report, result.session.volumes, report_model, lm or DEFAULT_LM_ID)
+    if not written.model_narrative.kept:
+        click.echo(
+            f"note: the language model's narrative was withheld ({len(written.model_narrative.contradictions)} contradiction(s))",
+            err=True,
+        )
+    return written
+
+
+def _conversation_options(command):
+    for option in reversed(
+        [
+            click.option("--lm", help="Report model: a folder or hf-hub:org/name (default: the bundled one)."),
+            click.option("--no-findings", is_flag=True, help="Answer from the image alone: the scan is not segmented."),
+            click.option("--max-new-tokens", type=click.IntRange(min=1), default=128, show_default=True),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def _conversation(scans, example, lm, no_findings, settings_for_pipeline):
+    """(report model, scans as it takes them, findings or None) for fm vqa and fm chat."""
+    from fm.narration import load_report_model, model_input
+
+    report_model = load_report_model(lm)
+    if report_model is None:
+        raise click.UsageError("no report model is bundled: give --lm FOLDER or hf-hub:org/name")
+    if no_findings:
+        paths = [str(p) for p in example_paths(example)] if example else list(scans)
+        if not paths:
+            raise click.UsageError("give a scan or --example")
+        session = load_session(paths, None, load=load_volume)
+        return report_model, model_input(session.volumes, report_model), None
+    result = _run_pipeline(scans, example, *settings_for_pipeline)
+    return report_model, model_input(result.session.volumes, report_model), result.report.findings
+
+
+def _answer_and_check(report_model, volumes, question, findings, history, max_new_tokens) -> str:
+    """Streams the answer to stdout, then the guard's verdict on stderr when findings were given."""
+    from transformers import TextStreamer
+
+    streamer = TextStreamer(report_model.tokenizer, skip_prompt=True, skip_special_tokens=True)
+    answer = report_model.answer(volumes, question, findings, history, max_new_tokens=max_new_tokens, streamer=streamer)
+    if findings is not None:
+        from fm.faithfulness import check
+
+        verdict = check(answer, findings)
+        for contradiction in verdict.contradictions:
+            click.echo(f"warning: contradicts the measurements: {contradiction}", err=True)
+    return answer
+
+
+_PIPELINE_DEFAULTS = (None, None, (), False, None, False, None, None, None, None)  # model ... max_voxels
+
+
+@main.command()
+@click.argument("scan_and_question", nargs=-1, metavar="[SCAN] QUESTION")
+@click.option("--example", is_flag=True, help="Ask about the bundled example session instead of SCAN.")
+@_conversation_options
+@_reports_input_errors
+def vqa(scan_and_question, example, lm, no_findings, max_new_tokens):
+    """Ask the report model one question about a scan (segmented first, so the answer can use
+    the measurements; --no-findings answers from the image alone). AI draft, not for clinical use.
+
+    \b
+    Examples:
+      fm vqa scan.nii.gz "Which side is the lesion on?"
+      fm vqa --example "How many lesions are there?" --no-findings
+    """
+    if len(scan_and_question) != (1 if example else 2):
+        raise click.UsageError("give SCAN and QUESTION, or --example and QUESTION")
+    *scans, question = scan_and_question
+    example_name = DEFAULT_EXAMPLE if example else None
+    report_model, volumes, findings = _conversation(scans, example_name, lm, no_findings, _PIPELINE_DEFAULTS)
+    _answer_and_check(report_model, volumes, question, findings, [], max_new_tokens)
+
+
+@main.command()
+@click.argument("scan", required=False)
+@click.option("--example", is_flag=True, help="Talk about the bundled example session instead of SCAN.")
+@_conversation_options
+@_reports_input_errors
+def chat(scan, example, lm, no_findings, max_new_tokens):
+    """Several questions about one scan, each answered with the earlier turns in view; one question
+    per line on stdin, an empty line or end of input to stop. AI draft, not for clinical use.
+
+    \b
+    Examples:
+      fm chat scan.nii.gz
+      printf 'How many lesions?\nWhich side?\n' | fm chat --example
+    """
+    example_name = DEFAULT_EXAMPLE if example else None
+    report_model, volumes, findings = _conversation(
+        [scan] if scan else [], example_name, lm, no_findings, _PIPELINE_DEFAULTS
+    )
+    history: list[tuple[str, str]] = []
+    while True:
+        click.echo("> ", nl=False, err=True)
+        question = sys.stdin.readline().strip()
+        if not question:
+            return
+        history.append(
+            (question, _answer_and_check(report_model, volumes, question, findings, history, max_new_tokens))
+        )
 
 
 @main.group()

@@ -161,29 +161,42 @@ class FMForReportGeneration(FMPreTrainedModel, GenerationMixin):
 
     # -- forward -----------------------------------------------------------------------------
 
-    def visual_tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """(B, C, D, H, W) prepared scans -> (B, K, hidden) tokens in the language model's space."""
+    def encode_scan(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, C, D, H, W) prepared scans -> the encoder's coarsest map (B, channels, d, h, w), whose
+        cells are the tokens the adapter reads. A frozen encoder's are worth keeping for training."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_encoder):
-            coarsest = self.encoder.forward_features(pixel_values.to(self.dtype)).maps[-1]
-        tokens = coarsest.flatten(2).transpose(1, 2)
-        return self.adapter(tokens, tuple(coarsest.shape[2:]))
+            return self.encoder.forward_features(pixel_values.to(self.dtype)).maps[-1]
+
+    def visual_tokens(self, image_features: torch.Tensor) -> torch.Tensor:
+        """The encoder's coarsest map -> (B, K, hidden) tokens in the language model's space."""
+        tokens = image_features.flatten(2).transpose(1, 2)
+        return self.adapter(tokens, tuple(image_features.shape[2:]))
+
+    def num_visual_tokens(self, image_features: torch.Tensor) -> int:
+        """How many image placeholders a prompt needs for this scan's features."""
+        return AdapterConfig(**self.config.adapter).num_tokens(tuple(image_features.shape[2:]))
 
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         pixel_values: torch.Tensor | None = None,
+        image_features: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         **kwargs,
     ):
-        """The language model's forward with the visual tokens in place of the image placeholders
-        (pixel_values only at the first step of generation: later steps read the KV cache)."""
+        """The language model's forward with the visual tokens in place of the image placeholders.
+        The scan comes as `pixel_values` (prepared) or as its `image_features` (encode_scan's,
+        computed once). Steps of generation after the first hold no placeholder: they read the
+        KV cache, and the scan is not used again."""
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)
-            if pixel_values is not None:
-                visual = self.visual_tokens(pixel_values).to(inputs_embeds.dtype)
-                slots = input_ids == self.config.image_token_id
+            slots = input_ids == self.config.image_token_id
+            if pixel_values is not None and image_features is None:
+                image_features = self.encode_scan(pixel_values)
+            if image_features is not None and slots.any():
+                visual = self.visual_tokens(image_features).to(inputs_embeds.dtype)
                 if int(slots.sum()) != visual.shape[0] * visual.shape[1]:
                     raise ValueError(
                         f"the prompt holds {int(slots.sum())} image placeholders, the scan gives {visual.shape[0] * visual.shape[1]} visual tokens"
@@ -199,35 +212,30 @@ class FMForReportGeneration(FMPreTrainedModel, GenerationMixin):
 
         return monai_preprocess(volume, self.input_spec).tensor
 
-    def num_visual_tokens(self, pixel_values: torch.Tensor) -> int:
-        grid = tuple(-(-n // self.encoder.feature_info[-1]["reduction"]) for n in pixel_values.shape[2:])
-        return AdapterConfig(**self.config.adapter).num_tokens(grid)
-
     @torch.no_grad()
     def generate_text(
-        self, pixel_values: torch.Tensor, prompt: str, max_new_tokens: int = 256, **generate_kwargs
+        self, image_features: torch.Tensor, prompt: str, max_new_tokens: int = 256, **generate_kwargs
     ) -> str:
         """Greedy unless `generate_kwargs` say otherwise (do_sample=True, temperature, a streamer...)."""
         encoded = self.tokenizer(prompt, return_tensors="pt")
+        pad_id = self.tokenizer.pad_token_id
         output = self.generate(
             input_ids=encoded["input_ids"],
             attention_mask=encoded["attention_mask"],
-            pixel_values=pixel_values,
+            image_features=image_features,
             max_new_tokens=max_new_tokens,
-            pad_token_id=self.tokenizer.pad_token_id
-            if self.tokenizer.pad_token_id is not None
-            else self.tokenizer.eos_token_id,
+            pad_token_id=pad_id if pad_id is not None else self.tokenizer.eos_token_id,
             **{"do_sample": False, **generate_kwargs},
         )
         return self.tokenizer.decode(output[0, encoded["input_ids"].shape[1] :], skip_special_tokens=True).strip()
 
+    @torch.no_grad()
     def generate_report(self, volume: Volume | list[Volume], findings: Findings | None, **generate_kwargs) -> str:
         """The narrative report of a scan, grounded in `findings` (None: from the image alone)."""
-        pixel_values = self.prepare_scan(volume)
-        return self.generate_text(
-            pixel_values, build_prompt(self.num_visual_tokens(pixel_values), findings), **generate_kwargs
-        )
+        features = self.encode_scan(self.prepare_scan(volume))
+        return self.generate_text(features, build_prompt(self.num_visual_tokens(features), findings), **generate_kwargs)
 
+    @torch.no_grad()
     def answer(
         self,
         volume: Volume | list[Volume],
@@ -237,9 +245,9 @@ class FMForReportGeneration(FMPreTrainedModel, GenerationMixin):
         **generate_kwargs,
     ) -> str:
         """The answer to `question` about the scan, after the earlier (question, answer) turns of `history`."""
-        pixel_values = self.prepare_scan(volume)
-        prompt = build_prompt(self.num_visual_tokens(pixel_values), findings, question, history)
-        return self.generate_text(pixel_values, prompt, **generate_kwargs)
+        features = self.encode_scan(self.prepare_scan(volume))
+        prompt = build_prompt(self.num_visual_tokens(features), findings, question, history)
+        return self.generate_text(features, prompt, **generate_kwargs)
 
     # -- saving ------------------------------------------------------------------------------
 

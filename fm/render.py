@@ -232,8 +232,9 @@ def _tables_page(report):
         for row, structure in zip(s["findings"]["structures"], f.structures)
     ]
     y = _table(page, y - 0.035, ["Structure", "Volume (mL)", "Confidence"], structure_rows, widths=[0.45, 0.4, 0.15])
-    page.text(0.05, y - 0.02, "Narrative (template, from the findings only)", fontsize=12, weight="bold")
-    narrative = "\n".join(_wrap(line, 105) for line in report.narrative.splitlines())
+    heading, shown = report.shown_narrative
+    page.text(0.05, y - 0.02, heading, fontsize=12, weight="bold")
+    narrative = "\n".join(_wrap(line, 105) for line in shown.splitlines())
     page.text(0.05, y - 0.04, narrative, fontsize=8.5, va="top")
     p = report.provenance
     provenance = (

@@ -18,10 +18,11 @@ from fm.findings import Findings
 from fm.labels import BRAIN_TUMOUR, lesions_assessed
 from fm.narrative import narrative_report, structured_report
 
-REPORT_SCHEMA_VERSION = "1.3"
+REPORT_SCHEMA_VERSION = "1.4"
 # 1.1 added the model's lesion sensitivity to provenance; 1.2 the contrasts, input files and input gate;
-# 1.3 findings 1.1 (no volume for a structure cut by the image edge), the narrative ends on the full impression
-_READABLE_SCHEMAS = ("1.0", "1.1", "1.2", REPORT_SCHEMA_VERSION)
+# 1.3 findings 1.1 (no volume for a structure cut by the image edge), the narrative ends on the full impression;
+# 1.4 the language model's narrative with the faithfulness guard's verdict
+_READABLE_SCHEMAS = ("1.0", "1.1", "1.2", "1.3", REPORT_SCHEMA_VERSION)
 #: The issue's detection target: below it (or unmeasured) a report without lesions says it excludes none.
 VALIDATED_SENSITIVITY = 0.95
 NOTICE = (
@@ -70,6 +71,19 @@ class ReportProvenance(BaseModel):
     created_utc: str
 
 
+class ModelNarrative(BaseModel):
+    """A language model's narrative and what the faithfulness guard found in it. The report shows
+    it only when `kept` (no contradiction with the measurements); otherwise the template stands."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    text: str
+    model_id: str
+    kept: bool
+    contradictions: list[str] = Field(description="each claim that contradicts a measurement, with its sentence")
+    omissions: list[str] = Field(description="abnormal findings the text does not mention")
+
+
 class Report(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -79,6 +93,9 @@ class Report(BaseModel):
     structured: dict = Field(description="technique, findings (lesions, structures) and impression sections")
     narrative: str = Field(description="deterministic template narrative built only from the findings")
     provenance: ReportProvenance
+    model_narrative: ModelNarrative | None = Field(
+        None, description="a language model's narrative, checked against the findings"
+    )
 
     @classmethod
     def from_findings(cls, findings: Findings, provenance: ReportProvenance) -> "Report":
@@ -91,6 +108,35 @@ class Report(BaseModel):
         structured["technique"]["contrasts"] = _contrast_statement(provenance)
         narrative = narrative_report(findings, impression_lines=structured["impression"])  # one impression everywhere
         return cls(findings=findings, structured=structured, narrative=narrative, provenance=provenance)
+
+    def with_model_narrative(self, text: str, model_id: str) -> "Report":
+        """This report with a language model's narrative, kept only if the guard finds no contradiction."""
+        from fm.faithfulness import check
+
+        guard = check(text, self.findings)
+        drafted = ModelNarrative(
+            text=text,
+            model_id=model_id,
+            kept=guard.faithful,
+            contradictions=[str(c) for c in guard.contradictions],
+            omissions=guard.omissions,
+        )
+        return self.model_copy(update={"model_narrative": drafted})
+
+    @property
+    def shown_narrative(self) -> tuple[str, str]:
+        """(heading, text) of the narrative a reader sees: the language model's when the guard kept
+        it, else the template's, saying why."""
+        drafted = self.model_narrative
+        if drafted is not None and drafted.kept:
+            return (
+                f"Narrative (language model {drafted.model_id}; AI draft, checked against the measurements)",
+                drafted.text,
+            )
+        if drafted is not None:
+            reason = f"The language model's draft was withheld: {len(drafted.contradictions)} statement(s) contradict the measurements."
+            return "Narrative (template, from the findings only)", f"{self.narrative}\n\n{reason}"
+        return "Narrative (template, from the findings only)", self.narrative
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2)
@@ -194,9 +240,9 @@ def render_markdown(report: Report) -> str:
         "## Impression",
         *[f"- {line}" for line in s["impression"]],
         "",
-        "## Narrative (template)",
+        f"## {report.shown_narrative[0]}",
         "",
-        report.narrative,
+        report.shown_narrative[1],
         "",
     ]
     lines += [

@@ -6,7 +6,9 @@ launch` with several processes (gloo on CPUs).
 - stage 1, alignment: the language model is frozen; the adapter alone learns to put the scan
   where the language model can read it, from report examples;
 - stage 2, instruction tuning: LoRA (peft) on the language model's attention and MLP projections,
-  the adapter trained in full, on reports, single questions and multi-turn chats.
+  the adapter trained in full, on reports, single questions and multi-turn chats. With
+  `full_lm`, the whole language model trains instead of LoRA: for one trained from scratch (the
+  default bundle, fm.default_lm), where a low-rank update has nothing to build on.
 
 A share of the examples (`image_only_share`) leaves the findings out of the prompt, so the model
 also learns to answer from the image alone (what fm.model's findings-free mode measures).
@@ -52,6 +54,7 @@ class LMTrainConfig:
     image_only_share: float = 0.2
     checkpoint_every: int = 100
     max_length: int = 2048
+    full_lm: bool = False  # stage 2: train the whole language model, not LoRA
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,8 +93,10 @@ def synth_examples(
 
 
 class ScanTextDataset(torch.utils.data.Dataset):
-    """Examples as model inputs: the prepared scan, the prompt and the target (the loss falls on the
-    target and its end token only). Prepared scans are kept: each serves several examples."""
+    """Examples as model inputs: the scan, the prompt and the target (the loss falls on the target
+    and its end token only). A frozen encoder's features are computed once per scan and kept (each
+    scan serves several examples, and the encoder costs more than a language-model step); a
+    trained encoder gets the prepared scan."""
 
     def __init__(self, examples: list[Example], model: FMForReportGeneration, max_length: int):
         self.examples, self.model, self.max_length = examples, model, max_length
@@ -103,11 +108,16 @@ class ScanTextDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict:
         example = self.examples[index]
         if example.image not in self._scans:
-            self._scans[example.image] = self.model.prepare_scan(load_volume(example.image))[0]
-        pixel_values = self._scans[example.image]
+            self._scans[example.image] = self._scan_input(example.image)
+        scan = self._scans[example.image]
+        if self.model.config.freeze_encoder:
+            features = scan
+        else:
+            with torch.no_grad():  # only to count the visual tokens
+                features = self.model.encode_scan(scan[None])[0]
         findings = Findings.from_json(example.findings) if example.findings else None
         prompt = build_prompt(
-            self.model.num_visual_tokens(pixel_values[None]), findings, example.question, list(example.history)
+            self.model.num_visual_tokens(features[None]), findings, example.question, list(example.history)
         )
         tokenizer = self.model.tokenizer
         prompt_ids = tokenizer(prompt)["input_ids"]
@@ -119,8 +129,19 @@ class ScanTextDataset(torch.utils.data.Dataset):
         return {
             "input_ids": torch.tensor(prompt_ids + target_ids),
             "labels": torch.tensor([-100] * len(prompt_ids) + target_ids),
-            "pixel_values": pixel_values,
+            self._scan_key: scan,
         }
+
+    @property
+    def _scan_key(self) -> str:
+        return "image_features" if self.model.config.freeze_encoder else "pixel_values"
+
+    def _scan_input(self, path: str) -> torch.Tensor:
+        prepared = self.model.prepare_scan(load_volume(path))
+        if not self.model.config.freeze_encoder:
+            return prepared[0]
+        with torch.no_grad():
+            return self.model.encode_scan(prepared)[0]
 
 
 def collate(batch: list[dict], pad_id: int) -> dict:
@@ -131,7 +152,8 @@ def collate(batch: list[dict], pad_id: int) -> dict:
             [torch.nn.functional.pad(item[key], (0, width - len(item[key])), value=fill) for item in batch]
         )
 
-    shapes = {tuple(item["pixel_values"].shape) for item in batch}
+    scan_key = "image_features" if "image_features" in batch[0] else "pixel_values"
+    shapes = {tuple(item[scan_key].shape) for item in batch}
     if len(shapes) > 1:
         raise ValueError(f"scans on different grids in one batch {sorted(shapes)}: use batch_size 1 and grad_accum")
     input_ids = padded("input_ids", pad_id)
@@ -141,16 +163,17 @@ def collate(batch: list[dict], pad_id: int) -> dict:
         "attention_mask": (
             torch.arange(width)[None] < torch.tensor([len(i["input_ids"]) for i in batch])[:, None]
         ).long(),
-        "pixel_values": torch.stack([item["pixel_values"] for item in batch]),
+        scan_key: torch.stack([item[scan_key] for item in batch]),
     }
 
 
 def trainable_for_stage(model: FMForReportGeneration, config: LMTrainConfig):
     """Stage 1: the adapter only. Stage 2: a peft model with LoRA on the language model and the
     adapter saved and trained in full."""
-    if config.stage == 1:
+    if config.stage == 1 or config.full_lm:
+        trained = ("adapter.",) if config.stage == 1 else ("adapter.", "language_model.")
         for name, parameter in model.named_parameters():
-            parameter.requires_grad = name.startswith("adapter.")
+            parameter.requires_grad = name.startswith(trained)
         return model
     from peft import LoraConfig, get_peft_model
 
@@ -202,7 +225,7 @@ def train_lm(init: str | Path, data: str | Path, out: str | Path, config: LMTrai
     (out / "train_config.json").write_text(
         json.dumps({**dataclasses.asdict(config), "init": str(init), "data": str(data)}, indent=2)
     )
-    if config.stage == 1:
+    if config.stage == 1 or config.full_lm:
         model.save_pretrained(out / "final")
     else:
         trained.save_pretrained(out / "lora")
@@ -222,16 +245,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", required=True, help="a folder written by fm synth")
     parser.add_argument("--split", default="train")
     parser.add_argument("--out", required=True)
-    defaults = LMTrainConfig()
-    for field in dataclasses.fields(LMTrainConfig):
-        parser.add_argument(
-            f"--{field.name.replace('_', '-')}",
-            type=type(getattr(defaults, field.name)),
-            default=getattr(defaults, field.name),
-        )
+    add_config_options(parser, LMTrainConfig)
     args = parser.parse_args(argv)
-    config = LMTrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(LMTrainConfig)})
-    print(train_lm(args.init, args.data, args.out, config, args.split))
+    print(train_lm(args.init, args.data, args.out, config_from_args(LMTrainConfig, args), args.split))
+
+
+def add_config_options(parser: argparse.ArgumentParser, config_class) -> None:
+    """One --option per field of a config dataclass, typed by its default (flags for booleans)."""
+    defaults = config_class()
+    for field in dataclasses.fields(config_class):
+        value, option = getattr(defaults, field.name), f"--{field.name.replace('_', '-')}"
+        if isinstance(value, bool):
+            parser.add_argument(option, action="store_true")
+        else:
+            parser.add_argument(option, type=type(value), default=value)
+
+
+def config_from_args(config_class, args: argparse.Namespace):
+    return config_class(**{field.name: getattr(args, field.name) for field in dataclasses.fields(config_class)})
 
 
 if __name__ == "__main__":

@@ -124,7 +124,8 @@ def test_saved_model_loads_through_the_auto_classes_with_the_same_outputs(tmp_pa
         again = auto.from_pretrained(tmp_path / "saved")
         assert type(again) is FMForReportGeneration and len(again.tokenizer) == len(model.tokenizer)
         pixel_values = again.prepare_scan(volume)
-        prompt = model.tokenizer(build_prompt(model.num_visual_tokens(pixel_values), findings), return_tensors="pt")
+        count = model.num_visual_tokens(model.encode_scan(pixel_values))
+        prompt = model.tokenizer(build_prompt(count, findings), return_tensors="pt")
         torch.testing.assert_close(
             again(**prompt, pixel_values=pixel_values).logits, model(**prompt, pixel_values=pixel_values).logits
         )
@@ -190,7 +191,8 @@ def test_a_language_model_on_disk_plugs_in_through_the_same_config_path(
     assert isinstance(report, str) and isinstance(answer, str)
     # greedy decoding gives the same tokens with and without the KV cache
     pixel_values = model.prepare_scan(volume)
-    prompt = model.tokenizer(build_prompt(model.num_visual_tokens(pixel_values), findings), return_tensors="pt")
+    count = model.num_visual_tokens(model.encode_scan(pixel_values))
+    prompt = model.tokenizer(build_prompt(count, findings), return_tensors="pt")
     cached, uncached = (
         model.generate(
             **prompt, pixel_values=pixel_values, max_new_tokens=6, do_sample=False, use_cache=use_cache, pad_token_id=0
@@ -204,7 +206,9 @@ def test_a_language_model_on_disk_plugs_in_through_the_same_config_path(
 def test_a_prompt_without_room_for_the_scan_is_refused(tokenizer):
     model = small_model(tokenizer)
     pixel_values = model.prepare_scan(scan())
-    short = model.tokenizer(build_prompt(model.num_visual_tokens(pixel_values) - 1, None), return_tensors="pt")
+    short = model.tokenizer(
+        build_prompt(model.num_visual_tokens(model.encode_scan(pixel_values)) - 1, None), return_tensors="pt"
+    )
     with pytest.raises(ValueError, match="image placeholders, the scan gives 8 visual tokens"):
         model(**short, pixel_values=pixel_values)
 
@@ -218,4 +222,24 @@ def test_a_published_swin_bob_encoder_round_trips_inside_the_model(tmp_path, tok
     model.save_pretrained(tmp_path / "saved")
     again = AutoModelForImageTextToText.from_pretrained(tmp_path / "saved")
     pixel_values = model.prepare_scan(volume)
-    torch.testing.assert_close(again.visual_tokens(pixel_values), model.visual_tokens(pixel_values))
+    features = model.encode_scan(pixel_values)
+    torch.testing.assert_close(again.encode_scan(pixel_values), features)
+    torch.testing.assert_close(again.visual_tokens(features), model.visual_tokens(features))
+
+
+def test_fm_vqa_and_fm_chat_answer_about_a_scan(tmp_path, tokenizer):
+    """The commands' plumbing with a tiny untrained model: one answer streamed, then a conversation
+    of two turns (its answers are noise; what matters is that each turn runs with the earlier ones)."""
+    from click.testing import CliRunner
+
+    from fm.cli import main
+
+    small_model(tokenizer).save_pretrained(tmp_path / "lm")
+    options = ["--example", "--no-findings", "--lm", str(tmp_path / "lm"), "--max-new-tokens", "4"]
+    done = CliRunner().invoke(main, ["vqa", *options, "How many lesions are there?"])
+    assert done.exit_code == 0, done.output
+    done = CliRunner().invoke(main, ["chat", *options], input="How many lesions?\nWhich side?\n")
+    assert done.exit_code == 0, done.output
+    assert done.stderr.count("> ") == 3  # two questions, then the end of input
+    done = CliRunner().invoke(main, ["vqa", "--example", "--lm", str(tmp_path / "lm")])
+    assert done.exit_code == 2 and "give SCAN and QUESTION" in done.output

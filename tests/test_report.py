@@ -280,3 +280,26 @@ def test_the_first_page_shows_where_the_views_pass_with_a_legible_legend(example
     stated_centre = [float(v) for v in re.findall(r"-?\d+\.\d", planes)]
     assert np.allclose(stated_centre, views_centre(report.findings, scan, labels)[0], atol=0.05)
     assert np.linalg.norm(np.subtract(stated_centre, report.findings.lesions[0].centroid_ras_mm)) < 1.0
+
+
+def test_a_language_model_narrative_is_shown_only_when_faithful_to_the_measurements(example, tmp_path):
+    from fm.narrative import narrative_report
+
+    report = example.report
+    faithful = narrative_report(report.findings, seed=5)
+    kept = report.with_model_narrative(faithful, "test-lm")
+    assert kept.model_narrative.kept and kept.shown_narrative == (
+        "Narrative (language model test-lm; AI draft, checked against the measurements)",
+        faithful,
+    )
+    assert faithful in kept.to_markdown() and Report.from_json(kept.to_json()) == kept
+    wrong = faithful + " There is a 12.3 mL lesion in the left occipital lobe."  # neither was measured
+    withheld = report.with_model_narrative(wrong, "test-lm")
+    assert not withheld.model_narrative.kept and withheld.model_narrative.contradictions
+    heading, shown = withheld.shown_narrative
+    assert heading.startswith("Narrative (template") and shown.startswith(report.narrative)
+    assert "withheld: " in shown and wrong not in withheld.to_markdown()
+    paths = write_report_folder(
+        withheld, example.volume, example.segmentation.labels, example.segmentation.label_set, tmp_path / "r"
+    )
+    assert "draft was withheld" in paths["report.md"].read_text()

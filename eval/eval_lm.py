@@ -1,0 +1,145 @@
+"""The report model on held-out synthetic scans (the out-of-distribution test split written by
+`fm synth --split test`): are its narratives faithful to the findings, and does it answer from
+the image when the findings are left out?
+
+Per scan, the narrative written from the true findings is checked by fm.faithfulness
+(contradiction rate: share of narratives with at least one; omission rate: share of abnormal
+findings never mentioned) and scored against the reference narrative (BLEU with sacrebleu,
+ROUGE-L with rouge-score). Closed questions (yes/no, side, count, region) are answered with the
+findings in the prompt and without them (image only); the image-only accuracy is set against the
+majority-class baseline, the most frequent training answer for each kind of question.
+
+    pip install sacrebleu rouge-score
+    python eval/eval_lm.py --model fm/data/default_lm --data runs/lmdata --n 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import statistics
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+import fm  # noqa: F401  (registers the model)
+from fm.faithfulness import check
+from fm.findings import Findings
+from fm.io import load_volume
+from fm.model import FMForReportGeneration
+from fm.narrative import ventricles
+from fm.synth.dataset import load_synth_dataset
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def majority_answers(data: Path) -> dict[str, str]:
+    """The most frequent training answer per question kind."""
+    counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for row in load_synth_dataset(data, "train"):
+        for qa in json.loads((data / "qa" / f"{row['sample_id']}.json").read_text()):
+            if qa["answer_type"] == "closed":
+                counts[qa["type"]][qa["answer"]] += 1
+    return {kind: counter.most_common(1)[0][0] for kind, counter in counts.items()}
+
+
+def same_answer(answer: str, expected: str) -> bool:
+    return answer.strip().rstrip(".").lower() == expected.strip().rstrip(".").lower()
+
+
+def evaluate(model_path: str, data: Path, n: int) -> dict:
+    import sacrebleu
+    from rouge_score import rouge_scorer
+
+    model = FMForReportGeneration.from_pretrained(model_path).eval()
+    majority = majority_answers(data)
+    rouge = rouge_scorer.RougeScorer(["rougeL"])
+    rows = list(load_synth_dataset(data, "test"))[:n]
+    scans, closed = [], collections.defaultdict(lambda: {"with_findings": [], "image_only": [], "majority": []})
+    seconds = []
+    for row in tqdm(rows, desc="test scans", unit="scan"):
+        volume = load_volume(data / row["image"])
+        findings = Findings.from_json((data / row["findings"]).read_text())
+        started = time.perf_counter()
+        narrative = model.generate_report(volume, findings, max_new_tokens=400)
+        seconds.append(time.perf_counter() - started)
+        guard = check(narrative, findings)
+        judged = ventricles(findings)
+        abnormal = len(findings.lesions) + int(judged is not None and judged[1])  # what omissions count
+        scans.append(
+            {
+                "sample_id": row["sample_id"],
+                "narrative": narrative,
+                "contradictions": [str(c) for c in guard.contradictions],
+                "omissions": guard.omissions,
+                "abnormal_findings": abnormal,
+                "bleu": sacrebleu.sentence_bleu(narrative, [row["narrative"]]).score,
+                "rouge_l": rouge.score(row["narrative"], narrative)["rougeL"].fmeasure,
+            }
+        )
+        for qa in json.loads((data / "qa" / f"{row['sample_id']}.json").read_text()):
+            if qa["answer_type"] != "closed":
+                continue
+            kind = closed[qa["type"]]
+            kind["with_findings"].append(
+                same_answer(model.answer(volume, qa["question"], findings, max_new_tokens=12), qa["answer"])
+            )
+            kind["image_only"].append(
+                same_answer(model.answer(volume, qa["question"], None, max_new_tokens=12), qa["answer"])
+            )
+            kind["majority"].append(same_answer(majority.get(qa["type"], ""), qa["answer"]))
+
+    def share(values) -> float:
+        return round(sum(values) / len(values), 3) if values else float("nan")
+
+    every = {
+        key: [v for kind in closed.values() for v in kind[key]] for key in ("with_findings", "image_only", "majority")
+    }
+    abnormal_total = sum(s["abnormal_findings"] for s in scans)
+    return {
+        "model": model_path,
+        "data": str(data),
+        "n": len(scans),
+        "summary": {
+            "contradiction_rate": share([bool(s["contradictions"]) for s in scans]),
+            "omission_rate": round(sum(len(s["omissions"]) for s in scans) / abnormal_total, 3)
+            if abnormal_total
+            else 0.0,
+            "closed_vqa_accuracy_with_findings": share(every["with_findings"]),
+            "closed_vqa_accuracy_image_only": share(every["image_only"]),
+            "closed_vqa_majority_baseline": share(every["majority"]),
+            "bleu": round(statistics.mean(s["bleu"] for s in scans), 2),
+            "rouge_l": round(statistics.mean(s["rouge_l"] for s in scans), 3),
+            "median_report_seconds": round(statistics.median(seconds), 2),
+        },
+        "closed_vqa_by_kind": {
+            kind: {key: share(values) for key, values in results.items()} | {"questions": len(results["majority"])}
+            for kind, results in sorted(closed.items())
+        },
+        "scans": scans,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=str(Path(fm.__file__).parent / "data" / "default_lm"))
+    parser.add_argument(
+        "--data", type=Path, required=True, help="a folder with train and test splits written by fm synth"
+    )
+    parser.add_argument("--n", type=int, default=30)
+    parser.add_argument("--out", type=Path, default=RESULTS / "lm_ood.json")
+    args = parser.parse_args()
+    results = evaluate(args.model, args.data, args.n)
+    for key, value in results["summary"].items():
+        print(f"  {key:<36} {value}")
+    for kind, figures in results["closed_vqa_by_kind"].items():
+        print(f"  {kind:<12} " + "  ".join(f"{k} {v}" for k, v in figures.items()))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
