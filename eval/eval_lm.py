@@ -22,6 +22,7 @@ import statistics
 import time
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 import fm  # noqa: F401  (registers the model)
@@ -30,6 +31,7 @@ from fm.findings import Findings
 from fm.io import load_volume
 from fm.model import FMForReportGeneration
 from fm.narrative import ventricles
+from fm.prompts import build_prompt
 from fm.synth.dataset import load_synth_dataset
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -49,6 +51,7 @@ def same_answer(answer: str, expected: str) -> bool:
     return answer.strip().rstrip(".").lower() == expected.strip().rstrip(".").lower()
 
 
+@torch.no_grad()
 def evaluate(model_path: str, data: Path, n: int) -> dict:
     import sacrebleu
     from rouge_score import rouge_scorer
@@ -63,7 +66,9 @@ def evaluate(model_path: str, data: Path, n: int) -> dict:
         volume = load_volume(data / row["image"])
         findings = Findings.from_json((data / row["findings"]).read_text())
         started = time.perf_counter()
-        narrative = model.generate_report(volume, findings, max_new_tokens=400)
+        features = model.encode_scan(model.prepare_scan(volume))  # once per scan: every prompt below reuses it
+        tokens = model.num_visual_tokens(features)
+        narrative = model.generate_text(features, build_prompt(tokens, findings), max_new_tokens=400)
         seconds.append(time.perf_counter() - started)
         guard = check(narrative, findings)
         judged = ventricles(findings)
@@ -83,12 +88,9 @@ def evaluate(model_path: str, data: Path, n: int) -> dict:
             if qa["answer_type"] != "closed":
                 continue
             kind = closed[qa["type"]]
-            kind["with_findings"].append(
-                same_answer(model.answer(volume, qa["question"], findings, max_new_tokens=12), qa["answer"])
-            )
-            kind["image_only"].append(
-                same_answer(model.answer(volume, qa["question"], None, max_new_tokens=12), qa["answer"])
-            )
+            for key, grounding in (("with_findings", findings), ("image_only", None)):
+                prompt = build_prompt(tokens, grounding, qa["question"])
+                kind[key].append(same_answer(model.generate_text(features, prompt, max_new_tokens=12), qa["answer"]))
             kind["majority"].append(same_answer(majority.get(qa["type"], ""), qa["answer"]))
 
     def share(values) -> float:

@@ -7,9 +7,11 @@ texts, behind the bundled segmenter's Brain-ID encoder (frozen) and a perceiver 
     python -m fm.default_lm --data runs/lmdata --out runs/default_lm --export fm/data/default_lm
 
 Steps: (1) the tokenizer, trained on every prompt and target the training will show; (2) the
-untrained model from its parts; (3) stage 1, the adapter alone; (4) stage 2 with the whole language
-model trained (`full_lm`: LoRA needs a pretrained model to adapt). Each stage resumes when run
-again; every step is seeded.
+untrained model from its parts; (3) stage 2 with the whole language model and the adapter trained
+together (`full_lm`: LoRA needs a pretrained model to adapt). Stage 1 (the adapter alone) is off by
+default here: against a language model that has not learnt language yet it measured no progress
+(loss 6.79 to 6.72 in 124 steps, ln 1024 = 6.93); it is for pretrained language models
+(`fm train lm`). Each stage resumes when run again; every step is seeded.
 """
 
 from __future__ import annotations
@@ -43,8 +45,8 @@ class DefaultLMRecipe:
     max_positions: int = 1024
     num_queries: int = 32
     seed: int = 0
-    stage1_steps: int = 300
-    stage2_steps: int = 6000
+    stage1_steps: int = 0
+    stage2_steps: int = 36000
     stage1_lr: float = 1e-3
     stage2_lr: float = 1e-3
 
@@ -110,15 +112,13 @@ def build(data: str | Path, out: str | Path, recipe: DefaultLMRecipe) -> Path:
     data, out = Path(data), Path(out)
     if not (out / "init" / "config.json").is_file():
         untrained_model(train_tokenizer(data, recipe), recipe).save_pretrained(out / "init")
-    common = dict(seed=recipe.seed, grad_accum=1, checkpoint_every=250)
-    stage1 = train_lm(
-        out / "init",
-        data,
-        out / "stage1",
-        LMTrainConfig(stage=1, steps=recipe.stage1_steps, lr=recipe.stage1_lr, **common),
-    )
+    common = dict(seed=recipe.seed, grad_accum=1, checkpoint_every=2000)
+    start = out / "init"
+    if recipe.stage1_steps:
+        stage1 = LMTrainConfig(stage=1, steps=recipe.stage1_steps, lr=recipe.stage1_lr, **common)
+        start = train_lm(start, data, out / "stage1", stage1)
     stage2 = LMTrainConfig(stage=2, steps=recipe.stage2_steps, lr=recipe.stage2_lr, full_lm=True, **common)
-    return train_lm(stage1, data, out / "stage2", stage2)
+    return train_lm(start, data, out / "stage2", stage2)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,6 +13,7 @@ import contextlib
 import torch
 from torch import nn
 
+from fm.errors import InputError
 from fm.io import Volume
 from heads.segmentation import Segmentation, Segmenter
 
@@ -43,7 +44,7 @@ def adapted(net: nn.Module, tensor: torch.Tensor, output: str, steps: int = 3, l
     are exactly as before. Yields the entropy per step."""
     params = norm_affine_parameters(net)
     if not params:
-        raise ValueError("the network has no normalisation affine parameters to adapt")
+        raise InputError("--etta: this network has no normalisation affine parameters to adapt")
     saved_params = {id(p): p.detach().clone() for p in params}
     saved_buffers = {name: b.detach().clone() for name, b in net.named_buffers()}
     flags = {name: p.requires_grad for name, p in net.named_parameters()}

@@ -4,6 +4,7 @@ stopped, and the same command runs under torchrun with two CPU processes (gloo).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -134,3 +135,26 @@ def test_fm_train_lm_shows_its_options():
 
     done = CliRunner().invoke(main, ["train", "lm", "--help"])
     assert done.exit_code == 0 and "--stage" in done.output and "--init" in done.output
+
+
+def test_the_default_bundle_recipe_builds_a_model_from_scratch(start):
+    """The recipe at a toy size: its own tokenizer (the image placeholder one token), the bundled
+    segmenter's encoder and input spec, a Llama trained from scratch with the adapter."""
+    from fm.default_lm import DefaultLMRecipe, build
+    from heads.segmenters import create_segmenter
+
+    recipe = DefaultLMRecipe(vocab_size=400, hidden_size=64, layers=2, heads=4, kv_heads=2, intermediate_size=128)
+    final = build(start / "data", start / "default", dataclasses.replace(recipe, stage2_steps=3))
+    model = FMForReportGeneration.from_pretrained(final)
+    assert (
+        model.tokenizer.convert_tokens_to_ids(model.tokenizer.tokenize("<image><image>"))
+        == [model.config.image_token_id] * 2
+    )
+    segmenter, _ = create_segmenter("synth-unet")
+    for name, value in segmenter.net.encoder.state_dict().items():
+        torch.testing.assert_close(model.encoder.state_dict()[name], value)
+    assert (
+        model.config.input_spec["spacing_mm"] == [1.5, 1.5, 1.5]
+        and model.config.input_spec["intensity"] == "percentile"
+    )
+    assert json.loads((start / "default" / "stage2" / "train_config.json").read_text())["full_lm"] is True
