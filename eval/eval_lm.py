@@ -9,8 +9,8 @@ ROUGE-L with rouge-score). Closed questions (yes/no, side, count, region) are an
 findings in the prompt and without them (image only); the image-only accuracy is set against the
 majority-class baseline, the most frequent training answer for each kind of question.
 
-    pip install sacrebleu rouge-score
-    python eval/eval_lm.py --model fm/data/default_lm --data runs/lmdata --n 30
+    pip install -e '.[eval]'
+    python eval/eval_lm.py --model runs/default_lm/stage2/final --data runs/lmdata --n 30
 """
 
 from __future__ import annotations
