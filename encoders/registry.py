@@ -133,11 +133,15 @@ def read_model_folder(folder: Path, what: str) -> tuple[dict, dict]:
         config = json.loads(config_path.read_text())
     except json.JSONDecodeError as err:
         raise InputFileError(config_path, f"is not valid JSON ({err})") from None
+    return config, read_weights(weights_path)
+
+
+def read_weights(path: Path) -> dict:
+    """The state dict of a safetensors file, or an error naming it."""
     try:
-        state = load_file(str(weights_path))
+        return load_file(str(path))
     except Exception as err:  # safetensors raises its own error types for corrupt files
-        raise InputFileError(weights_path, f"is not a readable safetensors file ({err})") from None
-    return config, state
+        raise InputFileError(path, f"is not a readable safetensors file ({err})") from None
 
 
 def _from_project_folder(entry: EncoderEntry, folder: Path, overrides: dict, strict: bool) -> Encoder:

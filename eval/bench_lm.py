@@ -59,7 +59,7 @@ def main() -> None:
     model = FMForReportGeneration.from_pretrained(args.model).eval()
     findings = Findings.from_json(example_path().with_name("example_brain_t1_findings.json").read_text())
     with torch.no_grad():
-        features = model.encode_scan(model.prepare_scan(load_volume(example_path())))
+        features = model.scan_features(load_volume(example_path()))
         prompt = build_prompt(model.num_visual_tokens(features), findings)
         timed_generation(model, features, prompt, 8, True)  # warm-up
         runs = {True: [], False: []}

@@ -66,7 +66,7 @@ def evaluate(model_path: str, data: Path, n: int) -> dict:
         volume = load_volume(data / row["image"])
         findings = Findings.from_json((data / row["findings"]).read_text())
         started = time.perf_counter()
-        features = model.encode_scan(model.prepare_scan(volume))  # once per scan: every prompt below reuses it
+        features = model.scan_features(volume)  # once per scan: every prompt below reuses it
         tokens = model.num_visual_tokens(features)
         narrative = model.generate_text(features, build_prompt(tokens, findings), max_new_tokens=400)
         seconds.append(time.perf_counter() - started)

@@ -590,7 +590,7 @@ def _conversation_options(command):
     return command
 
 
-def _conversation(scans, example, lm, no_findings, settings_for_pipeline):
+def _conversation(scans, example, lm, no_findings):
     """(report model, scans as it takes them, findings or None) for fm vqa and fm chat."""
     from fm.narration import load_report_model, model_input
 
@@ -603,7 +603,20 @@ def _conversation(scans, example, lm, no_findings, settings_for_pipeline):
             raise click.UsageError("give a scan or --example")
         session = load_session(paths, None, load=load_volume)
         return report_model, model_input(session.volumes, report_model), None
-    result = _run_pipeline(scans, example, *settings_for_pipeline)
+    result = _run_pipeline(
+        scans,
+        example,
+        model=None,
+        encoder_name=None,
+        settings=(),
+        etta=False,
+        contrasts=None,
+        force=False,
+        frame=None,
+        series=None,
+        modality=None,
+        max_voxels=None,
+    )  # the default segmenter, as fm report runs it
     return report_model, model_input(result.session.volumes, report_model), result.report.findings
 
 
@@ -620,9 +633,6 @@ def _answer_and_check(report_model, volumes, question, findings, history, max_ne
         for contradiction in verdict.contradictions:
             click.echo(f"warning: contradicts the measurements: {contradiction}", err=True)
     return answer
-
-
-_PIPELINE_DEFAULTS = (None, None, (), False, None, False, None, None, None, None)  # model ... max_voxels
 
 
 @main.command()
@@ -643,7 +653,7 @@ def vqa(scan_and_question, example, lm, no_findings, max_new_tokens):
         raise click.UsageError("give SCAN and QUESTION, or --example and QUESTION")
     *scans, question = scan_and_question
     example_name = DEFAULT_EXAMPLE if example else None
-    report_model, volumes, findings = _conversation(scans, example_name, lm, no_findings, _PIPELINE_DEFAULTS)
+    report_model, volumes, findings = _conversation(scans, example_name, lm, no_findings)
     _answer_and_check(report_model, volumes, question, findings, [], max_new_tokens)
 
 
@@ -662,9 +672,7 @@ def chat(scan, example, lm, no_findings, max_new_tokens):
       printf 'How many lesions?\nWhich side?\n' | fm chat --example
     """
     example_name = DEFAULT_EXAMPLE if example else None
-    report_model, volumes, findings = _conversation(
-        [scan] if scan else [], example_name, lm, no_findings, _PIPELINE_DEFAULTS
-    )
+    report_model, volumes, findings = _conversation([scan] if scan else [], example_name, lm, no_findings)
     history: list[tuple[str, str]] = []
     while True:
         click.echo("> ", nl=False, err=True)

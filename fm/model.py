@@ -212,6 +212,10 @@ class FMForReportGeneration(FMPreTrainedModel, GenerationMixin):
 
         return monai_preprocess(volume, self.input_spec).tensor
 
+    def scan_features(self, volume: Volume | list[Volume]) -> torch.Tensor:
+        """The encoder's coarsest map of a scan: what every prompt about it reuses."""
+        return self.encode_scan(self.prepare_scan(volume))
+
     @torch.no_grad()
     def generate_text(
         self, image_features: torch.Tensor, prompt: str, max_new_tokens: int = 256, **generate_kwargs
@@ -232,7 +236,7 @@ class FMForReportGeneration(FMPreTrainedModel, GenerationMixin):
     @torch.no_grad()
     def generate_report(self, volume: Volume | list[Volume], findings: Findings | None, **generate_kwargs) -> str:
         """The narrative report of a scan, grounded in `findings` (None: from the image alone)."""
-        features = self.encode_scan(self.prepare_scan(volume))
+        features = self.scan_features(volume)
         return self.generate_text(features, build_prompt(self.num_visual_tokens(features), findings), **generate_kwargs)
 
     @torch.no_grad()
@@ -245,7 +249,7 @@ class FMForReportGeneration(FMPreTrainedModel, GenerationMixin):
         **generate_kwargs,
     ) -> str:
         """The answer to `question` about the scan, after the earlier (question, answer) turns of `history`."""
-        features = self.encode_scan(self.prepare_scan(volume))
+        features = self.scan_features(volume)
         prompt = build_prompt(self.num_visual_tokens(features), findings, question, history)
         return self.generate_text(features, prompt, **generate_kwargs)
 

@@ -12,7 +12,7 @@ from torch import nn
 
 from encoders.checkpoint import load_state_dict_strictly
 from encoders.preprocess import monai_preprocess
-from encoders.registry import create_encoder, read_model_folder
+from encoders.registry import create_encoder, read_weights
 from fm.checksums import content_hash
 from fm.errors import InputFileError, look_up
 from fm.io import Volume
@@ -79,8 +79,7 @@ def load_segmenter_folder(folder: Path, model_id: str) -> tuple[Segmenter, Model
         postprocess, reported = postprocess_chain(config.postprocess, config.label_set)
     except (ValueError, TypeError) as err:  # settings the encoder or a step does not take
         raise InputFileError(folder / "config.json", str(err)) from None
-    _, state = read_model_folder(folder, "a segmenter")
-    load_state_dict_strictly(net, state, folder, strict=True)
+    load_state_dict_strictly(net, read_weights(folder / WEIGHTS_FILE), folder, strict=True)
     spec = config.input_spec
     segmenter = Segmenter(
         net,
