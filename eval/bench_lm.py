@@ -1,6 +1,7 @@
 """Benchmark of the report model's generation on this machine: tokens per second with and without
 the KV cache (medians of repeats in one process, so the ratio is fair on a shared machine), time to
-the first token, and the narrative's share of an `fm report` on the bundled example.
+the first token, and a batch of questions against the same questions one by one. The end-to-end
+`fm report` time with the narrative: `python eval/bench_report.py --narrative`.
 
     python eval/bench_lm.py --repeats 5 [--model fm/data/default_lm]
 """
@@ -50,6 +51,24 @@ def timed_generation(model, features, prompt: str, new_tokens: int, use_cache: b
     return first or float("nan"), time.perf_counter() - started, new_tokens
 
 
+def batch_seconds(model, features, prompts: list[str], new_tokens: int) -> tuple[float, float]:
+    """Seconds to answer `prompts` one by one, and as one left-padded batch, `new_tokens` each."""
+    fixed = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens)
+    started = time.perf_counter()
+    for prompt in prompts:
+        model.generate_text(features, prompt, **fixed)
+    alone = time.perf_counter() - started
+    started = time.perf_counter()
+    model.generate_text(features, prompts, **fixed)
+    return alone, time.perf_counter() - started
+
+
+def qa_questions(findings) -> list[tuple[str, str]]:
+    from fm.synth.vqa import qa_pairs
+
+    return [(qa["type"], qa["question"]) for qa in qa_pairs(findings)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(Path(fm.__file__).parent / "data" / "default_lm"))
@@ -63,9 +82,12 @@ def main() -> None:
         prompt = build_prompt(model.num_visual_tokens(features), findings)
         timed_generation(model, features, prompt, 8, True)  # warm-up
         runs = {True: [], False: []}
+        questions = [build_prompt(model.num_visual_tokens(features), findings, q) for _, q in qa_questions(findings)]
+        batches = []
         for _ in range(args.repeats):
             for use_cache in (True, False):
                 runs[use_cache].append(timed_generation(model, features, prompt, args.tokens, use_cache))
+            batches.append(batch_seconds(model, features, questions, 16))
     print(
         f"report model {args.model}: {torch.get_num_threads()} threads, {args.tokens} new tokens, {args.repeats} repeats"
     )
@@ -78,6 +100,12 @@ def main() -> None:
         )
     ratio = statistics.median(n / s for _, s, n in runs[True]) / statistics.median(n / s for _, s, n in runs[False])
     print(f"  the cache makes generation {ratio:.1f}x faster")
+    alone, batched = (statistics.median(b[i] for b in batches) for i in (0, 1))
+    tokens = 16 * len(questions)
+    print(
+        f"  {len(questions)} questions, 16 tokens each: one by one {tokens / alone:6.1f} tokens/s, "
+        f"as one batch {tokens / batched:6.1f} tokens/s ({alone / batched:.1f}x)"
+    )
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 """Benchmark of `fm report` on the bundled 1 mm example: per-stage wall-clock time and peak memory,
 each repeat in a fresh process (as a user runs the command), medians printed.
 
-    python eval/bench_report.py --repeats 3 --threads 2
+    python eval/bench_report.py --repeats 3 --threads 2 [--narrative]
 
 Stages: import (Python, numpy, SciPy, SimpleITK, nibabel; the default needs neither torch nor
 MONAI), model (set up the default segmenter), the pipeline's own stages (load, gate, segment,
-measure) and write (JSON, Markdown, PNG, PDF, mask). The atlas priors come from the user's cache
+measure), with --narrative the report model's load and narrative (fm.narration), and write
+(JSON, Markdown, PNG, PDF, mask). The atlas priors come from the user's cache
 after the first run (heads.atlas.mni_priors); the first repeat builds them when the cache is cold.
 """
 
@@ -23,7 +24,7 @@ import time
 _STARTED = time.perf_counter()
 
 
-def child(threads: int, out: str, etta: bool) -> None:
+def child(threads: int, out: str, etta: bool, narrative: bool) -> None:
     import resource
 
     import SimpleITK
@@ -39,9 +40,19 @@ def child(threads: int, out: str, etta: bool) -> None:
     timings["model"] = time.perf_counter() - started
     result = pipeline(example_paths(), contrasts=list(example_contrasts()))
     timings.update(result.report.provenance.timings_s)
+    report = result.report
+    if narrative:  # what `fm report` adds by default when a report model is bundled
+        from fm.narration import DEFAULT_LM_ID, load_report_model, narrate
+
+        started = time.perf_counter()
+        report_model = load_report_model()
+        timings["lm load"] = time.perf_counter() - started
+        started = time.perf_counter()
+        report = narrate(report, result.session.volumes, report_model, DEFAULT_LM_ID)
+        timings["narrative"] = time.perf_counter() - started
     started = time.perf_counter()
     seg = result.segmentation
-    write_report_folder(result.report, result.volume, seg.labels, seg.label_set, out)
+    write_report_folder(report, result.volume, seg.labels, seg.label_set, out)
     timings["write"] = time.perf_counter() - started
     timings["total"] = time.perf_counter() - _STARTED
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kB on Linux
@@ -53,16 +64,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--etta", action="store_true", help="network models only")
+    parser.add_argument("--narrative", action="store_true", help="add the bundled report model's narrative")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.threads, args.child, args.etta)
+        child(args.threads, args.child, args.etta, args.narrative)
         return
     runs = []
     for repeat in range(args.repeats):
         with tempfile.TemporaryDirectory() as out:
-            command = [sys.executable, __file__, "--child", out, "--threads", str(args.threads)] + (
-                ["--etta"] if args.etta else []
+            command = (
+                [sys.executable, __file__, "--child", out, "--threads", str(args.threads)]
+                + (["--etta"] if args.etta else [])
+                + (["--narrative"] if args.narrative else [])
             )
             env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "OPENBLAS_NUM_THREADS": str(args.threads)}
             done = subprocess.run(command, capture_output=True, text=True, env=env)
@@ -76,6 +90,7 @@ def main() -> None:
     print(
         f"fm report on the bundled 1 mm example, {args.threads} threads, {args.repeats} fresh processes"
         + (", ETTA on" if args.etta else "")
+        + (", with the language model's narrative" if args.narrative else "")
     )
     for stage in runs[0]["timings_s"]:
         values = [r["timings_s"][stage] for r in runs]

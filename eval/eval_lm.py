@@ -2,15 +2,18 @@
 `fm synth --split test`): are its narratives faithful to the findings, and does it answer from
 the image when the findings are left out?
 
-Per scan, the narrative written from the true findings is checked by fm.faithfulness
+Per scan, the narrative written from the findings (the true ones, or with --measured those the
+shipped segmenter measures, as in `fm report`) is checked against them by fm.faithfulness
 (contradiction rate: share of narratives with at least one; omission rate: share of abnormal
 findings never mentioned) and scored against the reference narrative (BLEU with sacrebleu,
-ROUGE-L with rouge-score). Closed questions (yes/no, side, count, region) are answered with the
-findings in the prompt and without them (image only); the image-only accuracy is set against the
-majority-class baseline, the most frequent training answer for each kind of question.
+ROUGE-L with rouge-score; with --measured, the template narrative of the measured findings).
+Closed questions (yes/no, side, count, region) are answered with the findings in the prompt (the
+answer they give is right) and without them (image only, the true answer is right); the
+image-only accuracy is set against the majority-class baseline, the most frequent training answer
+for each kind of question.
 
     pip install -e '.[eval]'
-    python eval/eval_lm.py --model runs/default_lm/stage2/final --data runs/lmdata --n 30
+    python eval/eval_lm.py --model runs/lm480/stage2/final --data runs/lmdata480 --n 30 [--measured] [--free]
 """
 
 from __future__ import annotations
@@ -26,13 +29,16 @@ import torch
 from tqdm import tqdm
 
 import fm  # noqa: F401  (registers the model)
+from fm.errors import InputError
 from fm.faithfulness import check
 from fm.findings import Findings
 from fm.io import load_volume
 from fm.model import FMForReportGeneration
-from fm.narrative import ventricles
+from fm.narrative import narrative_report, ventricles
+from fm.pipeline import ReportPipeline
 from fm.prompts import build_prompt
 from fm.synth.dataset import load_synth_dataset
+from fm.synth.vqa import qa_pairs
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -47,12 +53,16 @@ def majority_answers(data: Path) -> dict[str, str]:
     return {kind: counter.most_common(1)[0][0] for kind, counter in counts.items()}
 
 
+def closed_pairs(pairs: list[dict]) -> list[dict]:
+    return [qa for qa in pairs if qa["answer_type"] == "closed"]
+
+
 def same_answer(answer: str, expected: str) -> bool:
     return answer.strip().rstrip(".").lower() == expected.strip().rstrip(".").lower()
 
 
 @torch.no_grad()
-def evaluate(model_path: str, data: Path, n: int) -> dict:
+def evaluate(model_path: str, data: Path, n: int, measured: bool = False, grounded: bool = True) -> dict:
     import sacrebleu
     from rouge_score import rouge_scorer
 
@@ -60,15 +70,24 @@ def evaluate(model_path: str, data: Path, n: int) -> dict:
     majority = majority_answers(data)
     rouge = rouge_scorer.RougeScorer(["rougeL"])
     rows = list(load_synth_dataset(data, "test"))[:n]
+    pipeline = ReportPipeline.from_pretrained() if measured else None
     scans, closed = [], collections.defaultdict(lambda: {"with_findings": [], "image_only": [], "majority": []})
-    seconds = []
+    seconds, refused = [], []
     for row in tqdm(rows, desc="test scans", unit="scan"):
         volume = load_volume(data / row["image"])
-        findings = Findings.from_json((data / row["findings"]).read_text())
+        truth = Findings.from_json((data / row["findings"]).read_text())
+        # the findings the model is given: the truth, or what the shipped segmenter measured
+        try:
+            findings = pipeline(volume).report.findings if measured else truth
+        except InputError as error:  # the gate refuses some out-of-distribution contrasts
+            refused.append(f"{row['sample_id']}: {error}")
+            continue
+        reference = narrative_report(findings) if measured else row["narrative"]
         started = time.perf_counter()
         features = model.scan_features(volume)  # once per scan: every prompt below reuses it
         tokens = model.num_visual_tokens(features)
-        narrative = model.generate_text(features, build_prompt(tokens, findings), max_new_tokens=400)
+        decode_in = findings if grounded else None  # fm.grounded_decoding, as fm report decodes
+        narrative = model.generate_text(features, build_prompt(tokens, findings), 400, grounded_in=decode_in)
         seconds.append(time.perf_counter() - started)
         guard = check(narrative, findings)
         judged = ventricles(findings)
@@ -80,18 +99,23 @@ def evaluate(model_path: str, data: Path, n: int) -> dict:
                 "contradictions": [str(c) for c in guard.contradictions],
                 "omissions": guard.omissions,
                 "abnormal_findings": abnormal,
-                "bleu": sacrebleu.sentence_bleu(narrative, [row["narrative"]]).score,
-                "rouge_l": rouge.score(row["narrative"], narrative)["rougeL"].fmeasure,
+                "bleu": sacrebleu.sentence_bleu(narrative, [reference]).score,
+                "rouge_l": rouge.score(reference, narrative)["rougeL"].fmeasure,
             }
         )
-        for qa in json.loads((data / "qa" / f"{row['sample_id']}.json").read_text()):
-            if qa["answer_type"] != "closed":
-                continue
-            kind = closed[qa["type"]]
-            for key, grounding in (("with_findings", findings), ("image_only", None)):
-                prompt = build_prompt(tokens, grounding, qa["question"])
-                kind[key].append(same_answer(model.generate_text(features, prompt, max_new_tokens=12), qa["answer"]))
-            kind["majority"].append(same_answer(majority.get(qa["type"], ""), qa["answer"]))
+        # closed questions: with the findings, the answers they give; from the image alone, the truth's
+        true_pairs = json.loads((data / "qa" / f"{row['sample_id']}.json").read_text())
+        asked = {
+            "with_findings": (findings, closed_pairs(qa_pairs(findings))),
+            "image_only": (None, closed_pairs(true_pairs)),
+        }
+        for key, (given, questions) in asked.items():
+            prompts = [build_prompt(tokens, given, qa["question"]) for qa in questions]
+            answers = model.generate_text(features, prompts, 12, grounded_in=given if grounded else None)
+            for qa, answer in zip(questions, answers):
+                closed[qa["type"]][key].append(same_answer(answer, qa["answer"]))
+        for qa in asked["image_only"][1]:
+            closed[qa["type"]]["majority"].append(same_answer(majority.get(qa["type"], ""), qa["answer"]))
 
     def share(values) -> float:
         return round(sum(values) / len(values), 3) if values else float("nan")
@@ -103,7 +127,10 @@ def evaluate(model_path: str, data: Path, n: int) -> dict:
     return {
         "model": model_path,
         "data": str(data),
+        "findings": "measured by the shipped segmenter" if measured else "true",
+        "decoding": "grounded in the findings (fm.grounded_decoding)" if grounded else "free",
         "n": len(scans),
+        "refused_by_the_gate": refused,
         "summary": {
             "contradiction_rate": share([bool(s["contradictions"]) for s in scans]),
             "omission_rate": round(sum(len(s["omissions"]) for s in scans) / abnormal_total, 3)
@@ -131,9 +158,15 @@ def main() -> None:
         "--data", type=Path, required=True, help="a folder with train and test splits written by fm synth"
     )
     parser.add_argument("--n", type=int, default=30)
+    parser.add_argument(
+        "--free", action="store_true", help="decode without fm.grounded_decoding: the model's own numbers and regions"
+    )
+    parser.add_argument(
+        "--measured", action="store_true", help="give the model the findings `fm report` measures, not the true ones"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "lm_ood.json")
     args = parser.parse_args()
-    results = evaluate(args.model, args.data, args.n)
+    results = evaluate(args.model, args.data, args.n, args.measured, not args.free)
     for key, value in results["summary"].items():
         print(f"  {key:<36} {value}")
     for kind, figures in results["closed_vqa_by_kind"].items():

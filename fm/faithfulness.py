@@ -27,7 +27,7 @@ _COUNT = re.compile(
 )
 _QUANTITY = re.compile(r"(\d+(?:\.\d+)?)(?:\s*x\s*(\d+(?:\.\d+)?))?\s*(mL|mm|%)", re.I)
 _SIDE = re.compile(r"\b(left|right)\b(?!\s+(?:grey|white|hemisphere|and\b))", re.I)
-_REGIONS = (
+REGIONS = (  # lobe-level regions as fm.atlas names them
     "frontal lobe",
     "parietal lobe",
     "temporal lobe",
@@ -37,9 +37,13 @@ _REGIONS = (
     "brainstem",
     "deep grey matter and internal capsule",
 )
-_SIDE_REGION = re.compile(r"\b(left|right)\s+(" + "|".join(_REGIONS) + r")\b")
+_SIDE_REGION = re.compile(r"\b(left|right)\s+(" + "|".join(REGIONS) + r")\b")
 _ENHANCING = re.compile(r"\b(?<!non-)(rim-enhancing|solidly enhancing|enhancing|enhancement)\b", re.I)
-_NOT_ENHANCING = re.compile(r"\b(non-enhancing|no (?:contrast )?enhancement|does not enhance)\b", re.I)
+# "non-enhancing" of a part ("a necrotic or non-enhancing component") says nothing of the lesion's enhancement
+_NOT_ENHANCING = re.compile(
+    r"\b(non-enhancing(?!\s+(?:or\s+necrotic\s+)?(?:component|core|tissue|part))|no (?:contrast )?enhancement|does not enhance)\b",
+    re.I,
+)
 _VENTRICLES = re.compile(r"ventric", re.I)
 _ENLARGED = re.compile(r"enlarge|dilat|hydrocephal", re.I)
 _NORMAL = re.compile(r"normal in size|within normal limits|not enlarged|normal-sized|normal size", re.I)
@@ -122,7 +126,7 @@ def _place_contradictions(sentence: str, lesions: list[LesionFinding]) -> list[C
             found.append(
                 Contradiction(sentence, f"a lesion in the {side} {region}", f"lesions were measured in: {where}")
             )
-    unpaired = [(m.start(), m.group(0)) for m in re.finditer("|".join(_REGIONS), lowered)]
+    unpaired = [(m.start(), m.group(0)) for m in re.finditer("|".join(REGIONS), lowered)]
     for start, region in unpaired:
         if any(a <= start < b for a, b in paired_spans):
             continue

@@ -21,12 +21,20 @@ from typing import TYPE_CHECKING
 import torch
 from huggingface_hub import ModelCard, ModelCardData
 from huggingface_hub.dataclasses import strict
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationMixin, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GenerationMixin,
+    LogitsProcessorList,
+    PreTrainedModel,
+)
 from transformers.configuration_utils import PreTrainedConfig, SubConfigSpec
 
 from fm import register_with_transformers
 from fm.adapter import AdapterConfig, build_adapter
 from fm.findings import Findings
+from fm.grounded_decoding import GroundedDecoding, Grounding
 from fm.io import Volume
 from fm.prompts import IMAGE_TOKEN, build_prompt
 
@@ -188,15 +196,15 @@ class FMForReportGeneration(FMPreTrainedModel, GenerationMixin):
     ):
         """The language model's forward with the visual tokens in place of the image placeholders.
         The scan comes as `pixel_values` (prepared) or as its `image_features` (encode_scan's,
-        computed once). Steps of generation after the first hold no placeholder: they read the
+        computed once): a batch tensor, or a list of one-scan tensors when the scans' grids differ. Steps of generation after the first hold no placeholder: they read the
         KV cache, and the scan is not used again."""
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)
             slots = input_ids == self.config.image_token_id
             if pixel_values is not None and image_features is None:
-                image_features = self.encode_scan(pixel_values)
+                image_features = _each(self.encode_scan, pixel_values)
             if image_features is not None and slots.any():
-                visual = self.visual_tokens(image_features).to(inputs_embeds.dtype)
+                visual = _each(self.visual_tokens, image_features).to(inputs_embeds.dtype)
                 if int(slots.sum()) != visual.shape[0] * visual.shape[1]:
                     raise ValueError(
                         f"the prompt holds {int(slots.sum())} image placeholders, the scan gives {visual.shape[0] * visual.shape[1]} visual tokens"
@@ -218,26 +226,52 @@ class FMForReportGeneration(FMPreTrainedModel, GenerationMixin):
 
     @torch.no_grad()
     def generate_text(
-        self, image_features: torch.Tensor, prompt: str, max_new_tokens: int = 256, **generate_kwargs
-    ) -> str:
-        """Greedy unless `generate_kwargs` say otherwise (do_sample=True, temperature, a streamer...)."""
-        encoded = self.tokenizer(prompt, return_tensors="pt")
+        self,
+        image_features: torch.Tensor,
+        prompt: str | list[str],
+        max_new_tokens: int = 256,
+        grounded_in: Findings | None = None,
+        **generate_kwargs,
+    ) -> str | list[str]:
+        """The model's text after `prompt`; greedy unless `generate_kwargs` say otherwise
+        (do_sample=True, temperature, a streamer...). A list of prompts is generated as one batch
+        (left-padded), about one scan (features with batch size 1) or one scan each.
+        grounded_in: findings whose numbers and lesion regions are the only ones the text may
+        state (fm.grounded_decoding); None leaves the model free."""
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        if image_features.shape[0] == 1 and len(prompts) > 1:
+            image_features = image_features.expand(len(prompts), *image_features.shape[1:])
+        if self.tokenizer.pad_token is None:  # a language model's own tokenizer may have none
+            self.tokenizer.pad_token = self.tokenizer.eos_token
         pad_id = self.tokenizer.pad_token_id
+        self.tokenizer.padding_side = "left"  # generation continues every row at its end
+        encoded = self.tokenizer(prompts, return_tensors="pt", padding=len(prompts) > 1)
+        if grounded_in is not None:
+            grounding = GroundedDecoding(self.tokenizer, Grounding.of(grounded_in), encoded["input_ids"].shape[1])
+            generate_kwargs["logits_processor"] = LogitsProcessorList(
+                [grounding, *generate_kwargs.get("logits_processor", [])]
+            )
         output = self.generate(
             input_ids=encoded["input_ids"],
             attention_mask=encoded["attention_mask"],
             image_features=image_features,
             max_new_tokens=max_new_tokens,
-            pad_token_id=pad_id if pad_id is not None else self.tokenizer.eos_token_id,
+            pad_token_id=pad_id,
             **{"do_sample": False, **generate_kwargs},
         )
-        return self.tokenizer.decode(output[0, encoded["input_ids"].shape[1] :], skip_special_tokens=True).strip()
+        texts = self.tokenizer.batch_decode(output[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
+        texts = [text.strip() for text in texts]
+        return texts[0] if isinstance(prompt, str) else texts
 
     @torch.no_grad()
-    def generate_report(self, volume: Volume | list[Volume], findings: Findings | None, **generate_kwargs) -> str:
-        """The narrative report of a scan, grounded in `findings` (None: from the image alone)."""
+    def generate_report(
+        self, volume: Volume | list[Volume], findings: Findings | None, grounded: bool = True, **generate_kwargs
+    ) -> str:
+        """The narrative report of a scan, grounded in `findings` (None: from the image alone).
+        grounded: every number and region written is one of the findings' (fm.grounded_decoding)."""
         features = self.scan_features(volume)
-        return self.generate_text(features, build_prompt(self.num_visual_tokens(features), findings), **generate_kwargs)
+        prompt = build_prompt(self.num_visual_tokens(features), findings)
+        return self.generate_text(features, prompt, grounded_in=findings if grounded else None, **generate_kwargs)
 
     @torch.no_grad()
     def answer(
@@ -246,12 +280,14 @@ class FMForReportGeneration(FMPreTrainedModel, GenerationMixin):
         question: str,
         findings: Findings | None = None,
         history: list[tuple[str, str]] | None = None,
+        grounded: bool = True,
         **generate_kwargs,
     ) -> str:
-        """The answer to `question` about the scan, after the earlier (question, answer) turns of `history`."""
+        """The answer to `question` about the scan, after the earlier (question, answer) turns of
+        `history`; with findings and `grounded`, every number and region in it is one of theirs."""
         features = self.scan_features(volume)
         prompt = build_prompt(self.num_visual_tokens(features), findings, question, history)
-        return self.generate_text(features, prompt, **generate_kwargs)
+        return self.generate_text(features, prompt, grounded_in=findings if grounded else None, **generate_kwargs)
 
     # -- saving ------------------------------------------------------------------------------
 
@@ -318,6 +354,13 @@ print(model.generate_report(volume, findings))
 ```
 """
         return ModelCard(text)
+
+
+def _each(function, batch: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+    """`function` of a batch tensor, or of each (1, ...) tensor of a list, concatenated."""
+    if isinstance(batch, torch.Tensor):
+        return function(batch)
+    return torch.cat([function(item) for item in batch])
 
 
 register_with_transformers()  # when this module loaded transformers' Auto module itself, the hook had to wait

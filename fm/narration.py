@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fm.io import Volume
+from fm.prompts import build_prompt
 from fm.report import Report
 
 DEFAULT_LM_ID = "fm3d/default-lm"
@@ -27,12 +28,28 @@ def load_report_model(model: str | Path | None = None):
     return FMForReportGeneration.from_pretrained(model).eval()
 
 
-def narrate(report: Report, scans: Volume | list[Volume], report_model, model_id: str, **generate_kwargs) -> Report:
-    """The report with the model's narrative of `scans` grounded in the report's findings, checked."""
-    text = report_model.generate_report(
-        model_input(scans, report_model), report.findings, max_new_tokens=400, **generate_kwargs
-    )
-    return report.with_model_narrative(text, model_id)
+def narrate(
+    report: Report, scans: Volume | list[Volume], report_model, model_id: str, attempts: int = 4, **generate_kwargs
+) -> Report:
+    """The report with the model's narrative of `scans` grounded in the report's findings, checked.
+    The guard is the verifier: the greedy draft first, and while the guard finds a contradiction,
+    up to `attempts` - 1 sampled drafts (seeded, temperature 0.7); the first faithful draft is
+    kept, else the last is recorded as withheld and the template stands."""
+    import torch
+
+    features = report_model.scan_features(model_input(scans, report_model))
+    prompt = build_prompt(report_model.num_visual_tokens(features), report.findings)
+    for attempt in range(attempts):
+        sampling = {"do_sample": True, "temperature": 0.7} if attempt else {}
+        with torch.random.fork_rng():  # seeded drafts, and the caller's random state untouched
+            torch.manual_seed(attempt)
+            text = report_model.generate_text(
+                features, prompt, 400, grounded_in=report.findings, **sampling, **generate_kwargs
+            )
+        written = report.with_model_narrative(text, model_id)
+        if written.model_narrative.kept:
+            break
+    return written
 
 
 def model_input(scans: Volume | list[Volume], report_model) -> Volume | list[Volume]:

@@ -157,6 +157,15 @@ def ventricles(findings: Findings) -> tuple[float, bool, float] | None:
     return v.volume_ml, fraction > VENTRICLES_ENLARGED_FRACTION, fraction
 
 
+def side_counts(findings: Findings) -> str:
+    """How many lesions lie on each side: '2 left, 1 across the midline' (sides in sorted order)."""
+    counts: dict[str, int] = {}
+    for lesion in findings.lesions:
+        key = side_of(lesion) if lesion.laterality in (Laterality.left, Laterality.right) else "across the midline"
+        counts[key] = counts.get(key, 0) + 1
+    return ", ".join(f"{n} {key}" for key, n in sorted(counts.items()))
+
+
 def impression(findings: Findings) -> list[str]:
     lines = []
     if not lesions_assessed(findings.provenance.label_set):
@@ -169,13 +178,8 @@ def impression(findings: Findings) -> list[str]:
         lesion = findings.lesions[0]
         lines.append(f"Single {lesion_noun(lesion)} in the {location(lesion)}, {lesion_volume(lesion)}.")
     else:
-        counts: dict[str, int] = {}
-        for lesion in findings.lesions:
-            key = side_of(lesion) if lesion.laterality in (Laterality.left, Laterality.right) else "across the midline"
-            counts[key] = counts.get(key, 0) + 1
-        sides = ", ".join(f"{n} {key}" for key, n in sorted(counts.items()))
         lines.append(
-            f"Multifocal disease: {len(findings.lesions)} lesions ({sides}), "
+            f"Multifocal disease: {len(findings.lesions)} lesions ({side_counts(findings)}), "
             f"the largest {lesion_volume(findings.lesions[0])} in the {location(findings.lesions[0])}."
         )
     judged = ventricles(findings)

@@ -6,6 +6,7 @@ it is asked."""
 from __future__ import annotations
 
 from fm.findings import Findings
+from fm.narrative import lesion_character, lesion_volume, location, side_counts, ventricles
 
 IMAGE_TOKEN = "<image>"
 REPORT_TASK = "Write the findings and impression of this brain MRI report."
@@ -13,27 +14,37 @@ NO_FINDINGS = "Findings: not given (answer from the image alone)."
 
 
 def findings_text(findings: Findings) -> str:
-    """The measurements as short lines, volumes in mL and diameters in mm, sides as the report gives them."""
-    lines = ["Findings:"]
+    """The measurements as short lines, each value written the way a report states it (volumes in
+    mL and diameters in mm to one decimal, sides and regions in fm.narrative's words, derived
+    values such as oedema and the ventricles' share of the intracranial volume worked out): the
+    model copies, it never computes."""
+    lines = ["Findings:", f"- lesions: {len(findings.lesions)}"]
+    if findings.lesions:
+        lines[-1] += f" ({side_counts(findings)})"
     for lesion in findings.lesions:
+        character = lesion_character(lesion)
         parts = [
-            f"lesion {lesion.lesion_id}: {lesion.laterality.value} {lesion.region}",
-            f"{lesion.volume_ml:.1f} mL",
-            f"{lesion.longest_diameter_mm:.0f} x {lesion.short_axis_mm:.0f} mm",
+            f"lesion {lesion.lesion_id}: {character['enhancement']}",
+            location(lesion),
+            lesion_volume(lesion),
+            f"{lesion.longest_diameter_mm:.1f} x {lesion.short_axis_mm:.1f} mm",
         ]
-        parts += [
-            f"{region.replace('_', ' ')} {volume:.1f} mL"
-            for region, volume in lesion.subregion_volumes_ml.items()
-            if region != "whole_tumour" and volume > 0
-        ]
-        lines.append("- " + ", ".join(parts))
-    if not findings.lesions:
-        lines.append("- no lesion")
+        if character["oedema_ml"] is not None:
+            parts.append(f"oedema {character['oedema_ml']:.1f} mL")
+        if character["necrotic_ml"]:
+            parts.append(f"necrotic core {character['necrotic_ml']:.1f} mL")
+        lines.append("- " + "; ".join(parts))
+    judged = ventricles(findings)
     for structure in findings.structures:
-        volume = (
-            "not measured (cut by the image edge)" if structure.volume_ml is None else f"{structure.volume_ml:.1f} mL"
-        )
-        lines.append(f"- {structure.name}: {volume}")
+        if structure.volume_ml is None:
+            lines.append(f"- {structure.name}: not measured (cut by the image edge)")
+        elif structure.name == "lateral ventricles" and judged is not None:
+            size = "enlarged" if judged[1] else "normal in size"
+            lines.append(
+                f"- {structure.name}: {judged[0]:.1f} mL, {100 * judged[2]:.1f} % of intracranial volume, {size}"
+            )
+        else:
+            lines.append(f"- {structure.name}: {structure.volume_ml:.1f} mL")
     return "\n".join(lines)
 
 

@@ -11,7 +11,9 @@ launch` with several processes (gloo on CPUs).
   default bundle, fm.default_lm), where a low-rank update has nothing to build on.
 
 A share of the examples (`image_only_share`) leaves the findings out of the prompt, so the model
-also learns to answer from the image alone (what fm.model's findings-free mode measures).
+also learns to answer from the image alone (what fm.model's findings-free mode measures); and
+`random_findings` adds text examples for findings drawn at random, which teach it to copy the
+measurements rather than recall the training scans'.
 
     python -m fm.train --init MODEL_DIR --data SYNTH_DIR --out runs/lm1 --stage 1 --steps 500
     torchrun --nproc_per_node 2 -m fm.train --init runs/lm1/final --data SYNTH_DIR --out runs/lm2 --stage 2
@@ -21,20 +23,25 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import random
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from fm.findings import Findings
 from fm.io import load_volume
 from fm.model import FMForReportGeneration
+from fm.narrative import narrative_report
 from fm.prompts import build_prompt
 from fm.synth.dataset import load_synth_dataset
+from fm.synth.random_findings import random_findings
+from fm.synth.vqa import qa_pairs
 
 #: LoRA goes on the language model's projections only (a full-match regex: the encoder and the
 #: adapter have linear layers too), with standard key names so a server can load the adapter alone.
@@ -46,7 +53,7 @@ class LMTrainConfig:
     stage: int = 1
     steps: int = 500
     lr: float = 1e-3
-    batch_size: int = 1  # scans on different grids do not stack; accumulate instead
+    batch_size: int = 1
     grad_accum: int = 4
     seed: int = 0
     lora_rank: int = 16
@@ -55,6 +62,7 @@ class LMTrainConfig:
     checkpoint_every: int = 100
     max_length: int = 2048
     full_lm: bool = False  # stage 2: train the whole language model, not LoRA
+    random_findings: int = 0  # sets of random findings added to the examples (random_findings_examples)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,46 +78,82 @@ def synth_examples(
     folder: str | Path, split: str, stage: int, seed: int = 0, image_only_share: float = 0.2
 ) -> list[Example]:
     """Text examples from a synthetic dataset folder: each scan's report, and in stage 2 its
-    questions one by one and all of them as one multi-turn chat."""
+    questions one by one and all of them as one multi-turn chat. Image-only examples (findings left
+    out) are drawn among stage 1's reports and stage 2's closed questions (yes/no, count, side,
+    region): without the measurements a model must not be taught to write numbers."""
     folder = Path(folder)
     rng = random.Random(seed)
     examples = []
     for row in load_synth_dataset(folder, split):
         findings = (folder / row["findings"]).read_text()
-        pairs = list(zip(row["questions"], row["answers"]))
         image = str(folder / row["image"])
 
-        def grounding() -> str | None:
-            return None if rng.random() < image_only_share else findings
+        def grounding(image_only_allowed: bool) -> str | None:
+            return None if image_only_allowed and rng.random() < image_only_share else findings
 
-        examples.append(Example(image, grounding(), row["narrative"]))
+        examples.append(Example(image, grounding(stage == 1), row["narrative"]))
         if stage == 1:
             continue
-        examples += [Example(image, grounding(), answer, question) for question, answer in pairs]
+        pairs = json.loads((folder / "qa" / f"{row['sample_id']}.json").read_text())
+        examples += [
+            Example(image, grounding(pair["answer_type"] == "closed"), pair["answer"], pair["question"])
+            for pair in pairs
+        ]
         if len(pairs) > 1:
-            *earlier, (question, answer) = pairs
-            examples.append(Example(image, grounding(), answer, question, tuple(earlier)))
+            *earlier, last = pairs
+            history = tuple((pair["question"], pair["answer"]) for pair in earlier)
+            examples.append(Example(image, findings, last["answer"], last["question"], history))
     return examples
+
+
+def random_findings_examples(count: int, images: list[str], seed: int = 0) -> list[Example]:
+    """Examples for `count` sets of findings drawn at random (fm.synth.random_findings): the report
+    and two questions each, shown with one of `images` that the findings do not describe. A few
+    hundred scans give a few hundred sets of numbers, which a small model memorises; these it can
+    only copy, and they teach it that the measurements, not its impression of the image, decide
+    what it writes (as `fm report` needs when it narrates what the segmenter measured)."""
+    rng = random.Random(seed)
+    examples = []
+    for _ in range(count):
+        findings = random_findings(rng)
+        text, image = findings.to_json(), rng.choice(images)
+        examples.append(Example(image, text, narrative_report(findings, seed=rng.randrange(2**31))))
+        pairs = qa_pairs(findings, seed=rng.randrange(2**31))
+        examples += [Example(image, text, p["answer"], p["question"]) for p in rng.sample(pairs, min(2, len(pairs)))]
+    return examples
+
+
+def training_examples(data: str | Path, split: str, config: LMTrainConfig) -> list[Example]:
+    examples = synth_examples(data, split, config.stage, config.seed, config.image_only_share)
+    images = sorted({example.image for example in examples})
+    return examples + random_findings_examples(config.random_findings, images, config.seed)
 
 
 class ScanTextDataset(torch.utils.data.Dataset):
     """Examples as model inputs: the scan, the prompt and the target (the loss falls on the target
     and its end token only). A frozen encoder's features are computed once per scan and kept (each
-    scan serves several examples, and the encoder costs more than a language-model step); a
+    scan serves several examples, and the encoder costs more than a language-model step), on disk
+    too when `cache_dir` is given, so that a rerun or a resumed run does not encode again; a
     trained encoder gets the prepared scan."""
 
-    def __init__(self, examples: list[Example], model: FMForReportGeneration, max_length: int):
-        self.examples, self.model, self.max_length = examples, model, max_length
+    def __init__(
+        self, examples: list[Example], model: FMForReportGeneration, max_length: int, cache_dir: Path | None = None
+    ):
+        self.examples, self.model, self.max_length, self.cache_dir = examples, model, max_length, cache_dir
         self._scans: dict[str, torch.Tensor] = {}
 
     def __len__(self) -> int:
         return len(self.examples)
 
+    def encode_all(self) -> None:
+        """Every scan's input up front, with a progress bar (else each on first use)."""
+        images = sorted({example.image for example in self.examples})
+        for image in tqdm(images, desc="encoding scans", unit="scan"):
+            self._scan(image)
+
     def __getitem__(self, index: int) -> dict:
         example = self.examples[index]
-        if example.image not in self._scans:
-            self._scans[example.image] = self._scan_input(example.image)
-        scan = self._scans[example.image]
+        scan = self._scan(example.image)
         if self.model.config.freeze_encoder:
             features = scan
         else:
@@ -136,6 +180,24 @@ class ScanTextDataset(torch.utils.data.Dataset):
     def _scan_key(self) -> str:
         return "image_features" if self.model.config.freeze_encoder else "pixel_values"
 
+    def _scan(self, path: str) -> torch.Tensor:
+        if path not in self._scans:
+            self._scans[path] = self._cached(path) if self.model.config.freeze_encoder else self._scan_input(path)
+        return self._scans[path]
+
+    def _cached(self, path: str) -> torch.Tensor:
+        if self.cache_dir is None:
+            return self._scan_input(path)
+        from safetensors.torch import load_file, save_file
+
+        file = self.cache_dir / (hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest() + ".safetensors")
+        if file.is_file():
+            return load_file(file)["features"]
+        features = self._scan_input(path)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        save_file({"features": features.contiguous()}, file, metadata={"scan": str(path)})
+        return features
+
     def _scan_input(self, path: str) -> torch.Tensor:
         prepared = self.model.prepare_scan(load_volume(path))
         if not self.model.config.freeze_encoder:
@@ -145,6 +207,8 @@ class ScanTextDataset(torch.utils.data.Dataset):
 
 
 def collate(batch: list[dict], pad_id: int) -> dict:
+    """Right-padded token rows; the scans stacked when they share a grid, else a list (the model
+    turns each into the same number of visual tokens)."""
     width = max(len(item["input_ids"]) for item in batch)
 
     def padded(key: str, fill: int) -> torch.Tensor:
@@ -153,17 +217,15 @@ def collate(batch: list[dict], pad_id: int) -> dict:
         )
 
     scan_key = "image_features" if "image_features" in batch[0] else "pixel_values"
-    shapes = {tuple(item[scan_key].shape) for item in batch}
-    if len(shapes) > 1:
-        raise ValueError(f"scans on different grids in one batch {sorted(shapes)}: use batch_size 1 and grad_accum")
-    input_ids = padded("input_ids", pad_id)
+    scans = [item[scan_key] for item in batch]
+    same_grid = len({tuple(scan.shape) for scan in scans}) == 1
     return {
-        "input_ids": input_ids,
+        "input_ids": padded("input_ids", pad_id),
         "labels": padded("labels", -100),
         "attention_mask": (
             torch.arange(width)[None] < torch.tensor([len(i["input_ids"]) for i in batch])[:, None]
         ).long(),
-        scan_key: torch.stack([item[scan_key] for item in batch]),
+        scan_key: torch.stack(scans) if same_grid else [scan[None] for scan in scans],
     }
 
 
@@ -183,15 +245,24 @@ def trainable_for_stage(model: FMForReportGeneration, config: LMTrainConfig):
     return get_peft_model(model, lora)
 
 
-def train_lm(init: str | Path, data: str | Path, out: str | Path, config: LMTrainConfig, split: str = "train") -> Path:
+def train_lm(
+    init: str | Path,
+    data: str | Path,
+    out: str | Path,
+    config: LMTrainConfig,
+    split: str = "train",
+    features_cache: str | Path | None = None,
+) -> Path:
     """Train from the model at `init` (a folder or Hub id) on `data`; resumes from the last
     checkpoint in `out`. Returns the folder of the result: out/final, a complete model (in stage
-    2 with the LoRA weights merged; the adapter alone is in out/lora)."""
+    2 with the LoRA weights merged; the adapter alone is in out/lora). A frozen encoder's features
+    of the scans are kept in `features_cache` (default out/scan_features)."""
     out = Path(out)
     torch.manual_seed(config.seed)
     model = FMForReportGeneration.from_pretrained(init)
-    examples = synth_examples(data, split, config.stage, config.seed, config.image_only_share)
-    dataset = ScanTextDataset(examples, model, config.max_length)
+    cache = Path(features_cache) if features_cache else out / "scan_features"
+    dataset = ScanTextDataset(training_examples(data, split, config), model, config.max_length, cache)
+    dataset.encode_all()
     trained = trainable_for_stage(model, config)
     use_cpu = not torch.cuda.is_available()
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1  # started by torchrun / accelerate launch

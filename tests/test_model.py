@@ -5,6 +5,8 @@ tokenizer trained here, so every path runs offline in seconds."""
 from __future__ import annotations
 
 import json
+import random
+import re
 import subprocess
 import sys
 
@@ -19,9 +21,13 @@ import fm  # noqa: F401  (registers the model with transformers' Auto classes)
 from fm.adapter import ADAPTER_KINDS, AdapterConfig, build_adapter, position_code
 from fm.examples import example_path
 from fm.findings import Findings
+from fm.grounded_decoding import GroundedDecoding, Grounding
 from fm.io import volume_from_array
 from fm.model import FMForReportGeneration
+from fm.narrative import narrative_report
 from fm.prompts import IMAGE_TOKEN, build_prompt, findings_text
+from fm.synth.random_findings import random_findings
+from fm.synth.vqa import qa_pairs
 
 SMALL_LM = dict(
     hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
@@ -101,12 +107,26 @@ def test_the_perceiver_knows_where_its_tokens_lie():
 def test_the_prompt_carries_the_measured_findings(findings):
     prompt = build_prompt(5, findings, "Which side is the lesion on?", history=[("How many lesions?", "One.")])
     assert prompt.count(IMAGE_TOKEN) == 5
-    assert "lesion 1: right parietal lobe, 31.7 mL, 59 x 45 mm" in findings_text(findings)
+    assert "lesion 1: solidly enhancing; right parietal lobe; 31.7 mL; 58.7 x 45.4 mm; oedema 26.1 mL" in prompt
+    assert "lateral ventricles: 48.0 mL, 2.5 % of intracranial volume, normal in size" in prompt
     assert "left grey matter: 548.1 mL" in prompt
     assert prompt.index("How many lesions?") < prompt.index("Which side is the lesion on?") and prompt.endswith(
         "Answer:"
     )
     assert "not given" in build_prompt(5, None)
+
+
+def test_every_number_a_report_states_is_written_in_the_prompt():
+    """The model copies numbers, it does not compute them: oedema (whole minus core), the
+    ventricles' share of the intracranial volume and diameters to 0.1 mm stand in the prompt as
+    the narrative and the answers write them."""
+    rng = random.Random(1)
+    for index in range(200):
+        findings = random_findings(rng)
+        prompt = findings_text(findings)
+        for text in [narrative_report(findings, index)] + [qa["answer"] for qa in qa_pairs(findings, index)]:
+            for number in re.findall(r"\d+\.\d", text):
+                assert re.search(rf"(?<![\d.]){re.escape(number)}(?!\d)", prompt), (number, text, prompt)
 
 
 @torch.no_grad()
@@ -200,6 +220,11 @@ def test_a_language_model_on_disk_plugs_in_through_the_same_config_path(
         for use_cache in (True, False)
     )
     assert torch.equal(cached, uncached)
+    # a batch of prompts of different lengths (left-padded) gives what each gives alone
+    features = model.scan_features(volume)
+    questions = [build_prompt(count, findings, q) for q in ("Which side?", "How many lesions are there in all?")]
+    one_by_one = [model.generate_text(features, q, max_new_tokens=6) for q in questions]
+    assert model.generate_text(features, questions, max_new_tokens=6) == one_by_one
 
 
 @torch.no_grad()
@@ -243,3 +268,42 @@ def test_fm_vqa_and_fm_chat_answer_about_a_scan(tmp_path, tokenizer):
     assert done.stderr.count("> ") == 3  # two questions, then the end of input
     done = CliRunner().invoke(main, ["vqa", "--example", "--lm", str(tmp_path / "lm")])
     assert done.exit_code == 2 and "give SCAN and QUESTION" in done.output
+
+
+@torch.no_grad()
+def test_decoding_with_the_findings_copies_their_numbers_digit_for_digit(tokenizer, findings):
+    """An untrained model samples digits and words at random; grounded in the findings, every
+    number it writes is one they state (a full stop may follow), with a tokenizer that merges
+    digits too."""
+    model = small_model(tokenizer)
+    features = model.scan_features(scan())
+    prompt = build_prompt(model.num_visual_tokens(features), findings, "What is the volume?")
+    allowed = Grounding.of(findings).numbers
+    free, copied = [], []
+    for seed in range(6):
+        for grounded_in, texts in ((None, free), (findings, copied)):
+            torch.manual_seed(seed)
+            texts.append(
+                model.generate_text(features, prompt, 40, grounded_in=grounded_in, do_sample=True, temperature=2.0)
+            )
+    # a number may be cut short where max_new_tokens stops generation: only whole ones count
+    written = [n for text in copied for n in re.findall(r"\d+(?:\.\d+)?", re.sub(r"\d[\d.]*\Z", "", text))]
+    assert written and set(written) <= allowed, (copied, sorted(allowed))
+    assert not set(re.findall(r"\d+(?:\.\d+)?", " ".join(free))) <= allowed, "unconstrained, it invents numbers"
+
+
+def test_grounded_decoding_lets_through_only_the_findings_numbers_and_lesion_regions(tokenizer, findings):
+    processor = GroundedDecoding(tokenizer, Grounding.of(findings), prompt_length=0)
+
+    def can_write(text: str, after: str = "A lesion in the right") -> bool:
+        ids = tokenizer(after, add_special_tokens=False)["input_ids"]
+        for token in tokenizer(text, add_special_tokens=False)["input_ids"]:
+            scores = processor(torch.tensor([ids]), torch.zeros(1, len(tokenizer)))
+            if scores[0, token] == float("-inf"):
+                return False
+            ids.append(token)
+        return True
+
+    assert can_write(" parietal lobe, 31.7 mL.") and can_write(" parietal lobe (58.7 x 45.4 mm)")
+    assert not can_write(" frontal lobe") and not can_write(" parietal lobe, 31.8 mL") and not can_write(" 3 mL")
+    assert not can_write(" parietal lobe", after="A lesion in the left"), "the lesion is on the right"

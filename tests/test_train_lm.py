@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 
@@ -18,7 +19,7 @@ from transformers import LlamaConfig
 from fm.adapter import AdapterConfig
 from fm.model import FMForReportGeneration
 from fm.synth.dataset import write_dataset
-from fm.train import LMTrainConfig, synth_examples, train_lm
+from fm.train import LMTrainConfig, ScanTextDataset, collate, synth_examples, train_lm, training_examples
 
 QUICK = dict(grad_accum=1, checkpoint_every=2, lr=5e-3)
 
@@ -56,6 +57,17 @@ def test_examples_cover_reports_questions_chats_and_the_image_only_mode(start):
     assert len(stage1) == 2 and all(e.question is None and e.findings for e in stage1)
     assert any(e.question and e.history for e in stage2), "a multi-turn chat"
     assert any(e.findings is None for e in stage2) and any(e.findings for e in stage2)
+    image_only = [e.target for e in stage2 if e.findings is None]
+    assert not any(re.search(r"\d\.\d|mL|mm", target) for target in image_only), "no measurement without the findings"
+
+
+def test_random_findings_examples_pair_drawn_findings_with_the_training_scans(start):
+    config = LMTrainConfig(stage=2, random_findings=6, seed=1)
+    examples = training_examples(start / "data", "train", config)
+    scans = {e.image: e.findings for e in synth_examples(start / "data", "train", stage=2, image_only_share=0.0)}
+    drawn = [e for e in examples if e.findings and e.findings not in scans.values()]
+    assert sum(e.question is None for e in drawn) == 6 and all(e.image in scans for e in drawn)
+    assert len({e.findings for e in drawn}) == 6 and all(e.target for e in drawn)
 
 
 def test_stage_one_trains_the_adapter_alone(start):
@@ -144,12 +156,13 @@ def test_the_default_bundle_recipe_builds_a_model_from_scratch(start):
     from heads.segmenters import create_segmenter
 
     recipe = DefaultLMRecipe(vocab_size=400, hidden_size=64, layers=2, heads=4, kv_heads=2, intermediate_size=128)
-    final = build(start / "data", start / "default", dataclasses.replace(recipe, stage2_steps=3))
+    final = build(start / "data", start / "default", dataclasses.replace(recipe, stage2_steps=3, random_findings=20))
     model = FMForReportGeneration.from_pretrained(final)
     assert (
         model.tokenizer.convert_tokens_to_ids(model.tokenizer.tokenize("<image><image>"))
         == [model.config.image_token_id] * 2
     )
+    assert [t.lstrip("Ġ") for t in model.tokenizer.tokenize(" 127.3 mL")][1:5] == ["1", "2", "7", "."], "digit by digit"
     segmenter, _ = create_segmenter("synth-unet")
     for name, value in segmenter.net.encoder.state_dict().items():
         torch.testing.assert_close(model.encoder.state_dict()[name], value)
@@ -158,3 +171,20 @@ def test_the_default_bundle_recipe_builds_a_model_from_scratch(start):
         and model.config.input_spec["intensity"] == "percentile"
     )
     assert json.loads((start / "default" / "stage2" / "train_config.json").read_text())["full_lm"] is True
+    assert len(list((start / "default" / "scan_features").glob("*.safetensors"))) == 2, "encoded once, kept"
+
+
+@torch.no_grad()
+def test_scans_on_different_grids_train_in_one_batch(start):
+    """collate keeps scans whose grids differ as a list; each row of the batch gives what it gives alone."""
+    model = FMForReportGeneration.from_pretrained(start / "init").eval()
+    examples = synth_examples(start / "data", "train", stage=2, image_only_share=0.0)
+    dataset = ScanTextDataset(examples, model, max_length=2048)
+    first, second = dataset[0], dict(dataset[len(dataset) - 1])
+    second["image_features"] = second["image_features"][:, :-1]  # one slice fewer: another grid
+    batch = collate([first, second], model.tokenizer.pad_token_id)
+    assert isinstance(batch["image_features"], list)
+    together = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    for row, item in enumerate((first, second)):
+        alone = model(input_ids=item["input_ids"][None], image_features=item["image_features"][None]).logits[0]
+        assert torch.allclose(together[row, : len(item["input_ids"])], alone, atol=1e-4)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 
 from fm.findings import Findings, Laterality
-from fm.narrative import lesion_character, lesion_noun, location, side_of, ventricles
+from fm.narrative import NOT_ASSESSED, lesion_character, lesion_noun, location, side_of, ventricles
 
 _ASK = {
     "presence": ("Is there a lesion in this scan?", "Is a focal lesion present?", "Does this brain show a tumour?"),
@@ -47,14 +47,17 @@ def qa_pairs(findings: Findings, seed: int = 0) -> list[dict[str, str]]:
     add("side", "closed", side_of(main))
     add("region", "closed", main.region)
     add("midline", "closed", "no" if main.laterality in (Laterality.left, Laterality.right) else "yes")
-    add("enhancement", "closed", "yes" if character["enhancing_ml"] > 0 else "no")
+    assessed = character["enhancement"] != NOT_ASSESSED  # sub-regions need a contrast-enhanced scan
+    if assessed:
+        add("enhancement", "closed", "yes" if character["enhancing_ml"] > 0 else "no")
     add("volume", "open", f"{main.volume_ml:.1f} mL")
     add("diameter", "open", f"{main.longest_diameter_mm:.1f} mm")
-    add("oedema", "open", f"{character['oedema_ml']:.1f} mL")
-    add(
-        "describe",
-        "open",
+    description = (
         f"A {lesion_noun(main)} in the {location(main)}, {main.longest_diameter_mm:.1f} x "
-        f"{main.short_axis_mm:.1f} mm ({main.volume_ml:.1f} mL), with {character['oedema_ml']:.1f} mL of surrounding oedema.",
+        f"{main.short_axis_mm:.1f} mm ({main.volume_ml:.1f} mL)"
     )
+    if assessed:
+        add("oedema", "open", f"{character['oedema_ml']:.1f} mL")
+        description += f", with {character['oedema_ml']:.1f} mL of surrounding oedema"
+    add("describe", "open", description + ".")
     return pairs

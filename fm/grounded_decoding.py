@@ -1,0 +1,106 @@
+"""Decoding grounded in the findings: while a report model writes from the measured findings,
+every number it writes must be one the findings state, digit for digit (a full stop may follow),
+and every brain region it names must be one a measured lesion lies in (on the side it names). A transformers
+LogitsProcessor masks each token that would break either rule, so a small model that has learnt
+*what* to say where cannot garble a measurement or fall back on the commonest lobe. What it
+picks among the grounded values is still its own choice, and the faithfulness guard
+(fm.faithfulness) still checks that choice against the findings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import torch
+from transformers import LogitsProcessor
+
+from fm.faithfulness import REGIONS
+from fm.findings import Findings, Laterality
+from fm.narrative import side_of
+from fm.prompts import findings_text
+
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_RUN = re.compile(r"\d[\d.]*")  # a number as it is being written: digits and points from a digit on
+_WRITING = re.compile(r"\d[\d.]*\Z")
+_TAIL_TOKENS = 12  # enough tokens to hold the longest number or region word being written
+#: the word that names each region in a text
+REGION_WORDS = {region: region.split()[0] for region in REGIONS}
+
+
+@dataclasses.dataclass(frozen=True)
+class Grounding:
+    numbers: frozenset[str]  # as the findings write them: '31.7', '2', '548.1'
+    region_words: frozenset[str]  # of the regions the lesions lie in
+    sided_regions: frozenset[tuple[str, str]]  # ('left', 'parietal'): a side and a region word, as a lesion has them
+
+    @classmethod
+    def of(cls, findings: Findings) -> "Grounding":
+        words = {REGION_WORDS[lesion.region] for lesion in findings.lesions if lesion.region in REGION_WORDS}
+        sided = {
+            (side_of(lesion), REGION_WORDS[lesion.region])
+            for lesion in findings.lesions
+            if lesion.region in REGION_WORDS and lesion.laterality != Laterality.bilateral
+        }
+        return cls(frozenset(_NUMBER.findall(findings_text(findings))), frozenset(words), frozenset(sided))
+
+
+class GroundedDecoding(LogitsProcessor):
+    """Masks every token after which the generated text would hold a number not in the grounding
+    (or not on its way to one), or name a region no lesion lies in. `prompt_length`: where the
+    generated tokens start in input_ids."""
+
+    def __init__(self, tokenizer, grounding: Grounding, prompt_length: int):
+        self.tokenizer, self.grounding, self.prompt_length = tokenizer, grounding, prompt_length
+        allowed = grounding.numbers
+        self.prefixes = frozenset(number[:end] for number in allowed for end in range(1, len(number) + 1))
+        self.region_word = re.compile(
+            r"(?:\b(left|right)\s+)?\b(" + "|".join(set(REGION_WORDS.values())) + r")(?![a-z])", re.I
+        )
+        # the tokens that can break a rule: those with a digit or a point, and those whose first
+        # run of letters can finish a region's word (all others end a number, checked below)
+        endings = {word[start:] for word in REGION_WORDS.values() for start in range(len(word))}
+        pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+        self.checked = {}
+        for token_id, piece in enumerate(pieces):
+            text = tokenizer.convert_tokens_to_string([piece])
+            letters = re.match(r"[^a-z]*([a-z-]*)", text.lower()).group(1)
+            if re.search(r"[\d.]", text) or letters in endings:
+                self.checked[token_id] = text
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        for row in range(input_ids.shape[0]):
+            tail = self.tokenizer.decode(input_ids[row, self.prompt_length :][-_TAIL_TOKENS:], skip_special_tokens=True)
+            running = _WRITING.search(tail)  # a number still being written at the very end?
+            partial = running.group() if running else ""
+            if partial and not self._complete(partial):
+                keep = torch.zeros_like(scores[row], dtype=torch.bool)  # only its continuation may follow
+            else:
+                keep = torch.ones_like(scores[row], dtype=torch.bool)
+            for token_id, text in self.checked.items():
+                keep[token_id] = self._fits(partial + text) and not self._names_banned_region(tail, text)
+            scores[row] = scores[row].masked_fill(~keep, float("-inf"))
+        return scores
+
+    def _complete(self, run: str) -> bool:
+        return run in self.grounding.numbers or (run.endswith(".") and run[:-1] in self.grounding.numbers)
+
+    def _fits(self, text: str) -> bool:
+        """Every number in `text` is grounded; the last may still be growing (a prefix)."""
+        runs = list(_RUN.finditer(text))
+        for index, run in enumerate(runs):
+            growing = index == len(runs) - 1 and run.end() == len(text)
+            if not (self._complete(run.group()) or (growing and run.group() in self.prefixes)):
+                return False
+        return True
+
+    def _names_banned_region(self, tail: str, text: str) -> bool:
+        """Does `text` finish a region word that no lesion lies in, or one after a side that no
+        lesion in that region has?"""
+        for match in self.region_word.finditer(tail + text):
+            if match.end() <= len(tail):
+                continue
+            side, word = (match.group(1) or "").lower(), match.group(2).lower()
+            if word not in self.grounding.region_words or (side and (side, word) not in self.grounding.sided_regions):
+                return True
+        return False

@@ -1,0 +1,69 @@
+"""The bundled default report model (fm/data/default_lm) on the bundled example: it loads through
+the Auto classes with the segmenter's preprocessing, `fm report` keeps its narrative of the example
+(the faithfulness guard finds no contradiction), and it answers closed questions as the findings
+say."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from transformers import AutoModelForImageTextToText
+
+import fm  # noqa: F401  (registers the model)
+from fm.cli import main
+from fm.examples import example_path
+from fm.findings import Findings
+from fm.io import load_volume
+from fm.narration import default_lm_folder, load_report_model
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_report_model()
+
+
+@pytest.fixture(scope="module")
+def example():
+    return load_volume(example_path()), Findings.from_json(
+        example_path().with_name("example_brain_t1_findings.json").read_text()
+    )
+
+
+def test_the_default_bundle_is_complete_and_loads_through_the_auto_classes(model):
+    names = {path.name for path in default_lm_folder().iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "README.md"} <= names
+    assert "not for clinical use" in (default_lm_folder() / "README.md").read_text().lower()
+    auto = AutoModelForImageTextToText.from_pretrained(default_lm_folder())
+    assert type(auto) is type(model) and model.input_spec.spacing_mm == (1.5, 1.5, 1.5)
+
+
+@torch.no_grad()
+def test_closed_questions_are_answered_as_the_findings_say(model, example):
+    volume, findings = example
+    features = model.scan_features(volume)
+    questions = {
+        "Which side is the largest lesion on?": "right",
+        "How many lesions are there?": "1",
+        "Is there a lesion in this scan?": "yes",
+        "In which region is the largest lesion?": "parietal lobe",
+        "Are the lateral ventricles enlarged?": "no",
+    }
+    from fm.prompts import build_prompt
+
+    prompts = [build_prompt(model.num_visual_tokens(features), findings, q) for q in questions]
+    answers = model.generate_text(features, prompts, max_new_tokens=8, grounded_in=findings)  # as answer() decodes
+    assert [a.rstrip(".").lower() for a in answers] == list(questions.values())
+
+
+def test_fm_report_keeps_the_bundled_models_narrative_of_the_example(tmp_path):
+    """As a user runs it: the pipeline's findings, grounded decoding, the guard as verifier."""
+    done = CliRunner().invoke(main, ["report", "--example", "--out", str(tmp_path / "out")])
+    assert done.exit_code == 0, done.output
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    narrative = report["model_narrative"]
+    assert narrative["kept"] and not narrative["omissions"] and narrative["model_id"] == "fm3d/default-lm", narrative
+    assert "right parietal lobe" in narrative["text"]
+    assert narrative["text"] in (tmp_path / "out" / "report.md").read_text()
