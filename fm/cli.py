@@ -560,15 +560,11 @@ def report(
 
 
 def _with_model_narrative(result, lm: str | None):
-    """The pipeline's report with the language model's narrative, checked; the report as it is
-    when no report model is bundled."""
+    """The pipeline's report with the language model's narrative, checked."""
     from fm.narration import DEFAULT_LM_ID, load_report_model, narrate
 
     click.echo("[narrative] language model", err=True)
     report_model = load_report_model(lm)
-    if report_model is None:
-        click.echo("note: no report model is bundled: the template narrative stands", err=True)
-        return result.report
     written = narrate(result.report, result.session.volumes, report_model, lm or DEFAULT_LM_ID)
     if not written.model_narrative.kept:
         click.echo(
@@ -595,8 +591,6 @@ def _conversation(scans, example, lm, no_findings):
     from fm.narration import load_report_model, model_input
 
     report_model = load_report_model(lm)
-    if report_model is None:
-        raise click.UsageError("no report model is bundled: give --lm FOLDER or hf-hub:org/name")
     if no_findings:
         paths = [str(p) for p in example_paths(example)] if example else list(scans)
         if not paths:

@@ -18,14 +18,10 @@ def default_lm_folder() -> Path:
 
 
 def load_report_model(model: str | Path | None = None):
-    """The report model at `model` (None: the bundled default), or None when no default is bundled."""
+    """The report model at `model`: a folder or Hub id, None for the bundled default."""
     from fm.model import FMForReportGeneration  # torch and transformers: only here
 
-    if model is None:
-        if not (default_lm_folder() / "config.json").is_file():
-            return None
-        model = default_lm_folder()
-    return FMForReportGeneration.from_pretrained(model).eval()
+    return FMForReportGeneration.from_pretrained(model or default_lm_folder()).eval()
 
 
 def narrate(
