@@ -10,6 +10,7 @@ picks among the grounded values is still its own choice, and the faithfulness gu
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 
 import torch
@@ -57,16 +58,7 @@ class GroundedDecoding(LogitsProcessor):
         self.region_word = re.compile(
             r"(?:\b(left|right)\s+)?\b(" + "|".join(set(REGION_WORDS.values())) + r")(?![a-z])", re.I
         )
-        # the tokens that can break a rule: those with a digit or a point, and those whose first
-        # run of letters can finish a region's word (all others end a number, checked below)
-        endings = {word[start:] for word in REGION_WORDS.values() for start in range(len(word))}
-        pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-        self.checked = {}
-        for token_id, piece in enumerate(pieces):
-            text = tokenizer.convert_tokens_to_string([piece])
-            letters = re.match(r"[^a-z]*([a-z-]*)", text.lower()).group(1)
-            if re.search(r"[\d.]", text) or letters in endings:
-                self.checked[token_id] = text
+        self.checked = _rule_tokens(tokenizer)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         for row in range(input_ids.shape[0]):
@@ -104,3 +96,19 @@ class GroundedDecoding(LogitsProcessor):
             if word not in self.grounding.region_words or (side and (side, word) not in self.grounding.sided_regions):
                 return True
         return False
+
+
+@functools.lru_cache(maxsize=8)  # per tokenizer: a scan of its whole vocabulary, not of each generation
+def _rule_tokens(tokenizer) -> dict[int, str]:
+    """The tokens that can break a rule, with their text: those with a digit or a point, and those
+    whose first run of letters can finish a region's word (all others end a number, which
+    GroundedDecoding checks, and name no region)."""
+    endings = {word[start:] for word in REGION_WORDS.values() for start in range(len(word))}
+    pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    checked = {}
+    for token_id, piece in enumerate(pieces):
+        text = tokenizer.convert_tokens_to_string([piece])
+        letters = re.match(r"[^a-z]*([a-z-]*)", text.lower()).group(1)
+        if re.search(r"[\d.]", text) or letters in endings:
+            checked[token_id] = text
+    return checked

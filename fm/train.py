@@ -34,6 +34,8 @@ from tqdm import tqdm
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
+from fm.checksums import content_hash
+from fm.embed import weights_hash
 from fm.findings import Findings
 from fm.io import load_volume
 from fm.model import FMForReportGeneration
@@ -141,6 +143,7 @@ class ScanTextDataset(torch.utils.data.Dataset):
     ):
         self.examples, self.model, self.max_length, self.cache_dir = examples, model, max_length, cache_dir
         self._scans: dict[str, torch.Tensor] = {}
+        self._encoder_key: str | None = None
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -190,13 +193,21 @@ class ScanTextDataset(torch.utils.data.Dataset):
             return self._scan_input(path)
         from safetensors.torch import load_file, save_file
 
-        file = self.cache_dir / (hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest() + ".safetensors")
+        file = self.cache_dir / f"{self._cache_key(path)}.safetensors"
         if file.is_file():
             return load_file(file)["features"]
         features = self._scan_input(path)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         save_file({"features": features.contiguous()}, file, metadata={"scan": str(path)})
         return features
+
+    def _cache_key(self, path: str) -> str:
+        """The scan's bytes, the encoder's weights and the input spec: features of another scan,
+        encoder or preprocessing never match (as fm.embed keys its cache)."""
+        if self._encoder_key is None:
+            spec = json.dumps(self.model.config.input_spec, sort_keys=True)
+            self._encoder_key = weights_hash(self.model.encoder) + spec
+        return hashlib.sha256((content_hash(Path(path)) + self._encoder_key).encode()).hexdigest()
 
     def _scan_input(self, path: str) -> torch.Tensor:
         prepared = self.model.prepare_scan(load_volume(path))
