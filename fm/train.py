@@ -330,6 +330,9 @@ def main(argv: list[str] | None = None) -> None:
     add_config_options(parser, LMTrainConfig)
     args = parser.parse_args(argv)
     print(train_lm(args.init, args.data, args.out, config_from_args(LMTrainConfig, args), args.split))
+    if torch.distributed.is_initialized():  # every rank waits for rank 0's saving, then leaves the group cleanly
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 def add_config_options(parser: argparse.ArgumentParser, config_class) -> None:
