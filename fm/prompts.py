@@ -23,8 +23,10 @@ def findings_text(findings: Findings) -> str:
         lines[-1] += f" ({side_counts(findings)})"
     for lesion in findings.lesions:
         character = lesion_character(lesion)
+        # questions ask about "the main/largest lesion": name it, so the model need not rank volumes
+        largest = " (largest)" if lesion.lesion_id == 1 and len(findings.lesions) > 1 else ""
         parts = [
-            f"lesion {lesion.lesion_id}: {character['enhancement']}",
+            f"lesion {lesion.lesion_id}{largest}: {character['enhancement']}",
             location(lesion),
             lesion_volume(lesion),
             f"{lesion.longest_diameter_mm:.1f} x {lesion.short_axis_mm:.1f} mm",

@@ -129,6 +129,24 @@ def test_every_number_a_report_states_is_written_in_the_prompt():
                 assert re.search(rf"(?<![\d.]){re.escape(number)}(?!\d)", prompt), (number, text, prompt)
 
 
+
+def test_the_lesion_questions_ask_about_is_named_largest_in_the_prompt():
+    """Questions ask about "the main / largest lesion": with several lesions the prompt names it,
+    with one it needs no name; and every question about a lesion says which one it means."""
+    rng = random.Random(2)
+    several = next(f for f in iter(lambda: random_findings(rng), None) if len(f.lesions) > 2)
+    one = next(f for f in iter(lambda: random_findings(rng), None) if len(f.lesions) == 1)
+    lines = findings_text(several).splitlines()
+    largest = max(several.lesions, key=lambda lesion: lesion.volume_ml)
+    assert [line for line in lines if "(largest)" in line] == [
+        line for line in lines if line.startswith(f"- lesion {largest.lesion_id} (largest): ")
+    ]
+    assert f"{largest.volume_ml:.1f} mL" in next(line for line in lines if "(largest)" in line)
+    assert "(largest)" not in findings_text(one)
+    for qa in qa_pairs(several) + qa_pairs(several, 1):
+        if qa["type"] in ("side", "region", "midline", "enhancement", "volume", "diameter", "oedema", "describe"):
+            assert re.search(r"\b(main|largest) lesion\b", qa["question"]), qa["question"]
+
 @torch.no_grad()
 def test_saved_model_loads_through_the_auto_classes_with_the_same_outputs(tmp_path, tokenizer, findings):
     from transformers import AutoModel, AutoModelForImageTextToText
@@ -225,6 +243,7 @@ def test_a_language_model_on_disk_plugs_in_through_the_same_config_path(
     questions = [build_prompt(count, findings, q) for q in ("Which side?", "How many lesions are there in all?")]
     one_by_one = [model.generate_text(features, q, max_new_tokens=6) for q in questions]
     assert model.generate_text(features, questions, max_new_tokens=6) == one_by_one
+    assert model.generate_text(features, [], max_new_tokens=6) == []  # a scan with no question of a kind
 
 
 @torch.no_grad()

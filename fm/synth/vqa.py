@@ -18,7 +18,7 @@ _ASK = {
     "side": ("Which side is the largest lesion on?", "On which side of the brain is the main lesion?"),
     "region": ("In which region is the largest lesion?", "Where is the main lesion located?"),
     "midline": ("Does the largest lesion cross the midline?", "Does the main lesion extend across the midline?"),
-    "enhancement": ("Does the largest lesion enhance?", "Is there an enhancing component?"),
+    "enhancement": ("Does the largest lesion enhance?", "Does the main lesion have an enhancing component?"),
     "ventricles": ("Are the lateral ventricles enlarged?", "Is there ventricular enlargement?"),
     "volume": ("What is the volume of the largest lesion?", "How large is the main lesion in mL?"),
     "diameter": ("What is the longest diameter of the largest lesion?", "How long is the main lesion at its longest?"),
