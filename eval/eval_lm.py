@@ -164,8 +164,9 @@ def main() -> None:
     parser.add_argument(
         "--measured", action="store_true", help="give the model the findings `fm report` measures, not the true ones"
     )
-    parser.add_argument("--out", type=Path, default=RESULTS / "lm_ood.json")
+    parser.add_argument("--out", type=Path, help="default: eval/results/lm_ood[_free][_measured].json")
     args = parser.parse_args()
+    args.out = args.out or RESULTS / f"lm_ood{'_free' * args.free}{'_measured' * args.measured}.json"
     results = evaluate(args.model, args.data, args.n, args.measured, not args.free)
     for key, value in results["summary"].items():
         print(f"  {key:<36} {value}")

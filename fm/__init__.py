@@ -7,6 +7,7 @@ Importing fm stays light (the report pipeline starts without torch). The languag
 
 import importlib.abc
 import importlib.machinery
+import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
@@ -56,7 +57,9 @@ class _RegisterAfterImport(importlib.abc.MetaPathFinder):
         return spec
 
 
-if _AUTO_MODULE in sys.modules:
+if os.environ.get("FM_VLLM_PLUGIN"):
+    pass  # inside a vLLM server (fm.vllm_plugin): its transformers has no use for fm's model classes
+elif _AUTO_MODULE in sys.modules:
     register_with_transformers()
 else:
     sys.meta_path.insert(0, _RegisterAfterImport())

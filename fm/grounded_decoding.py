@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import re
 
 import torch
@@ -45,57 +46,89 @@ class Grounding:
         }
         return cls(frozenset(_NUMBER.findall(findings_text(findings))), frozenset(words), frozenset(sided))
 
-
-class GroundedDecoding(LogitsProcessor):
-    """Masks every token after which the generated text would hold a number not in the grounding
-    (or not on its way to one), or name a region no lesion lies in. `prompt_length`: where the
-    generated tokens start in input_ids."""
-
-    def __init__(self, tokenizer, grounding: Grounding, prompt_length: int):
-        self.tokenizer, self.grounding, self.prompt_length = tokenizer, grounding, prompt_length
-        allowed = grounding.numbers
-        self.prefixes = frozenset(number[:end] for number in allowed for end in range(1, len(number) + 1))
-        self.region_word = re.compile(
-            r"(?:\b(left|right)\s+)?\b(" + "|".join(set(REGION_WORDS.values())) + r")(?![a-z])", re.I
+    def to_json(self) -> str:
+        """The grounding as a request to the vLLM server carries it (fm.vllm_plugin reads it)."""
+        return json.dumps(
+            {
+                "numbers": sorted(self.numbers),
+                "region_words": sorted(self.region_words),
+                "sided_regions": sorted(list(pair) for pair in self.sided_regions),
+            }
         )
-        self.checked = _rule_tokens(tokenizer)
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        for row in range(input_ids.shape[0]):
-            tail = self.tokenizer.decode(input_ids[row, self.prompt_length :][-_TAIL_TOKENS:], skip_special_tokens=True)
-            running = _WRITING.search(tail)  # a number still being written at the very end?
-            partial = running.group() if running else ""
-            if partial and not self._complete(partial):
-                keep = torch.zeros_like(scores[row], dtype=torch.bool)  # only its continuation may follow
-            else:
-                keep = torch.ones_like(scores[row], dtype=torch.bool)
-            for token_id, text in self.checked.items():
-                keep[token_id] = self._fits(partial + text) and not self._names_banned_region(tail, text)
-            scores[row] = scores[row].masked_fill(~keep, float("-inf"))
-        return scores
+    @classmethod
+    def from_json(cls, text: str) -> "Grounding":
+        data = json.loads(text)
+        sided = frozenset(tuple(pair) for pair in data["sided_regions"])
+        return cls(frozenset(data["numbers"]), frozenset(data["region_words"]), sided)
 
-    def _complete(self, run: str) -> bool:
-        return run in self.grounding.numbers or (run.endswith(".") and run[:-1] in self.grounding.numbers)
+    @functools.cached_property
+    def prefixes(self) -> frozenset[str]:
+        return frozenset(number[:end] for number in self.numbers for end in range(1, len(number) + 1))
 
-    def _fits(self, text: str) -> bool:
+    def complete(self, run: str) -> bool:
+        """Is `run` (digits and points) a whole grounded number, a full stop allowed after it?"""
+        return run in self.numbers or (run.endswith(".") and run[:-1] in self.numbers)
+
+    def fits(self, text: str) -> bool:
         """Every number in `text` is grounded; the last may still be growing (a prefix)."""
         runs = list(_RUN.finditer(text))
         for index, run in enumerate(runs):
             growing = index == len(runs) - 1 and run.end() == len(text)
-            if not (self._complete(run.group()) or (growing and run.group() in self.prefixes)):
+            if not (self.complete(run.group()) or (growing and run.group() in self.prefixes)):
                 return False
         return True
 
-    def _names_banned_region(self, tail: str, text: str) -> bool:
+    def names_banned_region(self, tail: str, text: str) -> bool:
         """Does `text` finish a region word that no lesion lies in, or one after a side that no
         lesion in that region has?"""
-        for match in self.region_word.finditer(tail + text):
+        for match in _REGION_WORD.finditer(tail + text):
             if match.end() <= len(tail):
                 continue
             side, word = (match.group(1) or "").lower(), match.group(2).lower()
-            if word not in self.grounding.region_words or (side and (side, word) not in self.grounding.sided_regions):
+            if word not in self.region_words or (side and (side, word) not in self.sided_regions):
                 return True
         return False
+
+
+_REGION_WORD = re.compile(
+    r"(?:\b(left|right)\s+)?\b(" + "|".join(sorted(set(REGION_WORDS.values()))) + r")(?![a-z])", re.I
+)
+
+
+class GroundedDecoding(LogitsProcessor):
+    """Masks every token after which the generated text would hold a number not in the grounding
+    (or not on its way to one), or name a region no lesion lies in. `grounding`: one for every row
+    of the batch, or one per row (None leaves that row free: a batch may mix scans and tasks).
+    `prompt_length`: where the generated tokens start in input_ids."""
+
+    def __init__(self, tokenizer, grounding: Grounding | list[Grounding | None], prompt_length: int):
+        self.tokenizer, self.grounding, self.prompt_length = tokenizer, grounding, prompt_length
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        for row in range(input_ids.shape[0]):
+            grounding = self.grounding[row] if isinstance(self.grounding, list) else self.grounding
+            if grounding is not None:
+                scores[row] = mask_row(self.tokenizer, grounding, input_ids[row, self.prompt_length :], scores[row])
+        return scores
+
+
+def mask_row(
+    tokenizer, grounding: Grounding, generated: torch.LongTensor | list[int], scores: torch.Tensor
+) -> torch.Tensor:
+    """One row's next-token `scores` with every token masked that would break the grounding after
+    the `generated` tokens (in process, and in the vLLM server's plugin, fm.vllm_plugin)."""
+    tail = tokenizer.decode(list(generated)[-_TAIL_TOKENS:], skip_special_tokens=True)
+    running = _WRITING.search(tail)  # a number still being written at the very end?
+    partial = running.group() if running else ""
+    if partial and not grounding.complete(partial):
+        keep = torch.zeros_like(scores, dtype=torch.bool)  # only its continuation may follow
+    else:
+        keep = torch.ones_like(scores, dtype=torch.bool)
+    for token_id, text in _rule_tokens(tokenizer).items():
+        if token_id < keep.shape[0]:
+            keep[token_id] = grounding.fits(partial + text) and not grounding.names_banned_region(tail, text)
+    return scores.masked_fill(~keep, float("-inf"))
 
 
 @functools.lru_cache(maxsize=8)  # per tokenizer: a scan of its whole vocabulary, not of each generation

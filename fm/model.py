@@ -199,18 +199,29 @@ class FMForReportGeneration(FMPreTrainedModel, GenerationMixin):
         computed once): a batch tensor, or a list of one-scan tensors when the scans' grids differ. Steps of generation after the first hold no placeholder: they read the
         KV cache, and the scan is not used again."""
         if inputs_embeds is None:
-            inputs_embeds = self.get_input_embeddings()(input_ids)
-            slots = input_ids == self.config.image_token_id
-            if pixel_values is not None and image_features is None:
-                image_features = _each(self.encode_scan, pixel_values)
-            if image_features is not None and slots.any():
-                visual = _each(self.visual_tokens, image_features).to(inputs_embeds.dtype)
-                if int(slots.sum()) != visual.shape[0] * visual.shape[1]:
-                    raise ValueError(
-                        f"the prompt holds {int(slots.sum())} image placeholders, the scan gives {visual.shape[0] * visual.shape[1]} visual tokens"
-                    )
-                inputs_embeds = inputs_embeds.masked_scatter(slots[..., None].expand_as(inputs_embeds), visual)
+            inputs_embeds = self.embed_prompt(input_ids, pixel_values=pixel_values, image_features=image_features)
         return self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels, **kwargs)
+
+    def embed_prompt(
+        self,
+        input_ids: torch.LongTensor,
+        pixel_values: torch.Tensor | None = None,
+        image_features: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The language model's input embeddings of `input_ids` with the visual tokens in place of
+        the image placeholders: what the language model reads, here or on a server (fm.serve)."""
+        inputs_embeds = self.get_input_embeddings()(input_ids)
+        slots = input_ids == self.config.image_token_id
+        if pixel_values is not None and image_features is None:
+            image_features = _each(self.encode_scan, pixel_values)
+        if image_features is not None and slots.any():
+            visual = _each(self.visual_tokens, image_features).to(inputs_embeds.dtype)
+            if int(slots.sum()) != visual.shape[0] * visual.shape[1]:
+                raise ValueError(
+                    f"the prompt holds {int(slots.sum())} image placeholders, the scan gives {visual.shape[0] * visual.shape[1]} visual tokens"
+                )
+            inputs_embeds = inputs_embeds.masked_scatter(slots[..., None].expand_as(inputs_embeds), visual)
+        return inputs_embeds
 
     # -- generation --------------------------------------------------------------------------
 
@@ -230,24 +241,43 @@ class FMForReportGeneration(FMPreTrainedModel, GenerationMixin):
         image_features: torch.Tensor,
         prompt: str | list[str],
         max_new_tokens: int = 256,
-        grounded_in: Findings | None = None,
+        grounded_in: Findings | list[Findings | None] | None = None,
         **generate_kwargs,
     ) -> str | list[str]:
         """The model's text after `prompt`; greedy unless `generate_kwargs` say otherwise
         (do_sample=True, temperature, a streamer...). A list of prompts is generated as one batch
         (left-padded), about one scan (features with batch size 1) or one scan each.
         grounded_in: findings whose numbers and lesion regions are the only ones the text may
-        state (fm.grounded_decoding); None leaves the model free."""
+        state (fm.grounded_decoding), for every prompt or one per prompt; None leaves the model free."""
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        tokens = self.generate_tokens(image_features, prompts, max_new_tokens, grounded_in, **generate_kwargs)
+        texts = [text.strip() for text in self.tokenizer.batch_decode(tokens, skip_special_tokens=True)]
+        return texts[0] if isinstance(prompt, str) else texts
+
+    @torch.no_grad()
+    def generate_tokens(
+        self,
+        image_features: torch.Tensor,
+        prompts: list[str],
+        max_new_tokens: int = 256,
+        grounded_in: Findings | list[Findings | None] | None = None,
+        **generate_kwargs,
+    ) -> list[list[int]]:
+        """generate_text's tokens: for each prompt, the ids it generated, without padding or the
+        end-of-text token."""
+        if not prompts:
+            return []
         if image_features.shape[0] == 1 and len(prompts) > 1:
             image_features = image_features.expand(len(prompts), *image_features.shape[1:])
         if self.tokenizer.pad_token is None:  # a language model's own tokenizer may have none
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        pad_id = self.tokenizer.pad_token_id
         self.tokenizer.padding_side = "left"  # generation continues every row at its end
         encoded = self.tokenizer(prompts, return_tensors="pt", padding=len(prompts) > 1)
-        if grounded_in is not None:
-            grounding = GroundedDecoding(self.tokenizer, Grounding.of(grounded_in), encoded["input_ids"].shape[1])
+        prompt_length = encoded["input_ids"].shape[1]
+        per_row = grounded_in if isinstance(grounded_in, list) else [grounded_in] * len(prompts)
+        if any(findings is not None for findings in per_row):
+            groundings = [Grounding.of(findings) if findings is not None else None for findings in per_row]
+            grounding = GroundedDecoding(self.tokenizer, groundings, prompt_length)
             generate_kwargs["logits_processor"] = LogitsProcessorList(
                 [grounding, *generate_kwargs.get("logits_processor", [])]
             )
@@ -256,12 +286,10 @@ class FMForReportGeneration(FMPreTrainedModel, GenerationMixin):
             attention_mask=encoded["attention_mask"],
             image_features=image_features,
             max_new_tokens=max_new_tokens,
-            pad_token_id=pad_id,
+            pad_token_id=self.tokenizer.pad_token_id,
             **{"do_sample": False, **generate_kwargs},
         )
-        texts = self.tokenizer.batch_decode(output[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
-        texts = [text.strip() for text in texts]
-        return texts[0] if isinstance(prompt, str) else texts
+        return [_until_end(row.tolist(), self.generation_config.eos_token_id) for row in output[:, prompt_length:]]
 
     @torch.no_grad()
     def generate_report(
@@ -349,11 +377,21 @@ The scan is prepared by the encoder's input spec (stored in config.json):
 ```python
 import fm
 from transformers import AutoModelForImageTextToText
+
 model = AutoModelForImageTextToText.from_pretrained("PATH_OR_HUB_ID")
 print(model.generate_report(volume, findings))
 ```
 """
         return ModelCard(text)
+
+
+def _until_end(tokens: list[int], eos: int | list[int] | None) -> list[int]:
+    """A generated row up to (not including) its first end-of-text token: after it come only pads."""
+    ends = set([eos] if isinstance(eos, int) else eos or [])
+    for index, token in enumerate(tokens):
+        if token in ends:
+            return tokens[:index]
+    return tokens
 
 
 def _each(function, batch: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:

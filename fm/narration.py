@@ -25,25 +25,42 @@ def load_report_model(model: str | Path | None = None):
 
 
 def narrate(
-    report: Report, scans: Volume | list[Volume], report_model, model_id: str, attempts: int = 4, **generate_kwargs
+    report: Report, scans: Volume | list[Volume], report_model, model_id: str, attempts: int = 4, backend=None
 ) -> Report:
     """The report with the model's narrative of `scans` grounded in the report's findings, checked.
+    backend: where the language model runs (fm.serve; default: in this process)."""
+    features = report_model.scan_features(model_input(scans, report_model))
+    return narrate_all([report], [features], report_model, model_id, attempts, backend)[0]
+
+
+def narrate_all(
+    reports: list[Report], features: list, report_model, model_id: str, attempts: int = 4, backend=None
+) -> list[Report]:
+    """narrate for several scans at once (their encoder `features`), each draft round one batch.
     The guard is the verifier: the greedy draft first, and while the guard finds a contradiction,
     up to `attempts` - 1 sampled drafts (seeded, temperature 0.7); the first faithful draft is
     kept, else the last is recorded as withheld and the template stands."""
-    import torch
+    from fm.serve import GenerationRequest, TransformersBackend
 
-    features = report_model.scan_features(model_input(scans, report_model))
-    prompt = build_prompt(report_model.num_visual_tokens(features), report.findings)
+    backend = backend or TransformersBackend(report_model)
+    written = list(reports)
+    pending = list(range(len(reports)))
     for attempt in range(attempts):
-        sampling = {"do_sample": True, "temperature": 0.7} if attempt else {}
-        with torch.random.fork_rng():  # seeded drafts, and the caller's random state untouched
-            torch.manual_seed(attempt)
-            text = report_model.generate_text(
-                features, prompt, 400, grounded_in=report.findings, **sampling, **generate_kwargs
+        requests = [
+            GenerationRequest(
+                features[index],
+                build_prompt(report_model.num_visual_tokens(features[index]), reports[index].findings),
+                400,
+                grounded_in=reports[index].findings,
+                temperature=0.7 if attempt else 0.0,
+                seed=attempt,
             )
-        written = report.with_model_narrative(text, model_id)
-        if written.model_narrative.kept:
+            for index in pending
+        ]
+        for index, generation in zip(pending, backend.batch(requests)):
+            written[index] = reports[index].with_model_narrative(generation.text, model_id)
+        pending = [index for index in pending if not written[index].model_narrative.kept]
+        if not pending:
             break
     return written
 

@@ -115,6 +115,20 @@ def test_a_changed_claim_is_caught_with_its_sentence(case, change, claim):
     assert caught.sentence in split_sentences(changed) and caught.finding
 
 
+def test_the_pattern_given_for_a_placed_lesion_must_be_that_lesions():
+    """The default model once wrote "non-enhancing" of a solidly enhancing second lesion: another
+    lesion was non-enhancing, so a check against all lesions passed it."""
+    findings = findings_with([RIGHT_PARIETAL, LEFT_FRONTAL])  # solidly enhancing right; non-enhancing left
+    wrong = "The second lesion, solidly enhancing, is in the left frontal lobe, measuring 22.3 x 14.0 mm (4.2 mL)."
+    claims = [c.claim for c in check(wrong, findings).contradictions]
+    assert claims == ["a solidly enhancing lesion in the left frontal lobe"]
+    assert check(wrong.replace("solidly enhancing", "non-enhancing"), findings).faithful
+    # a part's pattern, and a sentence about two places, are not one lesion's pattern
+    assert check("The right parietal lesion has a non-enhancing component.", findings).faithful
+    both = "A solidly enhancing lesion in the right parietal lobe and a non-enhancing one in the left frontal lobe."
+    assert check(both, findings).faithful
+
+
 def test_a_missed_lesion_and_unmentioned_enlarged_ventricles_are_omissions():
     findings = findings_with([RIGHT_PARIETAL, LEFT_FRONTAL], ventricles_ml=160.0)
     text = "A solidly enhancing lesion is seen in the right parietal lobe, 31.7 mL."

@@ -129,7 +129,6 @@ def test_every_number_a_report_states_is_written_in_the_prompt():
                 assert re.search(rf"(?<![\d.]){re.escape(number)}(?!\d)", prompt), (number, text, prompt)
 
 
-
 def test_the_lesion_questions_ask_about_is_named_largest_in_the_prompt():
     """Questions ask about "the main / largest lesion": with several lesions the prompt names it,
     with one it needs no name; and every question about a lesion says which one it means."""
@@ -146,6 +145,7 @@ def test_the_lesion_questions_ask_about_is_named_largest_in_the_prompt():
     for qa in qa_pairs(several) + qa_pairs(several, 1):
         if qa["type"] in ("side", "region", "midline", "enhancement", "volume", "diameter", "oedema", "describe"):
             assert re.search(r"\b(main|largest) lesion\b", qa["question"]), qa["question"]
+
 
 @torch.no_grad()
 def test_saved_model_loads_through_the_auto_classes_with_the_same_outputs(tmp_path, tokenizer, findings):

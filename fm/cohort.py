@@ -1,0 +1,209 @@
+"""`fm report --manifest scans.csv --out DIR`: reports for a cohort. Each row of the manifest is
+one session (one scan, or its co-registered contrasts); its report folder is DIR/<id>/. A rerun
+skips the sessions whose folder is complete, one session's failure is recorded and the rest go on,
+and the language model writes the narratives of a batch of sessions at once through the chosen
+backend (fm.serve). Under torchrun each rank reports its slice of the manifest (rows rank,
+rank + world, ...) and rank 0 merges the ranks' summaries into DIR/summary.csv.
+
+Manifest: a CSV with a `path` column (several files of one session joined by ';', relative paths
+read from the manifest's folder), optional `id` (default: the first file's name without its
+extension) and `contrasts` (as --contrasts takes them, e.g. flair,t1c).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+import re
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from fm.errors import InputError, InputFileError
+from fm.render import REPORT_FILES
+
+SUMMARY_FIELDS = ("id", "path", "status", "seconds", "lesions", "narrative", "error")
+
+
+@dataclasses.dataclass(frozen=True)
+class CohortScan:
+    id: str
+    paths: tuple[str, ...]
+    contrasts: tuple[str, ...] | None
+
+
+@dataclasses.dataclass
+class Outcome:
+    scan: CohortScan
+    status: str  # "reported", "skipped" (complete from an earlier run) or "failed"
+    seconds: float = 0.0
+    lesions: int | None = None
+    narrative: str = ""  # "model" (kept), "template" (withheld or no language model)
+    error: str = ""  # one line
+
+    def row(self) -> dict:
+        return {
+            "id": self.scan.id,
+            "path": ";".join(self.scan.paths),
+            "status": self.status,
+            "seconds": f"{self.seconds:.1f}",
+            "lesions": "" if self.lesions is None else self.lesions,
+            "narrative": self.narrative,
+            "error": self.error,
+        }
+
+
+def read_manifest(path: str | Path) -> list[CohortScan]:
+    """The sessions a manifest lists, with unique ids safe as folder names."""
+    from fm.contrasts import parse_contrasts
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "no such manifest")
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or "path" not in rows[0]:
+        raise InputFileError(path, "is not a manifest: a CSV with a 'path' column (and optional 'id', 'contrasts')")
+    scans, seen = [], set()
+    for number, row in enumerate(rows, start=2):  # line 1 is the header
+        files = [part.strip() for part in (row.get("path") or "").split(";") if part.strip()]
+        if not files:
+            raise InputFileError(path, f"line {number} has no path")
+        files = [str(Path(file) if Path(file).is_absolute() else path.parent / file) for file in files]
+        scan_id = _folder_name((row.get("id") or "").strip() or _stem(files[0]))
+        if scan_id in seen:
+            raise InputFileError(path, f"line {number}: id {scan_id!r} is used twice; give each row its own id")
+        seen.add(scan_id)
+        contrasts = (row.get("contrasts") or "").strip()
+        try:
+            names = tuple(parse_contrasts(contrasts, len(files))) if contrasts else None
+        except InputError as error:
+            raise InputFileError(path, f"line {number}: {error}") from None
+        scans.append(CohortScan(scan_id, tuple(files), names))
+    return scans
+
+
+def is_complete(folder: Path) -> bool:
+    return all((folder / name).is_file() for name in REPORT_FILES)
+
+
+def report_cohort(
+    scans: list[CohortScan],
+    out: str | Path,
+    pipeline,
+    narrate_batch: Callable[[list], list] | None = None,
+    batch_size: int = 8,
+    rank: int = 0,
+    world: int = 1,
+    progress: bool = True,
+) -> list[Outcome]:
+    """Report this rank's share of `scans` into `out`. pipeline: a fm.pipeline.ReportPipeline.
+    narrate_batch(results) -> reports: the language model's narratives for a batch of pipeline
+    results (None: template narratives only). Returns this rank's outcomes; also written to
+    out/.summary-rank{rank}.csv, so ranks can be merged (merge_summaries)."""
+    from tqdm.auto import tqdm
+
+    from fm.render import write_report_folder
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    mine = scans[rank::world]
+    outcomes: list[Outcome] = []
+    started = time.perf_counter()
+    bar = tqdm(
+        total=len(mine), unit="scan", desc=f"reports (rank {rank})" if world > 1 else "reports", disable=not progress
+    )
+    for first in range(0, len(mine), batch_size):
+        segmented = []  # (scan, pipeline result, seconds so far)
+        for scan in mine[first : first + batch_size]:
+            if is_complete(out / scan.id):
+                outcomes.append(Outcome(scan, "skipped"))
+                bar.update()
+                continue
+            clock = time.perf_counter()
+            try:
+                result = pipeline(list(scan.paths), contrasts=list(scan.contrasts) if scan.contrasts else None)
+                segmented.append((scan, result, time.perf_counter() - clock))
+            except Exception as error:  # one session's problem must not stop the cohort
+                outcomes.append(_failed(scan, error, time.perf_counter() - clock))
+                bar.update()
+        if segmented:
+            clock = time.perf_counter()
+            results = [result for _, result, _ in segmented]
+            try:
+                reports = narrate_batch(results) if narrate_batch else [result.report for result in results]
+            except Exception as error:  # e.g. the vLLM server went away: these sessions fail, later ones retry
+                reports = [error] * len(results)
+            shared = (time.perf_counter() - clock) / len(segmented)
+            for (scan, result, seconds), report in zip(segmented, reports):
+                clock = time.perf_counter()
+                try:
+                    if isinstance(report, Exception):
+                        raise report
+                    # overwrite: an incomplete folder holds only what an interrupted run of this wrote
+                    labels, label_set = result.segmentation.labels, result.segmentation.label_set
+                    write_report_folder(report, result.volume, labels, label_set, out / scan.id, overwrite=True)
+                    narrative = "model" if report.model_narrative and report.model_narrative.kept else "template"
+                    elapsed = seconds + shared + time.perf_counter() - clock
+                    outcomes.append(Outcome(scan, "reported", elapsed, len(report.findings.lesions), narrative))
+                except Exception as error:
+                    outcomes.append(_failed(scan, error, seconds + shared + time.perf_counter() - clock))
+                bar.update()
+        minutes = (time.perf_counter() - started) / 60
+        bar.set_postfix(scans_per_min=f"{sum(o.status == 'reported' for o in outcomes) / max(minutes, 1e-9):.1f}")
+    bar.close()
+    _write_summary(out / f".summary-rank{rank}.csv", outcomes)
+    return outcomes
+
+
+def merge_summaries(out: str | Path, scans: list[CohortScan], world: int) -> tuple[Path, dict[str, int]]:
+    """out/summary.csv: every rank's rows, in the manifest's order; and how many rows have each status."""
+    out = Path(out)
+    rows = {}
+    for rank in range(world):
+        with open(out / f".summary-rank{rank}.csv", newline="") as handle:
+            rows.update({row["id"]: row for row in csv.DictReader(handle)})
+    ordered = [rows[scan.id] for scan in scans if scan.id in rows]
+    target = out / "summary.csv"
+    with open(target, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, SUMMARY_FIELDS)
+        writer.writeheader()
+        writer.writerows(ordered)
+    for rank in range(world):
+        (out / f".summary-rank{rank}.csv").unlink()
+    counts = {status: sum(row["status"] == status for row in ordered) for status in ("reported", "skipped", "failed")}
+    return target, counts
+
+
+def _write_summary(path: Path, outcomes: list[Outcome]) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, SUMMARY_FIELDS)
+        writer.writeheader()
+        writer.writerows(outcome.row() for outcome in outcomes)
+
+
+def _failed(scan: CohortScan, error: Exception, seconds: float) -> Outcome:
+    if not isinstance(error, InputError):  # not the user's input: a bug here, worth its traceback in the log
+        traceback.print_exception(error)
+    line = " ".join(str(error).split()) or type(error).__name__
+    return Outcome(scan, "failed", seconds, error=line)
+
+
+def _stem(path: str) -> str:
+    name = Path(path.rstrip("/")).name
+    return re.sub(r"(\.nii\.gz|\.nii|\.nrrd|\.mha|\.mhd|\.mgz|\.dcm)$", "", name, flags=re.I) or name
+
+
+def _folder_name(text: str) -> str:
+    """An id as a single safe folder name: no separators, no leading dots."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", text).lstrip(".")
+    if not name:
+        raise InputError(f"id {text!r} gives no usable folder name")
+    return name
+
+
+def distributed_rank() -> tuple[int, int]:
+    """(rank, world size) under torchrun, (0, 1) otherwise."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
