@@ -33,6 +33,8 @@ PROFILES: dict[str, dict[str, MemoryProfile]] = {
     "swin_bob": {"fp32": MemoryProfile(1.19 * GIB, 1850.0, 768), "bf16": MemoryProfile(1.18 * GIB, 2100.0, 768)},
     # 64^3 and its fixed 121x128x121 input: 1.09 / 1.15 GiB
     "anatcl": {"fp32": MemoryProfile(1.08 * GIB, 45.0, 512), "bf16": MemoryProfile(1.08 * GIB, 45.0, 512)},
+    # resnet18 slice by slice (64 slices a batch), 64^3 and 128^3: fp32 1.11 / 1.27 GiB, bf16 1.10 / 1.21 GiB
+    "timm25d": {"fp32": MemoryProfile(1.09 * GIB, 92.0, 512), "bf16": MemoryProfile(1.08 * GIB, 69.0, 512)},
 }
 PRECISIONS = ("fp32", "bf16")
 

@@ -2,7 +2,8 @@
 
 `pretrained` may be:
 - a published checkpoint file (the authors' container: Swin-BOB / MONAI trainer and
-  self-supervised files, AnatCL `.pth`, Brain-ID `.pth`), loaded strictly and safely;
+  self-supervised files, AnatCL `.pth`, Brain-ID `.pth`, a timm backbone's `.pth` or
+  `.safetensors`), loaded strictly and safely;
 - a folder in this project's format (config.json + model.safetensors), or
 - `hf-hub:org/name`, the same format on the Hugging Face Hub (honours HF_HUB_OFFLINE and the
   local cache).
@@ -23,6 +24,7 @@ from encoders.base import Encoder
 from encoders.brain_id import BrainID
 from encoders.checkpoint import load_container, load_state_dict_strictly
 from encoders.swin_bob import SwinBOB
+from encoders.timm25d import Timm25D
 from fm.errors import InputError, InputFileError
 
 
@@ -58,6 +60,9 @@ _REGISTRY: dict[str, EncoderEntry] = {
     ),
     "anatcl": EncoderEntry(AnatCL, dict(), "AnatCL anatomical brain-MRI encoder, 3D ResNet-18, 512-d"),
     "brain_id": EncoderEntry(BrainID, dict(f_maps=64), "Brain-ID contrast-agnostic brain features, 5-level 3D U-Net"),
+    "timm25d": EncoderEntry(
+        Timm25D, dict(), "any timm 2D backbone run slice by slice, slices' features pooled (the 2D baseline)"
+    ),
 }
 
 
@@ -106,7 +111,8 @@ def create_encoder(name: str, pretrained: str | Path | None = None, *, strict: b
     if path.is_dir():
         return _from_project_folder(entry, path, overrides, strict)
     model = entry.cls(**{**entry.defaults, **overrides})
-    module, state = model.original_state_dict(load_container(path), path)
+    container = {"state_dict": read_weights(path)} if path.suffix == ".safetensors" else load_container(path)
+    module, state = model.original_state_dict(container, path)
     load_state_dict_strictly(module, state, path, strict=strict)
     return model.eval()
 

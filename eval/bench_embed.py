@@ -74,7 +74,12 @@ def bench_cli(encoders: list[tuple[str, list[str]]], repeats: int) -> None:
 
 def calibrate() -> None:
     """Two sizes per family and precision -> MemoryProfile(fixed, per voxel)."""
-    for family, sizes in (("brain_id", (96, 128)), ("swin_bob", (64, 128)), ("anatcl", (64, 0))):
+    for family, sizes in (
+        ("brain_id", (96, 128)),
+        ("swin_bob", (64, 128)),
+        ("anatcl", (64, 0)),
+        ("timm25d", (64, 128)),
+    ):
         for precision in ("fp32", "bf16"):
             points = [_child(_FORWARD_CHILD, [family, str(s), precision]) for s in sizes]
             (v0, p0), (v1, p1) = ((p["voxels"], p["peak_kib"] * 1024) for p in points)

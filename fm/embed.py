@@ -40,6 +40,8 @@ class EmbedRun:
     cached: int = 0  # scans skipped: their embedding with these weights and settings was already there
     errors: list[str] = dataclasses.field(default_factory=list)
     random_weights: bool = False  # no pretrained weights: the embeddings carry no learnt meaning
+    weights_sha256: str = ""  # the encoder's weights, as its rows are keyed
+    spec_json: str = ""  # its input spec and settings, as its rows are keyed
 
 
 def embed_scans(
@@ -53,6 +55,8 @@ def embed_scans(
     tile: int | None = None,
     precision: str = "fp32",
     max_memory_bytes: float | None = None,
+    encoder=None,
+    input_spec=None,
 ) -> EmbedRun:
     """Embed `paths` into the parquet file `out`.
 
@@ -63,21 +67,26 @@ def embed_scans(
     Before each forward pass its peak memory is estimated (encoders.memory); a scan whose pass
     would exceed max_memory_bytes (default: what the system has available) is refused with a
     message saying what would fit, instead of being killed by the kernel.
+    encoder / input_spec: an encoder built elsewhere (e.g. a segmenter's, fm.probe_features) and
+    the InputSpec it was trained with, instead of `encoder_name`'s own.
     """
     import pyarrow.parquet as pq
 
+    from encoders.preprocess import monai_preprocess
+
     look_up("precision", precision, PRECISIONS)
-    model = _encoder(encoder_name, pretrained, overrides or {})
+    model = encoder if encoder is not None else _encoder(encoder_name, pretrained, overrides or {})
+    spec_used = input_spec or model.spec
     if tile is not None:
         tile = _checked_tile(model, tile)
     limit = max_memory_bytes or available_bytes()
     weights = weights_hash(model)
-    settings = {**model.spec.to_dict(), "tile": tile, "precision": precision}
+    settings = {**spec_used.to_dict(), "tile": tile, "precision": precision}
     spec = json.dumps(settings, sort_keys=True)
     out = Path(out)
     rows = pq.read_table(out).to_pylist() if out.exists() else []
     done = {_key(r) for r in rows}
-    run = EmbedRun(random_weights=pretrained is None)
+    run = EmbedRun(random_weights=pretrained is None, weights_sha256=weights, spec_json=spec)
     pending: list[tuple[dict, torch.Tensor]] = []
 
     def flush():
@@ -111,7 +120,9 @@ def embed_scans(
             if _key(row) in done:
                 run.cached += 1
                 continue
-            tensor = model.preprocess(load_volume(path)).tensor
+            volume = load_volume(path)
+            # a family's own preprocessing, unless the encoder was trained with another spec
+            tensor = (monai_preprocess(volume, input_spec) if input_spec else model.preprocess(volume)).tensor
         except InputError as err:
             run.errors.append(str(err) if isinstance(err, InputFileError) else f"{path}: {err}")
             continue
@@ -139,7 +150,13 @@ def _encoder(name: str, pretrained, overrides: dict):
 
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        return create_encoder(name, pretrained, **overrides).eval()
+        try:
+            return create_encoder(name, pretrained, **overrides).eval()
+        except InputError:
+            raise
+        except (ValueError, TypeError) as err:  # the constructor's own check of the settings
+            settings = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "its defaults"
+            raise InputError(f"{name} cannot be built with {settings}: {err}") from None
 
 
 def _autocast(precision: str):
