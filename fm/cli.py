@@ -670,15 +670,15 @@ def _report_cohort(manifest, out, no_llm, lm, backend_options, batch_size, model
         pipeline = ReportPipeline.from_pretrained(model, encoder_name, etta=etta, **_parse_overrides(settings))
     narrate_batch = None
     if not no_llm:
-        from fm.narration import DEFAULT_LM_ID, load_report_model, model_input, narrate_all
+        from fm.narration import DEFAULT_LM_ID, load_report_model, narrate_all
 
         report_model = load_report_model(lm)
         backend = _generation_backend(report_model, *backend_options)
 
         def narrate_batch(results):
-            features = [report_model.scan_features(model_input(r.session.volumes, report_model)) for r in results]
+            sessions = [r.session.volumes for r in results]
             return narrate_all(
-                [r.report for r in results], features, report_model, lm or DEFAULT_LM_ID, backend=backend
+                [r.report for r in results], sessions, report_model, lm or DEFAULT_LM_ID, backend=backend
             )
 
     report_cohort(scans, out, functools.partial(pipeline, force=force), narrate_batch, batch_size, rank, world)

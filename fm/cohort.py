@@ -105,57 +105,69 @@ def report_cohort(
     out/.summary-rank{rank}.csv, so ranks can be merged (merge_summaries)."""
     from tqdm.auto import tqdm
 
-    from fm.render import write_report_folder
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     mine = scans[rank::world]
     outcomes: list[Outcome] = []
     started = time.perf_counter()
-    bar = tqdm(
-        total=len(mine), unit="scan", desc=f"reports (rank {rank})" if world > 1 else "reports", disable=not progress
-    )
+    desc = f"reports (rank {rank})" if world > 1 else "reports"
+    bar = tqdm(total=len(mine), unit="scan", desc=desc, disable=not progress)
     for first in range(0, len(mine), batch_size):
-        segmented = []  # (scan, pipeline result, seconds so far)
-        for scan in mine[first : first + batch_size]:
-            if is_complete(out / scan.id):
-                outcomes.append(Outcome(scan, "skipped"))
-                bar.update()
-                continue
-            clock = time.perf_counter()
-            try:
-                result = pipeline(list(scan.paths), contrasts=list(scan.contrasts) if scan.contrasts else None)
-                segmented.append((scan, result, time.perf_counter() - clock))
-            except Exception as error:  # one session's problem must not stop the cohort
-                outcomes.append(_failed(scan, error, time.perf_counter() - clock))
-                bar.update()
+        batch = mine[first : first + batch_size]
+        segmented = _segmented(batch, out, pipeline, outcomes, bar)  # skipped and failed ones are in outcomes
         if segmented:
             clock = time.perf_counter()
             results = [result for _, result, _ in segmented]
             try:
                 reports = narrate_batch(results) if narrate_batch else [result.report for result in results]
-            except Exception as error:  # e.g. the vLLM server went away: these sessions fail, later ones retry
-                reports = [error] * len(results)
+            except Exception as error:  # e.g. the vLLM server went away: these sessions fail, a rerun retries them
+                reports, failure = None, error
             shared = (time.perf_counter() - clock) / len(segmented)
-            for (scan, result, seconds), report in zip(segmented, reports):
-                clock = time.perf_counter()
-                try:
-                    if isinstance(report, Exception):
-                        raise report
-                    # overwrite: an incomplete folder holds only what an interrupted run of this wrote
-                    labels, label_set = result.segmentation.labels, result.segmentation.label_set
-                    write_report_folder(report, result.volume, labels, label_set, out / scan.id, overwrite=True)
-                    narrative = "model" if report.model_narrative and report.model_narrative.kept else "template"
-                    elapsed = seconds + shared + time.perf_counter() - clock
-                    outcomes.append(Outcome(scan, "reported", elapsed, len(report.findings.lesions), narrative))
-                except Exception as error:
-                    outcomes.append(_failed(scan, error, seconds + shared + time.perf_counter() - clock))
+            for index, (scan, result, seconds) in enumerate(segmented):
+                if reports is None:
+                    outcomes.append(_failed(scan, failure, seconds + shared))
+                else:
+                    outcomes.append(_written(scan, result, reports[index], out / scan.id, seconds + shared))
                 bar.update()
         minutes = (time.perf_counter() - started) / 60
         bar.set_postfix(scans_per_min=f"{sum(o.status == 'reported' for o in outcomes) / max(minutes, 1e-9):.1f}")
     bar.close()
     _write_summary(out / f".summary-rank{rank}.csv", outcomes)
     return outcomes
+
+
+def _segmented(batch: list[CohortScan], out: Path, pipeline, outcomes: list[Outcome], bar) -> list[tuple]:
+    """(scan, pipeline result, seconds) of each scan of `batch` not reported yet; the complete
+    ones (skipped) and the ones that fail go to `outcomes` (and tick the progress bar)."""
+    segmented = []
+    for scan in batch:
+        if is_complete(out / scan.id):
+            outcomes.append(Outcome(scan, "skipped"))
+            bar.update()
+            continue
+        clock = time.perf_counter()
+        try:
+            result = pipeline(list(scan.paths), contrasts=list(scan.contrasts) if scan.contrasts else None)
+        except Exception as error:  # one session's problem must not stop the cohort
+            outcomes.append(_failed(scan, error, time.perf_counter() - clock))
+            bar.update()
+        else:
+            segmented.append((scan, result, time.perf_counter() - clock))
+    return segmented
+
+
+def _written(scan: CohortScan, result, report, folder: Path, seconds: float) -> Outcome:
+    """Write one session's report folder; its outcome."""
+    from fm.render import write_report_folder
+
+    clock = time.perf_counter()
+    labels, label_set = result.segmentation.labels, result.segmentation.label_set
+    try:  # overwrite: an incomplete folder holds only what an interrupted run of this wrote
+        write_report_folder(report, result.volume, labels, label_set, folder, overwrite=True)
+    except Exception as error:
+        return _failed(scan, error, seconds + time.perf_counter() - clock)
+    narrative = "model" if report.model_narrative and report.model_narrative.kept else "template"
+    return Outcome(scan, "reported", seconds + time.perf_counter() - clock, len(report.findings.lesions), narrative)
 
 
 def merge_summaries(out: str | Path, scans: list[CohortScan], world: int) -> tuple[Path, dict[str, int]]:

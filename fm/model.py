@@ -289,7 +289,9 @@ class FMForReportGeneration(FMPreTrainedModel, GenerationMixin):
             pad_token_id=self.tokenizer.pad_token_id,
             **{"do_sample": False, **generate_kwargs},
         )
-        return [_until_end(row.tolist(), self.generation_config.eos_token_id) for row in output[:, prompt_length:]]
+        return [
+            until_end_of_text(row.tolist(), self.generation_config.eos_token_id) for row in output[:, prompt_length:]
+        ]
 
     @torch.no_grad()
     def generate_report(
@@ -385,7 +387,7 @@ print(model.generate_report(volume, findings))
         return ModelCard(text)
 
 
-def _until_end(tokens: list[int], eos: int | list[int] | None) -> list[int]:
+def until_end_of_text(tokens: list[int], eos: int | list[int] | None) -> list[int]:
     """A generated row up to (not including) its first end-of-text token: after it come only pads."""
     ends = set([eos] if isinstance(eos, int) else eos or [])
     for index, token in enumerate(tokens):

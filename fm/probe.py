@@ -84,34 +84,41 @@ def check_cases(cases: list[ProbeCase], settings: ProbeSettings) -> None:
         )
 
 
-def probe_source(
-    name: str, features: np.ndarray, cases: list[ProbeCase], settings: ProbeSettings, fraction: float = 1.0
-) -> ProbeResult:
-    """Out-of-fold predictions of `features` for every case (every seed), their metrics and CIs.
-    fraction < 1 trains each fold on that share of its training subjects (the few-shot curve)."""
+def probe_source(name: str, features: np.ndarray, cases: list[ProbeCase], settings: ProbeSettings) -> ProbeResult:
+    """Out-of-fold predictions of `features` for every case (every seed), their metrics and CIs."""
     y, groups, classes = _targets(cases, settings)
     seeds_predictions, per_seed = [], {m: [] for m in settings.metrics}
     for seed in settings.seeds:
-        predicted = _out_of_fold(features, y, groups, cases, settings, seed, fraction, len(classes))
+        predicted = _out_of_fold(features, y, groups, cases, settings, seed, 1.0, len(classes))
         seeds_predictions.append(predicted)
-        evaluated = ~np.isnan(predicted).reshape(len(y), -1).any(1)
+        evaluated = _predicted(predicted)
         for metric, value in _metrics(y[evaluated], predicted[evaluated], settings).items():
             per_seed[metric].append(value)
     mean = np.mean(seeds_predictions, axis=0)
-    evaluated = ~np.isnan(mean).reshape(len(y), -1).any(1)
+    evaluated = _predicted(mean)
     metrics = _metrics(y[evaluated], mean[evaluated], settings)
     intervals = bootstrap_intervals(y[evaluated], mean[evaluated], groups[evaluated], settings)
     return ProbeResult(name, mean, metrics, intervals, per_seed)
 
 
+def few_shot_metric(features: np.ndarray, cases: list[ProbeCase], settings: ProbeSettings, fraction: float) -> float:
+    """The primary metric of the seed-averaged out-of-fold predictions when each fold trains on
+    `fraction` of its training subjects (a point of the label-fraction curve; no intervals)."""
+    y, groups, classes = _targets(cases, settings)
+    folds = [
+        _out_of_fold(features, y, groups, cases, settings, seed, fraction, len(classes)) for seed in settings.seeds
+    ]
+    mean = np.mean(folds, axis=0)
+    evaluated = _predicted(mean)
+    return _metrics(y[evaluated], mean[evaluated], settings)[settings.primary]
+
+
 def bootstrap_intervals(y, predicted, groups, settings: ProbeSettings) -> dict[str, tuple[float, float]]:
-    samples = {m: [] for m in settings.metrics}
-    for index in _resamples(groups, settings.bootstrap):
-        if settings.task == "classification" and len(np.unique(y[index])) < 2:
-            continue  # a resample with one class has no AUROC
-        for metric, value in _metrics(y[index], predicted[index], settings).items():
-            samples[metric].append(value)
-    return {m: (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))) for m, v in samples.items()}
+    resampled = _over_resamples(y, groups, settings, 0, lambda index: _metrics(y[index], predicted[index], settings))
+    return {
+        m: (float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5)))
+        for m, values in ((m, [sample[m] for sample in resampled]) for m in settings.metrics)
+    }
 
 
 def paired_test(a: ProbeResult, b: ProbeResult, cases: list[ProbeCase], settings: ProbeSettings) -> dict:
@@ -119,25 +126,21 @@ def paired_test(a: ProbeResult, b: ProbeResult, cases: list[ProbeCase], settings
     interval, and the two-sided p-value (twice the smaller share of resampled differences on
     either side of zero)."""
     y, groups, _ = _targets(cases, settings)
-    both = ~(np.isnan(a.predictions).reshape(len(y), -1).any(1) | np.isnan(b.predictions).reshape(len(y), -1).any(1))
+    both = _predicted(a.predictions) & _predicted(b.predictions)
     y, groups, pa, pb = y[both], groups[both], a.predictions[both], b.predictions[both]
     metric = settings.primary
-    observed = _metrics(y, pa, settings)[metric] - _metrics(y, pb, settings)[metric]
-    differences = []
-    for index in _resamples(groups, settings.bootstrap, seed=1):
-        if settings.task == "classification" and len(np.unique(y[index])) < 2:
-            continue
-        differences.append(
-            _metrics(y[index], pa[index], settings)[metric] - _metrics(y[index], pb[index], settings)[metric]
-        )
-    differences = np.array(differences)
+
+    def difference(index):
+        return _metrics(y[index], pa[index], settings)[metric] - _metrics(y[index], pb[index], settings)[metric]
+
+    differences = np.array(_over_resamples(y, groups, settings, 1, difference))
     p = min(1.0, 2 * min(np.mean(differences <= 0), np.mean(differences >= 0)))
     low, high = np.percentile(differences, [2.5, 97.5])
     return {
         "a": a.source,
         "b": b.source,
         "metric": metric,
-        "difference": float(observed),
+        "difference": float(difference(np.arange(len(y)))),
         "ci": (float(low), float(high)),
         "p": float(p),
     }
@@ -263,6 +266,22 @@ def _metrics(y, predicted, settings: ProbeSettings) -> dict[str, float]:
         "balanced_accuracy": float(balanced_accuracy_score(y, chosen)),
         "accuracy": float(accuracy_score(y, chosen)),
     }
+
+
+def _predicted(predictions: np.ndarray) -> np.ndarray:
+    """Which cases have a prediction (a fixed split predicts its test cases only)."""
+    return ~np.isnan(predictions).reshape(len(predictions), -1).any(1)
+
+
+def _over_resamples(y, groups, settings: ProbeSettings, seed: int, statistic) -> list:
+    """`statistic(case indices)` of each bootstrap resample of subjects; for classification,
+    resamples with one class (no AUROC) are left out."""
+    values = []
+    for index in _resamples(groups, settings.bootstrap, seed):
+        if settings.task == "classification" and len(np.unique(y[index])) < 2:
+            continue
+        values.append(statistic(index))
+    return values
 
 
 def _resamples(groups: np.ndarray, count: int, seed: int = 0):

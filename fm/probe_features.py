@@ -155,24 +155,33 @@ def cases_from_npz(npz: str | Path, folder: str | Path, spacing_mm: float = 1.0)
     return manifest
 
 
-def source_features(source: FeatureSource, cases: list[ProbeCase], cache: Path, progress: bool = True) -> np.ndarray:
-    """(cases, features) for `source`, computed once: a rerun reads the cache."""
+def source_features(
+    source: FeatureSource, cases: list[ProbeCase], cache: Path, hashes: dict[str, str], progress: bool = True
+) -> np.ndarray:
+    """(cases, features) for `source`, computed once: a rerun reads the cache. hashes: each case
+    file's content hash (content_hashes), read once for every source."""
     cache.mkdir(parents=True, exist_ok=True)
     if source.encoder is None:
-        return _histogram_matrix(cases, cache / "histogram.parquet", progress)
+        return _histogram_matrix(cases, cache / "histogram.parquet", hashes, progress)
     from fm.embed import embed_scans
 
     out = cache / f"{_slug(source.label)}.parquet"
+    paths = [c.path for c in cases]
     if source.segmenter:
         encoder, spec = segmenter_encoder(source.segmenter, trained=source.weights is not None)
-        paths = [c.path for c in cases]
         run = embed_scans(paths, encoder.family, out, progress=progress, encoder=encoder, input_spec=spec)
     else:
-        paths = [c.path for c in cases]
         run = embed_scans(paths, source.encoder, out, source.weights, dict(source.overrides), progress=progress)
     if run.errors:
         raise InputError(f"{source.label} could not embed {len(run.errors)} scan(s): {run.errors[0]}")
-    return _rows_for(out, cases, {"weights_sha256": run.weights_sha256, "spec_json": run.spec_json})
+    return _rows_for(out, cases, hashes, {"weights_sha256": run.weights_sha256, "spec_json": run.spec_json})
+
+
+def content_hashes(cases: list[ProbeCase]) -> dict[str, str]:
+    """Each case file's content hash, as fm.embed keys its rows."""
+    from fm.checksums import content_hash
+
+    return {case.path: content_hash(Path(case.path)) for case in cases}
 
 
 def segmenter_encoder(network: str, trained: bool = True):
@@ -217,38 +226,34 @@ def histogram_features(path: str) -> np.ndarray:
     return np.append(density, foreground.size * voxel_ml)
 
 
-def _histogram_matrix(cases: list[ProbeCase], out: Path, progress: bool) -> np.ndarray:
+def _histogram_matrix(cases: list[ProbeCase], out: Path, hashes: dict[str, str], progress: bool) -> np.ndarray:
     import pyarrow as pa
     import pyarrow.parquet as pq
     from tqdm import tqdm
 
-    from fm.checksums import content_hash
-
-    rows = {
-        (r["path"], r["content_sha256"]): r["features"]
-        for r in (pq.read_table(out).to_pylist() if out.exists() else [])
-    }
+    cached = pq.read_table(out).to_pylist() if out.exists() else []
+    rows = {(r["path"], r["content_sha256"]): r["features"] for r in cached}
+    known = len(rows)
     matrix = []
     for case in tqdm(cases, desc=HISTOGRAM, unit="scan", disable=not progress):
-        key = (case.path, content_hash(Path(case.path)))
+        key = (case.path, hashes[case.path])
         if key not in rows:
             rows[key] = histogram_features(case.path).tolist()
         matrix.append(rows[key])
-    table = [{"path": p, "content_sha256": h, "features": f} for (p, h), f in rows.items()]
-    pq.write_table(pa.Table.from_pylist(table), out)
+    if len(rows) > known:
+        table = [{"path": p, "content_sha256": h, "features": f} for (p, h), f in rows.items()]
+        pq.write_table(pa.Table.from_pylist(table), out)
     return np.array(matrix, dtype=np.float64)
 
 
-def _rows_for(out: Path, cases: list[ProbeCase], match: dict) -> np.ndarray:
+def _rows_for(out: Path, cases: list[ProbeCase], hashes: dict[str, str], match: dict) -> np.ndarray:
     import pyarrow.parquet as pq
-
-    from fm.checksums import content_hash
 
     rows = pq.read_table(out).to_pylist()
     by_key = {
         (r["path"], r["content_sha256"]): r["embedding"] for r in rows if all(r[k] == v for k, v in match.items())
     }
-    return np.array([by_key[(c.path, content_hash(Path(c.path)))] for c in cases], dtype=np.float64)
+    return np.array([by_key[(c.path, hashes[c.path])] for c in cases], dtype=np.float64)
 
 
 def _slug(text: str) -> str:

@@ -18,8 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
-from fm.probe import ProbeResult, ProbeSettings, check_cases, infer_task, paired_test, probe_source
-from fm.probe_features import FeatureSource, ProbeCase, read_probe_manifest, source_features
+from fm.probe import (
+    ProbeResult,
+    ProbeSettings,
+    check_cases,
+    few_shot_metric,
+    infer_task,
+    paired_test,
+    probe_source,
+)
+from fm.probe_features import FeatureSource, ProbeCase, content_hashes, read_probe_manifest, source_features
 
 BASELINE_2D = "timm25d"
 
@@ -70,13 +78,16 @@ def run_probes(
     out = Path(out)
     cache = Path(cache) if cache else out / "features"
     sources = feature_sources(specs, baseline_2d)
-    features = {s.label: source_features(s, cases, cache, progress) for s in sources}
+    hashes = content_hashes(cases)
+    features = {s.label: source_features(s, cases, cache, hashes, progress) for s in sources}
     results, few_shot = [], {}
     for name in tqdm(features, desc="probes", unit="source", disable=not progress):
         results.append(probe_source(name, features[name], cases, settings))
-        if fractions:
+        if fractions:  # the whole training fold is the probe just run
             few_shot[name] = {
-                f: probe_source(name, features[name], cases, settings, fraction=f).metrics[settings.primary]
+                f: results[-1].metrics[settings.primary]
+                if f == 1
+                else few_shot_metric(features[name], cases, settings, f)
                 for f in fractions
             }
     tests = [paired_test(a, b, cases, settings) for a, b in itertools.combinations(results, 2)]

@@ -60,8 +60,6 @@ class GenerationBackend(abc.ABC):
     """Generates the report model's text. `model` is the FMForReportGeneration whose encoder,
     adapter and tokenizer prepare every prompt, whichever process runs its language model."""
 
-    name: str
-
     def __init__(self, model):
         self.model = model
 
@@ -83,8 +81,6 @@ class GenerationBackend(abc.ABC):
 class TransformersBackend(GenerationBackend):
     """The language model in this process: transformers' generate with its KV cache; a batch is
     left-padded and generated at once, each row grounded in its own findings."""
-
-    name = "transformers"
 
     def batch(self, requests: list[GenerationRequest]) -> list[Generation]:
         results: list[Generation | None] = [None] * len(requests)
@@ -149,8 +145,6 @@ class VLLMBackend(GenerationBackend):
     (a --lora-modules name for the LoRA adapter); default: the server's only base model. Requests
     of a batch are sent together and vLLM batches them."""
 
-    name = "vllm"
-
     def __init__(self, model, url: str, served_model: str | None = None, timeout_s: float = 600.0, workers: int = 16):
         import httpx
 
@@ -191,10 +185,9 @@ class VLLMBackend(GenerationBackend):
         response = self.client.post("/v1/completions", json=self._body(request))
         _raise_for(response, self.url)
         choice = response.json()["choices"][0]
-        ids = list(choice.get("token_ids") or [])
-        eos = self.model.generation_config.eos_token_id
-        if ids and ids[-1] in ([eos] if isinstance(eos, int) else eos or []):
-            ids = ids[:-1]
+        from fm.model import until_end_of_text
+
+        ids = until_end_of_text(list(choice.get("token_ids") or []), self.model.generation_config.eos_token_id)
         return Generation(choice["text"].strip(), tuple(ids))
 
     def _body(self, request: GenerationRequest) -> dict:

@@ -28,18 +28,11 @@ class VLLMServer:
         host: str = "127.0.0.1",
         port: int | None = None,
         start_timeout_s: float = 300.0,
-        kv_cache_gib: int = 1,
         log: str | Path | None = None,
     ):
-        python = Path(python)
-        if not python.is_file():
-            raise InputFileError(
-                python, "no Python there: build the vLLM environment with tools/vllm-env, or give its bin/python"
-            )
-        self.export, self.python, self.host = export, python, host
+        self.export, self.python, self.host = export, check_vllm_python(python), host
         self.port = port or _free_port(host)
         self.start_timeout_s = start_timeout_s
-        self.kv_cache_gib = kv_cache_gib
         self.log_path = Path(log) if log else Path(tempfile.mkstemp(prefix="vllm-", suffix=".log")[1])
         self.process: subprocess.Popen | None = None
 
@@ -52,11 +45,7 @@ class VLLMServer:
         return [str(self.python), *self.export.server_args(self.host, self.port)]
 
     def start(self) -> "VLLMServer":
-        environment = {
-            **os.environ,
-            **self.export.server_environment(),
-            "VLLM_CPU_KVCACHE_SPACE": str(self.kv_cache_gib),
-        }
+        environment = {**os.environ, **self.export.server_environment()}
         with open(self.log_path, "wb") as log:
             # its own process group: stopping it stops the engine processes vLLM forks too
             self.process = subprocess.Popen(
