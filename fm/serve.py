@@ -84,11 +84,13 @@ class TransformersBackend(GenerationBackend):
 
     def batch(self, requests: list[GenerationRequest]) -> list[Generation]:
         results: list[Generation | None] = [None] * len(requests)
-        # generate() takes one set of sampling settings: one call per group that shares them
+        # generate() takes one set of sampling settings and one features tensor (scans on different
+        # grids give maps of different sizes): one call per group that shares both
         groups: dict[tuple, list[int]] = {}
         for index, request in enumerate(requests):
-            groups.setdefault((request.max_new_tokens, request.temperature, request.seed), []).append(index)
-        for (max_new_tokens, temperature, seed), indices in groups.items():
+            key = (request.max_new_tokens, request.temperature, request.seed, tuple(request.image_features.shape))
+            groups.setdefault(key, []).append(index)
+        for (max_new_tokens, temperature, seed, _), indices in groups.items():
             chosen = [requests[i] for i in indices]
             features = torch.cat([request.image_features for request in chosen])
             with torch.random.fork_rng():  # seeded drafts, and the caller's random state untouched

@@ -7,6 +7,7 @@ backend's greedy text token for token, grounded or free, with and without LoRA."
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import socket
@@ -25,7 +26,7 @@ from fm.cli import main
 from fm.examples import example_path
 from fm.findings import Findings
 from fm.grounded_decoding import Grounding
-from fm.io import load_volume
+from fm.io import load_volume, volume_from_array
 from fm.narration import load_report_model
 from fm.prompts import build_prompt
 from fm.serve import (
@@ -95,6 +96,12 @@ def test_the_transformers_backend_batches_and_streams_what_it_writes_one_by_one(
     assert backend.batch(requests) == one_by_one
     assert [g.text.rstrip(".").lower() for g in one_by_one[1:4]] == ["1", "right", "parietal lobe"]
     assert "".join(backend.stream(requests[0])).strip() == one_by_one[0].text
+    # a batch may hold scans on different grids (their encoder maps differ in size), as a cohort does
+    example_scan = load_volume(example_path())
+    cropped = volume_from_array(example_scan.array[20:-20, 10:-10], example_scan.affine)
+    other = dataclasses.replace(requests[1], image_features=model.scan_features(cropped))
+    assert other.image_features.shape != requests[1].image_features.shape
+    assert backend.batch([requests[1], other]) == [one_by_one[1], backend.generate(other)]
     # the token ids are the text's: decoding them gives it back
     assert model.tokenizer.decode(one_by_one[0].token_ids, skip_special_tokens=True).strip() == one_by_one[0].text
 
