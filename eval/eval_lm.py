@@ -6,13 +6,12 @@ Per scan, the narrative written from the findings (the true ones, or with --meas
 shipped segmenter measures, as in `fm report`) is checked against them by fm.faithfulness
 (contradiction rate: share of narratives with at least one; omission rate: share of abnormal
 findings never mentioned) and scored against the reference narrative (BLEU with sacrebleu,
-ROUGE-L with rouge-score; with --measured, the template narrative of the measured findings).
+ROUGE-L with rouge-score, fm.eval_reports; with --measured, the template narrative of the measured findings).
 Closed questions (yes/no, side, count, region) are answered with the findings in the prompt (the
 answer they give is right) and without them (image only, the true answer is right); the
 image-only accuracy is set against the majority-class baseline, the most frequent training answer
 for each kind of question.
 
-    pip install -e '.[eval]'
     python eval/eval_lm.py --model runs/lm480/stage2/final --data runs/lmdata480 --n 30 [--measured] [--free]
 """
 
@@ -30,6 +29,8 @@ from tqdm import tqdm
 
 import fm  # noqa: F401  (registers the model)
 from fm.errors import InputError
+from fm.eval_reports import TextScorer
+from fm.eval_vqa import closed_correct
 from fm.faithfulness import check
 from fm.findings import Findings
 from fm.io import load_volume
@@ -57,18 +58,11 @@ def closed_pairs(pairs: list[dict]) -> list[dict]:
     return [qa for qa in pairs if qa["answer_type"] == "closed"]
 
 
-def same_answer(answer: str, expected: str) -> bool:
-    return answer.strip().rstrip(".").lower() == expected.strip().rstrip(".").lower()
-
-
 @torch.no_grad()
 def evaluate(model_path: str, data: Path, n: int, measured: bool = False, grounded: bool = True) -> dict:
-    import sacrebleu
-    from rouge_score import rouge_scorer
-
     model = FMForReportGeneration.from_pretrained(model_path).eval()
     majority = majority_answers(data)
-    rouge = rouge_scorer.RougeScorer(["rougeL"])
+    text_scores = TextScorer()
     rows = list(load_synth_dataset(data, "test"))[:n]
     pipeline = ReportPipeline.from_pretrained() if measured else None
     scans, closed = [], collections.defaultdict(lambda: {"with_findings": [], "image_only": [], "majority": []})
@@ -99,8 +93,7 @@ def evaluate(model_path: str, data: Path, n: int, measured: bool = False, ground
                 "contradictions": [str(c) for c in guard.contradictions],
                 "omissions": guard.omissions,
                 "abnormal_findings": abnormal,
-                "bleu": sacrebleu.sentence_bleu(narrative, [reference]).score,
-                "rouge_l": rouge.score(reference, narrative)["rougeL"].fmeasure,
+                **text_scores.sentence(narrative, reference),
             }
         )
         # closed questions: with the findings, the answers they give; from the image alone, the truth's
@@ -113,9 +106,9 @@ def evaluate(model_path: str, data: Path, n: int, measured: bool = False, ground
             prompts = [build_prompt(tokens, given, qa["question"]) for qa in questions]
             answers = model.generate_text(features, prompts, 12, grounded_in=given if grounded else None)
             for qa, answer in zip(questions, answers):
-                closed[qa["type"]][key].append(same_answer(answer, qa["answer"]))
+                closed[qa["type"]][key].append(closed_correct(answer, qa["answer"]))
         for qa in asked["image_only"][1]:
-            closed[qa["type"]]["majority"].append(same_answer(majority.get(qa["type"], ""), qa["answer"]))
+            closed[qa["type"]]["majority"].append(closed_correct(majority.get(qa["type"], ""), qa["answer"]))
 
     def share(values) -> float:
         return round(sum(values) / len(values), 3) if values else float("nan")

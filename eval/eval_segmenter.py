@@ -4,7 +4,8 @@ scan's own grid with its real spacing. `--split train --seed S` measures it in d
 on training-split scans of a seed the training did not use (the shipped model used seeds 0 and 1),
 which tells what was not learnt from what does not transfer.
 
-Voxel metrics (MONAI): Dice and HD95 (mm) per tissue class and per nested tumour region.
+Voxel metrics (fm.eval_segmentation, MONAI): Dice, HD95 (mm) and surface Dice at 2 mm per tissue
+class and per nested tumour region.
 Report metrics (what a reader sees): ground-truth lesions of >= 1 mL found (a predicted lesion
 whose centroid lies within max(10 mm, half the true longest diameter) of the true one), false
 positive lesions per scan, lesion volume error, and laterality agreement of found lesions.
@@ -21,14 +22,12 @@ import argparse
 import json
 import statistics
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
-from monai.metrics import compute_dice, compute_hausdorff_distance
 from tqdm import tqdm
 
+from fm.eval_segmentation import region_metrics, regions_between
 from fm.labels import BRAIN_TUMOUR
 from fm.lesion_matching import match_lesions
 from fm.measure import measure
@@ -38,31 +37,8 @@ from heads.model_folder import EVALUATION_FILE
 from heads.segmenters import ADAPTIVE_MODEL_ID, BUNDLED_NETWORK, bundled_network_folder, create_segmenter
 
 DETECTABLE_ML = 1.0
-#: (reported name, label ids forming the region)
-REGIONS = [(name, (label,)) for label, name in BRAIN_TUMOUR.structures.items()] + [
-    (region, labels) for region, labels in BRAIN_TUMOUR.nested.items()
-]
-
-
-def voxel_metrics(predicted: np.ndarray, truth: np.ndarray, spacing) -> dict[str, dict[str, float]]:
-    """Dice and HD95 (mm) per region; NaN where the region is absent from the truth."""
-    pred = torch.stack([torch.from_numpy(np.isin(predicted, ids)) for _, ids in REGIONS])[None].float()
-    true = torch.stack([torch.from_numpy(np.isin(truth, ids)) for _, ids in REGIONS])[None].float()
-    dice = compute_dice(pred, true, include_background=True, ignore_empty=True)[0]
-    hd95 = compute_hausdorff_distance(
-        pred, true, include_background=True, percentile=95, spacing=list(map(float, spacing))
-    )[0]
-    present = true.flatten(2).sum(-1)[0] > 0
-    predicted_any = pred.flatten(2).sum(-1)[0] > 0
-    out = {}
-    for i, (name, _) in enumerate(REGIONS):
-        out[name] = {
-            "dice": float(dice[i]) if present[i] else float("nan"),
-            # undefined when the model predicts nothing there: counted as "missed", not averaged
-            "hd95_mm": float(hd95[i]) if present[i] and predicted_any[i] else float("nan"),
-            "missed": bool(present[i] and not predicted_any[i]),
-        }
-    return out
+#: tissue classes and nested tumour regions, scored by fm.eval_segmentation
+REGIONS = regions_between(BRAIN_TUMOUR, BRAIN_TUMOUR)
 
 
 #: fm.synth contrast presets -> fm.contrasts names (the synthetic T1 is post-contrast: its rims enhance)
@@ -121,7 +97,7 @@ def evaluate(model, n: int, seed: int, etta_compare: bool, roi: int | None = Non
             )
             row[mode] = {
                 "seconds": seconds,
-                "voxel": voxel_metrics(result.labels, truth_labels, volume.spacing),
+                "voxel": region_metrics(result.labels, truth_labels, volume.spacing, REGIONS),
                 **match_lesions(predicted, truth),
             }
         scans.append(row)
@@ -147,10 +123,11 @@ def summarise(scans: list[dict], mode: str) -> dict:
         name: {
             "dice": mean([s[mode]["voxel"][name]["dice"] for s in scans]),
             "hd95_mm": mean([s[mode]["voxel"][name]["hd95_mm"] for s in scans]),
+            "surface_dice": mean([s[mode]["voxel"][name]["surface_dice"] for s in scans]),
             "scans": sum(s[mode]["voxel"][name]["dice"] == s[mode]["voxel"][name]["dice"] for s in scans),
             "missed": sum(s[mode]["voxel"][name]["missed"] for s in scans),
         }
-        for name, _ in REGIONS
+        for name in (region.name for region in REGIONS)
     }
     lesions = [lesion for s in scans for lesion in s[mode]["lesions"]]
     detectable = [lesion for lesion in lesions if lesion["true_ml"] >= DETECTABLE_ML]
@@ -181,12 +158,14 @@ def print_table(results: dict) -> None:
     )
     print(
         f"{'region':<32}"
-        + "".join(f"{m + ' Dice':>12}{m + ' HD95 mm':>15}{'missed':>8}" for m in modes)
+        + "".join(f"{m + ' Dice':>12}{m + ' HD95 mm':>15}{m + ' SD 2mm':>14}{'missed':>8}" for m in modes)
         + f"{'scans':>7}"
     )
-    for name, _ in REGIONS:
+    for name in (region.name for region in REGIONS):
         regions = [results["summary"][m]["regions"][name] for m in modes]
-        cells = "".join(f"{r['dice']:>12.3f}{r['hd95_mm']:>15.1f}{r['missed']:>8}" for r in regions)
+        cells = "".join(
+            f"{r['dice']:>12.3f}{r['hd95_mm']:>15.1f}{r['surface_dice']:>14.3f}{r['missed']:>8}" for r in regions
+        )
         print(f"{name:<32}{cells}{regions[0]['scans']:>7}")
     for key in (
         "sensitivity_1ml",
@@ -219,9 +198,6 @@ def main():
         "--record", action="store_true", help=f"write the summary into the model folder ({EVALUATION_FILE})"
     )
     args = parser.parse_args()
-    warnings.filterwarnings(
-        "ignore", message="the (ground truth|prediction) of class", category=UserWarning
-    )  # counted as "missed"
     results = evaluate(args.model, args.n, args.seed, args.etta_compare, args.roi, args.split)
     print_table(results)
     if args.out:

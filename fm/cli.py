@@ -17,33 +17,17 @@ import numpy as np
 
 from encoders.memory import PRECISIONS
 from fm import __version__
+from fm.cli_errors import EXIT_BAD_INPUT
+from fm.cli_errors import reports_input_errors as _reports_input_errors
+from fm.cli_eval import evaluate
 from fm.contrasts import parse_contrasts
 from fm.dicom import MultipleSeriesError
-from fm.errors import InputError, InputFileError, OutputExistsError
+from fm.errors import InputError, InputFileError
 from fm.examples import DEFAULT_EXAMPLE, EXAMPLES, example_contrasts, example_modality, example_path, example_paths
 from fm.gate import check_scan, enforce
 from fm.io import GRIDS, Volume, check_output_path, load_volume, save_volume
 from fm.session import load_session
 from heads.segmenters import ADAPTIVE_MODEL_ID, BUNDLED_NETWORK
-
-EXIT_BAD_INPUT = 1
-
-
-def _reports_input_errors(command):
-    """Turn InputError into `error: <what was given>: <problem>` and a non-zero exit."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except OutputExistsError as err:
-            click.echo(f"error: {err.for_cli()}", err=True)
-            sys.exit(EXIT_BAD_INPUT)
-        except InputError as err:
-            click.echo(f"error: {err}", err=True)
-            sys.exit(EXIT_BAD_INPUT)
-
-    return wrapper
 
 
 @contextlib.contextmanager
@@ -1147,6 +1131,8 @@ def encoders():
     for name in list_encoders():
         click.echo(f"{name:<16}{describe_encoder(name)}")
 
+
+main.add_command(evaluate)
 
 if __name__ == "__main__":
     main()

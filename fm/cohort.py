@@ -56,27 +56,26 @@ class Outcome:
 
 
 def read_manifest(path: str | Path) -> list[CohortScan]:
-    """The sessions a manifest lists, with unique ids safe as folder names."""
+    """The sessions a manifest (CSV, JSONL or parquet) lists, with unique ids safe as folder names.
+    fm synth's manifest-<split>.parquet is one: its `image` and `sample_id` stand for `path` and `id`."""
     from fm.contrasts import parse_contrasts
+    from fm.manifests import read_rows, resolved
 
     path = Path(path)
-    if not path.is_file():
-        raise InputFileError(path, "no such manifest")
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows or "path" not in rows[0]:
-        raise InputFileError(path, "is not a manifest: a CSV with a 'path' column (and optional 'id', 'contrasts')")
+    rows = read_rows(path, (), ("path", "id", "contrasts"))
+    if not any(key in rows[0] for key in ("path", "image")):
+        raise InputFileError(path, "is not a manifest: it needs a 'path' column (and optional 'id', 'contrasts')")
     scans, seen = [], set()
     for number, row in enumerate(rows, start=2):  # line 1 is the header
-        files = [part.strip() for part in (row.get("path") or "").split(";") if part.strip()]
+        files = [part.strip() for part in str(row.get("path") or row.get("image") or "").split(";") if part.strip()]
         if not files:
             raise InputFileError(path, f"line {number} has no path")
-        files = [str(Path(file) if Path(file).is_absolute() else path.parent / file) for file in files]
-        scan_id = _folder_name((row.get("id") or "").strip() or _stem(files[0]))
+        files = [str(resolved(path, file)) for file in files]
+        scan_id = _folder_name(str(row.get("id") or row.get("sample_id") or "").strip() or _stem(files[0]))
         if scan_id in seen:
             raise InputFileError(path, f"line {number}: id {scan_id!r} is used twice; give each row its own id")
         seen.add(scan_id)
-        contrasts = (row.get("contrasts") or "").strip()
+        contrasts = str(row.get("contrasts") or "").strip()
         try:
             names = tuple(parse_contrasts(contrasts, len(files))) if contrasts else None
         except InputError as error:

@@ -58,6 +58,7 @@ class Contradiction:
     sentence: str
     claim: str  # what the sentence says
     finding: str  # what was measured
+    quantity: bool = False  # a number that differs from the measured ones (not a side, count, region, ...)
 
     def __str__(self) -> str:
         return f'"{self.sentence}": {self.claim}, but {self.finding}'
@@ -171,7 +172,7 @@ def _quantity_contradictions(sentence: str, findings: Findings) -> list[Contradi
                     if nearest is not None
                     else f"nothing in {unit} was measured"
                 )
-                found.append(Contradiction(sentence, f"{written} {unit}", measured_text))
+                found.append(Contradiction(sentence, f"{written} {unit}", measured_text, quantity=True))
     return found
 
 

@@ -14,7 +14,8 @@ MIN_MATCH_RADIUS_MM = 10.0
 def match_lesions(predicted: Findings, truth: Findings) -> dict:
     """Each true lesion, in the order `truth` lists them, takes the nearest unclaimed found lesion
     whose centroid lies within its radius (half its longest diameter, 10 mm at least). Returns one row
-    per true lesion (found or not, volumes, relative volume error, laterality on each side) and the
+    per true lesion (found or not, volumes, relative volume error, laterality, region and longest
+    diameter on each side) and the
     number of found lesions left unmatched (false positives)."""
     unmatched = list(predicted.lesions)
     rows = []
@@ -30,6 +31,10 @@ def match_lesions(predicted: Findings, truth: Findings) -> dict:
                 "volume_error": abs(match.volume_ml - lesion.volume_ml) / lesion.volume_ml if match else None,
                 "laterality_true": lesion.laterality.value,
                 "laterality_predicted": match.laterality.value if match else None,
+                "region_true": lesion.region,
+                "region_predicted": match.region if match else None,
+                "true_longest_mm": lesion.longest_diameter_mm,
+                "predicted_longest_mm": match.longest_diameter_mm if match else None,
             }
         )
     return {"lesions": rows, "false_positives": len(unmatched)}

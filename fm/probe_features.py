@@ -83,32 +83,19 @@ def read_probe_manifest(path: str | Path, label_column: str = "label") -> list[P
     """A CSV or parquet manifest: `path` and the label column, optional `group` (subject id;
     default: each case its own) and `split` (train/test). Relative paths are read from the
     manifest's folder; every file must exist."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputFileError(path, "no such manifest")
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
+    from fm.manifests import read_rows, require_files, resolved
 
-        rows = pq.read_table(path).to_pylist()
-    else:
-        with open(path, newline="") as handle:
-            rows = list(csv.DictReader(handle))
-    if not rows or "path" not in rows[0] or label_column not in rows[0]:
-        raise InputFileError(path, f"needs the columns 'path' and '{label_column}' (optional: 'group', 'split')")
-    cases, missing = [], []
+    path = Path(path)
+    rows = read_rows(path, ("path", label_column), ("group", "split"))
+    cases = []
     for row in rows:
-        file = Path(str(row["path"]))
-        file = file if file.is_absolute() else path.parent / file
-        if not file.exists():
-            missing.append(str(row["path"]))
+        file = resolved(path, row["path"])
         split = (str(row.get("split") or "").strip().lower()) or None
         if split not in (None, "train", "test"):
             raise InputFileError(path, f"split {split!r} for {row['path']}: use train or test")
         group = str(row.get("group") or "").strip() or str(file)
         cases.append(ProbeCase(str(file), _value(str(row[label_column])), group, split))
-    if missing:
-        shown = ", ".join(missing[:5]) + (f" (+{len(missing) - 5} more)" if len(missing) > 5 else "")
-        raise InputFileError(path, f"lists {len(missing)} file(s) that do not exist: {shown}")
+    require_files(path, [Path(case.path) for case in cases])
     splits = {case.split for case in cases}
     if splits != {None} and splits != {"train", "test"}:
         raise InputFileError(path, "give every case a split (train or test), with both present, or none")
