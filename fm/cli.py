@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -305,11 +304,13 @@ def embed(paths, example, encoder_name, pretrained, settings, out, batch_size, t
     spec (with --tile and --precision) and the embedding. Scans already in OUT with the same
     encoder, weights and settings are skipped, so a run can be resumed or extended. Any format
     `fm info` reads works. Before each scan the peak memory is estimated: a scan that would not
-    fit is refused with the --tile that would.
+    fit is refused with the --tile that would. Under torchrun the ranks share the scans (each on
+    its own GPU where there are GPUs) and rank 0 merges their parts into OUT.
 
     \b
     Examples:
       fm embed --example --encoder anatcl --out emb.parquet
+      torchrun --nproc-per-node 8 -m fm embed scans/*.nii.gz --encoder anatcl --out emb.parquet
       fm embed scans/*.nii.gz --encoder brain_id --pretrained brainid.pth --out emb.parquet
       fm embed scans/*.nii.gz --encoder brain_id --pretrained brainid.pth --tile 128 --out emb.parquet
       fm embed dicom_study/ --encoder anatcl --pretrained hf-hub:org/anatcl --out emb.parquet
@@ -325,29 +326,42 @@ def embed(paths, example, encoder_name, pretrained, settings, out, batch_size, t
         )
     with _option_errors("--max-memory"):
         limit = parse_size(max_memory) if max_memory else None
-    from fm.embed import embed_scans  # torch-heavy
+    from fm.distributed import device_for_rank, gathered, process_group
+    from fm.embed import embed_scans, merge_rank_parts, rank_part  # torch-heavy
 
     scans = [str(example_path())] if example else list(paths)
-    with _option_errors():  # settings the encoder cannot take (a tile for AnatCL)
-        run = embed_scans(
-            scans,
-            encoder_name,
-            out,
-            pretrained,
-            _parse_overrides(settings),
-            batch_size,
-            tile=tile,
-            precision=precision,
-            max_memory_bytes=limit,
-        )
-    for message in run.errors:
-        click.echo(f"error: {message}", err=True)
-    if run.random_weights:
-        click.echo(
-            f"note: {encoder_name} has random weights (no --pretrained): these embeddings carry no learnt features",
-            err=True,
-        )
-    click.echo(f"embedded {run.added} scans into {out} ({run.cached} already there, skipped; {len(run.errors)} failed)")
+    with process_group() as (rank, world):
+        with _option_errors():  # settings the encoder cannot take (a tile for AnatCL)
+            run = embed_scans(
+                scans[rank::world],  # under torchrun each rank embeds every world-th scan into its own part
+                encoder_name,
+                rank_part(out, rank) if world > 1 else out,
+                pretrained,
+                _parse_overrides(settings),
+                batch_size,
+                progress=rank == 0,
+                tile=tile,
+                precision=precision,
+                max_memory_bytes=limit,
+                device=device_for_rank(),
+                cached_in=out if world > 1 else None,
+            )
+        for message in run.errors:
+            click.echo(f"error: {message}", err=True)
+        counts = gathered((run.added, run.cached, len(run.errors)))  # also waits until every part is written
+        if rank == 0:
+            if world > 1:
+                merge_rank_parts(out, scans)
+            added, cached, failed = (sum(c[i] for c in counts) for i in range(3))
+            if run.random_weights:
+                click.echo(
+                    f"note: {encoder_name} has random weights (no --pretrained): these embeddings carry no learnt features",
+                    err=True,
+                )
+            processes = f" by {world} processes" if world > 1 else ""
+            click.echo(
+                f"embedded {added} scans into {out}{processes} ({cached} already there, skipped; {failed} failed)"
+            )
     if run.errors:
         sys.exit(EXIT_BAD_INPUT)
 
@@ -640,42 +654,34 @@ def _with_model_narrative(result, lm: str | None, backend_options: tuple):
 
 def _report_cohort(manifest, out, no_llm, lm, backend_options, batch_size, model, encoder_name, settings, etta, force):
     """fm report --manifest: this process's share of the cohort (all of it, or a torchrun rank's)."""
-    from fm.cohort import distributed_rank, merge_summaries, read_manifest, report_cohort
+    from fm.cohort import merge_summaries, read_manifest, report_cohort
+    from fm.distributed import barrier, process_group
     from fm.pipeline import ReportPipeline
 
     scans = read_manifest(manifest)
-    rank, world = distributed_rank()
-    if world > 1:
-        import torch
+    with process_group() as (rank, world):
+        with _option_errors("--model/--encoder/--set/--etta"):
+            pipeline = ReportPipeline.from_pretrained(model, encoder_name, etta=etta, **_parse_overrides(settings))
+        narrate_batch = None
+        if not no_llm:
+            from fm.narration import DEFAULT_LM_ID, load_report_model, narrate_all
 
-        torch.distributed.init_process_group("gloo")
-        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // world))  # the ranks share the cores
-    with _option_errors("--model/--encoder/--set/--etta"):
-        pipeline = ReportPipeline.from_pretrained(model, encoder_name, etta=etta, **_parse_overrides(settings))
-    narrate_batch = None
-    if not no_llm:
-        from fm.narration import DEFAULT_LM_ID, load_report_model, narrate_all
+            report_model = load_report_model(lm)
+            backend = _generation_backend(report_model, *backend_options)
 
-        report_model = load_report_model(lm)
-        backend = _generation_backend(report_model, *backend_options)
+            def narrate_batch(results):
+                sessions = [r.session.volumes for r in results]
+                return narrate_all(
+                    [r.report for r in results], sessions, report_model, lm or DEFAULT_LM_ID, backend=backend
+                )
 
-        def narrate_batch(results):
-            sessions = [r.session.volumes for r in results]
-            return narrate_all(
-                [r.report for r in results], sessions, report_model, lm or DEFAULT_LM_ID, backend=backend
-            )
-
-    report_cohort(scans, out, functools.partial(pipeline, force=force), narrate_batch, batch_size, rank, world)
-    if world > 1:
-        torch.distributed.barrier()  # every rank's summary is written
-    failed = 0
-    if rank == 0:
-        summary, counts = merge_summaries(out, scans, world)
-        failed = counts["failed"]
-        click.echo(", ".join(f"{n} {status}" for status, n in counts.items()) + f"; summary: {summary}")
-    if world > 1:
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
+        report_cohort(scans, out, functools.partial(pipeline, force=force), narrate_batch, batch_size, rank, world)
+        barrier()  # every rank's summary is written
+        failed = 0
+        if rank == 0:
+            summary, counts = merge_summaries(out, scans, world)
+            failed = counts["failed"]
+            click.echo(", ".join(f"{n} {status}" for status, n in counts.items()) + f"; summary: {summary}")
     if failed:
         sys.exit(EXIT_BAD_INPUT)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import os
 import re
 import time
 import traceback
@@ -213,8 +212,3 @@ def _folder_name(text: str) -> str:
     if not name:
         raise InputError(f"id {text!r} gives no usable folder name")
     return name
-
-
-def distributed_rank() -> tuple[int, int]:
-    """(rank, world size) under torchrun, (0, 1) otherwise."""
-    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))

@@ -57,6 +57,8 @@ def embed_scans(
     max_memory_bytes: float | None = None,
     encoder=None,
     input_spec=None,
+    device=None,
+    cached_in: str | Path | None = None,
 ) -> EmbedRun:
     """Embed `paths` into the parquet file `out`.
 
@@ -69,6 +71,8 @@ def embed_scans(
     message saying what would fit, instead of being killed by the kernel.
     encoder / input_spec: an encoder built elsewhere (e.g. a segmenter's, fm.probe_features) and
     the InputSpec it was trained with, instead of `encoder_name`'s own.
+    device: where the network runs (default the CPU). cached_in: another parquet file whose rows
+    also count as done (a torchrun rank writes its own part, skipping what the merged file holds).
     """
     import pyarrow.parquet as pq
 
@@ -76,6 +80,8 @@ def embed_scans(
 
     look_up("precision", precision, PRECISIONS)
     model = encoder if encoder is not None else _encoder(encoder_name, pretrained, overrides or {})
+    device = torch.device(device or "cpu")
+    model = model.to(device)
     spec_used = input_spec or model.spec
     if tile is not None:
         tile = _checked_tile(model, tile)
@@ -86,6 +92,8 @@ def embed_scans(
     out = Path(out)
     rows = pq.read_table(out).to_pylist() if out.exists() else []
     done = {_key(r) for r in rows}
+    if cached_in is not None and Path(cached_in).exists():
+        done |= {_key(r) for r in pq.read_table(cached_in).to_pylist()}
     run = EmbedRun(random_weights=pretrained is None, weights_sha256=weights, spec_json=spec)
     pending: list[tuple[dict, torch.Tensor]] = []
 
@@ -93,14 +101,14 @@ def embed_scans(
         if not pending:
             return
         try:
-            with torch.inference_mode(), _autocast(precision):
-                batch = torch.cat([t for _, t in pending])
+            with torch.inference_mode(), _autocast(precision, device):
+                batch = torch.cat([t for _, t in pending]).to(device)
                 embeddings = tiled_embedding(model, batch, tile) if tile else model.forward_features(batch).embedding
         except RuntimeError as err:  # torch's, e.g. for a grid too small for the network
             run.errors.extend(f"{row['path']}: the encoder failed ({str(err).splitlines()[0]})" for row, _ in pending)
         else:
             for (row, _), vector in zip(pending, embeddings):
-                rows.append({**row, "embedding": vector.double().tolist()})
+                rows.append({**row, "embedding": vector.double().cpu().tolist()})
                 run.added += 1
         pending.clear()
 
@@ -159,8 +167,8 @@ def _encoder(name: str, pretrained, overrides: dict):
             raise InputError(f"{name} cannot be built with {settings}: {err}") from None
 
 
-def _autocast(precision: str):
-    return torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+def _autocast(precision: str, device: torch.device):
+    return torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
 
 
 def _tile_step(model) -> int:
@@ -230,6 +238,38 @@ def _write(rows: list[dict], out: Path) -> None:
     staged = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     pq.write_table(pa.Table.from_pylist(rows), staged)
     os.replace(staged, out)
+
+
+def rank_part(out: str | Path, rank: int) -> Path:
+    """Where torchrun rank `rank` writes its part of `out` until rank 0 merges the parts."""
+    out = Path(out)
+    return out.with_name(f".{out.name}.rank{rank}.parquet")
+
+
+def merge_rank_parts(out: str | Path, paths: list[str | Path]) -> int:
+    """Append every rank's part (leftovers of an interrupted run included) to `out`, in the order of
+    `paths`, keeping the rows `out` already holds; remove the parts. Returns the rows added."""
+    import pyarrow.parquet as pq
+
+    out = Path(out)
+    rows = pq.read_table(out).to_pylist() if out.exists() else []
+    keys = {_key(row) for row in rows}
+    parts = sorted(out.parent.glob(f".{out.name}.rank*.parquet"))
+    order = {str(Path(p)): i for i, p in enumerate(paths)}
+    new = sorted(
+        (row for part in parts for row in pq.read_table(part).to_pylist()),
+        key=lambda row: order.get(row["path"], len(order)),
+    )
+    added = 0
+    for row in new:
+        if _key(row) not in keys:
+            rows.append(row)
+            keys.add(_key(row))
+            added += 1
+    _write(rows, out)
+    for part in parts:
+        part.unlink()
+    return added
 
 
 def embeddings_of(out: str | Path) -> tuple[list[str], np.ndarray]:

@@ -145,6 +145,15 @@ BRATS = LabelSet(
     nested={"whole_tumour": (1, 2, 4), "tumour_core": (1, 4), "enhancing_tumour": (4,)},
 )
 
+#: BraTS 2012-2016 expert labels (e.g. the BraTS 2013 OTMultiClass files): non-enhancing tumour has
+#: its own label 3, which the later BraTS convention above merged into 1.
+BRATS_2013 = LabelSet(
+    name="brats-2013",
+    structures={},
+    lesion={1: "necrosis", 2: "peritumoral oedema", 3: "non-enhancing tumour", 4: "enhancing tumour"},
+    nested={"whole_tumour": (1, 2, 3, 4), "tumour_core": (1, 3, 4), "enhancing_tumour": (4,)},
+)
+
 #: UKBOB (Swin-BOB pretraining): TotalVibeSegmentator's MRI labels, as listed in the UK_BOB
 #: repository (UKBOB/filtering/organ_filtering.py, ids 0-72). The model has 72 output channels and
 #: its training code one-hot encodes the raw label ids, so channel c is label c for c = 0..71:
@@ -231,7 +240,7 @@ UKBOB = LabelSet(
 
 
 #: Label sets by name (Findings carry the name of the set they were measured with).
-LABEL_SETS = {label_set.name: label_set for label_set in (BRAIN_TUMOUR, BRAIN_TISSUE, BTCV, BRATS, UKBOB)}
+LABEL_SETS = {label_set.name: label_set for label_set in (BRAIN_TUMOUR, BRAIN_TISSUE, BTCV, BRATS, BRATS_2013, UKBOB)}
 
 
 def lesions_assessed(label_set_name: str) -> bool:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -203,3 +205,37 @@ def test_cli_embed_example_says_what_it_skipped_and_that_weights_are_random(tmp_
     )
     assert "embedded 0 scans into" in again.stdout and "(1 already there, skipped; 0 failed)" in again.stdout
     assert "Without it the weights are random" in " ".join(CliRunner().invoke(main, ["embed", "--help"]).output.split())
+
+
+def test_two_torchrun_processes_share_the_scans_and_merge_the_single_process_rows(tmp_path):
+    rng = np.random.default_rng(0)
+    reference, affine = phantoms.ras_reference()
+    scans = [
+        str(
+            phantoms.write_nifti(
+                tmp_path / f"scan{i}.nii.gz", reference * (1 + 0.2 * i) + rng.random(reference.shape), affine
+            )
+        )
+        for i in range(6)
+    ]
+    options = ["--encoder", "brain_id", "--pretrained", str(CHECKPOINT), "--set", "f_maps=8"]
+    single = CliRunner().invoke(main, ["embed", *scans[:5], *options, "--out", str(tmp_path / "single.parquet")])
+    assert single.exit_code == 0, single.output
+
+    def torchrun(paths):
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+        command += ["-m", "fm", "embed", *paths, *options, "--out", str(tmp_path / "shared.parquet")]
+        return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+    done = torchrun(scans[:5])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "embedded 5 scans" in done.stdout and "by 2 processes" in done.stdout
+    paths, vectors = embeddings_of(tmp_path / "shared.parquet")
+    single_paths, single_vectors = embeddings_of(tmp_path / "single.parquet")
+    assert paths == single_paths == scans[:5]  # merged in the order given, not rank by rank
+    np.testing.assert_array_equal(vectors, single_vectors)  # each scan alone in its batch: bit-identical
+    assert not list(tmp_path.glob(".shared.parquet.rank*"))  # the ranks' parts were merged and removed
+
+    again = torchrun(scans)  # resumes: only the new scan is embedded
+    assert again.returncode == 0 and "embedded 1 scans" in again.stdout and "(5 already there" in again.stdout
+    assert embeddings_of(tmp_path / "shared.parquet")[0] == scans
