@@ -91,7 +91,10 @@ def numeric_scores(prediction: str, answer: str) -> dict | None:
     said = _first_number(prediction)
     if said is None:
         return {"relative_error": float("inf"), "same_unit": False, "within_tolerance": False}
-    error = abs(said[0] - wanted[0]) / abs(wanted[0]) if wanted[0] else float(said[0] != 0) * math.inf
+    if wanted[0]:
+        error = abs(said[0] - wanted[0]) / abs(wanted[0])
+    else:  # a reference of 0 (e.g. "0.0 mL" of oedema): right only when the answer is 0 too
+        error = 0.0 if said[0] == 0 else math.inf
     return {
         "relative_error": error,
         "same_unit": said[1] == wanted[1],

@@ -95,3 +95,21 @@ def test_two_torchrun_processes_share_the_manifest_and_merge_one_summary(tmp_pat
     assert [row["status"] for row in rows.values()] == ["reported", "reported", "failed"]
     assert not list(out.glob(".summary-rank*"))  # the ranks' parts were merged
     assert {path.name for path in out.iterdir() if path.is_dir()} == {"sub-01", "sub-02"}
+
+
+def test_fm_synth_manifests_are_cohort_manifests(tmp_path):
+    """A parquet manifest names its scans `image` and its ids `sample_id`, as fm synth writes them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from fm.cohort import read_manifest
+
+    manifest = tmp_path / "manifest-test.parquet"
+    rows = [
+        {"sample_id": "test-5-000000", "image": "images/a.nii.gz"},
+        {"sample_id": "test-5-000001", "image": "b.nii.gz"},
+    ]
+    pq.write_table(pa.Table.from_pylist(rows), manifest)
+    scans = read_manifest(manifest)
+    assert [scan.id for scan in scans] == ["test-5-000000", "test-5-000001"]
+    assert scans[0].paths == (str(tmp_path / "images" / "a.nii.gz"),)

@@ -167,10 +167,11 @@ def test_closed_answers_match_after_normalisation_and_open_ones_by_number():
         VQAItem("a", "Which side?", "right", "left", "side"),
         VQAItem("a", "Volume?", "31.7 mL", "32.0 mL", "volume"),
         VQAItem("a", "Diameter?", "58.7 mm", "40 mm", "diameter"),
+        VQAItem("a", "Oedema?", "0.0 mL", "0.0 mL", "oedema"),  # a reference of zero
     ]
     summary = evaluate_answers(items)["summary"]
     assert summary["closed"]["accuracy"] == 0.5 and summary["closed"]["questions"] == 2
-    assert summary["open"]["numeric_within_10pct"] == 0.5
+    assert summary["open"]["numeric_within_10pct"] == pytest.approx(2 / 3)
     assert summary["by_kind"]["closed/side"]["accuracy"] == 0.0
     with pytest.raises(InputError, match="1 question.s. have no 'prediction'"):
         evaluate_answers([VQAItem("a", "Is there a lesion?", "yes")])
