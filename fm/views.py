@@ -67,6 +67,76 @@ def nearest_voxel(volume: Volume, ras) -> np.ndarray:
     return np.clip(np.round(ijk).astype(int), 0, np.array(volume.shape) - 1)
 
 
+def view_axes(volume: Volume) -> dict[str, int]:
+    """{"axial", "coronal", "sagittal"} -> the array axis each view slices across (from the affine)."""
+    codes = aff2axcodes(volume.affine)
+    return {name: next(a for a, c in enumerate(codes) if c in fixed) for name, (fixed, _, _) in _VIEWS.items()}
+
+
+def view_slices(volume: Volume, centre_ras=None) -> dict[str, int]:
+    """The slice index of each view through the voxel nearest `centre_ras` (default: the middle)."""
+    if centre_ras is None:
+        centre = np.round((np.array(volume.shape) - 1) / 2).astype(int)
+    else:
+        centre = nearest_voxel(volume, centre_ras)
+    return {name: int(centre[axis]) for name, axis in view_axes(volume).items()}
+
+
+def default_window(volume: Volume) -> tuple[float, float]:
+    """The 0.5-99.5 % intensity range: a window that ignores a few extreme voxels."""
+    lo, hi = np.percentile(volume.array, [0.5, 99.5])
+    return float(lo), float(hi)
+
+
+def plane_view(
+    volume: Volume,
+    name: str,
+    index: int,
+    size: int = 256,
+    labels: np.ndarray | None = None,
+    colours: dict[int, tuple[int, int, int]] = LABEL_COLOURS,
+    emphasised: Collection[int] = tuple(BRAIN_TUMOUR.lesion),
+    window: tuple[float, float] | None = None,
+    lesion_opacity: float = LESION_OPACITY,
+) -> np.ndarray:
+    """One view ("axial", "coronal" or "sagittal") as an RGB uint8 image through slice `index` of
+    its axis, labelled with the patient side at every edge. Intensities are shown through `window`
+    (low, high; default the 0.5-99.5 % range); `labels` (on the volume's grid) are blended in with
+    `colours`: emphasised labels (lesions) at `lesion_opacity` and outlined, tissue lighter."""
+    codes = aff2axcodes(volume.affine)
+    axis_of = {pair: next(a for a, c in enumerate(codes) if c in pair) for pair in ("LR", "AP", "SI")}
+    fixed, (vertical, top), (horizontal, left) = _VIEWS[name]
+    v_axis, h_axis, f_axis = axis_of[vertical], axis_of[horizontal], axis_of[fixed]
+    index = int(np.clip(index, 0, volume.shape[f_axis] - 1))
+
+    def oriented(array):
+        plane = np.take(array, index, axis=f_axis)
+        if v_axis > h_axis:  # after np.take the two remaining axes keep their relative order
+            plane = plane.T
+        if codes[v_axis] == top:  # index grows towards the top side: row 0 must be the last index
+            plane = plane[::-1, :]
+        if codes[h_axis] == left:
+            plane = plane[:, ::-1]
+        return plane
+
+    lo, hi = window if window is not None else default_window(volume)
+    grey = np.clip((oriented(volume.array) - lo) * (255.0 / max(hi - lo, 1e-6)), 0, 255).astype(np.uint8)
+    # Pixels are stretched to the voxel spacing; labels are drawn at this display size so their
+    # outlines are one crisp pixel, not a blurred voxel edge.
+    spacing = volume.spacing
+    height_mm, width_mm = grey.shape[0] * spacing[v_axis], grey.shape[1] * spacing[h_axis]
+    zoom = size / max(height_mm, width_mm)
+    width, height = max(1, round(width_mm * zoom)), max(1, round(height_mm * zoom))
+    shown = np.asarray(Image.fromarray(grey).resize((width, height), Image.Resampling.BILINEAR))
+    pixels = np.repeat(shown[..., None], 3, axis=-1).astype(np.float32)
+    if labels is not None and lesion_opacity > 0:
+        _blend(pixels, _nearest_resize(oriented(labels), height, width), colours, emphasised, lesion_opacity)
+    return _labelled(
+        pixels.round().astype(np.uint8),
+        {"top": top, "bottom": _OPPOSITE[top], "left": left, "right": _OPPOSITE[left]},
+    )
+
+
 def orthogonal_views(
     volume: Volume,
     centre_ras=None,
@@ -76,47 +146,12 @@ def orthogonal_views(
     emphasised: Collection[int] = tuple(BRAIN_TUMOUR.lesion),
 ) -> dict[str, np.ndarray]:
     """{"axial", "coronal", "sagittal"} -> RGB uint8 images (longest side `size` pixels) through the
-    voxel nearest `centre_ras` (default: the middle of the volume), each labelled with the patient
-    side at every edge. `labels` (on the volume's grid) are blended in with `colours` (label id ->
-    RGB): tissue lightly, `emphasised` labels more strongly and outlined."""
-    codes = aff2axcodes(volume.affine)
-    axis_of = {pair: next(a for a, c in enumerate(codes) if c in pair) for pair in ("LR", "AP", "SI")}
-    if centre_ras is None:
-        centre = np.round((np.array(volume.shape) - 1) / 2).astype(int)
-    else:
-        centre = nearest_voxel(volume, centre_ras)
-    lo, hi = np.percentile(volume.array, [0.5, 99.5])
-    scale = 255.0 / max(hi - lo, 1e-6)
-    spacing = volume.spacing
-    views = {}
-    for name, (fixed, (vertical, top), (horizontal, left)) in _VIEWS.items():
-        v_axis, h_axis, f_axis = axis_of[vertical], axis_of[horizontal], axis_of[fixed]
-
-        def oriented(array):
-            plane = np.take(array, centre[f_axis], axis=f_axis)
-            if v_axis > h_axis:  # after np.take the two remaining axes keep their relative order
-                plane = plane.T
-            if codes[v_axis] == top:  # index grows towards the top side: row 0 must be the last index
-                plane = plane[::-1, :]
-            if codes[h_axis] == left:
-                plane = plane[:, ::-1]
-            return plane
-
-        grey = np.clip((oriented(volume.array) - lo) * scale, 0, 255).astype(np.uint8)
-        # Pixels are stretched to the voxel spacing; labels are drawn at this display size so their
-        # outlines are one crisp pixel, not a blurred voxel edge.
-        height_mm, width_mm = grey.shape[0] * spacing[v_axis], grey.shape[1] * spacing[h_axis]
-        zoom = size / max(height_mm, width_mm)
-        width, height = max(1, round(width_mm * zoom)), max(1, round(height_mm * zoom))
-        shown = np.asarray(Image.fromarray(grey).resize((width, height), Image.Resampling.BILINEAR))
-        pixels = np.repeat(shown[..., None], 3, axis=-1).astype(np.float32)
-        if labels is not None:
-            _blend(pixels, _nearest_resize(oriented(labels), height, width), colours, emphasised)
-        views[name] = _labelled(
-            pixels.round().astype(np.uint8),
-            {"top": top, "bottom": _OPPOSITE[top], "left": left, "right": _OPPOSITE[left]},
-        )
-    return views
+    voxel nearest `centre_ras` (default: the middle of the volume): `plane_view` of each."""
+    window = default_window(volume)
+    return {
+        name: plane_view(volume, name, index, size, labels, colours, emphasised, window)
+        for name, index in view_slices(volume, centre_ras).items()
+    }
 
 
 def _nearest_resize(plane: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -125,13 +160,16 @@ def _nearest_resize(plane: np.ndarray, height: int, width: int) -> np.ndarray:
     return plane[np.ix_(rows, cols)]
 
 
-def _blend(pixels: np.ndarray, plane_labels: np.ndarray, colours, emphasised: Collection[int]) -> None:
-    """Tint `pixels` (H x W x 3 float, in place) with each label's colour; outline emphasised labels."""
+def _blend(
+    pixels: np.ndarray, plane_labels: np.ndarray, colours, emphasised: Collection[int], lesion_opacity: float
+) -> None:
+    """Tint `pixels` (H x W x 3 float, in place) with each label's colour; outline emphasised labels.
+    Tissue keeps its default proportion to the lesions' opacity."""
     for label, colour in colours.items():
         hit = plane_labels == label
         if not hit.any():
             continue
-        opacity = LESION_OPACITY if label in emphasised else TISSUE_OPACITY
+        opacity = lesion_opacity if label in emphasised else lesion_opacity * TISSUE_OPACITY / LESION_OPACITY
         pixels[hit] = (1 - opacity) * pixels[hit] + opacity * np.asarray(colour, np.float32)
         if label in emphasised:
             pixels[hit & ~ndimage.binary_erosion(hit, border_value=1)] = colour

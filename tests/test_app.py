@@ -1,27 +1,33 @@
-"""The Gradio demo served on loopback and driven through gradio_client, as a browser would."""
+"""The Gradio report demo served on loopback and driven through gradio_client, as visitors would:
+the report it shows is fm report's, two visitors never see each other's data, bad uploads give a
+message in the page (no server path) and clear what was shown, and no file outside the app's
+own outputs is served."""
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
-import shutil
 import socket
+import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import phantoms  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
-from gradio_client.exceptions import AppError  # noqa: E402
-from PIL import Image  # noqa: E402
 
-from app import build_app  # noqa: E402
-from fm.examples import example_path  # noqa: E402
+from fm.demo import DemoSettings, launch  # noqa: E402
+from fm.examples import example_contrasts, example_paths  # noqa: E402
 from fm.io import load_volume  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -31,67 +37,138 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def client():
-    demo = build_app()
+def server():
     port = free_port()
-    demo.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+    demo = launch(DemoSettings(max_upload_mb=64), port=port, prevent_thread_lock=True, quiet=True)
     try:
-        yield Client(f"http://127.0.0.1:{port}/", verbose=False)
+        yield f"http://127.0.0.1:{port}/"
     finally:
         demo.close()
 
 
-def test_uploaded_scan_gives_summary_and_three_views(client, tmp_path):
-    array, affine = phantoms.relayout(*phantoms.ras_reference(), "LPS")
-    scan = phantoms.write_nifti(tmp_path / "upload.nii.gz", array, affine)
-    summary, axial, coronal, sagittal = client.predict(handle_file(str(scan)), None, -1, api_name="/inspect")
-    assert summary["shape"] == [48, 40, 36]
-    assert summary["source_orientation"] == "LPS"
-    for view in (axial, coronal, sagittal):
-        assert np.asarray(Image.open(view)).ndim == 3
+def analyse(client: Client, files: list[Path], contrasts: str = ""):
+    return client.predict([handle_file(str(f)) for f in files], contrasts, False, api_name="/analyse")
 
 
-def test_bad_upload_shows_the_problem(client, tmp_path):
-    fake = tmp_path / "broken.nii"
-    fake.write_bytes(b"not an image" * 40)
-    with pytest.raises(AppError, match="not a NIfTI file"):
-        client.predict(handle_file(str(fake)), None, -1, api_name="/inspect")
+def shown(result) -> dict:
+    """The outputs of an analysis, by name."""
+    names = ["status", "axial", "coronal", "sagittal", "s_axial", "s_coronal", "s_sagittal"]
+    names += ["legend", "table", "report", "narrative", "files", "chat"]
+    return dict(zip(names, result))
 
 
-def test_series_and_frame_choices_reach_the_loader(client, tmp_path):
-    reference, affine = phantoms.ras_reference()
-    study = tmp_path / "study"
-    phantoms.write_series(study / "a", phantoms.dicom_slices(reference, affine, description="first"))
-    phantoms.write_series(
-        study / "b", phantoms.dicom_slices(*phantoms.relayout(reference, affine, "PIR"), description="second")
+@pytest.fixture(scope="module")
+def example_result(server):
+    client = Client(server, verbose=False)
+    return client, shown(analyse(client, list(example_paths()), ",".join(example_contrasts())))
+
+
+def test_the_uploaded_example_is_reported_as_fm_report_reports_it(example_result):
+    from fm.pipeline import ReportPipeline
+
+    _, result = example_result
+    assert "not for clinical use" in result["status"] and "right parietal lobe" in result["status"]
+    report_json = next(f for f in result["files"] if f.endswith("report.json"))
+    findings = json.loads(Path(report_json).read_text())["findings"]
+    expected = ReportPipeline.from_pretrained()(list(example_paths()), contrasts=list(example_contrasts()))
+    assert findings["lesions"] == json.loads(expected.report.findings.to_json())["lesions"]
+    assert findings["structures"] == json.loads(expected.report.findings.to_json())["structures"]
+    assert sorted(Path(f).name for f in result["files"]) == ["mask.nii.gz", "report.json", "report.md", "report.pdf"]
+    # the views open through the largest lesion, and the table lists it first with its units
+    lesion = expected.report.findings.lesions[0]
+    assert result["table"]["headers"][3] == "volume (mL)"
+    assert result["table"]["data"][0][:4] == ["lesion 1", "right", lesion.region, round(lesion.volume_ml, 1)]
+    for view in ("axial", "coronal", "sagittal"):
+        assert result[view] is not None
+    assert "enhancing tumour" in result["legend"] and "Faithfulness check" in result["narrative"]
+    # the page and the downloads name the uploads by file name, never by a path on the server
+    assert "/tmp" not in result["report"] and "example_brain_t1.nii.gz" in result["report"]
+    provenance = json.loads(Path(report_json).read_text())["provenance"]
+    assert provenance["input_files"] == [Path(p).name for p in example_paths()]
+
+
+def test_two_visitors_do_not_see_each_others_scans(server, example_result, tmp_path):
+    first, result = example_result
+    second = Client(server, verbose=False)
+    # the second visitor has analysed nothing: there are no views to draw for them
+    assert second.predict(0, 0, 0, "Auto (0.5-99.5 %)", 0.35, False, api_name="/views") == (None, None, None)
+    bad = tmp_path / "notes.nii.gz"
+    bad.write_bytes(b"%PDF-1.4 not a scan" * 20)
+    refused = shown(analyse(second, [bad]))
+    assert refused["table"]["data"] in ([], [[""] * 6]) and "Could not report" in refused["status"]
+    # ... and the first visitor's results are still theirs
+    assert all(
+        view is not None for view in first.predict(120, 100, 80, "Auto (0.5-99.5 %)", 0.35, False, api_name="/views")
     )
-    archive = Path(shutil.make_archive(str(tmp_path / "study"), "zip", study))
-    with pytest.raises(AppError, match="holds 2 DICOM series"):
-        client.predict(handle_file(str(archive)), None, -1, api_name="/inspect")
-    summary, *_ = client.predict(handle_file(str(archive)), 2, -1, api_name="/inspect")
-    assert summary["meta"]["SeriesDescription"] == "second"
-
-    bold = phantoms.write_nifti(tmp_path / "bold.nii.gz", np.stack([reference, reference + 1], axis=-1), affine)
-    summary, *_ = client.predict(handle_file(str(bold)), None, 1, api_name="/inspect")
-    assert summary["intensity"]["max"] == float(reference.max() + 1)
+    again = first.predict(120, 100, 80, "Contrast (2-98 %)", 0.0, False, api_name="/views")
+    assert all(view is not None for view in again)  # a window and opacity of their own, on their own scan
 
 
-def test_example_button(client):
-    summary, *_ = client.predict(api_name="/example")
-    assert summary["shape"] == list(load_volume(example_path()).shape)
-    assert summary["modality"] == "MR"
+def write_bad_uploads(folder: Path) -> dict[str, Path]:
+    """The uploads a demo meets: each must be refused with a message that says why."""
+    folder.mkdir()
+    pdf = folder / "report.nii.gz"
+    pdf.write_bytes(b"%PDF-1.4\n" + b"0" * 2000)
+    truncated = folder / "truncated.nii.gz"
+    truncated.write_bytes(Path(example_paths()[0]).read_bytes()[:5000])
+    flat = folder / "photo.nii.gz"
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).random((64, 64, 1), dtype=np.float32), np.eye(4)), flat)
+    header = nib.Nifti1Header()
+    header.set_data_shape((10000, 10000, 10000))
+    header.set_data_dtype(np.float32)
+    header.set_qform(np.eye(4), code=1)
+    bomb = folder / "bomb.nii.gz"
+    with gzip.open(bomb, "wb") as handle:
+        handle.write(header.binaryblock + b"\0\0\0\0")
+    example = load_volume(example_paths()[0])
+    ct = folder / "head_ct.nii.gz"
+    nib.save(nib.Nifti1Image((example.array * 4 - 1000).astype(np.float32), example.affine), ct)
+    return {"a PDF": pdf, "a truncated file": truncated, "a 2D image": flat, "10^12 voxels": bomb, "a CT": ct}
 
 
-def test_report_on_the_example_shows_overlay_report_and_files(client):
-    overlay, markdown, files = client.predict(api_name="/report_example")
-    assert np.asarray(Image.open(overlay)).shape[2] in (3, 4)
-    assert "not for clinical use" in markdown and "## Impression" in markdown
-    assert sorted(Path(f).name for f in files) == ["mask.nii.gz", "report.json", "report.md", "report.pdf"]
-    assert load_volume(next(f for f in files if f.endswith("mask.nii.gz"))).shape == load_volume(example_path()).shape
+def test_bad_uploads_give_a_message_and_clear_the_page(server, tmp_path):
+    client = Client(server, verbose=False)
+    before = shown(analyse(client, list(example_paths()), "t1c,flair"))
+    assert before["axial"] is not None
+    for what, upload in write_bad_uploads(tmp_path / "bad").items():
+        result = shown(analyse(client, [upload]))
+        assert result["status"].startswith("**Could not report this scan.**"), what
+        assert upload.name in result["status"], what  # the visitor's own file name ...
+        assert "/tmp" not in result["status"] and str(tmp_path) not in result["status"], what  # ... no server path
+        assert result["axial"] is None and result["files"] in (None, []) and result["report"] == "", what
+    assert "Hounsfield" in result["status"] or "CT" in result["status"]
+    nothing = shown(client.predict([], "", False, api_name="/analyse"))
+    assert "Upload a scan" in nothing["status"]
 
 
-def test_report_of_a_bad_upload_shows_the_problem(client, tmp_path):
-    fake = tmp_path / "broken.nii"
-    fake.write_bytes(b"not an image" * 40)
-    with pytest.raises(AppError, match="not a NIfTI file"):
-        client.predict(handle_file(str(fake)), None, -1, api_name="/report")
+def test_only_the_apps_own_files_are_served(server):
+    for target in ("/etc/passwd", str(ROOT / "pyproject.toml"), "../../../../etc/passwd"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{server}gradio_api/file={target}", timeout=10)
+        assert refused.value.code in (403, 404)
+
+
+def test_questions_about_the_scan_are_answered_from_its_measurements(example_result):
+    client, _ = example_result
+    history, cleared = client.predict("Which side is the largest lesion on?", [], api_name="/ask")
+    assert cleared == ""
+    content = history[-1]["content"]  # Gradio 6 sends a message as a list of parts
+    text = content if isinstance(content, str) else " ".join(part.get("text", "") for part in content)
+    assert history[-1]["role"] == "assistant" and "right" in text.lower()
+
+
+def test_app_help_starts_no_server():
+    done = subprocess.run([sys.executable, "app.py", "--help"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0 and "--max-upload-mb" in done.stdout and "--concurrency" in done.stdout
+
+
+def test_a_session_folder_is_emptied_by_a_new_analysis_and_removed_with_the_session(tmp_path):
+    from fm.demo_session import DemoSession
+
+    session = DemoSession(tmp_path)
+    (session.folder / "report").mkdir()
+    (session.folder / "report" / "report.pdf").write_bytes(b"%PDF")
+    session.clear()  # what a new upload does first, whether or not it succeeds
+    assert session.folder.is_dir() and not any(session.folder.iterdir()) and session.analysis is None
+    session.close()  # what the state's delete_callback does
+    assert not session.folder.exists()
