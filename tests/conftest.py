@@ -36,3 +36,17 @@ def swin_bob_reference() -> Path:
     """The Swin-BOB reference folder: a small released checkpoint, its input and outputs."""
     require_shared(SWIN_BOB_REFERENCE / "swinbob_small_model_final.pt", "the Swin-BOB reference checkpoint")
     return SWIN_BOB_REFERENCE
+
+
+@pytest.fixture(scope="session")
+def example_reports(tmp_path_factory) -> Path:
+    """`fm report --example` run once for every test that reads its outputs, written as `fm report
+    --manifest` writes a session: REPORTS/example/report.json, mask.nii.gz, ..."""
+    from click.testing import CliRunner
+
+    from fm.cli import main
+
+    reports = tmp_path_factory.mktemp("example_reports")
+    done = CliRunner().invoke(main, ["report", "--example", "--out", str(reports / "example")])
+    assert done.exit_code == 0, done.output
+    return reports

@@ -63,19 +63,18 @@ def example_result(server):
     return client, shown(analyse(client, list(example_paths()), ",".join(example_contrasts())))
 
 
-def test_the_uploaded_example_is_reported_as_fm_report_reports_it(example_result):
-    from fm.pipeline import ReportPipeline
+def test_the_uploaded_example_is_reported_as_fm_report_reports_it(example_result, example_reports):
+    from fm.findings import Findings
 
     _, result = example_result
     assert "not for clinical use" in result["status"] and "right parietal lobe" in result["status"]
     report_json = next(f for f in result["files"] if f.endswith("report.json"))
     findings = json.loads(Path(report_json).read_text())["findings"]
-    expected = ReportPipeline.from_pretrained()(list(example_paths()), contrasts=list(example_contrasts()))
-    assert findings["lesions"] == json.loads(expected.report.findings.to_json())["lesions"]
-    assert findings["structures"] == json.loads(expected.report.findings.to_json())["structures"]
+    expected = json.loads((example_reports / "example" / "report.json").read_text())["findings"]
+    assert findings["lesions"] == expected["lesions"] and findings["structures"] == expected["structures"]
     assert sorted(Path(f).name for f in result["files"]) == ["mask.nii.gz", "report.json", "report.md", "report.pdf"]
     # the views open through the largest lesion, and the table lists it first with its units
-    lesion = expected.report.findings.lesions[0]
+    lesion = Findings.from_json(json.dumps(expected)).lesions[0]
     assert result["table"]["headers"][3] == "volume (mL)"
     assert result["table"]["data"][0][:4] == ["lesion 1", "right", lesion.region, round(lesion.volume_ml, 1)]
     for view in ("axial", "coronal", "sagittal"):
@@ -104,6 +103,15 @@ def test_two_visitors_do_not_see_each_others_scans(server, example_result, tmp_p
     assert all(view is not None for view in again)  # a window and opacity of their own, on their own scan
 
 
+def test_questions_about_the_scan_are_answered_from_its_measurements(example_result):
+    client, _ = example_result
+    history, cleared = client.predict("Which side is the largest lesion on?", [], api_name="/ask")
+    assert cleared == ""
+    content = history[-1]["content"]  # Gradio 6 sends a message as a list of parts
+    text = content if isinstance(content, str) else " ".join(part.get("text", "") for part in content)
+    assert history[-1]["role"] == "assistant" and "right" in text.lower()
+
+
 def write_bad_uploads(folder: Path) -> dict[str, Path]:
     """The uploads a demo meets: each must be refused with a message that says why."""
     folder.mkdir()
@@ -126,10 +134,10 @@ def write_bad_uploads(folder: Path) -> dict[str, Path]:
     return {"a PDF": pdf, "a truncated file": truncated, "a 2D image": flat, "10^12 voxels": bomb, "a CT": ct}
 
 
-def test_bad_uploads_give_a_message_and_clear_the_page(server, tmp_path):
-    client = Client(server, verbose=False)
-    before = shown(analyse(client, list(example_paths()), "t1c,flair"))
+def test_bad_uploads_give_a_message_and_clear_the_page(example_result, tmp_path, caplog):
+    client, before = example_result  # this visitor's example analysis is on the page
     assert before["axial"] is not None
+    caplog.set_level("INFO", logger="fm.app")
     for what, upload in write_bad_uploads(tmp_path / "bad").items():
         result = shown(analyse(client, [upload]))
         assert result["status"].startswith("**Could not report this scan.**"), what
@@ -139,6 +147,18 @@ def test_bad_uploads_give_a_message_and_clear_the_page(server, tmp_path):
     assert "Hounsfield" in result["status"] or "CT" in result["status"]
     nothing = shown(client.predict([], "", False, api_name="/analyse"))
     assert "Upload a scan" in nothing["status"]
+    # the console: one line per refusal, no traceback, no file name (it may name the patient)
+    refusals = [r for r in caplog.records if r.name == "fm.app"]
+    assert len(refusals) == 5 and all(r.levelname == "INFO" and r.exc_info is None for r in refusals)
+    assert not any(upload.name in r.getMessage() for r in refusals for upload in (tmp_path / "bad").iterdir())
+
+
+def test_an_upload_above_the_limit_is_refused(server, tmp_path):
+    big = tmp_path / "big.nii.gz"
+    with open(big, "wb") as handle:
+        handle.truncate(65 * 1024 * 1024)  # the test server allows 64 MB
+    with pytest.raises(Exception, match="(?i)too large|maximum|size"):
+        analyse(Client(server, verbose=False), [big])
 
 
 def test_only_the_apps_own_files_are_served(server):
@@ -146,15 +166,6 @@ def test_only_the_apps_own_files_are_served(server):
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"{server}gradio_api/file={target}", timeout=10)
         assert refused.value.code in (403, 404)
-
-
-def test_questions_about_the_scan_are_answered_from_its_measurements(example_result):
-    client, _ = example_result
-    history, cleared = client.predict("Which side is the largest lesion on?", [], api_name="/ask")
-    assert cleared == ""
-    content = history[-1]["content"]  # Gradio 6 sends a message as a list of parts
-    text = content if isinstance(content, str) else " ".join(part.get("text", "") for part in content)
-    assert history[-1]["role"] == "assistant" and "right" in text.lower()
 
 
 def test_app_help_starts_no_server():
@@ -172,3 +183,28 @@ def test_a_session_folder_is_emptied_by_a_new_analysis_and_removed_with_the_sess
     assert session.folder.is_dir() and not any(session.folder.iterdir()) and session.analysis is None
     session.close()  # what the state's delete_callback does
     assert not session.folder.exists()
+
+
+def test_a_click_on_a_finding_moves_the_views_to_it(example_reports):
+    """What the measurements table's select event does, on the example's report and mask."""
+    from fm.demo_session import VIEW_NAMES, Analysis, DemoSession
+    from fm.labels import BRAIN_TUMOUR
+    from fm.report import Report
+    from fm.views import view_axes, view_slices
+
+    folder = example_reports / "example"
+    volume = load_volume(example_paths()[0])
+    labels = load_volume(folder / "mask.nii.gz").array.astype(int)
+    report = Report.from_json((folder / "report.json").read_text())
+    session = DemoSession(folder.parent)
+    session.analysis = Analysis([volume], labels, BRAIN_TUMOUR, report, {}, {})
+    lesion = report.findings.lesions[0]
+    assert session.slices_at_row(0) == view_slices(volume, lesion.centroid_ras_mm) == session.start_slices()
+    ventricles = next(i for i, s in enumerate(report.findings.structures) if s.name == "lateral ventricles")
+    slices = session.slices_at_row(len(report.findings.lesions) + ventricles)
+    axial_axis = view_axes(volume)["axial"]
+    through = np.take(labels, slices["axial"], axis=axial_axis)
+    assert (through == report.findings.structures[ventricles].label_id).any()  # the slice cuts the ventricles
+    assert session.slices_at_row(99) is None
+    assert len(session.views(slices, "Auto (0.5-99.5 %)", 0.35)) == len(VIEW_NAMES)
+    session.close()

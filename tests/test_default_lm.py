@@ -9,11 +9,9 @@ import json
 
 import pytest
 import torch
-from click.testing import CliRunner
 from transformers import AutoModelForImageTextToText
 
 import fm  # noqa: F401  (registers the model)
-from fm.cli import main
 from fm.examples import example_path
 from fm.findings import Findings
 from fm.io import load_volume
@@ -58,12 +56,11 @@ def test_closed_questions_are_answered_as_the_findings_say(model, example):
     assert [a.rstrip(".").lower() for a in answers] == list(questions.values())
 
 
-def test_fm_report_keeps_the_bundled_models_narrative_of_the_example(tmp_path):
+def test_fm_report_keeps_the_bundled_models_narrative_of_the_example(example_reports):
     """As a user runs it: the pipeline's findings, grounded decoding, the guard as verifier."""
-    done = CliRunner().invoke(main, ["report", "--example", "--out", str(tmp_path / "out")])
-    assert done.exit_code == 0, done.output
-    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    out = example_reports / "example"
+    report = json.loads((out / "report.json").read_text())
     narrative = report["model_narrative"]
     assert narrative["kept"] and not narrative["omissions"] and narrative["model_id"] == "fm3d/default-lm", narrative
     assert "right parietal lobe" in narrative["text"]
-    assert narrative["text"] in (tmp_path / "out" / "report.md").read_text()
+    assert narrative["text"] in (out / "report.md").read_text()

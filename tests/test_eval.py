@@ -185,16 +185,8 @@ def test_wilson_interval_matches_the_textbook_value():
 # -- fm eval, end to end on the bundled example ----------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def example_report(tmp_path_factory):
-    """`fm report --example` written as fm report --manifest would (REPORTS/<id>/)."""
-    reports = tmp_path_factory.mktemp("reports")
-    done = CliRunner().invoke(main, ["report", "--example", "--out", str(reports / "example")])
-    assert done.exit_code == 0, done.output
-    return reports
-
-
-def test_fm_eval_scores_the_example_report_against_its_truth(example_report, tmp_path):
+def test_fm_eval_scores_the_example_report_against_its_truth(example_reports, tmp_path):
+    example_report = example_reports  # REPORTS/example/, as fm report --manifest writes it
     manifest = tmp_path / "cohort.csv"
     with open(manifest, "w", newline="") as handle:
         writer = csv.writer(handle)
