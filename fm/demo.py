@@ -229,7 +229,7 @@ def build_app(settings: DemoSettings = DemoSettings()) -> gr.Blocks:
         status = gr.Markdown(elem_id="status")
         with gr.Row():
             images = [
-                gr.Image(label=name.capitalize(), type="numpy", interactive=False, height=340, elem_id=f"view-{name}")
+                gr.Image(label=name.capitalize(), type="numpy", interactive=False, height=380, elem_id=f"view-{name}")
                 for name in VIEW_NAMES
             ]
         with gr.Row():

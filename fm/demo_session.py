@@ -69,6 +69,16 @@ class Analysis:
         return self.report.findings
 
 
+def _square(image: np.ndarray, size: int, margin: int = 12) -> np.ndarray:
+    """The view centred on a black square canvas with a margin: the page shows the three views at
+    one size, and no side label is cut by its frame."""
+    size += 2 * margin
+    canvas = np.zeros((size, size, 3), np.uint8)
+    top, left = (size - image.shape[0]) // 2, (size - image.shape[1]) // 2
+    canvas[top : top + image.shape[0], left : left + image.shape[1]] = image
+    return canvas
+
+
 class DemoSession:
     """One visitor's state, kept in a gr.State: created on their first request, closed (folder
     removed) when Gradio deletes the state at the end of their session."""
@@ -152,16 +162,19 @@ class DemoSession:
         emphasised = tuple(analysis.label_set.lesion)
         shown = analysis.windows.get(window) or default_window(analysis.volume)
         return [
-            plane_view(
-                analysis.volume,
-                name,
-                slices[name],
+            _square(
+                plane_view(
+                    analysis.volume,
+                    name,
+                    slices[name],
+                    size,
+                    analysis.labels,
+                    colours,
+                    emphasised,
+                    shown,
+                    opacity,
+                ),
                 size,
-                analysis.labels,
-                colours,
-                emphasised,
-                shown,
-                opacity,
             )
             for name in VIEW_NAMES
         ]

@@ -1,6 +1,6 @@
 """The demo in a real browser: Debian's headless Chromium driven by Playwright uploads the bundled
 example, waits for the report, sees the measurements and the three views, drags a slice slider
-and the view changes. The page is saved as a screenshot (FM_APP_SCREENSHOT=path keeps a copy)."""
+and the view changes, clicks the lesion in the table and the views go back to it. The page is saved as a screenshot (FM_APP_SCREENSHOT=path keeps a copy)."""
 
 from __future__ import annotations
 
@@ -68,9 +68,14 @@ def test_a_visitor_uploads_the_example_reads_the_report_and_moves_a_slice(url, t
 
         axial = page.locator("#view-axial img")
         before = axial.get_attribute("src")
+        slice_number = page.locator("#slider-axial input[type=number]")
+        at_lesion = slice_number.input_value()  # the views open through the largest lesion
         track = page.locator("#slider-axial input[type=range]").bounding_box()
         page.mouse.click(track["x"] + track["width"] * 0.25, track["y"] + track["height"] / 2)
         expect(axial).not_to_have_attribute("src", before, timeout=60_000)  # the view was redrawn
+        assert slice_number.input_value() != at_lesion
+        page.locator("#measurements").get_by_text("lesion 1").click()  # back to the lesion
+        expect(slice_number).to_have_value(at_lesion, timeout=60_000)
         shot = tmp_path / "app.png"
         page.screenshot(path=str(shot), full_page=True)
         browser.close()
