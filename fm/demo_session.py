@@ -5,7 +5,6 @@ imports Gradio, so the demo's logic is tested as plain Python."""
 from __future__ import annotations
 
 import dataclasses
-import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -15,8 +14,6 @@ import numpy as np
 from fm.errors import InputError, InputFileError
 from fm.findings import Findings
 from fm.views import default_window, label_colours, plane_view, view_axes, view_slices
-
-log = logging.getLogger("fm.app")
 
 #: window presets: name -> intensity percentiles (low, high)
 WINDOWS = {"Auto (0.5-99.5 %)": (0.5, 99.5), "Contrast (2-98 %)": (2.0, 98.0), "Full range": (0.0, 100.0)}
@@ -115,9 +112,9 @@ class DemoSession:
         seg = result.segmentation
         files = write_report_folder(report, result.volume, seg.labels, seg.label_set, self.folder / "report")
         volumes = list(result.session.volumes) if result.session else [result.volume]
-        windows = {}
-        for name, (low, high) in WINDOWS.items():
-            windows[name] = tuple(float(v) for v in np.percentile(result.volume.array, [low, high]))
+        # every preset's bounds from one pass over the voxels
+        bounds = np.percentile(result.volume.array, [q for pair in WINDOWS.values() for q in pair])
+        windows = {name: (float(bounds[2 * i]), float(bounds[2 * i + 1])) for i, name in enumerate(WINDOWS)}
         self.analysis = Analysis(volumes, seg.labels, seg.label_set, report, files, windows)
         return self.analysis
 

@@ -255,3 +255,16 @@ def mr_spec(spacing_mm=None, size=(32, 32, 32), divisible_by=1):
         modalities=("MR",),
         divisible_by=divisible_by,
     )
+
+
+def huge_header_nifti(path: Path, shape=(4000, 4000, 4000)) -> Path:
+    """A gzipped NIfTI of a few hundred bytes whose header claims `shape` float32 voxels."""
+    import gzip
+
+    header = nib.Nifti1Header()
+    header.set_data_shape(shape)
+    header.set_data_dtype(np.float32)
+    header.set_qform(np.eye(4), code=1)
+    with gzip.open(path, "wb") as f:
+        f.write(header.binaryblock + b"\0\0\0\0")
+    return path

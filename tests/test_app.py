@@ -5,7 +5,6 @@ own outputs is served."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import socket
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import phantoms
 import pytest
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -121,13 +121,7 @@ def write_bad_uploads(folder: Path) -> dict[str, Path]:
     truncated.write_bytes(Path(example_paths()[0]).read_bytes()[:5000])
     flat = folder / "photo.nii.gz"
     nib.save(nib.Nifti1Image(np.random.default_rng(0).random((64, 64, 1), dtype=np.float32), np.eye(4)), flat)
-    header = nib.Nifti1Header()
-    header.set_data_shape((10000, 10000, 10000))
-    header.set_data_dtype(np.float32)
-    header.set_qform(np.eye(4), code=1)
-    bomb = folder / "bomb.nii.gz"
-    with gzip.open(bomb, "wb") as handle:
-        handle.write(header.binaryblock + b"\0\0\0\0")
+    bomb = phantoms.huge_header_nifti(folder / "bomb.nii.gz", (10000, 10000, 10000))
     example = load_volume(example_paths()[0])
     ct = folder / "head_ct.nii.gz"
     nib.save(nib.Nifti1Image((example.array * 4 - 1000).astype(np.float32), example.affine), ct)
