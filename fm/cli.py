@@ -543,6 +543,21 @@ def segment(
     help="Folder for report.json, report.md, report.pdf, overlay.png, mask.nii.gz.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace report files already in OUT.")
+@click.option(
+    "--dicom/--no-dicom",
+    default=None,
+    help="Write OUT/dicom/seg.dcm (DICOM SEG on the source series' frames) and OUT/dicom/sr.dcm (TID 1500 measurement report). Default: on when the first scan is DICOM.",
+)
+@click.option(
+    "--fhir",
+    is_flag=True,
+    help="Write OUT/report.fhir.json, a FHIR R4 DiagnosticReport with an Observation per measurement.",
+)
+@click.option(
+    "--deidentify",
+    is_flag=True,
+    help="Replace the patient and study identifiers in the DICOM and FHIR outputs (DICOM PS3.15 basic profile for the attributes they carry).",
+)
 @click.option("--no-llm", is_flag=True, help="Template narrative only (no language model).")
 @click.option("--lm", help="Report model for the narrative: a folder or hf-hub:org/name (default: the bundled one).")
 @_backend_options
@@ -566,6 +581,9 @@ def report(
     example,
     out,
     overwrite,
+    dicom,
+    fhir,
+    deidentify,
     no_llm,
     lm,
     backend,
@@ -599,9 +617,11 @@ def report(
       fm report --example --out report/
       fm report flair.nii.gz t1c.nii.gz --contrasts flair,t1c --out report/
       fm report dicom_folder/ --series 2 --out report/
+      fm report dicom_folder/ --fhir --deidentify --out report/
       fm report --manifest cohort.csv --out reports/
       torchrun --nproc-per-node 2 -m fm report --manifest cohort.csv --out reports/
     """
+    from fm.clinical import ClinicalOutputs, check_dicom_source
     from fm.render import check_report_folder, write_report_folder
 
     if manifest is not None:
@@ -609,6 +629,8 @@ def report(
             raise click.UsageError(
                 "--manifest lists the scans (and their contrasts); give no SCANS, --example, --contrasts or --overwrite"
             )
+        if dicom or fhir or deidentify:
+            raise click.UsageError("--dicom, --fhir and --deidentify apply to one report, not to --manifest")
         _report_cohort(
             manifest,
             out,
@@ -623,14 +645,17 @@ def report(
             force,
         )
         return
-    check_report_folder(out, overwrite)  # before the model runs, not after
+    clinical = ClinicalOutputs.for_input(scans[0] if scans else None, dicom, fhir, deidentify)
+    if clinical.dicom:
+        check_dicom_source(scans[0], series)
+    check_report_folder(out, overwrite, clinical)  # before the model runs, not after
     result = _run_pipeline(
         scans, example, model, encoder_name, settings, etta, contrasts, force, frame, series, modality, max_voxels
     )
     written = result.report if no_llm else _with_model_narrative(result, lm, (backend, vllm_url, vllm_model))
     click.echo("[writing] report files", err=True)
     paths = write_report_folder(
-        written, result.volume, result.segmentation.labels, result.segmentation.label_set, out, overwrite
+        written, result.volume, result.segmentation.labels, result.segmentation.label_set, out, overwrite, clinical
     )
     click.echo("\n".join(result.report.structured["impression"]))
     click.echo(f"wrote {', '.join(str(p) for p in paths.values())}")

@@ -14,6 +14,7 @@ UIDs and every other tag are dropped.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import io
 import struct
@@ -171,6 +172,55 @@ def read_series(
     }
     meta["slice_spacing_mm"] = round(float(slice_step), 6)
     return SeriesData(array, LPS_TO_RAS @ affine_lps, chosen.modality, meta)
+
+
+@dataclasses.dataclass
+class SourceSeries:
+    """The headers (no pixels) of the series a volume was read from, for the outputs that point
+    back at it (DICOM SEG and SR). Slice k of the assembled (i, j, k) grid is frame
+    `frames[k] = (dataset index, frame index or None for a single-frame file)`."""
+
+    datasets: list[pydicom.Dataset]
+    frames: list[tuple[int, int | None]]
+    affine_ras: np.ndarray
+
+    #: Patient and study attributes a derived object must carry (type 2: present, possibly empty).
+    OUTPUT_TYPE2 = (
+        "PatientName",
+        "PatientID",
+        "PatientBirthDate",
+        "PatientSex",
+        "StudyDate",
+        "StudyTime",
+        "ReferringPhysicianName",
+        "StudyID",
+        "AccessionNumber",
+    )
+
+    def with_type2_attributes(self) -> "SourceSeries":
+        """Copies of the headers with each of OUTPUT_TYPE2 present: a source that lacks one gives an
+        empty value (what the standard asks for when it is unknown), never an invented one."""
+        datasets = []
+        for ds in self.datasets:
+            ds = copy.deepcopy(ds)
+            for keyword in self.OUTPUT_TYPE2:
+                if keyword not in ds:
+                    setattr(ds, keyword, "")
+            datasets.append(ds)
+        return dataclasses.replace(self, datasets=datasets)
+
+
+def read_source_headers(path: str | Path, series: str | int | None = None) -> SourceSeries:
+    """The headers of the series `read_series(path, series)` assembles, in its slice order."""
+    path = Path(path)
+    with _Source(path, voxel_budget()) as source:
+        chosen = _choose(path, _discover(source), series)
+        frames, affine_lps, _ = _assemble(path, chosen, SLICE_SPACING_TOLERANCE)
+        members = list(dict.fromkeys(f.file for f in frames))
+        datasets = [source.read(member, header_only=True) for member in members]
+    position = {member: i for i, member in enumerate(members)}
+    frame_map = [(position[f.file], f.frame_index) for f in frames]
+    return SourceSeries(datasets, frame_map, LPS_TO_RAS @ affine_lps).with_type2_attributes()
 
 
 # ----------------------------------------------------------------------------------------------

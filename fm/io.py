@@ -187,7 +187,7 @@ def load_volume(
         raise InputFileError(path, "no such file or folder")
     if path.is_file() and path.stat().st_size == 0:
         raise InputFileError(path, "is empty (0 bytes)")
-    kind = _format_of(path)
+    kind = input_format(path)
     if kind == "dicom":
         if frame is not None:
             raise InputFileError(path, "frame= applies to 4D files, not to DICOM series")
@@ -208,7 +208,9 @@ def _suffix(path: Path) -> str:
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
 
 
-def _format_of(path: Path) -> str:
+def input_format(path: Path) -> str:
+    """How a path is read: "dicom" (a folder, .zip or DICOM file), "nibabel" or "itk"."""
+    path = Path(path)
     if path.is_dir():
         return "dicom"
     suffix = _suffix(path)

@@ -151,18 +151,23 @@ def _midline(labels, volume: Volume, label_set: LabelSet) -> tuple[np.ndarray, n
     return (left + right) / 2, normal * (1.0 if normal[0] >= 0 else -1.0)
 
 
+def lesion_components(labels: np.ndarray, label_set: LabelSet) -> np.ndarray:
+    """The lesions' connected components: LesionFinding.component_id at each lesion voxel, else 0.
+    Pieces at most two voxels apart are one lesion (a rim of oedema broken by a sliver of tissue)."""
+    lesion_mask = np.isin(labels, list(label_set.lesion))
+    groups, _ = ndimage.label(
+        ndimage.binary_dilation(lesion_mask, structure=_FULL_CONNECTIVITY), structure=_FULL_CONNECTIVITY
+    )
+    return np.where(lesion_mask, groups, 0)
+
+
 def _lesions(
     labels, brain, volume: Volume, label_set: LabelSet, regions, probabilities, voxel_ml, min_ml, edge
 ) -> list[LesionFinding]:
     lesion_ids = list(label_set.lesion)
-    lesion_mask = np.isin(labels, lesion_ids)
-    # Group pieces at most two voxels apart, then keep only lesion voxels in each group.
-    groups, n = ndimage.label(
-        ndimage.binary_dilation(lesion_mask, structure=_FULL_CONNECTIVITY), structure=_FULL_CONNECTIVITY
-    )
-    if n == 0:
+    components = lesion_components(labels, label_set)
+    if not components.any():
         return []
-    components = np.where(lesion_mask, groups, 0)
     on_edge = set(np.unique(components[edge]).tolist())
     midline = _midline(labels, volume, label_set)
     to_mni = atlas.align_to_mni(brain, volume.affine, left_right=None if midline is None else midline[1])

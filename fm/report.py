@@ -69,6 +69,10 @@ class ReportProvenance(BaseModel):
     )
     timings_s: dict[str, float] = Field(description="wall-clock seconds per stage, in order")
     created_utc: str
+    deidentification: str | None = Field(
+        None,
+        description="how the DICOM and FHIR outputs were de-identified; None: they carry the source's identifiers",
+    )
 
 
 class ModelNarrative(BaseModel):

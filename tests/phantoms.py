@@ -152,6 +152,7 @@ def _base_dataset(sop_class: str, series_uid: str, description: str, study_uid: 
         setattr(ds, keyword, value)
     ds.StudyInstanceUID = study_uid
     ds.SeriesInstanceUID = series_uid
+    ds.FrameOfReferenceUID = generate_uid(entropy_srcs=[series_uid])  # one frame of reference per series
     ds.SeriesNumber = 7
     ds.SeriesDescription = description
     ds.Modality = "MR"
@@ -190,6 +191,12 @@ def dicom_slices(
         ds.PixelData = np.ascontiguousarray(stored[:, :, k].T).tobytes()  # [row, column]
         out.append(ds)
     return out
+
+
+def as_stored_values(array: np.ndarray, top: float = 3000.0) -> np.ndarray:
+    """`array` scaled to [0, top] and rounded to values dicom_slices can store exactly."""
+    scaled = (array - array.min()) / max(float(np.ptp(array)), 1e-6) * top
+    return (np.round((scaled - INTERCEPT) / SLOPE) * SLOPE + INTERCEPT).astype(np.float32)
 
 
 def write_series(

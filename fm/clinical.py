@@ -1,0 +1,135 @@
+"""The outputs that take a report back into clinical systems: a DICOM SEG and a TID 1500 SR beside
+the source series (for DICOM input), and a FHIR DiagnosticReport, optionally de-identified.
+
+`ClinicalOutputs` says which to write; `write_clinical_outputs` writes them into a folder (the
+report folder's staging folder, so they land together with the other report files).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from fm.deidentify import METHOD, deidentified, mark_deidentified
+from fm.dicom import MultipleSeriesError, SourceSeries, read_source_headers
+from fm.errors import InputError, InputFileError
+from fm.io import Volume, input_format
+from fm.labels import LabelSet
+from fm.report import Report
+
+SEG_FILE = "dicom/seg.dcm"
+SR_FILE = "dicom/sr.dcm"
+FHIR_FILE = "report.fhir.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class ClinicalOutputs:
+    dicom: bool = False  # DICOM SEG + SR (needs a DICOM series as the first scan)
+    fhir: bool = False  # FHIR DiagnosticReport
+    deidentify: bool = False  # patient and study identifiers replaced in all of them
+
+    @classmethod
+    def for_input(
+        cls, first_scan: str | Path | None, dicom: bool | None, fhir: bool, deidentify: bool
+    ) -> "ClinicalOutputs":
+        """dicom=None: on exactly when the first scan is DICOM. Asking for DICOM outputs of a scan
+        that is not DICOM, or for de-identification of no output, is refused before any work."""
+        # A missing first scan is the loader's to report, with its own message.
+        is_dicom = first_scan is not None and Path(first_scan).exists() and input_format(Path(first_scan)) == "dicom"
+        if dicom and not is_dicom:
+            raise InputError(
+                "--dicom writes a DICOM SEG on the frames of the scan's own DICOM series: the first scan must be DICOM"
+            )
+        dicom = is_dicom if dicom is None else dicom
+        if deidentify and not (dicom or fhir):
+            raise InputError("--deidentify applies to the DICOM and FHIR outputs: add --fhir or give a DICOM series")
+        return cls(dicom=dicom, fhir=fhir, deidentify=deidentify)
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return (*((SEG_FILE, SR_FILE) if self.dicom else ()), *((FHIR_FILE,) if self.fhir else ()))
+
+    def annotate(self, report: Report) -> Report:
+        """The report with its provenance saying how the clinical outputs were de-identified."""
+        if not self.deidentify:
+            return report
+        provenance = report.provenance.model_copy(update={"deidentification": METHOD})
+        return report.model_copy(update={"provenance": provenance})
+
+
+#: What a SEG and an SR need from every source image to point back at it.
+REQUIRED_SOURCE_ATTRIBUTES = (
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "SeriesInstanceUID",
+    "StudyInstanceUID",
+    "FrameOfReferenceUID",
+)
+
+
+def check_dicom_source(path: str | Path, series: str | int | None = None) -> None:
+    """Refuse, before any work, a DICOM series the SEG and SR cannot reference. A folder of several
+    series with none chosen is checked once the loader has asked which one."""
+    try:
+        _referencable(path, read_source_headers(path, series))
+    except MultipleSeriesError:
+        return
+
+
+def source_series(volume: Volume) -> SourceSeries:
+    """The headers of the DICOM series `volume` was read from, in its slice order."""
+    if volume.source.format != "DICOM":
+        raise InputFileError(volume.source.path, "is not a DICOM series: a DICOM SEG needs the source's frames")
+    path = volume.source.path
+    return _referencable(path, read_source_headers(path, volume.meta["dicom_series"]["index"]))
+
+
+def _referencable(path, source: SourceSeries) -> SourceSeries:
+    for ds in source.datasets:
+        missing = [keyword for keyword in REQUIRED_SOURCE_ATTRIBUTES if not ds.get(keyword)]
+        if missing:
+            raise InputFileError(
+                path,
+                f"has no {', '.join(missing)}, which a DICOM SEG and SR need to reference the series; "
+                "leave them out with --no-dicom",
+            )
+    return source
+
+
+def write_clinical_outputs(
+    report: Report, volume: Volume, labels: np.ndarray, label_set: LabelSet, folder: Path, outputs: ClinicalOutputs
+) -> dict[str, Path]:
+    """Write the outputs `outputs` asks for under `folder`; returns {relative name: path}."""
+    from fm import dicom_seg, dicom_sr, fhir  # highdicom and fhir.resources load only when asked for
+
+    written: dict[str, Path] = {}
+    source = None
+    if outputs.dicom or (outputs.fhir and volume.source.format == "DICOM"):
+        source = source_series(volume)
+        if outputs.deidentify:
+            source = deidentified(source)
+    if outputs.dicom:
+        algorithm = dicom_seg.algorithm_identification(report.provenance.model_id, report.provenance.model_version)
+        specs = dicom_seg.segment_specs(labels, report.findings, label_set, algorithm)
+        seg = dicom_seg.build_segmentation(volume, source, specs, report.provenance.model_version)
+        sr = dicom_sr.build_measurement_report(report, seg, specs, source)
+        for name, dataset in ((SEG_FILE, seg), (SR_FILE, sr)):
+            if outputs.deidentify:
+                mark_deidentified(dataset)
+            path = folder / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            dataset.save_as(path, enforce_file_format=True)
+            written[name] = path
+    if outputs.fhir:
+        first = source.datasets[0] if source is not None else None
+        resource = fhir.diagnostic_report(
+            report,
+            study_uid=str(first.StudyInstanceUID) if first is not None and "StudyInstanceUID" in first else None,
+            patient_id=None if outputs.deidentify or first is None else (str(first.PatientID) or None),
+        )
+        path = folder / FHIR_FILE
+        path.write_text(fhir.to_json(resource))
+        written[FHIR_FILE] = path
+    return written
