@@ -621,7 +621,7 @@ def report(
       fm report --manifest cohort.csv --out reports/
       torchrun --nproc-per-node 2 -m fm report --manifest cohort.csv --out reports/
     """
-    from fm.clinical import ClinicalOutputs, check_dicom_source
+    from fm.clinical import SEG_FILE, ClinicalOutputs, check_dicom_source
     from fm.render import check_report_folder, write_report_folder
 
     if manifest is not None:
@@ -657,6 +657,8 @@ def report(
     paths = write_report_folder(
         written, result.volume, result.segmentation.labels, result.segmentation.label_set, out, overwrite, clinical
     )
+    if clinical.dicom and SEG_FILE not in paths:
+        click.echo("note: nothing was segmented, so no DICOM SEG or SR was written", err=True)
     click.echo("\n".join(result.report.structured["impression"]))
     click.echo(f"wrote {', '.join(str(p) for p in paths.values())}")
 

@@ -101,8 +101,9 @@ def _referencable(path, source: SourceSeries) -> SourceSeries:
 def write_clinical_outputs(
     report: Report, volume: Volume, labels: np.ndarray, label_set: LabelSet, folder: Path, outputs: ClinicalOutputs
 ) -> dict[str, Path]:
-    """Write the outputs `outputs` asks for under `folder`; returns {relative name: path}."""
-    from fm import dicom_seg, dicom_sr, fhir  # highdicom and fhir.resources load only when asked for
+    """Write the outputs `outputs` asks for under `folder`; returns {relative name: path}. An empty
+    segmentation gives no SEG and no SR (there is nothing to draw or measure)."""
+    from fm import dicom_seg, dicom_sr  # highdicom loads only when asked for
 
     written: dict[str, Path] = {}
     source = None
@@ -113,6 +114,8 @@ def write_clinical_outputs(
     if outputs.dicom:
         algorithm = dicom_seg.algorithm_identification(report.provenance.model_id, report.provenance.model_version)
         specs = dicom_seg.segment_specs(labels, report.findings, label_set, algorithm)
+        if not specs:  # nothing segmented: no SEG to draw, no measurement to report
+            return written | _write_fhir(report, source, folder, outputs)
         seg = dicom_seg.build_segmentation(volume, source, specs, report.provenance.model_version)
         sr = dicom_sr.build_measurement_report(report, seg, specs, source)
         for name, dataset in ((SEG_FILE, seg), (SR_FILE, sr)):
@@ -122,14 +125,21 @@ def write_clinical_outputs(
             path.parent.mkdir(parents=True, exist_ok=True)
             dataset.save_as(path, enforce_file_format=True)
             written[name] = path
-    if outputs.fhir:
-        first = source.datasets[0] if source is not None else None
-        resource = fhir.diagnostic_report(
-            report,
-            study_uid=str(first.StudyInstanceUID) if first is not None and "StudyInstanceUID" in first else None,
-            patient_id=None if outputs.deidentify or first is None else (str(first.PatientID) or None),
-        )
-        path = folder / FHIR_FILE
-        path.write_text(fhir.to_json(resource))
-        written[FHIR_FILE] = path
-    return written
+    return written | _write_fhir(report, source, folder, outputs)
+
+
+def _write_fhir(report: Report, source: SourceSeries | None, folder: Path, outputs: ClinicalOutputs) -> dict[str, Path]:
+    from fm import fhir
+
+    if not outputs.fhir:
+        return {}
+    first = source.datasets[0] if source is not None else None
+    resource = fhir.diagnostic_report(
+        report,
+        study_uid=str(first.StudyInstanceUID) if first is not None and "StudyInstanceUID" in first else None,
+        patient_id=None if outputs.deidentify or first is None else (str(first.PatientID) or None),
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / FHIR_FILE
+    path.write_text(fhir.to_json(resource))
+    return {FHIR_FILE: path}

@@ -1,9 +1,9 @@
 """A report's measurements as a DICOM Comprehensive 3D SR following TID 1500 (Measurement Report),
 the form in which PACS and AI platforms exchange measurements of segmented regions.
 
-One measurement group (TID 1411, volumetric ROI) per measured structure and per lesion, each
+One measurement group (TID 1411, volumetric ROI) per segmented structure and per lesion, each
 pointing at its segment in the SEG written beside it and, through it, at the source series:
-volume (mL); for a lesion its longest and short-axis diameters (mm), its finding site and side;
+volume (mL; none for a structure cut by the edge of the image); for a lesion its longest and short-axis diameters (mm), its finding site and side;
 and the segmentation's confidence (mean probability) as a numeric evaluation. Every value is the
 report's own, to the precision the Findings hold.
 """
@@ -36,7 +36,7 @@ def build_measurement_report(
     groups = [
         _structure_group(structure, by_label[structure.label_id], segmentation, algorithm)
         for structure in report.findings.structures
-        if structure.volume_ml is not None and structure.label_id in by_label
+        if structure.label_id in by_label
     ]
     groups += [
         _lesion_group(lesion, by_lesion[lesion.lesion_id], segmentation, algorithm)
@@ -72,7 +72,10 @@ def _structure_group(
     structure: StructureFinding, spec: SegmentSpec, segmentation, algorithm
 ) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
     concept = structure_concept(structure.name)
-    measurements = [_measurement(SCT.Volume, structure.volume_ml, MILLILITRE, algorithm)]
+    # A structure cut by the edge of the image has a segment but no volume, as in every report.
+    measurements = []
+    if structure.volume_ml is not None:
+        measurements.append(_measurement(SCT.Volume, structure.volume_ml, MILLILITRE, algorithm))
     if structure.confidence is not None:
         measurements.append(_measurement(CONFIDENCE, structure.confidence, NO_UNITS, algorithm))
     return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
@@ -80,7 +83,7 @@ def _structure_group(
         referenced_segment=_segment(segmentation, spec),
         finding_type=concept.type,
         finding_sites=[hd.sr.FindingSite(concept.type, laterality=concept.laterality)] if concept.laterality else None,
-        measurements=measurements,
+        measurements=measurements or None,
     )
 
 

@@ -9,6 +9,7 @@ axial, sagittal, coronal and oblique series and an enhanced multi-frame object.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import shutil
@@ -22,6 +23,8 @@ import pydicom
 import pytest
 from click.testing import CliRunner
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
+from pydicom.data import get_testdata_file
+from pydicom.uid import generate_uid
 
 from fm.cli import main
 from fm.clinical import FHIR_FILE, SEG_FILE, SR_FILE, ClinicalOutputs, write_clinical_outputs
@@ -88,6 +91,30 @@ def dicom_phantom(tmp_path, layout: str):
     return source, volume, labels, report
 
 
+def vendor_series(tmp_path):
+    """A series built from a scanner's own header (pydicom's MR_small.dcm, a Toshiba MR slice with
+    its vendor, institution and operator attributes): 12 copies stepped along the slice normal."""
+    template = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    normal = np.cross(*np.reshape(np.array(template.ImageOrientationPatient, float), (2, 3)))
+    folder = tmp_path / "vendor"
+    folder.mkdir(parents=True)
+    for k in range(12):
+        ds = copy.deepcopy(template)
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.InstanceNumber = k + 1
+        position = np.array(template.ImagePositionPatient, float) + k * float(template.SliceThickness) * normal
+        ds.ImagePositionPatient = [f"{v:.4f}" for v in position]
+        ds.save_as(folder / f"{k:03d}.dcm", enforce_file_format=True)
+    volume = load_volume(folder)
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in volume.shape], indexing="ij"), axis=-1)
+    ras = volume.voxel_to_ras(ijk)
+    centre = ras.reshape(-1, 3).mean(axis=0)
+    labels = np.where(ras[..., 0] < centre[0], 3, 4).astype(np.int16)
+    labels[np.linalg.norm(ras - centre - [3.0, 0.0, 0.0], axis=-1) < 3.5] = 9
+    report = Report.from_findings(measure(labels, volume, BRAIN_TUMOUR), provenance())
+    return folder, volume, labels, report
+
+
 def frame_geometry(seg: pydicom.Dataset, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(position, row cosine, column cosine) in LPS and (row, column) spacing of SEG frame `index`."""
     shared = seg.SharedFunctionalGroupsSequence[0]
@@ -137,14 +164,17 @@ def check_seg_against_mask(seg_path, mask_path, source, label_names: dict[int, s
     read = hd.seg.segread(seg_path)  # highdicom accepts the object it is given
     assert read.number_of_segments == len(seg.SegmentSequence)
     numbers = {item.SegmentLabel: int(item.SegmentNumber) for item in seg.SegmentSequence}
-    positions = source_positions(source)
+    positions = source_positions(source) if source is not None else None  # None: the source UIDs were replaced
     frames = seg.pixel_array.reshape(int(seg.NumberOfFrames), seg.Rows, seg.Columns)
     found = dict.fromkeys(label_names, 0)
     for index, group in enumerate(seg.PerFrameFunctionalGroupsSequence):
         reference = group.DerivationImageSequence[0].SourceImageSequence[0]
         frame_number = int(reference.ReferencedFrameNumber) if "ReferencedFrameNumber" in reference else None
         position = frame_geometry(seg, index)[0]
-        np.testing.assert_allclose(positions[(reference.ReferencedSOPInstanceUID, frame_number)], position, atol=1e-3)
+        if positions is not None:
+            np.testing.assert_allclose(
+                positions[(reference.ReferencedSOPInstanceUID, frame_number)], position, atol=1e-3
+            )
         segment = int(group.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
         for label, name in label_names.items():
             if numbers.get(name) == segment:
@@ -173,10 +203,13 @@ def check_sr_against_findings(sr_path, seg_path, report: Report) -> None:
     groups = sr_groups(sr_path)
     seg = pydicom.dcmread(seg_path, stop_before_pixels=True)
     labels = {int(item.SegmentNumber): item.SegmentLabel for item in seg.SegmentSequence}
-    measured = [s for s in report.findings.structures if s.volume_ml is not None and s.name in labels.values()]
-    assert set(groups) == {s.name for s in measured} | {f"lesion {x.lesion_id}" for x in report.findings.lesions}
-    for structure in measured:
-        assert_measured(groups[structure.name], "Volume", structure.volume_ml, "ml")
+    segmented = [s for s in report.findings.structures if s.name in labels.values()]
+    assert set(groups) == {s.name for s in segmented} | {f"lesion {x.lesion_id}" for x in report.findings.lesions}
+    for structure in segmented:
+        if structure.volume_ml is None:  # cut by the edge of the image: no volume, as in the report
+            assert "Volume" not in groups[structure.name]
+        else:
+            assert_measured(groups[structure.name], "Volume", structure.volume_ml, "ml")
         assert groups[structure.name]["Probability"][0] == pytest.approx(structure.confidence, rel=1e-6)
     for lesion in report.findings.lesions:
         group = groups[f"lesion {lesion.lesion_id}"]
@@ -281,6 +314,39 @@ def test_deidentified_outputs_carry_no_identifier_and_still_point_at_each_other(
     ]
 
 
+def test_deidentified_outputs_of_a_vendor_header_leave_out_everything_that_names_someone(tmp_path):
+    folder, volume, labels, report = vendor_series(tmp_path)
+    original = pydicom.dcmread(folder / "000.dcm", stop_before_pixels=True)
+    out = tmp_path / "out"
+    written = write_clinical_outputs(
+        report, volume, labels, BRAIN_TUMOUR, out, ClinicalOutputs(dicom=True, fhir=True, deidentify=True)
+    )
+    identifying = ["PatientName", "PatientID", "PatientBirthDate", "InstitutionName", "OperatorsName", "StationName"]
+    identifying += ["DeviceSerialNumber", "StudyInstanceUID", "SeriesInstanceUID", "AccessionNumber", "StudyID"]
+    values = {k: str(original[k].value) for k in identifying if k in original and str(original[k].value)}
+    assert len(values) >= 8  # the header really carries them
+    for name, path in written.items():
+        content = path.read_bytes()
+        leaked = {k: v for k, v in values.items() if v.encode() in content}
+        assert not leaked, f"{name} carries {leaked}"
+    check_seg_against_mask(
+        out / SEG_FILE, save_volume(volume.with_array(labels), tmp_path / "mask.nii.gz"), None, {3: "left grey matter"}
+    )
+
+
+def test_an_empty_segmentation_gives_no_seg_or_sr_but_still_a_fhir_report(tmp_path):
+    _, volume, labels, _ = dicom_phantom(tmp_path, "LPS")
+    empty = np.zeros_like(labels)
+    report = Report.from_findings(measure(empty, volume, BRAIN_TUMOUR), provenance())
+    written = write_clinical_outputs(
+        report, volume, empty, BRAIN_TUMOUR, tmp_path / "out", ClinicalOutputs(dicom=True, fhir=True)
+    )
+    assert list(written) == [FHIR_FILE]
+    check_fhir_against_findings(
+        written[FHIR_FILE], report, pydicom.dcmread(next((tmp_path / "series").iterdir())).StudyInstanceUID
+    )
+
+
 def test_clinical_options_refuse_what_cannot_be_written(tmp_path):
     nifti = phantoms.write_nifti(tmp_path / "scan.nii.gz", *phantoms.ras_reference())
     slices = phantoms.dicom_slices(phantoms.as_stored_values(phantoms.ras_reference()[0]), phantoms.ras_reference()[1])
@@ -348,11 +414,15 @@ def _tool(name: str) -> str:
 
 
 @pytest.mark.dicom_validators
-@pytest.mark.parametrize("source", ["example session", "oblique", "enhanced-LPS"])
+@pytest.mark.parametrize("source", ["example session", "oblique", "enhanced-LPS", "vendor header"])
 def test_dciodvfy_and_dsrdump_accept_the_outputs(tmp_path, source, dicom_session_report):
     if source == "example session":
         out = dicom_session_report[1]
         report = Report.from_json((out / "report.json").read_text())
+    elif source == "vendor header":
+        _, volume, labels, report = vendor_series(tmp_path)
+        out = tmp_path / "out"
+        write_clinical_outputs(report, volume, labels, BRAIN_TUMOUR, out, ClinicalOutputs(dicom=True))
     else:
         _, volume, labels, report = dicom_phantom(tmp_path, source)
         out = tmp_path / "out"
