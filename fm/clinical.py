@@ -116,7 +116,7 @@ def write_clinical_outputs(
         specs = dicom_seg.segment_specs(labels, report.findings, label_set, algorithm)
         if not specs:  # nothing segmented: no SEG to draw, no measurement to report
             return written | _write_fhir(report, source, folder, outputs)
-        seg = dicom_seg.build_segmentation(volume, source, specs, report.provenance.model_version)
+        seg = dicom_seg.build_segmentation(volume, source, specs, report.provenance)
         sr = dicom_sr.build_measurement_report(report, seg, specs, source)
         for name, dataset in ((SEG_FILE, seg), (SR_FILE, sr)):
             if outputs.deidentify:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from fm.clinical import FHIR_FILE, SEG_FILE, SR_FILE
 from fm.demo_session import NOTICE, VIEW_NAMES, WINDOWS, DemoSession, public_message
 from fm.errors import InputError
 from fm.examples import example_contrasts, example_paths
@@ -143,7 +144,8 @@ def build_app(settings: DemoSettings = DemoSettings()) -> gr.Blocks:
         report = analysis.report
         impression = "\n".join(f"- {line}" for line in report.structured["impression"])
         status = f"**{NOTICE}**\n\n**Impression**\n\n{impression}"
-        files_out = [str(analysis.files[name]) for name in ("report.pdf", "report.json", "report.md", "mask.nii.gz")]
+        shown = ("report.pdf", "report.json", "report.md", "mask.nii.gz", FHIR_FILE, SEG_FILE, SR_FILE)
+        files_out = [str(analysis.files[name]) for name in shown if name in analysis.files]
         return (
             status,
             *images,
@@ -252,7 +254,9 @@ def build_app(settings: DemoSettings = DemoSettings()) -> gr.Blocks:
                 )
             with gr.Column(scale=2):
                 downloads = gr.File(
-                    label="Report files (PDF, JSON, Markdown, mask)", file_count="multiple", interactive=False
+                    label="Report files (PDF, JSON, Markdown, mask, FHIR; DICOM SEG and SR for DICOM input)",
+                    file_count="multiple",
+                    interactive=False,
                 )
         with gr.Row():
             narrative = gr.Markdown(elem_id="narrative")

@@ -98,6 +98,7 @@ class DemoSession:
     def analyse(self, paths: list[Path], contrasts, pipeline, narrate=None, progress=None) -> Analysis:
         """Segment, measure and report the scans of one session; write the report files here.
         narrate(report, volumes) -> report with the language model's narrative, or None."""
+        from fm.clinical import ClinicalOutputs
         from fm.render import write_report_folder
 
         self.clear()
@@ -110,7 +111,11 @@ class DemoSession:
         if progress:
             progress("write")
         seg = result.segmentation
-        files = write_report_folder(report, result.volume, seg.labels, seg.label_set, self.folder / "report")
+        # the clinical outputs too: FHIR always, DICOM SEG and SR when the first scan is DICOM
+        clinical = ClinicalOutputs.for_input(paths[0], dicom=None, fhir=True, deidentify=False)
+        files = write_report_folder(
+            report, result.volume, seg.labels, seg.label_set, self.folder / "report", clinical=clinical
+        )
         volumes = list(result.session.volumes) if result.session else [result.volume]
         # every preset's bounds from one pass over the voxels
         bounds = np.percentile(result.volume.array, [q for pair in WINDOWS.values() for q in pair])

@@ -23,6 +23,7 @@ from fm.findings import Findings
 from fm.io import Volume
 from fm.labels import LabelSet
 from fm.measure import lesion_components
+from fm.report import ReportProvenance
 from fm.terminology import LESION, structure_concept
 
 SERIES_NUMBER = 9901
@@ -105,20 +106,20 @@ def source_frames(volume: Volume, source: SourceSeries, mask: np.ndarray) -> np.
 
 
 def build_segmentation(
-    volume: Volume, source: SourceSeries, specs: list[SegmentSpec], model_version: str
+    volume: Volume, source: SourceSeries, specs: list[SegmentSpec], provenance: ReportProvenance
 ) -> hd.seg.Segmentation:
     if not specs:
         raise InputError(f"{volume.source.path}: the segmentation is empty; there is nothing to write as a DICOM SEG")
     pixels = np.stack([source_frames(volume, source, spec.mask) for spec in specs], axis=-1)
     try:
-        return _segmentation(source, pixels, specs, model_version)
-    except (ValueError, TypeError, AttributeError) as err:  # highdicom's checks of the source headers
+        return _segmentation(source, pixels, specs, provenance)
+    except ValueError as err:  # highdicom's checks of the source headers
         raise InputFileError(
             volume.source.path, f"cannot write a DICOM SEG on this series ({err}); use --no-dicom"
         ) from None
 
 
-def _segmentation(source: SourceSeries, pixels: np.ndarray, specs: list[SegmentSpec], model_version: str):
+def _segmentation(source: SourceSeries, pixels: np.ndarray, specs: list[SegmentSpec], provenance: ReportProvenance):
     return hd.seg.Segmentation(
         source_images=source.datasets,
         pixel_array=pixels,
@@ -129,9 +130,9 @@ def _segmentation(source: SourceSeries, pixels: np.ndarray, specs: list[SegmentS
         sop_instance_uid=generate_uid(),
         instance_number=1,
         manufacturer=MANUFACTURER,
-        manufacturer_model_name=model_version[:64],
-        software_versions=__version__,
-        device_serial_number="none",
+        manufacturer_model_name=provenance.model_id[:64],
+        software_versions=f"fm3d {__version__}",  # the model's version is in each segment's algorithm
+        device_serial_number=provenance.model_sha256,  # the weights' checksum identifies this "device"
         series_description=SERIES_DESCRIPTION,
         content_label="SEGMENTATION",
         content_description=SERIES_DESCRIPTION,

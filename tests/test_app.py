@@ -72,7 +72,8 @@ def test_the_uploaded_example_is_reported_as_fm_report_reports_it(example_result
     findings = json.loads(Path(report_json).read_text())["findings"]
     expected = json.loads((example_reports / "example" / "report.json").read_text())["findings"]
     assert findings["lesions"] == expected["lesions"] and findings["structures"] == expected["structures"]
-    assert sorted(Path(f).name for f in result["files"]) == ["mask.nii.gz", "report.json", "report.md", "report.pdf"]
+    names = sorted(Path(f).name for f in result["files"])
+    assert names == ["mask.nii.gz", "report.fhir.json", "report.json", "report.md", "report.pdf"]
     # the views open through the largest lesion, and the table lists it first with its units
     lesion = Findings.from_json(json.dumps(expected)).lesions[0]
     assert result["table"]["headers"][3] == "volume (mL)"

@@ -125,9 +125,11 @@ def frame_geometry(seg: pydicom.Dataset, index: int) -> tuple[np.ndarray, np.nda
     return position, orientation, spacing
 
 
-def mask_under_frame(mask: nib.Nifti1Image, seg: pydicom.Dataset, index: int) -> np.ndarray:
-    """The NIfTI mask's labels at the centres of SEG frame `index`'s pixels (nearest voxel)."""
-    position, orientation, (row_spacing, column_spacing) = frame_geometry(seg, index)
+def mask_under_frame(mask_affine: np.ndarray, data: np.ndarray, seg: pydicom.Dataset, position) -> np.ndarray:
+    """The mask's labels (`data` on `mask_affine`) at the centres of the pixels of a SEG frame at
+    `position` (LPS mm), nearest voxel."""
+    _, orientation, (row_spacing, column_spacing) = frame_geometry(seg, 0)
+    position = np.asarray(position, float)
     rows, columns = np.meshgrid(np.arange(seg.Rows), np.arange(seg.Columns), indexing="ij")
     lps = (
         position
@@ -135,9 +137,8 @@ def mask_under_frame(mask: nib.Nifti1Image, seg: pydicom.Dataset, index: int) ->
         + rows[..., None] * row_spacing * orientation[3:]
     )
     ras = lps @ LPS_TO_RAS[:3, :3].T
-    to_voxel = np.linalg.inv(mask.affine)
+    to_voxel = np.linalg.inv(mask_affine)
     ijk = np.rint(ras @ to_voxel[:3, :3].T + to_voxel[:3, 3]).astype(int)
-    data = np.asarray(mask.dataobj)
     assert np.all((ijk >= 0) & (ijk < data.shape)), "a SEG frame lies outside the scan"
     return data[tuple(np.moveaxis(ijk, -1, 0))]
 
@@ -167,6 +168,7 @@ def check_seg_against_mask(seg_path, mask_path, source, label_names: dict[int, s
     positions = source_positions(source) if source is not None else None  # None: the source UIDs were replaced
     frames = seg.pixel_array.reshape(int(seg.NumberOfFrames), seg.Rows, seg.Columns)
     found = dict.fromkeys(label_names, 0)
+    data, under = np.asarray(mask.dataobj), {}
     for index, group in enumerate(seg.PerFrameFunctionalGroupsSequence):
         reference = group.DerivationImageSequence[0].SourceImageSequence[0]
         frame_number = int(reference.ReferencedFrameNumber) if "ReferencedFrameNumber" in reference else None
@@ -178,10 +180,13 @@ def check_seg_against_mask(seg_path, mask_path, source, label_names: dict[int, s
         segment = int(group.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
         for label, name in label_names.items():
             if numbers.get(name) == segment:
-                expected = mask_under_frame(mask, seg, index) == label
+                key = tuple(position.round(3))
+                if key not in under:  # frames of several segments share a position
+                    under[key] = mask_under_frame(mask.affine, data, seg, position)
+                expected = under[key] == label
                 np.testing.assert_array_equal(frames[index].astype(bool), expected, err_msg=f"{name}, frame {index}")
                 found[label] += int(expected.sum())
-    present = np.bincount(np.asarray(mask.dataobj).astype(int).ravel(), minlength=max(label_names) + 1)
+    present = np.bincount(data.astype(int).ravel(), minlength=max(label_names) + 1)
     assert found == {label: int(present[label]) for label in label_names}
 
 
@@ -323,8 +328,9 @@ def test_deidentified_outputs_of_a_vendor_header_leave_out_everything_that_names
     )
     identifying = ["PatientName", "PatientID", "PatientBirthDate", "InstitutionName", "OperatorsName", "StationName"]
     identifying += ["DeviceSerialNumber", "StudyInstanceUID", "SeriesInstanceUID", "AccessionNumber", "StudyID"]
-    values = {k: str(original[k].value) for k in identifying if k in original and str(original[k].value)}
-    assert len(values) >= 8  # the header really carries them
+    values = {k: str(original[k].value) for k in identifying if k in original}
+    values = {k: v for k, v in values.items() if len(set(v)) > 1}  # "000000000" is in any file
+    assert len(values) >= 7  # the header really carries them
     for name, path in written.items():
         content = path.read_bytes()
         leaked = {k: v for k, v in values.items() if v.encode() in content}
