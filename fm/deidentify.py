@@ -19,23 +19,13 @@ import pydicom
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
-from fm.dicom import SourceSeries
+from fm.dicom import DERIVED_TYPE2, SourceSeries
 
 METHOD = "DICOM PS3.15 Basic Profile, patient and study modules (fm3d)"
 METHOD_CODE = codes.DCM.BasicApplicationConfidentialityProfile
 
-#: Profile action Z (replace with an empty value): the patient and study identifiers SEG and SR carry.
-_EMPTIED = (
-    "PatientName",
-    "PatientID",
-    "PatientBirthDate",
-    "PatientSex",
-    "StudyDate",
-    "StudyTime",
-    "ReferringPhysicianName",
-    "StudyID",
-    "AccessionNumber",
-)
+#: Profile action Z (replace with an empty value): the patient and study attributes SEG and SR carry.
+_EMPTIED = DERIVED_TYPE2
 #: Profile action U (replace with a consistent new UID).
 _REPLACED_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID")
 #: What the outputs need from a source image besides the above: its kind, size and geometry.

@@ -14,7 +14,6 @@ UIDs and every other tag are dropped.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import io
 import struct
@@ -184,43 +183,39 @@ class SourceSeries:
     frames: list[tuple[int, int | None]]
     affine_ras: np.ndarray
 
-    #: Patient and study attributes a derived object must carry (type 2: present, possibly empty).
-    OUTPUT_TYPE2 = (
-        "PatientName",
-        "PatientID",
-        "PatientBirthDate",
-        "PatientSex",
-        "StudyDate",
-        "StudyTime",
-        "ReferringPhysicianName",
-        "StudyID",
-        "AccessionNumber",
-    )
 
-    def with_type2_attributes(self) -> "SourceSeries":
-        """Copies of the headers with each of OUTPUT_TYPE2 present: a source that lacks one gives an
-        empty value (what the standard asks for when it is unknown), never an invented one."""
-        datasets = []
-        for ds in self.datasets:
-            ds = copy.deepcopy(ds)
-            for keyword in self.OUTPUT_TYPE2:
-                if keyword not in ds:
-                    setattr(ds, keyword, "")
-            datasets.append(ds)
-        return dataclasses.replace(self, datasets=datasets)
+#: Patient and study attributes an object derived from a series carries (type 2: present, possibly
+#: empty). A source that lacks one gives an empty value, what the standard asks for when it is
+#: unknown, never an invented one.
+DERIVED_TYPE2 = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+    "StudyID",
+    "AccessionNumber",
+)
 
 
 def read_source_headers(path: str | Path, series: str | int | None = None) -> SourceSeries:
-    """The headers of the series `read_series(path, series)` assembles, in its slice order."""
+    """The headers of the series `read_series(path, series)` assembles, in its slice order, each
+    with the DERIVED_TYPE2 attributes present."""
     path = Path(path)
     with _Source(path, voxel_budget()) as source:
         chosen = _choose(path, _discover(source), series)
         frames, affine_lps, _ = _assemble(path, chosen, SLICE_SPACING_TOLERANCE)
         members = list(dict.fromkeys(f.file for f in frames))
         datasets = [source.read(member, header_only=True) for member in members]
+    for ds in datasets:
+        for keyword in DERIVED_TYPE2:
+            if keyword not in ds:
+                setattr(ds, keyword, "")
     position = {member: i for i, member in enumerate(members)}
     frame_map = [(position[f.file], f.frame_index) for f in frames]
-    return SourceSeries(datasets, frame_map, LPS_TO_RAS @ affine_lps).with_type2_attributes()
+    return SourceSeries(datasets, frame_map, LPS_TO_RAS @ affine_lps)
 
 
 # ----------------------------------------------------------------------------------------------
