@@ -379,7 +379,7 @@ def dicom_session_report(tmp_path_factory):
     root = tmp_path_factory.mktemp("dicom_session")
     folders = []
     for path, contrast in zip(example_paths("synthetic-brain"), ("t1c", "flair")):
-        image = nib.load(str(path))
+        image = nib.as_closest_canonical(nib.load(str(path)))  # relayout starts from RAS
         array, affine = phantoms.relayout(np.asarray(image.dataobj, np.float32), image.affine, "LPS")
         slices = phantoms.dicom_slices(phantoms.as_stored_values(array), affine, description=contrast)
         folders.append(phantoms.write_series(root / contrast, slices))
@@ -401,6 +401,7 @@ def test_fm_report_on_a_dicom_session_writes_seg_sr_and_fhir_that_agree_with_its
     check_sr_against_findings(out / SR_FILE, out / SEG_FILE, report)
     seg = pydicom.dcmread(out / SEG_FILE, stop_before_pixels=True)
     first_source = pydicom.dcmread(next(folders[0].iterdir()), stop_before_pixels=True)
+    assert [float(v) for v in first_source.ImageOrientationPatient] == [1, 0, 0, 0, 1, 0]  # axial, as scanners write
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == first_source.SeriesInstanceUID
     check_fhir_against_findings(out / FHIR_FILE, report, first_source.StudyInstanceUID)
 
