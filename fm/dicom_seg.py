@@ -62,7 +62,7 @@ def segment_specs(
             tracking_id=label[:64],
         )
         if laterality is not None:
-            # The side is a modifier of the segmented property type (PS3.3 C.8.20.4).
+            # DICOM puts a side in the segmented property type's modifier, not in its code.
             description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
                 hd.sr.CodedConcept.from_code(laterality)
             ]
