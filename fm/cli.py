@@ -622,6 +622,7 @@ def report(
       torchrun --nproc-per-node 2 -m fm report --manifest cohort.csv --out reports/
     """
     from fm.clinical import SEG_FILE, ClinicalOutputs, check_dicom_source
+    from fm.cohort import ClinicalRequest
     from fm.render import check_report_folder, write_report_folder
 
     if manifest is not None:
@@ -629,8 +630,6 @@ def report(
             raise click.UsageError(
                 "--manifest lists the scans (and their contrasts); give no SCANS, --example, --contrasts or --overwrite"
             )
-        if dicom or fhir or deidentify:
-            raise click.UsageError("--dicom, --fhir and --deidentify apply to one report, not to --manifest")
         _report_cohort(
             manifest,
             out,
@@ -643,6 +642,7 @@ def report(
             settings,
             etta,
             force,
+            ClinicalRequest(dicom, fhir, deidentify),
         )
         return
     clinical = ClinicalOutputs.for_input(scans[0] if scans else None, dicom, fhir, deidentify)
@@ -679,7 +679,9 @@ def _with_model_narrative(result, lm: str | None, backend_options: tuple):
     return written
 
 
-def _report_cohort(manifest, out, no_llm, lm, backend_options, batch_size, model, encoder_name, settings, etta, force):
+def _report_cohort(
+    manifest, out, no_llm, lm, backend_options, batch_size, model, encoder_name, settings, etta, force, clinical
+):
     """fm report --manifest: this process's share of the cohort (all of it, or a torchrun rank's)."""
     from fm.cohort import merge_summaries, read_manifest, report_cohort
     from fm.distributed import barrier, process_group
@@ -702,7 +704,16 @@ def _report_cohort(manifest, out, no_llm, lm, backend_options, batch_size, model
                     [r.report for r in results], sessions, report_model, lm or DEFAULT_LM_ID, backend=backend
                 )
 
-        report_cohort(scans, out, functools.partial(pipeline, force=force), narrate_batch, batch_size, rank, world)
+        report_cohort(
+            scans,
+            out,
+            functools.partial(pipeline, force=force),
+            narrate_batch,
+            batch_size,
+            rank,
+            world,
+            clinical=clinical,
+        )
         barrier()  # every rank's summary is written
         failed = 0
         if rank == 0:

@@ -22,6 +22,7 @@ from fm.report import Report
 SEG_FILE = "dicom/seg.dcm"
 SR_FILE = "dicom/sr.dcm"
 FHIR_FILE = "report.fhir.json"
+CLINICAL_FILES = (SEG_FILE, SR_FILE, FHIR_FILE)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,6 +20,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from fm.clinical import ClinicalOutputs
 from fm.errors import InputError, InputFileError
 from fm.render import REPORT_FILES
 
@@ -83,8 +84,22 @@ def read_manifest(path: str | Path) -> list[CohortScan]:
     return scans
 
 
-def is_complete(folder: Path) -> bool:
-    return all((folder / name).is_file() for name in REPORT_FILES)
+def is_complete(folder: Path, clinical: ClinicalOutputs | None = None) -> bool:
+    names = REPORT_FILES + (clinical.files if clinical else ())
+    return all((folder / name).is_file() for name in names)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClinicalRequest:
+    """fm report's --dicom/--fhir/--deidentify for a cohort; each session's outputs follow from its
+    first scan (DICOM SEG and SR by default only for a DICOM series)."""
+
+    dicom: bool | None = None
+    fhir: bool = False
+    deidentify: bool = False
+
+    def for_scan(self, scan: CohortScan) -> ClinicalOutputs:
+        return ClinicalOutputs.for_input(scan.paths[0], self.dicom, self.fhir, self.deidentify)
 
 
 def report_cohort(
@@ -96,11 +111,13 @@ def report_cohort(
     rank: int = 0,
     world: int = 1,
     progress: bool = True,
+    clinical: ClinicalRequest = ClinicalRequest(),
 ) -> list[Outcome]:
     """Report this rank's share of `scans` into `out`. pipeline: a fm.pipeline.ReportPipeline.
     narrate_batch(results) -> reports: the language model's narratives for a batch of pipeline
-    results (None: template narratives only). Returns this rank's outcomes; also written to
-    out/.summary-rank{rank}.csv, so ranks can be merged (merge_summaries)."""
+    results (None: template narratives only). clinical: the DICOM and FHIR outputs asked for.
+    Returns this rank's outcomes; also written to out/.summary-rank{rank}.csv, so ranks can be
+    merged (merge_summaries)."""
     from tqdm.auto import tqdm
 
     out = Path(out)
@@ -112,20 +129,21 @@ def report_cohort(
     bar = tqdm(total=len(mine), unit="scan", desc=desc, disable=not progress)
     for first in range(0, len(mine), batch_size):
         batch = mine[first : first + batch_size]
-        segmented = _segmented(batch, out, pipeline, outcomes, bar)  # skipped and failed ones are in outcomes
+        segmented = _segmented(batch, out, pipeline, clinical, outcomes, bar)  # skipped and failed: in outcomes
         if segmented:
             clock = time.perf_counter()
-            results = [result for _, result, _ in segmented]
+            results = [result for _, result, _, _ in segmented]
             try:
                 reports = narrate_batch(results) if narrate_batch else [result.report for result in results]
             except Exception as error:  # e.g. the vLLM server went away: these sessions fail, a rerun retries them
                 reports, failure = None, error
             shared = (time.perf_counter() - clock) / len(segmented)
-            for index, (scan, result, seconds) in enumerate(segmented):
+            for index, (scan, result, seconds, outputs) in enumerate(segmented):
                 if reports is None:
                     outcomes.append(_failed(scan, failure, seconds + shared))
                 else:
-                    outcomes.append(_written(scan, result, reports[index], out / scan.id, seconds + shared))
+                    folder = out / scan.id
+                    outcomes.append(_written(scan, result, reports[index], folder, outputs, seconds + shared))
                 bar.update()
         minutes = (time.perf_counter() - started) / 60
         bar.set_postfix(scans_per_min=f"{sum(o.status == 'reported' for o in outcomes) / max(minutes, 1e-9):.1f}")
@@ -134,34 +152,42 @@ def report_cohort(
     return outcomes
 
 
-def _segmented(batch: list[CohortScan], out: Path, pipeline, outcomes: list[Outcome], bar) -> list[tuple]:
-    """(scan, pipeline result, seconds) of each scan of `batch` not reported yet; the complete
-    ones (skipped) and the ones that fail go to `outcomes` (and tick the progress bar)."""
+def _segmented(
+    batch: list[CohortScan], out: Path, pipeline, clinical: ClinicalRequest, outcomes: list[Outcome], bar
+) -> list[tuple]:
+    """(scan, pipeline result, seconds, its clinical outputs) of each scan of `batch` not reported
+    yet; the complete ones (skipped) and the ones that fail go to `outcomes` (and tick the bar)."""
     segmented = []
     for scan in batch:
-        if is_complete(out / scan.id):
+        clock = time.perf_counter()
+        try:
+            outputs = clinical.for_scan(scan)
+        except InputError as error:  # e.g. --dicom for a session whose first scan is not DICOM
+            outcomes.append(_failed(scan, error, time.perf_counter() - clock))
+            bar.update()
+            continue
+        if is_complete(out / scan.id, outputs):
             outcomes.append(Outcome(scan, "skipped"))
             bar.update()
             continue
-        clock = time.perf_counter()
         try:
             result = pipeline(list(scan.paths), contrasts=list(scan.contrasts) if scan.contrasts else None)
         except Exception as error:  # one session's problem must not stop the cohort
             outcomes.append(_failed(scan, error, time.perf_counter() - clock))
             bar.update()
         else:
-            segmented.append((scan, result, time.perf_counter() - clock))
+            segmented.append((scan, result, time.perf_counter() - clock, outputs))
     return segmented
 
 
-def _written(scan: CohortScan, result, report, folder: Path, seconds: float) -> Outcome:
+def _written(scan: CohortScan, result, report, folder: Path, clinical: ClinicalOutputs, seconds: float) -> Outcome:
     """Write one session's report folder; its outcome."""
     from fm.render import write_report_folder
 
     clock = time.perf_counter()
     labels, label_set = result.segmentation.labels, result.segmentation.label_set
     try:  # overwrite: an incomplete folder holds only what an interrupted run of this wrote
-        write_report_folder(report, result.volume, labels, label_set, folder, overwrite=True)
+        write_report_folder(report, result.volume, labels, label_set, folder, overwrite=True, clinical=clinical)
     except Exception as error:
         return _failed(scan, error, seconds + time.perf_counter() - clock)
     narrative = "model" if report.model_narrative and report.model_narrative.kept else "template"

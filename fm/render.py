@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 from scipy import ndimage
 
-from fm.clinical import ClinicalOutputs, write_clinical_outputs
+from fm.clinical import CLINICAL_FILES, ClinicalOutputs, write_clinical_outputs
 from fm.errors import InputFileError
 from fm.findings import Findings
 from fm.io import Volume, save_volume
@@ -80,6 +80,8 @@ def write_report_folder(
         for name, path in staged.items():
             (folder / name).parent.mkdir(exist_ok=True)
             os.replace(path, folder / name)  # replaces a link itself, never the file it points to
+        for name in set(CLINICAL_FILES) - set(staged):  # an earlier run's, now stale beside the new report
+            (folder / name).unlink(missing_ok=True)
     return {name: folder / name for name in staged}
 
 

@@ -364,12 +364,17 @@ def test_clinical_options_refuse_what_cannot_be_written(tmp_path):
         ([str(unplaceable)], "has no FrameOfReferenceUID, which a DICOM SEG and SR need"),
         ([str(nifti), "--dicom"], "the first scan must be DICOM"),
         ([str(nifti), "--deidentify"], "--deidentify applies to the DICOM and FHIR outputs"),
-        (["--manifest", str(nifti), "--fhir"], "apply to one report, not to --manifest"),
     ]:
         done = runner.invoke(main, ["report", *args, "--out", str(tmp_path / "out")])
         assert done.exit_code != 0 and message in done.output, done.output
         assert "Traceback" not in done.output
     assert not (tmp_path / "out").exists()
+    # in a cohort the session fails, is listed with the reason, and the others would go on
+    manifest = tmp_path / "cohort.csv"
+    manifest.write_text(f"id,path\nnifti,{nifti}\n")
+    done = runner.invoke(main, ["report", "--manifest", str(manifest), "--dicom", "--out", str(tmp_path / "cohort")])
+    assert done.exit_code == 1 and "0 reported, 0 skipped, 1 failed" in done.output, done.output
+    assert "the first scan must be DICOM" in (tmp_path / "cohort" / "summary.csv").read_text()
 
 
 @pytest.fixture(scope="module")

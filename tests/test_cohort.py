@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 
 from fm.cli import main
 from fm.examples import example_paths
@@ -47,7 +48,8 @@ def summary(out: Path) -> dict[str, dict]:
 
 def test_a_cohort_is_reported_resumed_and_its_failure_listed(tmp_path, cohort):
     out = tmp_path / "reports"
-    done = CliRunner().invoke(main, ["report", "--manifest", str(cohort), "--out", str(out), "--batch-size", "2"])
+    args = ["report", "--manifest", str(cohort), "--out", str(out), "--batch-size", "2", "--fhir"]
+    done = CliRunner().invoke(main, args)
     assert done.exit_code == 1, done.output  # a session failed: the status says so
     assert "2 reported, 0 skipped, 1 failed" in done.output and "Traceback" not in done.output
     rows = summary(out)
@@ -61,6 +63,8 @@ def test_a_cohort_is_reported_resumed_and_its_failure_listed(tmp_path, cohort):
         assert report["model_narrative"]["model_id"] == "fm3d/default-lm"  # the language model's stage ran
         assert rows[session]["narrative"] == ("model" if report["model_narrative"]["kept"] else "template")
         assert rows[session]["lesions"] == str(len(report["findings"]["lesions"]))
+        fhir = DiagnosticReport.model_validate_json((out / session / "report.fhir.json").read_text())
+        assert fhir.conclusion == " ".join(report["structured"]["impression"])
 
     # an interrupted run left sub-02 without its PDF: a rerun redoes it and skips sub-01
     (out / "sub-02" / "report.pdf").unlink()
@@ -70,6 +74,7 @@ def test_a_cohort_is_reported_resumed_and_its_failure_listed(tmp_path, cohort):
     rows = summary(out)
     assert rows["sub-01"]["status"] == "skipped" and rows["sub-02"]["status"] == "reported"
     assert (out / "sub-02" / "report.pdf").is_file() and (out / "sub-01" / "report.json").stat().st_mtime_ns == first
+    assert not (out / "sub-02" / "report.fhir.json").exists()  # this run asked for none: the old one is gone
 
 
 def test_a_manifest_that_cannot_be_read_is_refused_before_any_scan(tmp_path):
