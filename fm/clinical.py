@@ -39,7 +39,7 @@ class ClinicalOutputs:
         that is not DICOM, or for de-identification of no output, is refused before any work."""
         # A missing first scan is the loader's to report, with its own message.
         is_dicom = first_scan is not None and Path(first_scan).exists() and input_format(Path(first_scan)) == "dicom"
-        if dicom and not is_dicom:
+        if dicom and not is_dicom and first_scan is not None and Path(first_scan).exists():
             raise InputError(
                 "--dicom writes a DICOM SEG on the frames of the scan's own DICOM series: the first scan must be DICOM"
             )
@@ -79,15 +79,23 @@ def check_dicom_source(path: str | Path, series: str | int | None = None) -> Non
         return
 
 
-def source_series(volume: Volume) -> SourceSeries:
-    """The headers of the DICOM series `volume` was read from, in its slice order."""
+def source_series(volume: Volume, referenced: bool) -> SourceSeries:
+    """The headers of the DICOM series `volume` was read from, in its slice order; `referenced`:
+    checked for what a SEG and an SR need to point at them."""
     if volume.source.format != "DICOM":
         raise InputFileError(volume.source.path, "is not a DICOM series: a DICOM SEG needs the source's frames")
     path = volume.source.path
-    return _referencable(path, read_source_headers(path, volume.meta["dicom_series"]["index"]))
+    source = read_source_headers(path, volume.meta["dicom_series"]["index"])
+    return _referencable(path, source) if referenced else source
 
 
 def _referencable(path, source: SourceSeries) -> SourceSeries:
+    if len(source.datasets) > 1 and any(frame is not None for _, frame in source.frames):
+        raise InputFileError(
+            path,
+            "is one series spread over several multi-frame objects; a DICOM SEG is drawn on one such object "
+            "or on single-frame images: leave it out with --no-dicom",
+        )
     for ds in source.datasets:
         missing = [keyword for keyword in REQUIRED_SOURCE_ATTRIBUTES if not ds.get(keyword)]
         if missing:
@@ -104,36 +112,41 @@ def write_clinical_outputs(
 ) -> dict[str, Path]:
     """Write the outputs `outputs` asks for under `folder`; returns {relative name: path}. An empty
     segmentation gives no SEG and no SR (there is nothing to draw or measure)."""
-    from fm import dicom_seg, dicom_sr  # highdicom loads only when asked for
 
-    written: dict[str, Path] = {}
     source = None
     if outputs.dicom or (outputs.fhir and volume.source.format == "DICOM"):
-        source = source_series(volume)
+        source = source_series(volume, referenced=outputs.dicom)
         if outputs.deidentify:
             source = deidentified(source)
-    if outputs.dicom:
-        algorithm = dicom_seg.algorithm_identification(report.provenance.model_id, report.provenance.model_version)
-        specs = dicom_seg.segment_specs(labels, report.findings, label_set, algorithm)
-        if not specs:  # nothing segmented: no SEG to draw, no measurement to report
-            return written | _write_fhir(report, source, folder, outputs)
-        seg = dicom_seg.build_segmentation(volume, source, specs, report.provenance)
-        sr = dicom_sr.build_measurement_report(report, seg, specs, source)
-        for name, dataset in ((SEG_FILE, seg), (SR_FILE, sr)):
-            if outputs.deidentify:
-                mark_deidentified(dataset)
-            path = folder / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            dataset.save_as(path, enforce_file_format=True)
-            written[name] = path
-    return written | _write_fhir(report, source, folder, outputs)
+    written = _write_dicom(report, volume, labels, label_set, source, folder, outputs) if outputs.dicom else {}
+    if outputs.fhir:
+        written |= _write_fhir(report, source, folder, outputs)
+    return written
+
+
+def _write_dicom(report, volume, labels, label_set, source, folder: Path, outputs: ClinicalOutputs) -> dict[str, Path]:
+    from fm import dicom_seg, dicom_sr  # highdicom loads only for DICOM outputs
+
+    algorithm = dicom_seg.algorithm_identification(report.provenance.model_id, report.provenance.model_version)
+    specs = dicom_seg.segment_specs(labels, report.findings, label_set, algorithm)
+    if not specs:  # nothing segmented: no SEG to draw, no measurement to report
+        return {}
+    seg = dicom_seg.build_segmentation(volume, source, labels, label_set, specs, report.provenance)
+    sr = dicom_sr.build_measurement_report(report, seg, specs, source)
+    written = {}
+    for name, dataset in ((SEG_FILE, seg), (SR_FILE, sr)):
+        if outputs.deidentify:
+            mark_deidentified(dataset)
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        dataset.save_as(path, enforce_file_format=True)
+        written[name] = path
+    return written
 
 
 def _write_fhir(report: Report, source: SourceSeries | None, folder: Path, outputs: ClinicalOutputs) -> dict[str, Path]:
     from fm import fhir
 
-    if not outputs.fhir:
-        return {}
     first = source.datasets[0] if source is not None else None
     resource = fhir.diagnostic_report(
         report,

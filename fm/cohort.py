@@ -20,7 +20,10 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from fm.clinical import ClinicalOutputs
+import nibabel as nib
+import numpy as np
+
+from fm.clinical import SEG_FILE, SR_FILE, ClinicalOutputs
 from fm.errors import InputError, InputFileError
 from fm.render import REPORT_FILES
 
@@ -85,8 +88,11 @@ def read_manifest(path: str | Path) -> list[CohortScan]:
 
 
 def is_complete(folder: Path, clinical: ClinicalOutputs | None = None) -> bool:
-    names = REPORT_FILES + (clinical.files if clinical else ())
-    return all((folder / name).is_file() for name in names)
+    if not all((folder / name).is_file() for name in REPORT_FILES):
+        return False
+    missing = {name for name in (clinical.files if clinical else ()) if not (folder / name).is_file()}
+    # an empty segmentation has no SEG or SR (nothing to draw or measure): complete without them
+    return not missing or (missing <= {SEG_FILE, SR_FILE} and not np.any(nib.load(folder / "mask.nii.gz").dataobj))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,7 +17,7 @@ import secrets
 
 import pydicom
 from pydicom.sr.codedict import codes
-from pydicom.uid import generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from fm.dicom import DERIVED_TYPE2, SourceSeries
 
@@ -87,7 +87,10 @@ def _deidentified_header(ds: pydicom.Dataset, key: str) -> pydicom.Dataset:
         if keyword in ds:
             setattr(out, keyword, generate_uid(entropy_srcs=[key, str(ds[keyword].value)]))
     out.file_meta = pydicom.dataset.FileMetaDataset()
-    out.file_meta.TransferSyntaxUID = ds.file_meta.TransferSyntaxUID
+    meta = getattr(ds, "file_meta", None)
+    out.file_meta.TransferSyntaxUID = (
+        meta.get("TransferSyntaxUID", ExplicitVRLittleEndian) if meta else ExplicitVRLittleEndian
+    )
     out.file_meta.MediaStorageSOPClassUID = out.SOPClassUID
     out.file_meta.MediaStorageSOPInstanceUID = out.SOPInstanceUID
     mark_deidentified(out)

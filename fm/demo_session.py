@@ -98,7 +98,7 @@ class DemoSession:
     def analyse(self, paths: list[Path], contrasts, pipeline, narrate=None, progress=None) -> Analysis:
         """Segment, measure and report the scans of one session; write the report files here.
         narrate(report, volumes) -> report with the language model's narrative, or None."""
-        from fm.clinical import ClinicalOutputs
+        from fm.clinical import ClinicalOutputs, check_dicom_source
         from fm.render import write_report_folder
 
         self.clear()
@@ -111,8 +111,14 @@ class DemoSession:
         if progress:
             progress("write")
         seg = result.segmentation
-        # the clinical outputs too: FHIR always, DICOM SEG and SR when the first scan is DICOM
+        # the clinical outputs too: FHIR always, DICOM SEG and SR when the first scan is a DICOM
+        # series they can point at (a series they cannot is still reported, without them)
         clinical = ClinicalOutputs.for_input(paths[0], dicom=None, fhir=True, deidentify=False)
+        if clinical.dicom:
+            try:
+                check_dicom_source(paths[0])
+            except InputError:
+                clinical = dataclasses.replace(clinical, dicom=False)
         files = write_report_folder(
             report, result.volume, seg.labels, seg.label_set, self.folder / "report", clinical=clinical
         )

@@ -33,14 +33,15 @@ MANUFACTURER = "fm3d"
 
 @dataclasses.dataclass(frozen=True)
 class SegmentSpec:
-    """One segment: its number in the SEG, what it is, and its voxels on the volume's grid."""
+    """One segment: its number in the SEG, what it is, and which voxels it holds (a label, or a
+    lesion's connected component)."""
 
     number: int
     label: str
     description: hd.seg.SegmentDescription
-    mask: np.ndarray
     label_id: int | None = None  # for a label's segment
     lesion_id: int | None = None  # for a lesion's segment
+    component_id: int | None = None  # the lesion's component in fm.measure.lesion_components
 
 
 def segment_specs(
@@ -49,7 +50,7 @@ def segment_specs(
     """The segments of a label map: each label present, then each reported lesion."""
     specs: list[SegmentSpec] = []
 
-    def add(label: str, category, type_, laterality, mask, **source) -> None:
+    def add(label: str, category, type_, laterality, **voxels) -> None:
         number = len(specs) + 1
         description = hd.seg.SegmentDescription(
             segment_number=number,
@@ -66,23 +67,15 @@ def segment_specs(
             description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
                 hd.sr.CodedConcept.from_code(laterality)
             ]
-        specs.append(SegmentSpec(number, label, description, mask, **source))
+        specs.append(SegmentSpec(number, label, description, **voxels))
 
     present = set(np.unique(labels).tolist())
     for label_id, name in {**label_set.structures, **label_set.lesion}.items():
         if label_id in present:
             concept = structure_concept(name)
-            add(name, concept.category, concept.type, concept.laterality, labels == label_id, label_id=label_id)
-    if findings.lesions:
-        components = lesion_components(labels, label_set)
-        for lesion in findings.lesions:
-            add(
-                f"lesion {lesion.lesion_id}",
-                *LESION,
-                None,
-                components == lesion.component_id,
-                lesion_id=lesion.lesion_id,
-            )
+            add(name, concept.category, concept.type, concept.laterality, label_id=label_id)
+    for lesion in findings.lesions:
+        add(f"lesion {lesion.lesion_id}", *LESION, None, lesion_id=lesion.lesion_id, component_id=lesion.component_id)
     return specs
 
 
@@ -92,25 +85,49 @@ def algorithm_identification(model_id: str, model_version: str) -> hd.AlgorithmI
     )
 
 
-def source_frames(volume: Volume, source: SourceSeries, mask: np.ndarray) -> np.ndarray:
-    """A mask on the volume's grid as (source frames, rows, columns), frame order as highdicom
+def source_frames(volume: Volume, source: SourceSeries, array: np.ndarray) -> np.ndarray:
+    """An array on the volume's grid as (source frames, rows, columns), frame order as highdicom
     expects it: the order of the source files for single-frame series, of the frames in a
     multi-frame object."""
     if not np.allclose(source.affine_ras, volume.source.affine, atol=1e-4):
         raise InputError(f"{volume.source.path}: the DICOM series no longer matches the scan that was segmented")
-    stacked = volume.with_array(mask).to_source_layout()  # (columns, rows, slices)
-    out = np.zeros((len(source.frames), stacked.shape[1], stacked.shape[0]), dtype=bool)
+    stacked = volume.with_array(array).to_source_layout()  # (columns, rows, slices)
+    out = np.zeros((len(source.frames), stacked.shape[1], stacked.shape[0]), dtype=array.dtype)
     for k, (dataset_index, frame_index) in enumerate(source.frames):
         out[dataset_index if frame_index is None else frame_index] = stacked[:, :, k].T
     return out
 
 
+def segmentation_pixels(
+    volume: Volume, source: SourceSeries, labels: np.ndarray, label_set: LabelSet, specs: list[SegmentSpec]
+) -> np.ndarray:
+    """highdicom's pixel array for `specs`. Without lesion segments no two segments overlap, and a
+    label map of segment numbers (one byte a voxel: 72 organs of a CT fit) is enough; a lesion's
+    segment overlaps its sub-regions', so with lesions each segment gets its own plane."""
+    if not any(spec.lesion_id for spec in specs):
+        numbers = np.zeros(max(label_set.names) + 1, dtype=np.uint16 if len(specs) > 255 else np.uint8)
+        for spec in specs:
+            numbers[spec.label_id] = spec.number
+        return source_frames(volume, source, numbers[labels])
+    on_source = source_frames(volume, source, labels.astype(np.int32))
+    components = source_frames(volume, source, lesion_components(labels, label_set).astype(np.int32))
+    planes = np.zeros((*on_source.shape, len(specs)), dtype=bool)
+    for index, spec in enumerate(specs):
+        planes[..., index] = (
+            (on_source == spec.label_id) if spec.lesion_id is None else (components == spec.component_id)
+        )
+    return planes
+
+
 def build_segmentation(
-    volume: Volume, source: SourceSeries, specs: list[SegmentSpec], provenance: ReportProvenance
+    volume: Volume,
+    source: SourceSeries,
+    labels: np.ndarray,
+    label_set: LabelSet,
+    specs: list[SegmentSpec],
+    provenance: ReportProvenance,
 ) -> hd.seg.Segmentation:
-    if not specs:
-        raise InputError(f"{volume.source.path}: the segmentation is empty; there is nothing to write as a DICOM SEG")
-    pixels = np.stack([source_frames(volume, source, spec.mask) for spec in specs], axis=-1)
+    pixels = segmentation_pixels(volume, source, labels, label_set, specs)
     try:
         return _segmentation(source, pixels, specs, provenance)
     except ValueError as err:  # highdicom's checks of the source headers

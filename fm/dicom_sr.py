@@ -18,12 +18,19 @@ from fm.dicom import SourceSeries
 from fm.dicom_seg import MANUFACTURER, SegmentSpec
 from fm.findings import LesionFinding, StructureFinding
 from fm.report import Report
-from fm.terminology import MILLILITRE, MILLIMETRE, NO_UNITS, SCT, lesion_laterality, lesion_site, structure_concept
+from fm.terminology import (
+    CONFIDENCE,
+    MILLILITRE,
+    MILLIMETRE,
+    NO_UNITS,
+    SCT,
+    lesion_laterality,
+    lesion_site,
+    structure_concept,
+)
 
 SERIES_NUMBER = 9902
 SERIES_DESCRIPTION = "AI measurements (draft, not for clinical use)"
-#: The numeric evaluation of a finding's confidence: the mean probability the model gave its voxels.
-CONFIDENCE = codes.DCM.Probability
 
 
 def build_measurement_report(
@@ -45,7 +52,10 @@ def build_measurement_report(
     observer = hd.sr.ObserverContext(
         observer_type=codes.cid270.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=generate_uid(), name=provenance.model_id[:64], manufacturer_name=MANUFACTURER
+            # the same model (id and weights) is the same observer in every report
+            uid=generate_uid(entropy_srcs=[provenance.model_id, provenance.model_sha256]),
+            name=provenance.model_id[:64],
+            manufacturer_name=MANUFACTURER,
         ),
     )
     content = hd.sr.MeasurementReport(
@@ -79,7 +89,7 @@ def _structure_group(
     if structure.confidence is not None:
         measurements.append(_measurement(CONFIDENCE, structure.confidence, NO_UNITS, algorithm))
     return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=structure.name[:64]),
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=spec.description.TrackingUID, identifier=structure.name[:64]),
         referenced_segment=_segment(segmentation, spec),
         finding_type=concept.type,
         finding_sites=[hd.sr.FindingSite(concept.type, laterality=concept.laterality)] if concept.laterality else None,
@@ -92,7 +102,9 @@ def _lesion_group(
 ) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
     site = lesion_site(lesion)
     return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=f"lesion {lesion.lesion_id}"),
+        tracking_identifier=hd.sr.TrackingIdentifier(
+            uid=spec.description.TrackingUID, identifier=f"lesion {lesion.lesion_id}"
+        ),
         referenced_segment=_segment(segmentation, spec),
         finding_type=SCT.Lesion,
         finding_sites=[hd.sr.FindingSite(site, laterality=lesion_laterality(lesion))] if site else None,

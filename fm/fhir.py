@@ -1,6 +1,7 @@
 """A report as a FHIR DiagnosticReport, the resource an EHR takes an imaging result in.
 
-FHIR R4B (4.3, wire-compatible with R4 for these two resources), built with fhir.resources so
+FHIR R4B (4.3, the same structure as R4 for the DiagnosticReport, Observation and Device used
+here), built with fhir.resources so
 that the model validates every element. The measurements are contained Observations, one per
 number: each structure's volume, each lesion's volume and two diameters, in UCUM units, coded in
 SNOMED CT, with the body site and its side (a Laterality component) and the segmentation's
@@ -23,12 +24,19 @@ from fhir.resources.R4B.quantity import Quantity
 from fhir.resources.R4B.reference import Reference
 from pydicom.sr.coding import Code
 
-from fm.dicom_sr import CONFIDENCE
-from fm.findings import LesionFinding, StructureFinding
+from fm.findings import Laterality, LesionFinding, StructureFinding
 from fm.report import Report
-from fm.terminology import FHIR_SYSTEMS, MILLILITRE, MILLIMETRE, SCT, lesion_laterality, lesion_site, structure_concept
+from fm.terminology import (
+    CONFIDENCE,
+    FHIR_SYSTEMS,
+    MILLILITRE,
+    MILLIMETRE,
+    SCT,
+    lesion_laterality,
+    lesion_site,
+    structure_concept,
+)
 
-FHIR_VERSION = "4.3.0"
 #: LOINC "Diagnostic imaging study" (the document kind of an imaging report).
 IMAGING_REPORT = Code("18748-4", "LN", "Diagnostic imaging study")
 _RADIOLOGY = Coding(system="http://terminology.hl7.org/CodeSystem/v2-0074", code="RAD", display="Radiology")
@@ -87,14 +95,15 @@ def to_json(resource: DiagnosticReport) -> str:
 
 def _structure_observations(structure: StructureFinding) -> list[Observation]:
     concept = structure_concept(structure.name)
-    site = _concept(concept.type, structure.name)
+    # CSF is a substance, not a site: its observation names it in its text only
+    site = None if concept.category == SCT.BodySubstance else _concept(concept.type, structure.name)
     return [
         _observation(
             f"Volume of {structure.name}",
             SCT.Volume,
             _quantity(structure.volume_ml, MILLILITRE),
             site,
-            concept.laterality,
+            _concept(concept.laterality) if concept.laterality else None,
             structure.confidence,
         )
     ]
@@ -103,7 +112,7 @@ def _structure_observations(structure: StructureFinding) -> list[Observation]:
 def _lesion_observations(lesion: LesionFinding) -> list[Observation]:
     site_code = lesion_site(lesion)
     site = _concept(site_code, lesion.region) if site_code else CodeableConcept(text=lesion.region)
-    side = lesion_laterality(lesion)
+    side = _concept(lesion_laterality(lesion), _side_text(lesion))
     name = f"lesion {lesion.lesion_id}"
     return [
         _observation(
@@ -129,11 +138,16 @@ def _lesion_observations(lesion: LesionFinding) -> list[Observation]:
 
 
 def _observation(
-    text: str, code: Code, value: Quantity, site: CodeableConcept, side: Code | None, confidence: float | None
+    text: str,
+    code: Code,
+    value: Quantity,
+    site: CodeableConcept | None,
+    side: CodeableConcept | None,
+    confidence: float | None,
 ) -> Observation:
     components = []
     if side is not None:
-        components.append(ObservationComponent(code=_concept(SCT.Laterality), valueCodeableConcept=_concept(side)))
+        components.append(ObservationComponent(code=_concept(SCT.Laterality), valueCodeableConcept=side))
     if confidence is not None:
         components.append(
             ObservationComponent(
@@ -152,6 +166,13 @@ def _observation(
         component=components or None,
         device=Reference(reference="#model"),
     )
+
+
+def _side_text(lesion: LesionFinding) -> str:
+    """The report's own word for the side: a lesion across the midline is coded by its larger part."""
+    if lesion.laterality in (Laterality.left, Laterality.right, Laterality.bilateral):
+        return lesion.laterality.value
+    return f"{lesion.laterality.value}, mostly {'right' if lesion.right_fraction >= 0.5 else 'left'}"
 
 
 def _quantity(value: float, unit: Code) -> Quantity:

@@ -80,8 +80,9 @@ def write_report_folder(
         for name, path in staged.items():
             (folder / name).parent.mkdir(exist_ok=True)
             os.replace(path, folder / name)  # replaces a link itself, never the file it points to
-        for name in set(CLINICAL_FILES) - set(staged):  # an earlier run's, now stale beside the new report
-            (folder / name).unlink(missing_ok=True)
+        if overwrite:  # an earlier run's clinical files, stale beside the new report
+            for name in set(CLINICAL_FILES) - set(staged):
+                (folder / name).unlink(missing_ok=True)
     return {name: folder / name for name in staged}
 
 

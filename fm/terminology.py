@@ -2,8 +2,9 @@
 region, side and unit is in SNOMED CT, DICOM (DCM) and UCUM.
 
 The codes come from pydicom's dictionary of the DICOM standard's coded concepts (PS3.16), looked up
-by keyword, so no code here is typed by hand. A label with no SNOMED concept of its own gets the
-generic "Anatomical structure" code; its segment label still names it.
+by keyword; only UCUM's millilitre, which the dictionary lacks, is written out. A label with no
+SNOMED concept of its own gets the generic "Anatomical structure" code; its segment label still
+names it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ SCT = codes.SCT
 MILLILITRE = Code("ml", "UCUM", "milliliter")
 MILLIMETRE = codes.UCUM.Millimeter
 NO_UNITS = codes.UCUM.NoUnits
+#: The numeric evaluation of a finding's confidence: the mean probability the model gave its voxels.
+CONFIDENCE = codes.DCM.Probability
 
 #: The URIs FHIR uses for the coding schemes DICOM names by designator.
 FHIR_SYSTEMS = {
@@ -74,7 +77,6 @@ class StructureConcept:
     category: Code
     type: Code
     laterality: Code | None  # from a "left " / "right " prefix of the name
-    specific: bool  # False: no concept of its own, the generic "Anatomical structure" stands in
 
 
 def structure_concept(name: str) -> StructureConcept:
@@ -83,12 +85,12 @@ def structure_concept(name: str) -> StructureConcept:
     base = rest if laterality is not None else name
     if name in _BY_NAME or base in _BY_NAME:
         category, type_ = _BY_NAME.get(name) or _BY_NAME[base]
-        return StructureConcept(category, type_, laterality, True)
+        return StructureConcept(category, type_, laterality)
     keyword = "".join(word.capitalize() for word in re.split(r"[^a-z]+", base.lower()) if word)
     type_ = getattr(SCT, keyword, None)
     if type_ is None:
-        return StructureConcept(SCT.AnatomicalStructure, SCT.AnatomicalStructure, laterality, False)
-    return StructureConcept(SCT.AnatomicalStructure, type_, laterality, True)
+        return StructureConcept(SCT.AnatomicalStructure, SCT.AnatomicalStructure, laterality)
+    return StructureConcept(SCT.AnatomicalStructure, type_, laterality)
 
 
 def lesion_laterality(lesion: LesionFinding) -> Code:

@@ -30,6 +30,7 @@ from fm.cli import main
 from fm.clinical import FHIR_FILE, SEG_FILE, SR_FILE, ClinicalOutputs, write_clinical_outputs
 from fm.dicom import LPS_TO_RAS
 from fm.examples import example_paths
+from fm.findings import Laterality
 from fm.io import load_volume, save_volume
 from fm.labels import BRAIN_TUMOUR
 from fm.measure import measure
@@ -71,7 +72,7 @@ def provenance(**changes) -> ReportProvenance:
     return ReportProvenance(**{**fields, **changes})
 
 
-def dicom_phantom(tmp_path, layout: str):
+def dicom_phantom(tmp_path, layout: str, lesion: bool = True):
     """A DICOM series of the phantom in `layout`, its Volume, labels on its grid and the Report."""
     if layout == "oblique":
         array, affine = phantoms.oblique()
@@ -87,6 +88,8 @@ def dicom_phantom(tmp_path, layout: str):
     volume = load_volume(source)
     ijk = np.stack(np.meshgrid(*[np.arange(n) for n in volume.shape], indexing="ij"), axis=-1)
     labels = phantom_labels(volume.voxel_to_ras(ijk))
+    if not lesion:
+        labels[np.isin(labels, list(BRAIN_TUMOUR.lesion))] = 4
     report = Report.from_findings(measure(labels, volume, BRAIN_TUMOUR), provenance())
     return source, volume, labels, report
 
@@ -159,12 +162,16 @@ def source_positions(source) -> dict[tuple[str, int | None], np.ndarray]:
 
 def check_seg_against_mask(seg_path, mask_path, source, label_names: dict[int, str]) -> None:
     """Every frame of every label's segment sits on a source image's position and equals the
-    NIfTI mask there; together the frames hold every voxel of the label."""
+    NIfTI mask there; together the frames hold every voxel of the label. With one lesion, its
+    segment ("lesion 1") equals the mask's lesion labels likewise."""
     seg = pydicom.dcmread(seg_path)
     mask = nib.load(str(mask_path))
     read = hd.seg.segread(seg_path)  # highdicom accepts the object it is given
     assert read.number_of_segments == len(seg.SegmentSequence)
     numbers = {item.SegmentLabel: int(item.SegmentNumber) for item in seg.SegmentSequence}
+    lesions = [name for name in numbers if name.startswith("lesion ")]
+    assert len(lesions) <= 1, "the check knows one lesion's voxels: the mask's lesion labels"
+    label_names = {**label_names, **({tuple(BRAIN_TUMOUR.lesion): lesions[0]} if lesions else {})}
     positions = source_positions(source) if source is not None else None  # None: the source UIDs were replaced
     frames = seg.pixel_array.reshape(int(seg.NumberOfFrames), seg.Rows, seg.Columns)
     found = dict.fromkeys(label_names, 0)
@@ -183,11 +190,11 @@ def check_seg_against_mask(seg_path, mask_path, source, label_names: dict[int, s
                 key = tuple(position.round(3))
                 if key not in under:  # frames of several segments share a position
                     under[key] = mask_under_frame(mask.affine, data, seg, position)
-                expected = under[key] == label
+                expected = np.isin(under[key], label)
                 np.testing.assert_array_equal(frames[index].astype(bool), expected, err_msg=f"{name}, frame {index}")
                 found[label] += int(expected.sum())
-    present = np.bincount(data.astype(int).ravel(), minlength=max(label_names) + 1)
-    assert found == {label: int(present[label]) for label in label_names}
+    assert found == {label: int(np.isin(data, label).sum()) for label in label_names}
+    assert sum(found.values()) > 0
 
 
 def sr_groups(path) -> dict[str, dict[str, tuple[float, str]]]:
@@ -208,6 +215,7 @@ def check_sr_against_findings(sr_path, seg_path, report: Report) -> None:
     groups = sr_groups(sr_path)
     seg = pydicom.dcmread(seg_path, stop_before_pixels=True)
     labels = {int(item.SegmentNumber): item.SegmentLabel for item in seg.SegmentSequence}
+    tracking = {int(item.SegmentNumber): item.TrackingUID for item in seg.SegmentSequence}
     segmented = [s for s in report.findings.structures if s.name in labels.values()]
     assert set(groups) == {s.name for s in segmented} | {f"lesion {x.lesion_id}" for x in report.findings.lesions}
     for structure in segmented:
@@ -227,6 +235,7 @@ def check_sr_against_findings(sr_path, seg_path, report: Report) -> None:
         segment = group.referenced_segment
         assert segment.referenced_sop_instance_uid == seg.SOPInstanceUID
         assert labels[segment.referenced_segment_numbers[0]] == group.tracking_identifier
+        assert tracking[segment.referenced_segment_numbers[0]] == group.tracking_uid  # one finding, one UID
         assert segment.source_series_for_segmentation.value == seg.ReferencedSeriesSequence[0].SeriesInstanceUID
 
 
@@ -248,7 +257,7 @@ def check_fhir_against_findings(path, report: Report, study_uid: str | None) -> 
         assert float(diameter.valueQuantity.value) == pytest.approx(lesion.longest_diameter_mm)
         assert diameter.valueQuantity.code == "mm"
         side = {c.code.coding[0].code: c for c in diameter.component}["272741003"]  # SNOMED Laterality
-        assert side.valueCodeableConcept.coding[0].display.lower() == lesion.laterality.value
+        assert side.valueCodeableConcept.text.split(",")[0] == lesion.laterality.value
     assert resource.status == "preliminary"
     assert "AI draft, not for clinical use" in resource.text.div
     studies = [ref.identifier.value for ref in resource.imagingStudy or []]
@@ -256,10 +265,14 @@ def check_fhir_against_findings(path, report: Report, study_uid: str | None) -> 
     return resource
 
 
-@pytest.mark.parametrize("layout", ["LPS", "PIR", "LIP", "oblique", "enhanced-LPS"])
-def test_seg_sr_and_fhir_agree_with_the_mask_and_findings_in_every_orientation(tmp_path, layout):
-    source, volume, labels, report = dicom_phantom(tmp_path, layout)
-    assert report.findings.lesions and report.findings.lesions[0].laterality.value == "right"
+@pytest.mark.parametrize(
+    "layout, lesion",
+    [("LPS", True), ("PIR", True), ("LIP", True), ("oblique", True), ("enhanced-LPS", True), ("oblique", False)],
+)
+def test_seg_sr_and_fhir_agree_with_the_mask_and_findings_in_every_orientation(tmp_path, layout, lesion):
+    """Without a lesion no two segments overlap and the SEG is built from a label map, not planes."""
+    source, volume, labels, report = dicom_phantom(tmp_path, layout, lesion)
+    assert [found.laterality.value for found in report.findings.lesions] == (["right"] if lesion else [])
     out = tmp_path / "out"
     written = write_clinical_outputs(report, volume, labels, BRAIN_TUMOUR, out, ClinicalOutputs(dicom=True, fhir=True))
     assert sorted(written) == sorted([SEG_FILE, SR_FILE, FHIR_FILE])
@@ -281,20 +294,23 @@ def test_seg_sr_and_fhir_agree_with_the_mask_and_findings_in_every_orientation(t
             assert made[keyword].value == first_source[keyword].value
         assert made.SeriesInstanceUID != first_source.SeriesInstanceUID
         assert made.SOPInstanceUID != first_source.SOPInstanceUID
-    lesion_segment = [s for s in seg.SegmentSequence if s.SegmentLabel == "lesion 1"][0]
-    assert lesion_segment.SegmentedPropertyTypeCodeSequence[0].CodeValue == "52988006"  # SNOMED Lesion
+    lesion_segments = [s for s in seg.SegmentSequence if s.SegmentLabel.startswith("lesion")]
+    assert [s.SegmentedPropertyTypeCodeSequence[0].CodeValue for s in lesion_segments] == ["52988006"] * lesion
     left = [s for s in seg.SegmentSequence if s.SegmentLabel == "left grey matter"][0]
     modifier = left.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence[0]
     assert (modifier.CodeValue, modifier.CodeMeaning) == ("7771000", "Left")
     assert seg.SegmentSequence[0].SegmentAlgorithmName == "fm3d/test-model"
 
 
-def test_deidentified_outputs_carry_no_identifier_and_still_point_at_each_other(tmp_path):
-    source, volume, labels, report = dicom_phantom(tmp_path, "LPS")
+@pytest.mark.parametrize("layout", ["LPS", "enhanced-LPS"])
+def test_deidentified_outputs_carry_no_identifier_and_still_point_at_each_other(tmp_path, layout):
+    source, volume, labels, report = dicom_phantom(tmp_path, layout)
     clinical = ClinicalOutputs(dicom=True, fhir=True, deidentify=True)
     paths = write_report_folder(report, volume, labels, BRAIN_TUMOUR, tmp_path / "out", clinical=clinical)
-    original = pydicom.dcmread(next(source.iterdir()), stop_before_pixels=True)
+    files = [source] if source.is_file() else sorted(source.iterdir())
+    original = pydicom.dcmread(files[0], stop_before_pixels=True)
     identifiers = [*phantoms.PHI.values(), original.StudyInstanceUID, original.SeriesInstanceUID]
+    identifiers += [original.FrameOfReferenceUID, *(pydicom.dcmread(f).SOPInstanceUID for f in files)]
     for name in (SEG_FILE, SR_FILE, FHIR_FILE):
         content = paths[name].read_bytes()
         leaked = [value for value in identifiers if str(value).encode() in content]
@@ -313,10 +329,8 @@ def test_deidentified_outputs_carry_no_identifier_and_still_point_at_each_other(
     assert fhir.subject is None
     provenance_text = json.loads(paths["report.json"].read_text())["provenance"]["deidentification"]
     assert "PS3.15" in provenance_text
-    # the geometry survives de-identification: the SEG still lies on the (renamed) source frames
-    assert np.asarray(seg.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing, float).tolist() == [
-        float(v) for v in original.PixelSpacing
-    ]
+    # the geometry survives de-identification: the SEG still lies on the (renamed) source's frames
+    check_seg_against_mask(paths[SEG_FILE], paths["mask.nii.gz"], None, {3: "left grey matter", 4: "right grey matter"})
 
 
 def test_deidentified_outputs_of_a_vendor_header_leave_out_everything_that_names_someone(tmp_path):
@@ -351,6 +365,36 @@ def test_an_empty_segmentation_gives_no_seg_or_sr_but_still_a_fhir_report(tmp_pa
     check_fhir_against_findings(
         written[FHIR_FILE], report, pydicom.dcmread(next((tmp_path / "series").iterdir())).StudyInstanceUID
     )
+
+
+def test_a_lesion_across_the_midline_keeps_its_word_and_is_coded_by_its_larger_side(tmp_path):
+    _, volume, labels, report = dicom_phantom(tmp_path, "LPS")
+    lesion = report.findings.lesions[0].model_copy(
+        update={"laterality": Laterality.midline_crossing, "right_fraction": 0.3}
+    )
+    findings = report.findings.model_copy(update={"lesions": [lesion]})
+    report = report.model_copy(update={"findings": findings})
+    written = write_clinical_outputs(report, volume, labels, BRAIN_TUMOUR, tmp_path / "out", ClinicalOutputs(fhir=True))
+    resource = DiagnosticReport.model_validate_json(written[FHIR_FILE].read_text())
+    volume_of_lesion = [
+        o for o in resource.contained if getattr(o, "code", None) and o.code.text == "Volume of lesion 1"
+    ][0]
+    side = {c.code.coding[0].code: c for c in volume_of_lesion.component}["272741003"].valueCodeableConcept
+    assert (side.coding[0].display, side.text) == ("Left", "midline-crossing, mostly left")
+
+
+def test_a_fhir_report_needs_nothing_a_seg_needs(tmp_path):
+    """A series a SEG cannot point at (no FrameOfReferenceUID) still gets its FHIR report."""
+    array, affine = phantoms.ras_reference()
+    slices = phantoms.dicom_slices(phantoms.as_stored_values(array), affine)
+    for ds in slices:
+        del ds.FrameOfReferenceUID
+    volume = load_volume(phantoms.write_series(tmp_path / "series", slices))
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in volume.shape], indexing="ij"), axis=-1)
+    labels = phantom_labels(volume.voxel_to_ras(ijk))
+    report = Report.from_findings(measure(labels, volume, BRAIN_TUMOUR), provenance())
+    written = write_clinical_outputs(report, volume, labels, BRAIN_TUMOUR, tmp_path / "out", ClinicalOutputs(fhir=True))
+    check_fhir_against_findings(written[FHIR_FILE], report, slices[0].StudyInstanceUID)
 
 
 def test_clinical_options_refuse_what_cannot_be_written(tmp_path):
