@@ -621,8 +621,7 @@ def report(
       fm report --manifest cohort.csv --out reports/
       torchrun --nproc-per-node 2 -m fm report --manifest cohort.csv --out reports/
     """
-    from fm.clinical import SEG_FILE, ClinicalOutputs, check_dicom_source
-    from fm.cohort import ClinicalRequest
+    from fm.clinical import SEG_FILE, ClinicalRequest, check_dicom_source
     from fm.render import check_report_folder, write_report_folder
 
     if manifest is not None:
@@ -645,7 +644,7 @@ def report(
             ClinicalRequest(dicom, fhir, deidentify),
         )
         return
-    clinical = ClinicalOutputs.for_input(scans[0] if scans else None, dicom, fhir, deidentify)
+    clinical = ClinicalRequest(dicom, fhir, deidentify).outputs_for(scans[0] if scans else None)
     if clinical.dicom:
         check_dicom_source(scans[0], series)
     check_report_folder(out, overwrite, clinical)  # before the model runs, not after

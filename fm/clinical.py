@@ -1,8 +1,9 @@
 """The outputs that take a report back into clinical systems: a DICOM SEG and a TID 1500 SR beside
 the source series (for DICOM input), and a FHIR DiagnosticReport, optionally de-identified.
 
-`ClinicalOutputs` says which to write; `write_clinical_outputs` writes them into a folder (the
-report folder's staging folder, so they land together with the other report files).
+`ClinicalRequest` is what was asked for, `ClinicalOutputs` what a session gets (settled by its
+first scan); `write_clinical_outputs` writes them into a folder (the report folder's staging
+folder, so they land together with the other report files).
 """
 
 from __future__ import annotations
@@ -31,23 +32,6 @@ class ClinicalOutputs:
     fhir: bool = False  # FHIR DiagnosticReport
     deidentify: bool = False  # patient and study identifiers replaced in all of them
 
-    @classmethod
-    def for_input(
-        cls, first_scan: str | Path | None, dicom: bool | None, fhir: bool, deidentify: bool
-    ) -> "ClinicalOutputs":
-        """dicom=None: on exactly when the first scan is DICOM. Asking for DICOM outputs of a scan
-        that is not DICOM, or for de-identification of no output, is refused before any work."""
-        # A missing first scan is the loader's to report, with its own message.
-        is_dicom = first_scan is not None and Path(first_scan).exists() and input_format(Path(first_scan)) == "dicom"
-        if dicom and not is_dicom and first_scan is not None and Path(first_scan).exists():
-            raise InputError(
-                "--dicom writes a DICOM SEG on the frames of the scan's own DICOM series: the first scan must be DICOM"
-            )
-        dicom = is_dicom if dicom is None else dicom
-        if deidentify and not (dicom or fhir):
-            raise InputError("--deidentify applies to the DICOM and FHIR outputs: add --fhir or give a DICOM series")
-        return cls(dicom=dicom, fhir=fhir, deidentify=deidentify)
-
     @property
     def files(self) -> tuple[str, ...]:
         return (*((SEG_FILE, SR_FILE) if self.dicom else ()), *((FHIR_FILE,) if self.fhir else ()))
@@ -58,6 +42,31 @@ class ClinicalOutputs:
             return report
         provenance = report.provenance.model_copy(update={"deidentification": METHOD})
         return report.model_copy(update={"provenance": provenance})
+
+
+@dataclasses.dataclass(frozen=True)
+class ClinicalRequest:
+    """fm report's --dicom/--fhir/--deidentify before a scan settles them: dicom=None means on
+    exactly when the first scan is DICOM."""
+
+    dicom: bool | None = None
+    fhir: bool = False
+    deidentify: bool = False
+
+    def outputs_for(self, first_scan: str | Path | None) -> ClinicalOutputs:
+        """The outputs for a session whose first scan is `first_scan`. DICOM outputs of a scan that
+        is not DICOM, or de-identification of no output, are refused before any work; a missing
+        scan is left to the loader to report, with its own message."""
+        exists = first_scan is not None and Path(first_scan).exists()
+        is_dicom = exists and input_format(Path(first_scan)) == "dicom"
+        if self.dicom and exists and not is_dicom:
+            raise InputError(
+                "--dicom writes a DICOM SEG on the frames of the scan's own DICOM series: the first scan must be DICOM"
+            )
+        dicom = is_dicom if self.dicom is None else self.dicom
+        if self.deidentify and not (dicom or self.fhir):
+            raise InputError("--deidentify applies to the DICOM and FHIR outputs: add --fhir or give a DICOM series")
+        return ClinicalOutputs(dicom=dicom, fhir=self.fhir, deidentify=self.deidentify)
 
 
 #: What a SEG and an SR need from every source image to point back at it.

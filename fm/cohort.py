@@ -23,7 +23,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from fm.clinical import SEG_FILE, SR_FILE, ClinicalOutputs
+from fm.clinical import SEG_FILE, SR_FILE, ClinicalOutputs, ClinicalRequest
 from fm.errors import InputError, InputFileError
 from fm.render import REPORT_FILES
 
@@ -95,19 +95,6 @@ def is_complete(folder: Path, clinical: ClinicalOutputs | None = None) -> bool:
     return not missing or (missing <= {SEG_FILE, SR_FILE} and not np.any(nib.load(folder / "mask.nii.gz").dataobj))
 
 
-@dataclasses.dataclass(frozen=True)
-class ClinicalRequest:
-    """fm report's --dicom/--fhir/--deidentify for a cohort; each session's outputs follow from its
-    first scan (DICOM SEG and SR by default only for a DICOM series)."""
-
-    dicom: bool | None = None
-    fhir: bool = False
-    deidentify: bool = False
-
-    def for_scan(self, scan: CohortScan) -> ClinicalOutputs:
-        return ClinicalOutputs.for_input(scan.paths[0], self.dicom, self.fhir, self.deidentify)
-
-
 def report_cohort(
     scans: list[CohortScan],
     out: str | Path,
@@ -167,7 +154,7 @@ def _segmented(
     for scan in batch:
         clock = time.perf_counter()
         try:
-            outputs = clinical.for_scan(scan)
+            outputs = clinical.outputs_for(scan.paths[0])
         except InputError as error:  # e.g. --dicom for a session whose first scan is not DICOM
             outcomes.append(_failed(scan, error, time.perf_counter() - clock))
             bar.update()

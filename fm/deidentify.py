@@ -24,8 +24,6 @@ from fm.dicom import DERIVED_TYPE2, SourceSeries
 METHOD = "DICOM PS3.15 Basic Profile, patient and study modules (fm3d)"
 METHOD_CODE = codes.DCM.BasicApplicationConfidentialityProfile
 
-#: Profile action Z (replace with an empty value): the patient and study attributes SEG and SR carry.
-_EMPTIED = DERIVED_TYPE2
 #: Profile action U (replace with a consistent new UID).
 _REPLACED_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID")
 #: What the outputs need from a source image besides the above: its kind, size and geometry.
@@ -74,14 +72,11 @@ def mark_deidentified(ds: pydicom.Dataset) -> None:
 
 
 def _deidentified_header(ds: pydicom.Dataset, key: str) -> pydicom.Dataset:
-    out = pydicom.Dataset()
-    for keyword in _KEPT:
-        if keyword in ds:
-            setattr(out, keyword, copy.deepcopy(ds[keyword].value))
+    out = _copied(ds, _KEPT)
     for keyword in _FUNCTIONAL_GROUPS:
         if keyword in ds:
-            setattr(out, keyword, [_geometry_only(item) for item in ds[keyword].value])
-    for keyword in _EMPTIED:
+            setattr(out, keyword, [_copied(group, _GEOMETRY_GROUPS) for group in ds[keyword].value])
+    for keyword in DERIVED_TYPE2:  # profile action Z: the patient and study attributes SEG and SR carry
         setattr(out, keyword, "")
     for keyword in _REPLACED_UIDS:
         if keyword in ds:
@@ -93,13 +88,13 @@ def _deidentified_header(ds: pydicom.Dataset, key: str) -> pydicom.Dataset:
     )
     out.file_meta.MediaStorageSOPClassUID = out.SOPClassUID
     out.file_meta.MediaStorageSOPInstanceUID = out.SOPInstanceUID
-    mark_deidentified(out)
     return out
 
 
-def _geometry_only(group: pydicom.Dataset) -> pydicom.Dataset:
+def _copied(ds: pydicom.Dataset, keywords: tuple[str, ...]) -> pydicom.Dataset:
+    """A new dataset holding copies of `ds`'s attributes among `keywords`, and nothing else."""
     out = pydicom.Dataset()
-    for keyword in _GEOMETRY_GROUPS:
-        if keyword in group:
-            setattr(out, keyword, copy.deepcopy(group[keyword].value))
+    for keyword in keywords:
+        if keyword in ds:
+            setattr(out, keyword, copy.deepcopy(ds[keyword].value))
     return out

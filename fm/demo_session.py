@@ -98,7 +98,7 @@ class DemoSession:
     def analyse(self, paths: list[Path], contrasts, pipeline, narrate=None, progress=None) -> Analysis:
         """Segment, measure and report the scans of one session; write the report files here.
         narrate(report, volumes) -> report with the language model's narrative, or None."""
-        from fm.clinical import ClinicalOutputs, check_dicom_source
+        from fm.clinical import ClinicalRequest, check_dicom_source
         from fm.render import write_report_folder
 
         self.clear()
@@ -113,7 +113,7 @@ class DemoSession:
         seg = result.segmentation
         # the clinical outputs too: FHIR always, DICOM SEG and SR when the first scan is a DICOM
         # series they can point at (a series they cannot is still reported, without them)
-        clinical = ClinicalOutputs.for_input(paths[0], dicom=None, fhir=True, deidentify=False)
+        clinical = ClinicalRequest(fhir=True).outputs_for(paths[0])
         if clinical.dicom:
             try:
                 check_dicom_source(paths[0])

@@ -37,7 +37,6 @@ class SegmentSpec:
     lesion's connected component)."""
 
     number: int
-    label: str
     description: hd.seg.SegmentDescription
     label_id: int | None = None  # for a label's segment
     lesion_id: int | None = None  # for a lesion's segment
@@ -67,7 +66,7 @@ def segment_specs(
             description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [
                 hd.sr.CodedConcept.from_code(laterality)
             ]
-        specs.append(SegmentSpec(number, label, description, **voxels))
+        specs.append(SegmentSpec(number, description, **voxels))
 
     present = set(np.unique(labels).tolist())
     for label_id, name in {**label_set.structures, **label_set.lesion}.items():

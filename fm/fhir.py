@@ -57,12 +57,7 @@ def diagnostic_report(report: Report, study_uid: str | None = None, patient_id: 
         version=[{"value": provenance.model_version}],
         manufacturer="fm3d",
     )
-    observations = [
-        observation
-        for structure in report.findings.structures
-        if structure.volume_ml is not None
-        for observation in _structure_observations(structure)
-    ]
+    observations = [_structure_observation(s) for s in report.findings.structures if s.volume_ml is not None]
     observations += [observation for lesion in report.findings.lesions for observation in _lesion_observations(lesion)]
     for number, observation in enumerate(observations, start=1):
         observation.id = f"obs-{number}"
@@ -93,20 +88,13 @@ def to_json(resource: DiagnosticReport) -> str:
     return resource.model_dump_json(indent=2, exclude_none=True)
 
 
-def _structure_observations(structure: StructureFinding) -> list[Observation]:
+def _structure_observation(structure: StructureFinding) -> Observation:
     concept = structure_concept(structure.name)
     # CSF is a substance, not a site: its observation names it in its text only
     site = None if concept.category == SCT.BodySubstance else _concept(concept.type, structure.name)
-    return [
-        _observation(
-            f"Volume of {structure.name}",
-            SCT.Volume,
-            _quantity(structure.volume_ml, MILLILITRE),
-            site,
-            _concept(concept.laterality) if concept.laterality else None,
-            structure.confidence,
-        )
-    ]
+    side = _concept(concept.laterality) if concept.laterality else None
+    volume = _quantity(structure.volume_ml, MILLILITRE)
+    return _observation(f"Volume of {structure.name}", SCT.Volume, volume, site, side, structure.confidence)
 
 
 def _lesion_observations(lesion: LesionFinding) -> list[Observation]:
@@ -114,26 +102,14 @@ def _lesion_observations(lesion: LesionFinding) -> list[Observation]:
     site = _concept(site_code, lesion.region) if site_code else CodeableConcept(text=lesion.region)
     side = _concept(lesion_laterality(lesion), _side_text(lesion))
     name = f"lesion {lesion.lesion_id}"
+    measured = (
+        ("Volume", SCT.Volume, lesion.volume_ml, MILLILITRE),
+        ("Longest diameter", SCT.LongAxis, lesion.longest_diameter_mm, MILLIMETRE),
+        ("Short-axis diameter", SCT.ShortAxis, lesion.short_axis_mm, MILLIMETRE),
+    )
     return [
-        _observation(
-            f"Volume of {name}", SCT.Volume, _quantity(lesion.volume_ml, MILLILITRE), site, side, lesion.confidence
-        ),
-        _observation(
-            f"Longest diameter of {name}",
-            SCT.LongAxis,
-            _quantity(lesion.longest_diameter_mm, MILLIMETRE),
-            site,
-            side,
-            lesion.confidence,
-        ),
-        _observation(
-            f"Short-axis diameter of {name}",
-            SCT.ShortAxis,
-            _quantity(lesion.short_axis_mm, MILLIMETRE),
-            site,
-            side,
-            lesion.confidence,
-        ),
+        _observation(f"{what} of {name}", code, _quantity(value, unit), site, side, lesion.confidence)
+        for what, code, value, unit in measured
     ]
 
 
