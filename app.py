@@ -1,9 +1,9 @@
-"""The Gradio report demo: `python app.py [--host H] [--port P] ...` is `fm app` (fm.demo).
+"""The Gradio report demo: `python app.py [--host H] [--port P] ...` is `fm app` (fm.demo.page).
 
 Run: .venv/bin/python app.py   (then open the printed local URL; --help for the options)
 """
 
-from fm.cli import app_command
+from fm.cli.main import app_command
 
 if __name__ == "__main__":
     app_command(prog_name="python app.py")

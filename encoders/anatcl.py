@@ -22,7 +22,7 @@ from monai.networks.nets.resnet import ResNetBlock
 from torch import nn
 
 from encoders.base import Encoder, Features, InputSpec, tokens_of
-from fm.errors import InputFileError
+from fm.core.errors import InputFileError
 
 
 class AnatCL(Encoder):

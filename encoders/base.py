@@ -19,7 +19,7 @@ import torch
 from huggingface_hub import ModelCard, ModelCardData, PyTorchModelHubMixin
 from torch import nn
 
-from fm.errors import look_up
+from fm.core.errors import look_up
 
 if TYPE_CHECKING:
     from encoders.preprocess import Preprocessed
@@ -106,7 +106,7 @@ class Encoder(
         return self.forward_features(x)
 
     def preprocess(self, volume) -> "Preprocessed":
-        """An fm.io.Volume (or one per input channel, on one grid) as the (1, C, D, H, W) tensor
+        """An fm.core.io.Volume (or one per input channel, on one grid) as the (1, C, D, H, W) tensor
         this encoder expects, with its grid."""
         from encoders.preprocess import monai_preprocess
 

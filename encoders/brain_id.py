@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from encoders.base import Encoder, Features, InputSpec, tokens_of
-from fm.errors import InputFileError
+from fm.core.errors import InputFileError
 
 
 class _SingleConv(nn.Sequential):

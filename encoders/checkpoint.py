@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fm.errors import InputFileError
+from fm.core.errors import InputFileError
 
 # numpy 2 moved numpy.core to numpy._core; old pickles name the old path. Only numeric dtype
 # classes are allowed (a float64 `best_acc`, an int `epoch`), never object or string ones.

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from fm.errors import InputError
+from fm.core.errors import InputError
 
 GIB = 1024**3
 

@@ -1,4 +1,4 @@
-"""From an `fm.io.Volume` to the tensor an encoder expects, remembering the grid it ends on.
+"""From an `fm.core.io.Volume` to the tensor an encoder expects, remembering the grid it ends on.
 
 Swin-BOB and AnatCL use MONAI transforms (orientation, spacing, intensity, pad/crop). Brain-ID
 reproduces the authors' demo preprocessing exactly, which MONAI's resampler does not (it samples
@@ -35,8 +35,8 @@ from monai.transforms import (
 )
 
 from encoders.base import InputSpec
-from fm.errors import InputError, look_up
-from fm.io import Volume, volume_from_array
+from fm.core.errors import InputError, look_up
+from fm.core.io import Volume, volume_from_array
 
 #: InputSpec.intensity mode (encoders.base.INTENSITY_MODES) -> its MONAI transform (None: left as they are).
 INTENSITY_TRANSFORMS: dict[str, Transform | None] = {
@@ -117,7 +117,7 @@ def brain_id_preprocess(volume: Volume, crop: int = 220) -> Preprocessed:
         raise InputError(f"{volume.source.path} is constant; there is nothing to encode")
     array = array / array.max()
     array, affine = _resize_to_1mm(array, affine)
-    ras = volume_from_array(array.numpy(), affine, name=volume.source.path)  # fm.io's own reorientation to RAS
+    ras = volume_from_array(array.numpy(), affine, name=volume.source.path)  # fm.core.io's own reorientation to RAS
     array, affine = torch.from_numpy(ras.array), ras.affine
     starts = [max(n - crop, 0) // 2 for n in array.shape]
     array = array[tuple(slice(s, s + crop) for s in starts)]

@@ -25,7 +25,7 @@ from encoders.brain_id import BrainID
 from encoders.checkpoint import load_container, load_state_dict_strictly
 from encoders.swin_bob import SwinBOB
 from encoders.timm25d import Timm25D
-from fm.errors import InputError, InputFileError
+from fm.core.errors import InputError, InputFileError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,7 +24,7 @@ from monai.networks.nets.swin_unetr import PatchMergingV2
 from torch import nn
 
 from encoders.base import Encoder, Features, InputSpec, tokens_of
-from fm.errors import InputFileError
+from fm.core.errors import InputFileError
 
 
 class LegacyPatchMerging(PatchMergingV2):

@@ -24,7 +24,7 @@ from timm.layers import AttentionPoolLatent
 from torch import nn
 
 from encoders.base import Encoder, Features, InputSpec
-from fm.errors import InputFileError, look_up
+from fm.core.errors import InputFileError, look_up
 
 #: The volume's array axis (after RAS orientation, batch and channel first) for each slice direction.
 SLICE_AXES = {"sagittal": 2, "coronal": 3, "axial": 4}

@@ -82,8 +82,8 @@ def case_encoder(name: str, repeats: int) -> list[dict]:
 def case_segmentation(model: str, repeats: int) -> list[dict]:
     """The pipeline (load, gate, segment, measure) on the bundled example: both contrasts for the
     contrast-adaptive default, the T1 for the one-channel network."""
-    from fm.examples import example_contrasts, example_path, example_paths
-    from fm.pipeline import ReportPipeline
+    from fm.core.examples import example_contrasts, example_path, example_paths
+    from fm.pipeline.report_pipeline import ReportPipeline
     from heads.segmenters import ADAPTIVE_MODEL_ID
 
     pipeline = ReportPipeline.from_pretrained(model)
@@ -135,9 +135,9 @@ def case_report(repeats: int, threads: int) -> list[dict]:
 
 def case_embed(repeats: int) -> list[dict]:
     """fm embed of EMBED_SCANS scans, cold (network) and cached (content hashes only)."""
-    from fm.embed import embed_scans
-    from fm.examples import example_path
-    from fm.io import load_volume, save_volume
+    from fm.core.examples import example_path
+    from fm.core.io import load_volume, save_volume
+    from fm.probe.embed import embed_scans
 
     rows = []
     with tempfile.TemporaryDirectory() as folder:
@@ -172,11 +172,11 @@ def case_lm(repeats: int) -> list[dict]:
     import torch
 
     from eval.bench_lm import timed_generation
-    from fm.examples import example_path
-    from fm.findings import Findings
-    from fm.io import load_volume
-    from fm.narration import load_report_model, model_input
-    from fm.prompts import build_prompt
+    from fm.core.examples import example_path
+    from fm.core.findings import Findings
+    from fm.core.io import load_volume
+    from fm.lm.loading import load_report_model, model_input
+    from fm.lm.prompts import build_prompt
 
     model = load_report_model(None)
     findings = Findings.from_json(example_path().with_name("example_brain_t1_findings.json").read_text())

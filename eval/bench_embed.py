@@ -24,7 +24,7 @@ GIB = 1024**3
 # One `fm embed` in this process, then its peak RSS (KiB on Linux) on the last line of stderr.
 _CLI_CHILD = """
 import resource, sys, time
-from fm.cli import main
+from fm.cli.main import main
 started = time.perf_counter()
 try:
     main(sys.argv[1:], standalone_mode=False)
@@ -95,9 +95,9 @@ def accuracy(size: int, tile: int) -> None:
     import torch
 
     from encoders.registry import create_encoder
-    from fm.embed import tiled_embedding
-    from fm.examples import example_path
-    from fm.io import load_volume
+    from fm.core.examples import example_path
+    from fm.core.io import load_volume
+    from fm.probe.embed import tiled_embedding
 
     volume = load_volume(example_path())
     for family in ("brain_id", "swin_bob"):

@@ -17,11 +17,11 @@ import torch
 from transformers import TextIteratorStreamer
 
 import fm
-from fm.examples import example_path
-from fm.findings import Findings
-from fm.io import load_volume
-from fm.model import FMForReportGeneration
-from fm.prompts import build_prompt
+from fm.core.examples import example_path
+from fm.core.findings import Findings
+from fm.core.io import load_volume
+from fm.lm.modeling import FMForReportGeneration
+from fm.lm.prompts import build_prompt
 
 
 def timed_generation(model, features, prompt: str, new_tokens: int, use_cache: bool) -> tuple[float, float, int]:

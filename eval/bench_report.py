@@ -5,9 +5,9 @@ each repeat in a fresh process (as a user runs the command), medians printed.
 
 Stages: import (Python, numpy, SciPy, SimpleITK, nibabel; the default needs neither torch nor
 MONAI), model (set up the default segmenter), the pipeline's own stages (load, gate, segment,
-measure), with --narrative the report model's load and narrative (fm.narration), and write
+measure), with --narrative the report model's load and narrative (fm.pipeline.narration), and write
 (JSON, Markdown, PNG, PDF, mask). The atlas priors come from the user's cache
-after the first run (heads.atlas.mni_priors); the first repeat builds them when the cache is cold.
+after the first run (heads.tissue_priors.mni_priors); the first repeat builds them when the cache is cold.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ def child(threads: int, out: str, etta: bool, narrative: bool) -> None:
     import SimpleITK
 
     SimpleITK.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
-    from fm.examples import example_contrasts, example_paths
-    from fm.pipeline import ReportPipeline
-    from fm.render import write_report_folder
+    from fm.core.examples import example_contrasts, example_paths
+    from fm.pipeline.report_folder import write_report_folder
+    from fm.pipeline.report_pipeline import ReportPipeline
 
     timings = {"import": time.perf_counter() - _STARTED}
     started = time.perf_counter()
@@ -42,7 +42,8 @@ def child(threads: int, out: str, etta: bool, narrative: bool) -> None:
     timings.update(result.report.provenance.timings_s)
     report = result.report
     if narrative:  # what `fm report` adds by default when a report model is bundled
-        from fm.narration import DEFAULT_LM_ID, load_report_model, narrate
+        from fm.lm.loading import DEFAULT_LM_ID, load_report_model
+        from fm.pipeline.narration import narrate
 
         started = time.perf_counter()
         report_model = load_report_model()

@@ -1,4 +1,4 @@
-"""Benchmark of the two generation backends (fm.serve) with the default report model on this
+"""Benchmark of the two generation backends (fm.serve.backends) with the default report model on this
 machine: time to the first token and tokens per second, one request and a batch of 8, grounded
 and free decoding, in process (transformers) and over a vLLM server started here; then cohort
 throughput of `fm report --manifest` on 8 synthetic scans with 1 and 2 processes (torchrun).
@@ -21,14 +21,14 @@ from pathlib import Path
 
 import torch
 
-from fm.examples import example_path
-from fm.findings import Findings
-from fm.io import load_volume
-from fm.narration import load_report_model
-from fm.prompts import build_prompt
-from fm.serve import GenerationRequest, TransformersBackend, VLLMBackend
-from fm.vllm_export import export_for_vllm
-from fm.vllm_server import VLLMServer
+from fm.core.examples import example_path
+from fm.core.findings import Findings
+from fm.core.io import load_volume
+from fm.lm.loading import load_report_model
+from fm.lm.prompts import build_prompt
+from fm.serve.backends import GenerationRequest, TransformersBackend, VLLMBackend
+from fm.serve.vllm_export import export_for_vllm
+from fm.serve.vllm_server import VLLMServer
 
 BATCH = 8
 NEW_TOKENS = 200  # the report's first paragraphs: long enough for a rate, short of most endings

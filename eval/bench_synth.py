@@ -13,8 +13,8 @@ import time
 
 import torch
 
+from fm.core.mni_template import load_template
 from fm.synth.generator import generate
-from fm.synth.template import load_template
 
 
 def main() -> None:

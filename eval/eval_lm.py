@@ -3,10 +3,10 @@
 the image when the findings are left out?
 
 Per scan, the narrative written from the findings (the true ones, or with --measured those the
-shipped segmenter measures, as in `fm report`) is checked against them by fm.faithfulness
+shipped segmenter measures, as in `fm report`) is checked against them by fm.report.faithfulness
 (contradiction rate: share of narratives with at least one; omission rate: share of abnormal
 findings never mentioned) and scored against the reference narrative (BLEU with sacrebleu,
-ROUGE-L with rouge-score, fm.eval_reports; with --measured, the template narrative of the measured findings).
+ROUGE-L with rouge-score, fm.evaluate.reports; with --measured, the template narrative of the measured findings).
 Closed questions (yes/no, side, count, region) are answered with the findings in the prompt (the
 answer they give is right) and without them (image only, the true answer is right); the
 image-only accuracy is set against the majority-class baseline, the most frequent training answer
@@ -28,16 +28,16 @@ import torch
 from tqdm import tqdm
 
 import fm  # noqa: F401  (registers the model)
-from fm.errors import InputError
-from fm.eval_reports import TextScorer
-from fm.eval_vqa import closed_correct
-from fm.faithfulness import check
-from fm.findings import Findings
-from fm.io import load_volume
-from fm.model import FMForReportGeneration
-from fm.narrative import narrative_report, ventricles
-from fm.pipeline import ReportPipeline
-from fm.prompts import build_prompt
+from fm.core.errors import InputError
+from fm.core.findings import Findings
+from fm.core.io import load_volume
+from fm.evaluate.reports import TextScorer
+from fm.evaluate.vqa import closed_correct
+from fm.lm.modeling import FMForReportGeneration
+from fm.lm.prompts import build_prompt
+from fm.pipeline.report_pipeline import ReportPipeline
+from fm.report.faithfulness import check
+from fm.report.template_narrative import narrative_report, ventricles
 from fm.synth.dataset import load_synth_dataset
 from fm.synth.vqa import qa_pairs
 
@@ -80,7 +80,7 @@ def evaluate(model_path: str, data: Path, n: int, measured: bool = False, ground
         started = time.perf_counter()
         features = model.scan_features(volume)  # once per scan: every prompt below reuses it
         tokens = model.num_visual_tokens(features)
-        decode_in = findings if grounded else None  # fm.grounded_decoding, as fm report decodes
+        decode_in = findings if grounded else None  # fm.lm.grounded_decoding, as fm report decodes
         narrative = model.generate_text(features, build_prompt(tokens, findings), 400, grounded_in=decode_in)
         seconds.append(time.perf_counter() - started)
         guard = check(narrative, findings)
@@ -121,7 +121,7 @@ def evaluate(model_path: str, data: Path, n: int, measured: bool = False, ground
         "model": model_path,
         "data": str(data),
         "findings": "measured by the shipped segmenter" if measured else "true",
-        "decoding": "grounded in the findings (fm.grounded_decoding)" if grounded else "free",
+        "decoding": "grounded in the findings (fm.lm.grounded_decoding)" if grounded else "free",
         "n": len(scans),
         "refused_by_the_gate": refused,
         "summary": {
@@ -152,7 +152,9 @@ def main() -> None:
     )
     parser.add_argument("--n", type=int, default=30)
     parser.add_argument(
-        "--free", action="store_true", help="decode without fm.grounded_decoding: the model's own numbers and regions"
+        "--free",
+        action="store_true",
+        help="decode without fm.lm.grounded_decoding: the model's own numbers and regions",
     )
     parser.add_argument(
         "--measured", action="store_true", help="give the model the findings `fm report` measures, not the true ones"

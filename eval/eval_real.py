@@ -31,9 +31,9 @@ import numpy as np  # noqa: E402
 from scipy import ndimage  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from fm.gate import OutOfScopeError  # noqa: E402
-from fm.io import load_volume  # noqa: E402
-from fm.pipeline import ReportPipeline  # noqa: E402
+from fm.core.io import load_volume  # noqa: E402
+from fm.pipeline.gate import OutOfScopeError  # noqa: E402
+from fm.pipeline.report_pipeline import ReportPipeline  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -4,7 +4,7 @@ scan's own grid with its real spacing. `--split train --seed S` measures it in d
 on training-split scans of a seed the training did not use (the shipped model used seeds 0 and 1),
 which tells what was not learnt from what does not transfer.
 
-Voxel metrics (fm.eval_segmentation, MONAI): Dice, HD95 (mm) and surface Dice at 2 mm per tissue
+Voxel metrics (fm.evaluate.segmentation, MONAI): Dice, HD95 (mm) and surface Dice at 2 mm per tissue
 class and per nested tumour region.
 Report metrics (what a reader sees): ground-truth lesions of >= 1 mL found (a predicted lesion
 whose centroid lies within max(10 mm, half the true longest diameter) of the true one), false
@@ -27,21 +27,21 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from fm.eval_segmentation import region_metrics, regions_between
-from fm.labels import BRAIN_TUMOUR
-from fm.lesion_matching import match_lesions
-from fm.measure import measure
+from fm.core.labels import BRAIN_TUMOUR
+from fm.core.lesion_matching import match_lesions
+from fm.core.measure import measure
+from fm.evaluate.segmentation import region_metrics, regions_between
 from fm.synth.generator import generate
 from heads.etta import segment_with_etta
 from heads.model_folder import EVALUATION_FILE
 from heads.segmenters import ADAPTIVE_MODEL_ID, BUNDLED_NETWORK, bundled_network_folder, create_segmenter
 
 DETECTABLE_ML = 1.0
-#: tissue classes and nested tumour regions, scored by fm.eval_segmentation
+#: tissue classes and nested tumour regions, scored by fm.evaluate.segmentation
 REGIONS = regions_between(BRAIN_TUMOUR, BRAIN_TUMOUR)
 
 
-#: fm.synth contrast presets -> fm.contrasts names (the synthetic T1 is post-contrast: its rims enhance)
+#: fm.synth contrast presets -> fm.core.contrasts names (the synthetic T1 is post-contrast: its rims enhance)
 SYNTH_CONTRASTS = {"T1": "t1c", "T2": "t2", "FLAIR": "flair", "PD": "pd", "random": "unknown"}
 
 

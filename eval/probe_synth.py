@@ -18,9 +18,9 @@ import csv
 import json
 from pathlib import Path
 
-from fm.findings import Findings, Laterality
-from fm.narrative import ventricles
-from fm.probe_run import run_probes
+from fm.core.findings import Findings, Laterality
+from fm.probe.run import run_probes
+from fm.report.template_narrative import ventricles
 
 TASKS = ("lesion_present", "lesion_side", "ventricles_enlarged", "lesion_volume_ml")
 

@@ -1,6 +1,6 @@
-"""`python -m eval.reports` is `fm eval reports` (fm.eval_reports; options: `python -m eval.reports --help`)."""
+"""`python -m eval.reports` is `fm eval reports` (fm.evaluate.reports; options: `python -m eval.reports --help`)."""
 
-from fm.cli_eval import reports
+from fm.cli.evaluate import reports
 
 if __name__ == "__main__":
     reports(prog_name="python -m eval.reports")

@@ -1,6 +1,6 @@
-"""`python -m eval.segmentation` is `fm eval segmentation` (fm.eval_segmentation; options: `python -m eval.segmentation --help`)."""
+"""`python -m eval.segmentation` is `fm eval segmentation` (fm.evaluate.segmentation; options: `python -m eval.segmentation --help`)."""
 
-from fm.cli_eval import segmentation
+from fm.cli.evaluate import segmentation
 
 if __name__ == "__main__":
     segmentation(prog_name="python -m eval.segmentation")

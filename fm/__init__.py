@@ -1,7 +1,7 @@
 """fm: 3D medical image encoders, segmentation-grounded reports and a language model that sees the scan.
 
 Importing fm stays light (the report pipeline starts without torch). The language model's classes
-(fm.model) are registered with transformers' Auto classes as soon as transformers loads them, so
+(fm.lm.modeling) are registered with transformers' Auto classes as soon as transformers loads them, so
 `AutoModelForImageTextToText.from_pretrained(folder)` works after `import fm`, without remote code.
 """
 
@@ -9,12 +9,11 @@ import importlib.abc
 import importlib.machinery
 import os
 import sys
-from importlib.metadata import PackageNotFoundError, version
 
-try:
-    __version__ = version("fm3d")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0+unknown"
+from fm import _moved
+from fm.core.version import __version__ as __version__
+
+_moved.install()  # old flat module paths (fm.io, fm.model, ...) keep working for one release
 
 _AUTO_MODULE = "transformers.models.auto.modeling_auto"  # where AutoModel* live
 _registered = False
@@ -25,13 +24,14 @@ def register_with_transformers() -> None:
     global _registered
     if _registered:
         return
-    model_module = sys.modules.get("fm.model")
+    model_module = sys.modules.get("fm.lm.modeling")
     if model_module is not None and not hasattr(model_module, "FMForReportGeneration"):
-        return  # fm.model is loading transformers right now: it registers itself once defined
-    _registered = True  # first: importing fm.model loads the Auto modules again through the hook
+        return  # fm.lm.modeling is loading transformers right now: it registers itself once defined
+    _registered = True  # first: importing fm.lm.modeling loads the Auto modules again through the hook
     from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText
 
-    from fm.model import MODEL_TYPE, FMConfig, FMForReportGeneration
+    from fm.lm.configuration import MODEL_TYPE, FMConfig
+    from fm.lm.modeling import FMForReportGeneration
 
     AutoConfig.register(MODEL_TYPE, FMConfig, exist_ok=True)
     AutoModel.register(FMConfig, FMForReportGeneration, exist_ok=True)
@@ -58,7 +58,7 @@ class _RegisterAfterImport(importlib.abc.MetaPathFinder):
 
 
 if os.environ.get("FM_VLLM_PLUGIN"):
-    pass  # inside a vLLM server (fm.vllm_plugin): its transformers has no use for fm's model classes
+    pass  # inside a vLLM server (fm.serve.vllm_plugin): its transformers has no use for fm's model classes
 elif _AUTO_MODULE in sys.modules:
     register_with_transformers()
 else:

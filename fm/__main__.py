@@ -1,5 +1,5 @@
 """`python -m fm`: the fm command, so that `torchrun -m fm report --manifest ...` can start it."""
 
-from fm.cli import main
+from fm.cli.main import main
 
 main()

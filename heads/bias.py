@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
-from fm.io import resample_array, sitk_array, sitk_image
-from heads import atlas
+from fm.core.io import resample_array, sitk_array, sitk_image
+from heads import tissue_priors
 
 _STIFF_ITERATIONS = (50, 50, 50)  # three fitting levels: B-spline meshes 1, 2 and 4 spans wide
 _FINE_ITERATIONS = (10, 10, 10, 20)  # four levels, up to 8 spans: fitted on top of the stiff field, it starts close
@@ -28,7 +28,7 @@ def correct_bias(channel: np.ndarray, affine: np.ndarray, foreground: np.ndarray
     fitted only where the stiffly corrected intensity is typical, so that it follows a strong coil
     profile without taking a large lesion's brightness (or a fluid pocket's darkness) for
     non-uniformity and removing it."""
-    work_shape, work_affine = atlas.work_grid(channel.shape, affine, _FIELD_MM)
+    work_shape, work_affine = tissue_priors.work_grid(channel.shape, affine, _FIELD_MM)
     work = resample_array(channel, affine, work_shape, work_affine)
     mask = resample_array(foreground.astype(np.float32), affine, work_shape, work_affine) > 0.5
     if mask.sum() < 1000:

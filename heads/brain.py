@@ -6,7 +6,7 @@ about any contrast beforehand):
 
 1. a 2 mm working copy of the channels; whether the scan is already brain-extracted (most of its
    voxels share one background value, as in BraTS or SynthStrip output) and its foreground;
-2. the MNI152 template registered to it (heads.atlas) gives priors for outside-the-brain, CSF,
+2. the MNI152 template registered to it (heads.tissue_priors) gives priors for outside-the-brain, CSF,
    ventricles, grey and white matter;
 3. a Gaussian mixture over the channels is fitted by EM to this scan's intensities under those
    priors (heads.mixture), with a flat outlier class for what no tissue explains where it lies;
@@ -25,10 +25,10 @@ import dataclasses
 import numpy as np
 from scipy import ndimage
 
-from fm.io import Volume, resample_array
-from fm.labels import BRAIN_TISSUE
-from fm.masks import background_value, fill_holes_in_slices
-from heads import atlas
+from fm.core.io import Volume, resample_array
+from fm.core.labels import BRAIN_TISSUE
+from fm.core.masks import background_value, fill_holes_in_slices
+from heads import tissue_priors
 from heads.bias import correct_bias
 from heads.hemispheres import right_of_atlas_midline, split_hemispheres
 from heads.lesions import (
@@ -120,12 +120,12 @@ class ContrastAdaptiveSegmenter:
             and filled.sum() * np.prod(spacing) / 1000 <= _BRAIN_EXTRACTED_MAX_ML
         )
         foreground = _foreground(channels[0], background, brain_extracted)
-        work_shape, work_affine = atlas.work_grid(shape, affine)
+        work_shape, work_affine = tissue_priors.work_grid(shape, affine)
         work_foreground = resample_array(foreground.astype(np.float32), affine, work_shape, work_affine) > 0.5
-        scan_to_mni = atlas.register_template(
+        scan_to_mni = tissue_priors.register_template(
             resample_array(channels[0], affine, work_shape, work_affine), work_affine, work_foreground, brain_extracted
         )
-        work_priors = atlas.priors_on_grid(scan_to_mni, work_shape, work_affine)
+        work_priors = tissue_priors.priors_on_grid(scan_to_mni, work_shape, work_affine)
         # The bias field is fitted inside the atlas's brain: scalp and fat follow other fields.
         atlas_brain = resample_array((work_priors[0] < 0.5).astype(np.float32), work_affine, shape, affine) > 0.5
         channels = np.stack([correct_bias(c, affine, foreground & atlas_brain) for c in channels])
@@ -164,7 +164,7 @@ class ContrastAdaptiveSegmenter:
         posteriors = mixture.posteriors(box_data, self._with_outliers(_merge_fluid(box_priors), brain_extracted))
         posteriors = _split_fluid(posteriors, box_priors)
 
-        full = np.zeros((len(atlas.PRIOR_CLASSES) + 1, *box_shape), np.float32)
+        full = np.zeros((len(tissue_priors.PRIOR_CLASSES) + 1, *box_shape), np.float32)
         full[0] = 1.0
         full[:, box_foreground] = posteriors.T
         brain = _brain_mask(full, box_foreground, spacing)
@@ -229,7 +229,7 @@ class ContrastAdaptiveSegmenter:
     def _labels(self, full, brain, lesion, channels, mixture, scale, contrasts) -> tuple[np.ndarray, np.ndarray]:
         """Labels and per-label probabilities (BRAIN_TISSUE ids) on the box."""
         probabilities = np.zeros((len(BRAIN_TISSUE.names), *full.shape[1:]), np.float32)
-        tissue = full[: len(atlas.PRIOR_CLASSES)]
+        tissue = full[: len(tissue_priors.PRIOR_CLASSES)]
         # Outlier voxels that were not accepted as lesion go to the likeliest tissue.
         tissue_share = tissue / np.maximum(tissue.sum(0, keepdims=True), 1e-12)
         not_lesion = ~lesion

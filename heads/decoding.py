@@ -10,8 +10,8 @@ import dataclasses
 
 import torch
 
-from fm.errors import look_up
-from fm.labels import LabelSet
+from fm.core.errors import look_up
+from fm.core.labels import LabelSet
 
 #: output decodings a network may have
 DECODINGS = ("softmax", "nested")

@@ -13,8 +13,8 @@ import contextlib
 import torch
 from torch import nn
 
-from fm.errors import InputError
-from fm.io import Volume
+from fm.core.errors import InputError
+from fm.core.io import Volume
 from heads.segmentation import Segmentation, Segmenter
 
 _NORMS = (nn.BatchNorm3d, nn.InstanceNorm3d, nn.GroupNorm, nn.LayerNorm)

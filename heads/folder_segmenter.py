@@ -13,10 +13,10 @@ from torch import nn
 from encoders.checkpoint import load_state_dict_strictly
 from encoders.preprocess import monai_preprocess
 from encoders.registry import create_encoder, read_weights
-from fm.checksums import content_hash
-from fm.errors import InputFileError, look_up
-from fm.io import Volume
-from fm.labels import BRAIN_TISSUE, BRAIN_TUMOUR, LabelSet
+from fm.core.checksums import content_hash
+from fm.core.errors import InputFileError, look_up
+from fm.core.io import Volume
+from fm.core.labels import BRAIN_TISSUE, BRAIN_TUMOUR, LabelSet
 from heads.hemispheres import split_hemispheres
 from heads.model_folder import WEIGHTS_FILE, SegmenterConfig, read_config, read_evaluation, write_config
 from heads.plausibility import drop_detached_lesions

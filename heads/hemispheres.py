@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fm.io import Volume
-from fm.labels import BRAIN_TISSUE, BRAIN_TISSUE_SIDES, BRAIN_TUMOUR
+from fm.core.io import Volume
+from fm.core.labels import BRAIN_TISSUE, BRAIN_TISSUE_SIDES, BRAIN_TUMOUR
 from heads.result import Segmentation
 
 # BRAIN_TISSUE id -> BRAIN_TUMOUR id on the patient's (left, right)

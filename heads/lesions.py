@@ -17,7 +17,7 @@ import itertools
 import numpy as np
 from scipy import ndimage
 
-from fm.masks import fill_holes_in_slices
+from fm.core.masks import fill_holes_in_slices
 
 _FLUID, _GREY, _WHITE = 1, 2, 3  # classes of heads.brain.MIXTURE_CLASSES
 BRIGHT_LESION_CONTRASTS = ("flair", "t2", "pd")

@@ -13,7 +13,7 @@ config.json, format 2:
      "encoder": {"name": "brain_id", "kwargs": {"f_maps": 8}},          # encoders.registry name + settings
      "head": {"type": "light", "width": 16, "num_classes": 8},         # or {"type": "encoder", ...}: its own decoder
      "input_spec": {...},                                              # encoders.base.InputSpec
-     "label_set": {...},                                               # fm.labels.LabelSet: what the channels mean
+     "label_set": {...},                                               # fm.core.labels.LabelSet: what the channels mean
      "output": {"decoding": "softmax", "region_channels": []},         # or "nested" sigmoid regions, named per channel
      "inference": {"roi_size": [64, 64, 64], "overlap": 0.5},
      "postprocess": ["drop_detached_lesions", "split_hemispheres"],    # names of heads.segmenters.POSTPROCESS steps
@@ -27,8 +27,8 @@ import json
 from pathlib import Path
 
 from encoders.base import InputSpec
-from fm.errors import InputFileError, look_up
-from fm.labels import LabelSet
+from fm.core.errors import InputFileError, look_up
+from fm.core.labels import LabelSet
 from heads.decoding import LabelDecoder
 
 MODEL_TYPE = "fm3d-segmenter"

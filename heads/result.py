@@ -7,7 +7,7 @@ import dataclasses
 
 import numpy as np
 
-from fm.labels import LabelSet
+from fm.core.labels import LabelSet
 
 
 @dataclasses.dataclass

@@ -23,8 +23,8 @@ from torch import nn
 from encoders.base import Encoder
 from encoders.preprocess import Preprocessed
 from encoders.swin_bob import SwinBOB
-from fm.io import Volume
-from fm.labels import LabelSet
+from fm.core.io import Volume
+from fm.core.labels import LabelSet
 from heads.decoding import LabelDecoder
 from heads.result import Segmentation
 

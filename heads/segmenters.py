@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Callable
 
 from encoders import HUB_PREFIX
-from fm.errors import InputError, InputFileError
-from fm.labels import BRAIN_TUMOUR
+from fm.core.errors import InputError, InputFileError
+from fm.core.labels import BRAIN_TUMOUR
 from heads.result import ModelInfo
 
 ADAPTIVE_MODEL_ID = "fm3d/atlas-em"
@@ -57,8 +57,8 @@ def _published_swin(name: str, label_set_name: str):
     def build(pretrained, settings) -> tuple[object, ModelInfo]:
         from encoders.preprocess import monai_preprocess
         from encoders.registry import check_settings, create_encoder
-        from fm.checksums import content_hash
-        from fm.labels import LABEL_SETS
+        from fm.core.checksums import content_hash
+        from fm.core.labels import LABEL_SETS
         from heads.segmentation import Segmenter, SwinSegmentationNet
 
         check_settings(name, settings)

@@ -35,9 +35,9 @@ from tqdm import tqdm
 
 from encoders.base import InputSpec
 from encoders.preprocess import Preprocessed, monai_preprocess
-from fm.errors import InputError, InputFileError
-from fm.io import Volume
-from fm.labels import BRAIN_TISSUE, BRAIN_TUMOUR_TO_TISSUE
+from fm.core.errors import InputError, InputFileError
+from fm.core.io import Volume
+from fm.core.labels import BRAIN_TISSUE, BRAIN_TUMOUR_TO_TISSUE
 from heads.folder_segmenter import build_net, save_segmenter_folder
 from heads.model_folder import SegmenterConfig
 

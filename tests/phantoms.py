@@ -1,6 +1,6 @@
 """Test scans built in the tests: one physical object sampled on grids of any orientation, and
 writers that put it in every format through libraries other than the code under test (nibabel,
-SimpleITK's own NIfTI reader, pydicom), so a sign error in fm.io cannot cancel itself out."""
+SimpleITK's own NIfTI reader, pydicom), so a sign error in fm.core.io cannot cancel itself out."""
 
 from __future__ import annotations
 

@@ -23,9 +23,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from gradio_client import Client, handle_file  # noqa: E402
 
-from fm.demo import DemoSettings, launch  # noqa: E402
-from fm.examples import example_contrasts, example_paths  # noqa: E402
-from fm.io import load_volume  # noqa: E402
+from fm.core.examples import example_contrasts, example_paths  # noqa: E402
+from fm.core.io import load_volume  # noqa: E402
+from fm.demo.page import DemoSettings, launch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,7 +64,7 @@ def example_result(server):
 
 
 def test_the_uploaded_example_is_reported_as_fm_report_reports_it(example_result, example_reports):
-    from fm.findings import Findings
+    from fm.core.findings import Findings
 
     _, result = example_result
     assert "not for clinical use" in result["status"] and "right parietal lobe" in result["status"]
@@ -169,7 +169,7 @@ def test_app_help_starts_no_server():
 
 
 def test_a_session_folder_is_emptied_by_a_new_analysis_and_removed_with_the_session(tmp_path):
-    from fm.demo_session import DemoSession
+    from fm.demo.visitor import DemoSession
 
     session = DemoSession(tmp_path)
     (session.folder / "report").mkdir()
@@ -182,10 +182,10 @@ def test_a_session_folder_is_emptied_by_a_new_analysis_and_removed_with_the_sess
 
 def test_a_click_on_a_finding_moves_the_views_to_it(example_reports):
     """What the measurements table's select event does, on the example's report and mask."""
-    from fm.demo_session import VIEW_NAMES, Analysis, DemoSession
-    from fm.labels import BRAIN_TUMOUR
-    from fm.report import Report
-    from fm.views import view_axes, view_slices
+    from fm.core.labels import BRAIN_TUMOUR
+    from fm.demo.visitor import VIEW_NAMES, Analysis, DemoSession
+    from fm.report.document import Report
+    from fm.report.views import view_axes, view_slices
 
     folder = example_reports / "example"
     volume = load_volume(example_paths()[0])

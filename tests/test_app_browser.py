@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from fm.demo import DemoSettings, launch
-from fm.examples import example_paths
+from fm.core.examples import example_paths
+from fm.demo.page import DemoSettings, launch
 
 pytestmark = pytest.mark.browser
 CHROMIUM = os.environ.get("FM_CHROMIUM", "/usr/bin/chromium")

@@ -6,14 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fm.errors import InputFileError
-from fm.examples import example_path
-from fm.findings import Findings
-from fm.gate import BrainEvidence, OutOfScopeError, check_brain, check_scan, enforce
-from fm.io import load_volume, resample_array, save_volume, volume_from_array
-from fm.pipeline import ReportPipeline
-from fm.session import load_session
-from heads import atlas
+from fm.core.errors import InputFileError
+from fm.core.examples import example_path
+from fm.core.findings import Findings
+from fm.core.io import load_volume, resample_array, save_volume, volume_from_array
+from fm.core.session import load_session
+from fm.pipeline.gate import BrainEvidence, OutOfScopeError, check_brain, check_scan, enforce
+from fm.pipeline.report_pipeline import ReportPipeline
+from heads import tissue_priors
 from heads.bias import correct_bias
 from heads.lesions import LesionRules, add_cavities
 from heads.mixture import fit_mixture
@@ -40,7 +40,7 @@ def test_the_bundled_example_session_shows_its_one_right_parietal_lesion(pipelin
     near its true size, and nothing else is called a lesion (eval/eval_real.py and the README give
     the figures; the tolerance is what this pipeline reaches, not the 10 % goal: +38 %, a rim
     of 1-2 mm of the blurred edge, which BraTS's expert outlines include and this truth does not)."""
-    from fm.examples import example_contrasts, example_paths
+    from fm.core.examples import example_contrasts, example_paths
 
     result = pipeline(example_paths(), contrasts=list(example_contrasts()))
     (lesion,) = result.report.findings.lesions
@@ -89,10 +89,10 @@ def test_bias_correction_flattens_a_strong_coil_profile_and_keeps_a_large_lesion
 
 def test_the_atlas_registration_is_repeatable(example):
     """The same scan gives the same fit, bit for bit (a report reproduces)."""
-    work_shape, work_affine = atlas.work_grid(example.shape, example.affine)
+    work_shape, work_affine = tissue_priors.work_grid(example.shape, example.affine)
     image = resample_array(example.array.astype(np.float32), example.affine, work_shape, work_affine)
     foreground = image > np.percentile(image, 30)
-    first, second = (atlas.register_template(image, work_affine, foreground, False) for _ in range(2))
+    first, second = (tissue_priors.register_template(image, work_affine, foreground, False) for _ in range(2))
     np.testing.assert_array_equal(first, second)
 
 

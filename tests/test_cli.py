@@ -14,9 +14,9 @@ import phantoms
 import pytest
 from click.testing import CliRunner
 
-from fm.cli import main
-from fm.examples import example_path
-from fm.io import load_volume, resample_array, save_volume, volume_from_array
+from fm.cli.main import main
+from fm.core.examples import example_path
+from fm.core.io import load_volume, resample_array, save_volume, volume_from_array
 
 
 @pytest.fixture
@@ -194,7 +194,7 @@ def test_a_missing_scan_argument_is_named_as_missing(tmp_path, run):
 def test_report_of_a_session_names_every_file_guessed_contrast_and_resampling(tmp_path, run):
     """Two contrasts of one session on different grids, their contrasts left to the file names:
     the report lists both files, says the contrasts were guessed and that the second was resampled."""
-    from fm.examples import example_paths
+    from fm.core.examples import example_paths
 
     t1c, flair = (load_volume(p) for p in example_paths())
     first = save_volume(t1c, tmp_path / "sub_T1c.nii.gz")
@@ -256,7 +256,7 @@ def test_a_bug_in_a_pipeline_stage_keeps_its_traceback(tmp_path, monkeypatch):
     def broken_gate(volume):
         raise bug
 
-    monkeypatch.setattr("fm.pipeline.check_scan", broken_gate)
+    monkeypatch.setattr("fm.pipeline.report_pipeline.check_scan", broken_gate)
     done = CliRunner().invoke(main, ["report", "--example", "--out", str(tmp_path / "r")])
     assert done.exception is bug and "error:" not in done.stderr
 
@@ -267,6 +267,6 @@ def test_a_bug_while_embedding_is_not_counted_as_a_bad_scan(tmp_path, monkeypatc
     def broken_hash(path):
         raise bug
 
-    monkeypatch.setattr("fm.embed.content_hash", broken_hash)
+    monkeypatch.setattr("fm.probe.embed.content_hash", broken_hash)
     done = CliRunner().invoke(main, ["embed", "--example", "--encoder", "anatcl", "--out", str(tmp_path / "e.parquet")])
     assert done.exception is bug and "error:" not in done.stderr

@@ -26,16 +26,16 @@ from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
-from fm.cli import main
-from fm.clinical import FHIR_FILE, SEG_FILE, SR_FILE, ClinicalOutputs, write_clinical_outputs
-from fm.dicom import LPS_TO_RAS
-from fm.examples import example_paths
-from fm.findings import Laterality
-from fm.io import load_volume, save_volume
-from fm.labels import BRAIN_TUMOUR
-from fm.measure import measure
-from fm.render import write_report_folder
-from fm.report import Report, ReportProvenance
+from fm.cli.main import main
+from fm.clinical.outputs import FHIR_FILE, SEG_FILE, SR_FILE, ClinicalOutputs, write_clinical_outputs
+from fm.core.dicom import LPS_TO_RAS
+from fm.core.examples import example_paths
+from fm.core.findings import Laterality
+from fm.core.io import load_volume, save_volume
+from fm.core.labels import BRAIN_TUMOUR
+from fm.core.measure import measure
+from fm.pipeline.report_folder import write_report_folder
+from fm.report.document import Report, ReportProvenance
 
 
 def phantom_labels(ras: np.ndarray) -> np.ndarray:

@@ -16,8 +16,8 @@ import pytest
 from click.testing import CliRunner
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 
-from fm.cli import main
-from fm.examples import example_paths
+from fm.cli.main import main
+from fm.core.examples import example_paths
 
 
 @pytest.fixture()
@@ -107,7 +107,7 @@ def test_fm_synth_manifests_are_cohort_manifests(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from fm.cohort import read_manifest
+    from fm.pipeline.cohort import read_manifest
 
     manifest = tmp_path / "manifest-test.parquet"
     rows = [

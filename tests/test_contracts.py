@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from encoders.registry import create_encoder, list_encoders
-from fm.errors import InputFileError
-from fm.labels import BTCV
+from fm.core.errors import InputFileError
+from fm.core.labels import BTCV
 from heads.folder_segmenter import build_net, save_segmenter_folder
 from heads.model_folder import SegmenterConfig
 from heads.segmenters import bundled_network_folder, create_segmenter
@@ -92,8 +92,8 @@ def test_the_bundled_network_in_its_folder_format_segments_as_before():
     """The bundled folder was re-exported from format 1 (a training recipe plus a few keys, read by
     a hand-written loader) to format 2; its weights are the same file, and it must segment the
     example as the old loader did."""
-    from fm.examples import example_path
-    from fm.io import load_volume
+    from fm.core.examples import example_path
+    from fm.core.io import load_volume
 
     reference = json.loads((Path(__file__).parent / "data" / "synth_unet_example_reference.json").read_text())
     segmenter, info = create_segmenter("synth-unet")

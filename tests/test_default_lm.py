@@ -12,10 +12,10 @@ import torch
 from transformers import AutoModelForImageTextToText
 
 import fm  # noqa: F401  (registers the model)
-from fm.examples import example_path
-from fm.findings import Findings
-from fm.io import load_volume
-from fm.narration import default_lm_folder, load_report_model
+from fm.core.examples import example_path
+from fm.core.findings import Findings
+from fm.core.io import load_volume
+from fm.lm.loading import default_lm_folder, load_report_model
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_closed_questions_are_answered_as_the_findings_say(model, example):
         "In which region is the largest lesion?": "parietal lobe",
         "Are the lateral ventricles enlarged?": "no",
     }
-    from fm.prompts import build_prompt
+    from fm.lm.prompts import build_prompt
 
     prompts = [build_prompt(model.num_visual_tokens(features), findings, q) for q in questions]
     answers = model.generate_text(features, prompts, max_new_tokens=8, grounded_in=findings)  # as answer() decodes

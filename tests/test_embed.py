@@ -19,9 +19,9 @@ from click.testing import CliRunner
 from encoders.memory import GIB
 from encoders.preprocess import brain_id_preprocess
 from encoders.registry import create_encoder
-from fm.cli import main
-from fm.embed import embed_scans, embeddings_of, tiled_embedding
-from fm.io import load_volume
+from fm.cli.main import main
+from fm.core.io import load_volume
+from fm.probe.embed import embed_scans, embeddings_of, tiled_embedding
 
 BRAIN_ID = Path(__file__).resolve().parent / "data" / "refvectors" / "brain_id"
 CHECKPOINT = BRAIN_ID / "brainid_small_checkpoint.pth"

@@ -12,7 +12,7 @@ import torch
 
 from encoders.checkpoint import load_container
 from encoders.registry import create_encoder, list_encoders
-from fm.errors import InputFileError
+from fm.core.errors import InputFileError
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL = ROOT / "tests" / "data" / "refvectors"

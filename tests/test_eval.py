@@ -1,4 +1,4 @@
-"""The evaluators (fm.eval_segmentation, fm.eval_reports, fm.eval_vqa and `fm eval`) on cases whose
+"""The evaluators (fm.evaluate.segmentation, fm.evaluate.reports, fm.evaluate.vqa and `fm eval`) on cases whose
 answers are known by construction, and end to end on the bundled example's own report."""
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from fm.cli import main
-from fm.errors import InputError, InputFileError
-from fm.eval_reports import ReportCase, evaluate_reports, prf
-from fm.eval_segmentation import MaskPair, evaluate_pairs, region_metrics, regions_between
-from fm.eval_vqa import VQAItem, closed_correct, evaluate_answers, infer_answer_type, wilson_interval
-from fm.examples import example_path, example_paths
-from fm.findings import Findings, Laterality
-from fm.labels import BRAIN_TUMOUR, BRATS
-from fm.narrative import narrative_report
+from fm.cli.main import main
+from fm.core.errors import InputError, InputFileError
+from fm.core.examples import example_path, example_paths
+from fm.core.findings import Findings, Laterality
+from fm.core.labels import BRAIN_TUMOUR, BRATS
+from fm.evaluate.reports import ReportCase, evaluate_reports, prf
+from fm.evaluate.segmentation import MaskPair, evaluate_pairs, region_metrics, regions_between
+from fm.evaluate.vqa import VQAItem, closed_correct, evaluate_answers, infer_answer_type, wilson_interval
+from fm.report.template_narrative import narrative_report
 from fm.synth.vqa import qa_pairs
 
 EXAMPLE_FINDINGS = example_path().parent / "example_brain_t1_findings.json"

@@ -9,10 +9,10 @@ import random
 
 import pytest
 
-from fm.examples import example_path
-from fm.faithfulness import GuardResult, check, split_sentences
-from fm.findings import Findings, Laterality
-from fm.narrative import narrative_report
+from fm.core.examples import example_path
+from fm.core.findings import Findings, Laterality
+from fm.report.faithfulness import GuardResult, check, split_sentences
+from fm.report.template_narrative import narrative_report
 from fm.synth.random_findings import random_findings
 from fm.synth.vqa import qa_pairs
 

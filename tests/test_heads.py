@@ -13,9 +13,9 @@ from torch import nn
 
 from encoders.preprocess import Preprocessed, monai_preprocess
 from encoders.registry import create_encoder
-from fm.errors import InputFileError
-from fm.io import load_volume, volume_from_array
-from fm.labels import BRAIN_TUMOUR, BRATS, BTCV, UKBOB
+from fm.core.errors import InputFileError
+from fm.core.io import load_volume, volume_from_array
+from fm.core.labels import BRAIN_TUMOUR, BRATS, BTCV, UKBOB
 from heads.decoding import nested_to_labels
 from heads.etta import norm_affine_parameters, segment_with_etta
 from heads.segmentation import LightSegmentationNet, Segmenter, SwinSegmentationNet
@@ -155,7 +155,7 @@ def test_etta_adapts_then_restores_the_model(tmp_path):
 
 
 def test_segmenter_folders_are_checked_before_use(tmp_path):
-    from fm.labels import BRAIN_TISSUE, BRAIN_TUMOUR
+    from fm.core.labels import BRAIN_TISSUE, BRAIN_TUMOUR
     from heads.segmenters import bundled_network_folder, create_segmenter
 
     segmenter, info = create_segmenter("synth-unet")
@@ -233,7 +233,7 @@ class FixedProbabilities(nn.Module):
 )
 @torch.no_grad()
 def test_softmax_lesions_are_decided_by_the_whole_tumour_region_first(probabilities, label):
-    from fm.labels import BRAIN_TISSUE
+    from fm.core.labels import BRAIN_TISSUE
 
     scan = volume_from_array(np.ones((12, 12, 12), np.float32), np.eye(4))
     result = Segmenter(FixedProbabilities(probabilities), identity_preprocess, BRAIN_TISSUE, roi_size=(16, 16, 16))(
@@ -275,8 +275,8 @@ def test_nested_outputs_land_on_the_scans_own_grid(tmp_path):
 @pytest.mark.parametrize("code", ["LAS", "PIR", "RPI"])
 def test_hemispheres_come_from_the_affine_in_any_orientation(tmp_path, code):
     """The example's true tissue labels without sides get the sides of its true hemisphere labels back."""
-    from fm.examples import example_path
-    from fm.labels import BRAIN_TISSUE, BRAIN_TUMOUR_TO_TISSUE
+    from fm.core.examples import example_path
+    from fm.core.labels import BRAIN_TISSUE, BRAIN_TUMOUR_TO_TISSUE
     from heads.hemispheres import split_hemispheres
     from heads.segmentation import Segmentation
 
@@ -296,7 +296,7 @@ def test_hemispheres_come_from_the_affine_in_any_orientation(tmp_path, code):
 
 
 def test_lesions_touching_no_brain_tissue_are_dropped():
-    from fm.labels import BRAIN_TISSUE
+    from fm.core.labels import BRAIN_TISSUE
     from heads.plausibility import drop_detached_lesions
     from heads.segmentation import Segmentation
 

@@ -13,11 +13,11 @@ import pytest
 from encoders.base import INTENSITY_MODES
 from encoders.memory import parse_size
 from encoders.preprocess import INTENSITY_TRANSFORMS, brain_id_preprocess, monai_preprocess
-from fm.contrasts import parse_contrasts
-from fm.errors import InputError, InputFileError, look_up
-from fm.io import load_volume, save_volume, volume_from_array
-from fm.labels import BRAIN_TUMOUR
-from fm.measure import measure
+from fm.core.contrasts import parse_contrasts
+from fm.core.errors import InputError, InputFileError, look_up
+from fm.core.io import load_volume, save_volume, volume_from_array
+from fm.core.labels import BRAIN_TUMOUR
+from fm.core.measure import measure
 
 SPEC = phantoms.mr_spec(size=(8, 8, 8))
 

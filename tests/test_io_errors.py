@@ -14,9 +14,9 @@ import pytest
 import SimpleITK as sitk
 from pydicom.uid import generate_uid
 
-from fm.dicom import MultipleSeriesError
-from fm.errors import InputFileError
-from fm.io import load_volume, save_volume
+from fm.core.dicom import MultipleSeriesError
+from fm.core.errors import InputFileError
+from fm.core.io import load_volume, save_volume
 
 
 def small_nifti(path, array=None, affine=None):

@@ -13,7 +13,7 @@ import pytest
 import SimpleITK as sitk
 from pydicom.uid import JPEG2000Lossless, RLELossless
 
-from fm.io import load_volume, save_volume
+from fm.core.io import load_volume, save_volume
 
 ORIENTATIONS = ["RAS", "LAS", "LPS", "PIR", "ILA"]
 

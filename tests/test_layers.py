@@ -1,58 +1,57 @@
-"""The import layers, as the README's Layout section writes them: fm core <- encoders <- heads <-
-the rest of fm (pipeline, report, render, embed, cli), app.py and eval. A module may import its own
-layer and those below, never one above. Every import statement counts, those inside functions too
-(a lazy import is still a dependency), so the check reads the source rather than sys.modules."""
+"""The import table of the house (docs/development.md draws it): each package of this project may
+import its own modules and those of the packages listed for it, never the others. Every import
+statement counts, those inside functions too (a lazy import is still a dependency), so the check reads
+the source rather than sys.modules."""
 
 from __future__ import annotations
 
 import ast
+import graphlib
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-#: fm modules below the encoders: reading scans, labels, errors, checksums, findings and their
-#: measurement, lesion matching, and the templates the atlas uses.
-FM_CORE = {
-    "fm",
-    "fm.errors",
-    "fm.io",
-    "fm.dicom",
-    "fm.limits",
-    "fm.labels",
-    "fm.masks",
-    "fm.checksums",
-    "fm.contrasts",
-    "fm.examples",
-    "fm.findings",
-    "fm.measure",
-    "fm.atlas",
-    "fm.lesion_matching",
-    "fm.synth",
-    "fm.synth.template",
+EVERYTHING = "everything"
+#: package -> the packages it may import besides itself. The root package `fm` (its __init__, the
+#: version and the table of moved modules) is importable from anywhere.
+TABLE: dict[str, set[str] | str] = {
+    "fm": {"fm.core"},
+    "fm.core": set(),
+    "encoders": {"fm.core"},
+    "heads": {"fm.core", "encoders"},
+    "fm.report": {"fm.core"},
+    "fm.clinical": {"fm.core", "fm.report"},
+    "fm.synth": {"fm.core", "fm.report"},
+    "fm.probe": {"fm.core", "encoders", "heads"},
+    "fm.lm": {"fm.core", "encoders", "heads", "fm.report", "fm.synth", "fm.probe"},
+    "fm.serve": {"fm.core", "fm.report", "fm.lm"},
+    "fm.evaluate": {"fm.core", "fm.report", "fm.lm"},
+    "fm.pipeline": {"fm.core", "encoders", "heads", "fm.report", "fm.clinical", "fm.lm", "fm.serve"},
+    "fm.demo": {"fm.core", "encoders", "heads", "fm.report", "fm.clinical", "fm.lm", "fm.serve", "fm.pipeline"},
+    "fm.cli": EVERYTHING,
+    "fm.__main__": EVERYTHING,
+    "app": EVERYTHING,
+    "eval": EVERYTHING,
 }
-#: Modules that live in a lower package but sit on top: the training recipe draws its scans from
-#: fm.synth, whose samples come with measured findings and reports (the top layer).
-ON_TOP = {"heads.train_segmenter"}
-#: Upward imports that are the point of their module: fm registers its language model with
-#: transformers' Auto classes when transformers loads them (a plug-in hook, run only then).
-ALLOWED = {("fm", "fm.model")}
-LAYER_NAMES = ("fm core", "encoders", "heads", "pipeline, report, CLI, app, eval, training")
+#: (module, module it imports) against the table, each for a reason that is the point of the module
+EXCEPTIONS = {
+    # fm registers its language model with transformers' Auto classes when transformers loads them
+    # (an import hook that runs only then), so that `import fm` is enough for AutoModel to load it
+    ("fm", "fm.lm.modeling"),
+    ("fm", "fm.lm.configuration"),
+    # the segmentation network's training recipe draws its scans from the synthetic data engine
+    ("heads.train_segmenter", "fm.synth.generator"),
+}
 
 
-def layer(module: str) -> int | None:
-    top = module.split(".")[0]
-    if module in ON_TOP:
-        return 3
-    if module in FM_CORE:
-        return 0
-    if top == "encoders":
-        return 1
-    if top == "heads":
-        return 2
-    if top in ("fm", "eval", "app"):
-        return 3
-    return None  # not this project's
+def package_of(module: str) -> str | None:
+    """The longest entry of the table the module lies in; None: not this project's."""
+    parts = module.split(".")
+    for end in range(len(parts), 0, -1):
+        if ".".join(parts[:end]) in TABLE:
+            return ".".join(parts[:end])
+    return None
 
 
 def project_modules() -> list[tuple[str, Path]]:
@@ -63,36 +62,47 @@ def project_modules() -> list[tuple[str, Path]]:
     return [(".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"), p) for p in files]
 
 
-def imported_modules(path: Path, module: str) -> set[str]:
+KNOWN = {name for name, _ in project_modules()}
+
+
+def imported_modules(path: Path) -> set[str]:
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            # `from fm import synth` imports fm.synth; `from fm.io import load_volume` imports fm.io
+            # `from fm.core import regions` imports fm.core.regions; `from fm.core.io import Volume` imports fm.core.io
             names.update(
                 f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in KNOWN else node.module
                 for alias in node.names
             )
-    return names
+    return {name for name in names if package_of(name) is not None}
 
 
-KNOWN = {name for name, _ in project_modules()}
+def allowed(importer: str, imported: str) -> bool:
+    own, other = package_of(importer), package_of(imported)
+    rule = TABLE[own]
+    return rule == EVERYTHING or other in (own, "fm") or other in rule or (importer, imported) in EXCEPTIONS
 
 
-@pytest.mark.parametrize(
-    "module, path",
-    [m for m in project_modules() if layer(m[0]) < 3],
-    ids=lambda v: str(v) if isinstance(v, str) else "",
-)
-def test_lower_layers_import_nothing_above_them(module, path):
-    own = layer(module)
-    above = sorted(
-        name for name in imported_modules(path, module) if (layer(name) or 0) > own and (module, name) not in ALLOWED
-    )
-    assert not above, f"{module} ({LAYER_NAMES[own]}) imports {above}, which sit above it"
+@pytest.mark.parametrize("module, path", project_modules(), ids=lambda v: v if isinstance(v, str) else "")
+def test_every_import_follows_the_table(module, path):
+    wrong = sorted(name for name in imported_modules(path) if not allowed(module, name))
+    assert not wrong, f"{module} ({package_of(module)}) imports {wrong}, which its row of the table does not allow"
 
 
-def test_the_layers_cover_every_module():
-    assert {layer(name) for name, _ in project_modules()} == {0, 1, 2, 3}
-    assert all(name in KNOWN for name in FM_CORE), "a core module named here no longer exists"
+def test_the_table_covers_every_module_and_has_no_cycle():
+    assert all(package_of(name) for name in KNOWN), "a module outside every package of the table"
+    graphlib.TopologicalSorter({k: v for k, v in TABLE.items() if v != EVERYTHING}).prepare()  # CycleError
+    for importer, imported in EXCEPTIONS:
+        assert importer in KNOWN and imported in KNOWN, f"exception {importer} -> {imported} names a missing module"
+        assert imported in imported_modules(dict(project_modules())[importer]), f"{importer} no longer needs {imported}"
+
+
+def test_the_check_sees_a_wrong_arrow(tmp_path):
+    """A lower layer importing a higher one, lazily inside a function, is caught."""
+    source = tmp_path / "measure.py"
+    source.write_text("def f():\n    from fm.pipeline.report_pipeline import ReportPipeline\n")
+    assert "fm.pipeline.report_pipeline" in imported_modules(source)
+    assert not allowed("fm.core.measure", "fm.pipeline.report_pipeline")
+    assert allowed("fm.pipeline.report_pipeline", "fm.core.measure")

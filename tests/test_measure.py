@@ -10,11 +10,11 @@ import numpy as np
 import phantoms
 import pytest
 
-from fm.examples import nilearn_template
-from fm.findings import Findings, Laterality, findings_json_schema
-from fm.io import load_volume
-from fm.labels import BRAIN_TUMOUR
-from fm.measure import measure
+from fm.core.examples import nilearn_template
+from fm.core.findings import Findings, Laterality, findings_json_schema
+from fm.core.io import load_volume
+from fm.core.labels import BRAIN_TUMOUR
+from fm.core.measure import measure
 
 OEDEMA, CORE, ENHANCING = 7, 8, 9
 
@@ -293,7 +293,7 @@ def test_a_cut_structure_has_no_volume_in_findings_json_old_or_new(tmp_path):
 
 
 def test_found_lesions_are_matched_to_true_ones_by_position(tmp_path):
-    from fm.lesion_matching import match_lesions
+    from fm.core.lesion_matching import match_lesions
 
     shape, spacing = (120, 120, 120), (1.5, 1.5, 1.5)
     affine = grid(shape, spacing)

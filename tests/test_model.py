@@ -1,4 +1,4 @@
-"""The report model (fm.model): encoder + adapter + any causal LM as one transformers model, built
+"""The report model (fm.lm.modeling): encoder + adapter + any causal LM as one transformers model, built
 from tiny random language models of the two families users have on disk (Llama, Qwen2) and a BPE
 tokenizer trained here, so every path runs offline in seconds."""
 
@@ -18,14 +18,14 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 import fm  # noqa: F401  (registers the model with transformers' Auto classes)
-from fm.adapter import ADAPTER_KINDS, AdapterConfig, build_adapter, position_code
-from fm.examples import example_path
-from fm.findings import Findings
-from fm.grounded_decoding import GroundedDecoding, Grounding
-from fm.io import volume_from_array
-from fm.model import FMForReportGeneration
-from fm.narrative import narrative_report
-from fm.prompts import IMAGE_TOKEN, build_prompt, findings_text
+from fm.core.examples import example_path
+from fm.core.findings import Findings
+from fm.core.io import volume_from_array
+from fm.lm.adapter import ADAPTER_KINDS, AdapterConfig, build_adapter, position_code
+from fm.lm.grounded_decoding import GroundedDecoding, Grounding
+from fm.lm.modeling import FMForReportGeneration
+from fm.lm.prompts import IMAGE_TOKEN, build_prompt, findings_text
+from fm.report.template_narrative import narrative_report
 from fm.synth.random_findings import random_findings
 from fm.synth.vqa import qa_pairs
 
@@ -276,7 +276,7 @@ def test_fm_vqa_and_fm_chat_answer_about_a_scan(tmp_path, tokenizer):
     of two turns (its answers are noise; what matters is that each turn runs with the earlier ones)."""
     from click.testing import CliRunner
 
-    from fm.cli import main
+    from fm.cli.main import main
 
     small_model(tokenizer).save_pretrained(tmp_path / "lm")
     options = ["--example", "--no-findings", "--lm", str(tmp_path / "lm"), "--max-new-tokens", "4"]

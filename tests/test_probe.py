@@ -1,4 +1,4 @@
-"""Linear probes (fm.probe, fm probe): group-aware splits, bootstrap intervals and paired tests on
+"""Linear probes (fm.probe.linear, fm probe): group-aware splits, bootstrap intervals and paired tests on
 cases whose answer is known, the clear refusals, the .npz adapter, and a whole run from a manifest
 of small scans to the results and figures."""
 
@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from fm.cli import main
-from fm.errors import InputError, InputFileError
-from fm.probe import ProbeResult, ProbeSettings, _outer_splits, bootstrap_intervals, check_cases, paired_test
-from fm.probe_features import ProbeCase, cases_from_npz, read_probe_manifest
+from fm.cli.main import main
+from fm.core.errors import InputError, InputFileError
+from fm.probe.features import ProbeCase, cases_from_npz, read_probe_manifest
+from fm.probe.linear import ProbeResult, ProbeSettings, _outer_splits, bootstrap_intervals, check_cases, paired_test
 
 SMALL_2D = "timm25d(model_name=resnet10t,size=(32;32;32),spacing_mm=(3;3;3))"
 
@@ -181,8 +181,8 @@ def test_fm_probe_compares_sources_and_writes_the_tables_and_figures(tmp_path):
 def test_a_segmenters_encoder_is_probed_with_its_own_input_spec_beside_its_random_twin():
     import torch
 
-    from fm.probe_features import FeatureSource, segmenter_encoder
-    from fm.probe_run import feature_sources
+    from fm.probe.features import FeatureSource, segmenter_encoder
+    from fm.probe.run import feature_sources
     from heads.model_folder import read_config
     from heads.segmenters import bundled_network_folder
 

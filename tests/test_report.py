@@ -16,15 +16,16 @@ import pypdf
 import pytest
 from PIL import Image
 
-from fm.errors import InputFileError
-from fm.examples import example_path
-from fm.findings import Findings
-from fm.io import load_volume, volume_from_array
-from fm.labels import BRAIN_TUMOUR, BTCV
-from fm.measure import measure
-from fm.pipeline import ADAPTIVE_STAGES, ReportPipeline
-from fm.render import REPORT_FILES, views_centre, write_report_folder
-from fm.report import NOTICE, REPORT_SCHEMA_VERSION, Report
+from fm.core.errors import InputFileError
+from fm.core.examples import example_path
+from fm.core.findings import Findings
+from fm.core.io import load_volume, volume_from_array
+from fm.core.labels import BRAIN_TUMOUR, BTCV
+from fm.core.measure import measure
+from fm.pipeline.report_folder import REPORT_FILES, write_report_folder
+from fm.pipeline.report_pipeline import ADAPTIVE_STAGES, ReportPipeline
+from fm.report.document import NOTICE, REPORT_SCHEMA_VERSION, Report
+from fm.report.render import views_centre
 from heads.segmenters import ADAPTIVE_MODEL_ID
 
 #: The example's one lesion, from its ground truth (fm/data/example_brain_t1_findings.json).
@@ -283,7 +284,7 @@ def test_the_first_page_shows_where_the_views_pass_with_a_legible_legend(example
 
 
 def test_a_language_model_narrative_is_shown_only_when_faithful_to_the_measurements(example, tmp_path):
-    from fm.narrative import narrative_report
+    from fm.report.template_narrative import narrative_report
 
     report = example.report
     faithful = narrative_report(report.findings, seed=5)

@@ -1,4 +1,4 @@
-"""fm.serve: one generation interface, two backends. The in-process backend batches and streams
+"""fm.serve.backends: one generation interface, two backends. The in-process backend batches and streams
 what it generates one request at a time; `fm export vllm` writes the plain language model, its
 tokenizer and a LoRA adapter with the key names vLLM loads; and a real vLLM server (the separate
 environment tools/vllm-env builds) fed the spliced prompt embeddings writes the transformers
@@ -22,14 +22,15 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from fm.cli import main
-from fm.examples import example_path
-from fm.findings import Findings
-from fm.grounded_decoding import Grounding
-from fm.io import load_volume, volume_from_array
-from fm.narration import load_report_model
-from fm.prompts import build_prompt
-from fm.serve import (
+from fm.cli.main import main
+from fm.core.examples import example_path
+from fm.core.findings import Findings
+from fm.core.io import load_volume, volume_from_array
+from fm.lm.grounded_decoding import Grounding
+from fm.lm.loading import load_report_model
+from fm.lm.prompts import build_prompt
+from fm.lm.train import LORA_TARGETS
+from fm.serve.backends import (
     GenerationRequest,
     TransformersBackend,
     VLLMBackend,
@@ -37,9 +38,8 @@ from fm.serve import (
     encode_prompt_embeds,
     prompt_embeddings,
 )
-from fm.train import LORA_TARGETS
-from fm.vllm_export import SERVED_LORA, VLLMExport, export_for_vllm
-from fm.vllm_server import VLLMServer, default_vllm_python
+from fm.serve.vllm_export import SERVED_LORA, VLLMExport, export_for_vllm
+from fm.serve.vllm_server import VLLMServer, default_vllm_python
 
 QUESTIONS = (
     "How many lesions are there?",
@@ -153,7 +153,7 @@ def test_fm_export_vllm_writes_the_plain_model_and_a_lora_with_its_key_names(tmp
     assert (out / "python" / "fm" / "vllm_plugin.py").is_file()  # the server's grounded decoding
     exported = VLLMExport.read(out)
     assert exported.lora_rank == 8
-    for flag in ("--enable-prompt-embeds", "--enable-lora", f"{SERVED_LORA}={out / 'lora'}", "fm.vllm_plugin:"):
+    for flag in ("--enable-prompt-embeds", "--enable-lora", f"{SERVED_LORA}={out / 'lora'}", "fm.serve.vllm_plugin:"):
         assert flag in done.output
     again = CliRunner().invoke(main, ["export", "vllm", str(out)])
     assert again.exit_code == 1 and "is not empty" in again.stderr and "Traceback" not in again.output

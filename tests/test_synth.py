@@ -13,19 +13,18 @@ from click.testing import CliRunner
 from PIL import Image
 from scipy import ndimage
 
-from fm import atlas
-from fm.cli import main
-from fm.errors import InputFileError
-from fm.examples import example_path
-from fm.findings import Findings, Laterality
-from fm.io import load_volume
-from fm.labels import BRAIN_TUMOUR
-from fm.measure import measure
-from fm.narrative import side_of, ventricles
+from fm.cli.main import main
+from fm.core.errors import InputFileError
+from fm.core.examples import example_path
+from fm.core.findings import Findings, Laterality
+from fm.core.io import load_volume
+from fm.core.labels import BRAIN_TUMOUR
+from fm.core.measure import measure
+from fm.core.mni_template import load_template
+from fm.report.template_narrative import side_of, ventricles
 from fm.synth import lesions
 from fm.synth.dataset import load_synth_dataset, write_dataset
 from fm.synth.generator import SPLITS, generate
-from fm.synth.template import load_template
 
 COARSE = (1.8, 1.8, 1.8)  # fast samples for tests
 LESION_IDS = list(BRAIN_TUMOUR.lesion)
@@ -141,7 +140,7 @@ def test_text_never_contradicts_the_findings(samples):
 
 
 def test_narratives_vary_in_wording_not_in_facts(samples):
-    from fm.narrative import narrative_report
+    from fm.report.template_narrative import narrative_report
 
     findings = samples[0].findings
     texts = {narrative_report(findings, seed=s) for s in range(12)}
@@ -164,7 +163,7 @@ def test_splits_differ_as_documented(samples):
 
     def regions(allow):
         plans = [p for _ in range(40) for p in lesions.plan_lesions(rng, template, 3, (1, 60), allow)]
-        return {str(atlas.lobe(np.array(p.centre_mni))) for p in plans}
+        return {str(regions.lobe(np.array(p.centre_mni))) for p in plans}
 
     assert not regions(False) & set(lesions.INFRATENTORIAL), "training placed a lesion below the tentorium"
     assert regions(True) & set(lesions.INFRATENTORIAL), "the test split never places infratentorial lesions"

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import save_file
 
 from encoders.registry import create_encoder, list_encoders
-from fm.errors import InputError, InputFileError
+from fm.core.errors import InputError, InputFileError
 
 SMALL = dict(model_name="resnet10t", size=(16, 20, 24))
 

@@ -1,4 +1,4 @@
-"""Training the report model (fm.train) on a small synthetic folder: stage 1 moves the adapter
+"""Training the report model (fm.lm.train) on a small synthetic folder: stage 1 moves the adapter
 only, stage 2 trains LoRA whose saved adapter reproduces the merged model, a run resumes where it
 stopped, and the same command runs under torchrun with two CPU processes (gloo)."""
 
@@ -16,10 +16,10 @@ import torch
 from test_model import SMALL_LM, tokenizer  # noqa: F401  (the BPE tokenizer fixture)
 from transformers import LlamaConfig
 
-from fm.adapter import AdapterConfig
-from fm.model import FMForReportGeneration
+from fm.lm.adapter import AdapterConfig
+from fm.lm.modeling import FMForReportGeneration
+from fm.lm.train import LMTrainConfig, ScanTextDataset, collate, synth_examples, train_lm, training_examples
 from fm.synth.dataset import write_dataset
-from fm.train import LMTrainConfig, ScanTextDataset, collate, synth_examples, train_lm, training_examples
 
 QUICK = dict(grad_accum=1, checkpoint_every=2, lr=5e-3)
 
@@ -119,7 +119,7 @@ def test_a_run_resumes_from_its_last_checkpoint(start):
 
 
 def test_the_same_command_runs_on_two_processes(start):
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "fm.train"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "fm.lm.train"]
     options = [
         "--init",
         start / "init",
@@ -143,7 +143,7 @@ def test_the_same_command_runs_on_two_processes(start):
 def test_fm_train_lm_shows_its_options():
     from click.testing import CliRunner
 
-    from fm.cli import main
+    from fm.cli.main import main
 
     done = CliRunner().invoke(main, ["train", "lm", "--help"])
     assert done.exit_code == 0 and "--stage" in done.output and "--init" in done.output
@@ -152,7 +152,7 @@ def test_fm_train_lm_shows_its_options():
 def test_the_default_bundle_recipe_builds_a_model_from_scratch(start):
     """The recipe at a toy size: its own tokenizer (the image placeholder one token), the bundled
     segmenter's encoder and input spec, a Llama trained from scratch with the adapter."""
-    from fm.default_lm import DefaultLMRecipe, build
+    from fm.lm.default_lm import DefaultLMRecipe, build
     from heads.segmenters import create_segmenter
 
     recipe = DefaultLMRecipe(vocab_size=400, hidden_size=64, layers=2, heads=4, kv_heads=2, intermediate_size=128)

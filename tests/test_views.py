@@ -11,11 +11,11 @@ import phantoms
 import pytest
 from scipy import ndimage
 
-from fm.io import load_volume
-from fm.labels import BRAIN_TUMOUR
-from fm.measure import measure
-from fm.render import views_centre
-from fm.views import LABEL_COLOURS, nearest_voxel, orthogonal_views
+from fm.core.io import load_volume
+from fm.core.labels import BRAIN_TUMOUR
+from fm.core.measure import measure
+from fm.report.render import views_centre
+from fm.report.views import LABEL_COLOURS, nearest_voxel, orthogonal_views
 
 
 def brightest(image: np.ndarray) -> tuple[float, float]:

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from fm.core.mni_template import CORE, ENHANCING, GENERATION_LABELS, OEDEMA
 from fm.synth.spatial import smooth_field
-from fm.synth.template import CORE, ENHANCING, GENERATION_LABELS, OEDEMA
 
 LESION_LABELS = (OEDEMA, CORE, ENHANCING)
 

@@ -3,8 +3,8 @@ manifest that `datasets` loads directly, and a preview montage for people to loo
 
 Layout of DIR (sample ids are `<split>-<seed>-<index>`):
     images/<id>.nii.gz     the scan (int16 with a scale factor; reads back as float)
-    labels/<id>.nii.gz     segmentation labels (fm.labels.BRAIN_TUMOUR), same grid
-    findings/<id>.json     fm.findings.Findings measured from the label map
+    labels/<id>.nii.gz     segmentation labels (fm.core.labels.BRAIN_TUMOUR), same grid
+    findings/<id>.json     fm.core.findings.Findings measured from the label map
     reports/<id>.json      {"structured": ..., "narrative": ...}
     qa/<id>.json           question/answer pairs
     rows/<id>.json         the sample's manifest row (lets an interrupted run resume)
@@ -21,10 +21,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from fm.errors import InputFileError
-from fm.io import load_volume
+from fm.core.errors import InputFileError
+from fm.core.io import load_volume
+from fm.report.views import orthogonal_views
 from fm.synth.generator import SynthSample, generate
-from fm.views import orthogonal_views
 
 _FOLDERS = ("images", "labels", "findings", "reports", "qa", "rows")
 

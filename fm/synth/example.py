@@ -14,9 +14,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from fm.io import volume_from_array
-from fm.labels import BRAIN_TUMOUR
-from fm.measure import measure
+from fm.core.io import volume_from_array
+from fm.core.labels import BRAIN_TUMOUR
+from fm.core.measure import measure
 from fm.synth.generator import generate
 
 DATA = Path(__file__).resolve().parents[1] / "data"

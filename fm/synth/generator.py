@@ -4,7 +4,7 @@ A sample is drawn in this order: global atrophy and lesions are painted into the
 template; a random pose, smooth warp and mass effect map an output grid of random spacing and
 orientation onto it; labels are sampled (nearest) on that grid and on a finer grid from which the
 image is rendered (Gaussian intensities per label, slice profile, bias, noise). The findings come
-from `fm.measure` on the output label map, the same code that measures a model's prediction.
+from `fm.core.measure` on the output label map, the same code that measures a model's prediction.
 
 The two splits differ on purpose, so the test split measures generalisation (see SPLITS).
 """
@@ -17,14 +17,14 @@ import zlib
 import numpy as np
 import torch
 
-from fm.errors import look_up
-from fm.findings import Findings
-from fm.io import Volume, volume_from_array
-from fm.labels import BRAIN_TUMOUR
-from fm.measure import measure
-from fm.narrative import narrative_report, structured_report
+from fm.core.errors import look_up
+from fm.core.findings import Findings
+from fm.core.io import Volume, volume_from_array
+from fm.core.labels import BRAIN_TUMOUR
+from fm.core.measure import measure
+from fm.core.mni_template import SCALP, SKULL, load_template, with_atrophy
+from fm.report.template_narrative import narrative_report, structured_report
 from fm.synth import contrast, lesions, spatial
-from fm.synth.template import SCALP, SKULL, load_template, with_atrophy
 from fm.synth.vqa import qa_pairs
 
 #: Field of view (mm, x/y/z in the subject's RAS) covering the head with a margin.

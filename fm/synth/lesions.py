@@ -16,8 +16,8 @@ import dataclasses
 import numpy as np
 from scipy import ndimage
 
-from fm import atlas
-from fm.synth.template import CORE, ENHANCING, LEFT_WM, OEDEMA, PARENCHYMA, RIGHT_WM, Template
+from fm.core import regions
+from fm.core.mni_template import CORE, ENHANCING, LEFT_WM, OEDEMA, PARENCHYMA, RIGHT_WM, Template
 
 KINDS = ("glioma-like", "low-grade", "metastasis-like")
 INFRATENTORIAL = ("cerebellum", "brainstem")
@@ -54,7 +54,7 @@ def plan_lesions(
         kind = KINDS[rng.integers(len(KINDS))]
         target = float(np.exp(rng.uniform(*np.log(volume_range_ml))))
         centre = template.mni(candidates[rng.integers(len(candidates))].astype(float))
-        region = str(atlas.lobe(centre))
+        region = str(regions.lobe(centre))
         if region in INFRATENTORIAL and not allow_infratentorial:
             continue
         axes = np.exp(rng.normal(0, 0.15, 3))

@@ -1,6 +1,6 @@
 """Findings drawn at random, with no scan behind them, in the brain-tumour-v1 label set that
 `fm report` measures. They are text for teaching a report model to copy what its prompt's findings
-say (fm.train's `random_findings` examples): a few hundred synthetic scans give a few hundred sets
+say (fm.lm.train's `random_findings` examples): a few hundred synthetic scans give a few hundred sets
 of numbers, which a small model memorises; thousands of random ones it can only copy.
 
 The ranges cover what fm.synth scans and the shipped segmenter on real brain MRI give, and more:
@@ -13,8 +13,7 @@ from __future__ import annotations
 import math
 import random
 
-from fm.atlas import EXTRA_AXIAL
-from fm.findings import (
+from fm.core.findings import (
     Findings,
     InputGeometry,
     Laterality,
@@ -22,9 +21,10 @@ from fm.findings import (
     Provenance,
     StructureFinding,
 )
-from fm.labels import BRAIN_TUMOUR
+from fm.core.labels import BRAIN_TUMOUR
+from fm.core.regions import EXTRA_AXIAL
 
-REGIONS = {  # lobe-level regions of fm.atlas.lobe, weighted roughly as tumours occur
+REGIONS = {  # lobe-level regions of fm.core.regions.lobe, weighted roughly as tumours occur
     "frontal lobe": 6,
     "parietal lobe": 5,
     "temporal lobe": 5,

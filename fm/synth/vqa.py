@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import random
 
-from fm.findings import Findings, Laterality
-from fm.narrative import NOT_ASSESSED, lesion_character, lesion_noun, location, side_of, ventricles
+from fm.core.findings import Findings, Laterality
+from fm.report.template_narrative import NOT_ASSESSED, lesion_character, lesion_noun, location, side_of, ventricles
 
 _ASK = {
     "presence": ("Is there a lesion in this scan?", "Is a focal lesion present?", "Does this brain show a tumour?"),

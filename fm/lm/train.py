@@ -1,0 +1,354 @@
+"""Training the report model (fm.lm.modeling) in two stages on scans with their findings and texts, from
+folders written by `fm synth` (fm.synth.dataset), with transformers' Trainer: seeded, checkpointed,
+resumable (run the same command again), logged, and unchanged under `torchrun` or `accelerate
+launch` with several processes (gloo on CPUs).
+
+- stage 1, alignment: the language model is frozen; the adapter alone learns to put the scan
+  where the language model can read it, from report examples;
+- stage 2, instruction tuning: LoRA (peft) on the language model's attention and MLP projections,
+  the adapter trained in full, on reports, single questions and multi-turn chats. With
+  `full_lm`, the whole language model trains instead of LoRA: for one trained from scratch (the
+  default bundle, fm.lm.default_lm), where a low-rank update has nothing to build on.
+
+A share of the examples (`image_only_share`) leaves the findings out of the prompt, so the model
+also learns to answer from the image alone (what fm.lm.modeling's findings-free mode measures); and
+`random_findings` adds text examples for findings drawn at random, which teach it to copy the
+measurements rather than recall the training scans'.
+
+    python -m fm.lm.train --init MODEL_DIR --data SYNTH_DIR --out runs/lm1 --stage 1 --steps 500
+    torchrun --nproc_per_node 2 -m fm.lm.train --init runs/lm1/final --data SYNTH_DIR --out runs/lm2 --stage 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import random
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+from transformers import Trainer, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from fm.core.checksums import content_hash
+from fm.core.findings import Findings
+from fm.core.io import load_volume
+from fm.lm.modeling import FMForReportGeneration
+from fm.lm.prompts import build_prompt
+from fm.probe.embed import weights_hash
+from fm.report.template_narrative import narrative_report
+from fm.synth.dataset import load_synth_dataset
+from fm.synth.random_findings import random_findings
+from fm.synth.vqa import qa_pairs
+
+#: LoRA goes on the language model's projections only (a full-match regex: the encoder and the
+#: adapter have linear layers too), with standard key names so a server can load the adapter alone.
+LORA_TARGETS = r".*language_model\..*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+
+
+@dataclasses.dataclass
+class LMTrainConfig:
+    stage: int = 1
+    steps: int = 500
+    lr: float = 1e-3
+    batch_size: int = 1
+    grad_accum: int = 4
+    seed: int = 0
+    lora_rank: int = 16
+    lora_alpha: int = 32
+    image_only_share: float = 0.2
+    checkpoint_every: int = 100
+    max_length: int = 2048
+    full_lm: bool = False  # stage 2: train the whole language model, not LoRA
+    random_findings: int = 0  # sets of random findings added to the examples (random_findings_examples)
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+    image: str
+    findings: str | None  # Findings JSON; None: the image-only mode
+    target: str
+    question: str | None = None  # None: the report task
+    history: tuple[tuple[str, str], ...] = ()
+
+
+def synth_examples(
+    folder: str | Path, split: str, stage: int, seed: int = 0, image_only_share: float = 0.2
+) -> list[Example]:
+    """Text examples from a synthetic dataset folder: each scan's report, and in stage 2 its
+    questions one by one and all of them as one multi-turn chat. Image-only examples (findings left
+    out) are drawn among stage 1's reports and stage 2's closed questions (yes/no, count, side,
+    region): without the measurements a model must not be taught to write numbers."""
+    folder = Path(folder)
+    rng = random.Random(seed)
+    examples = []
+    for row in load_synth_dataset(folder, split):
+        findings = (folder / row["findings"]).read_text()
+        image = str(folder / row["image"])
+
+        def grounding(image_only_allowed: bool) -> str | None:
+            return None if image_only_allowed and rng.random() < image_only_share else findings
+
+        examples.append(Example(image, grounding(stage == 1), row["narrative"]))
+        if stage == 1:
+            continue
+        pairs = json.loads((folder / "qa" / f"{row['sample_id']}.json").read_text())
+        examples += [
+            Example(image, grounding(pair["answer_type"] == "closed"), pair["answer"], pair["question"])
+            for pair in pairs
+        ]
+        if len(pairs) > 1:
+            *earlier, last = pairs
+            history = tuple((pair["question"], pair["answer"]) for pair in earlier)
+            examples.append(Example(image, findings, last["answer"], last["question"], history))
+    return examples
+
+
+def random_findings_examples(count: int, images: list[str], seed: int = 0) -> list[Example]:
+    """Examples for `count` sets of findings drawn at random (fm.synth.random_findings): the report
+    and two questions each, shown with one of `images` that the findings do not describe. A few
+    hundred scans give a few hundred sets of numbers, which a small model memorises; these it can
+    only copy, and they teach it that the measurements, not its impression of the image, decide
+    what it writes (as `fm report` needs when it narrates what the segmenter measured)."""
+    rng = random.Random(seed)
+    examples = []
+    for _ in range(count):
+        findings = random_findings(rng)
+        text, image = findings.to_json(), rng.choice(images)
+        examples.append(Example(image, text, narrative_report(findings, seed=rng.randrange(2**31))))
+        pairs = qa_pairs(findings, seed=rng.randrange(2**31))
+        examples += [Example(image, text, p["answer"], p["question"]) for p in rng.sample(pairs, min(2, len(pairs)))]
+    return examples
+
+
+def training_examples(data: str | Path, split: str, config: LMTrainConfig) -> list[Example]:
+    examples = synth_examples(data, split, config.stage, config.seed, config.image_only_share)
+    images = sorted({example.image for example in examples})
+    return examples + random_findings_examples(config.random_findings, images, config.seed)
+
+
+class ScanTextDataset(torch.utils.data.Dataset):
+    """Examples as model inputs: the scan, the prompt and the target (the loss falls on the target
+    and its end token only). A frozen encoder's features are computed once per scan and kept (each
+    scan serves several examples, and the encoder costs more than a language-model step), on disk
+    too when `cache_dir` is given, so that a rerun or a resumed run does not encode again; a
+    trained encoder gets the prepared scan."""
+
+    def __init__(
+        self, examples: list[Example], model: FMForReportGeneration, max_length: int, cache_dir: Path | None = None
+    ):
+        self.examples, self.model, self.max_length, self.cache_dir = examples, model, max_length, cache_dir
+        self._scans: dict[str, torch.Tensor] = {}
+        self._encoder_key: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def encode_all(self) -> None:
+        """Every scan's input up front, with a progress bar (else each on first use)."""
+        images = sorted({example.image for example in self.examples})
+        for image in tqdm(images, desc="encoding scans", unit="scan"):
+            self._scan(image)
+
+    def __getitem__(self, index: int) -> dict:
+        example = self.examples[index]
+        scan = self._scan(example.image)
+        if self.model.config.freeze_encoder:
+            features = scan
+        else:
+            with torch.no_grad():  # only to count the visual tokens
+                features = self.model.encode_scan(scan[None])[0]
+        findings = Findings.from_json(example.findings) if example.findings else None
+        prompt = build_prompt(
+            self.model.num_visual_tokens(features[None]), findings, example.question, list(example.history)
+        )
+        tokenizer = self.model.tokenizer
+        prompt_ids = tokenizer(prompt)["input_ids"]
+        target_ids = tokenizer(" " + example.target, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        if len(prompt_ids) + len(target_ids) > self.max_length:
+            raise ValueError(
+                f"{example.image}: example of {len(prompt_ids) + len(target_ids)} tokens, above max_length {self.max_length}"
+            )
+        return {
+            "input_ids": torch.tensor(prompt_ids + target_ids),
+            "labels": torch.tensor([-100] * len(prompt_ids) + target_ids),
+            self._scan_key: scan,
+        }
+
+    @property
+    def _scan_key(self) -> str:
+        return "image_features" if self.model.config.freeze_encoder else "pixel_values"
+
+    def _scan(self, path: str) -> torch.Tensor:
+        if path not in self._scans:
+            self._scans[path] = self._cached(path) if self.model.config.freeze_encoder else self._scan_input(path)
+        return self._scans[path]
+
+    def _cached(self, path: str) -> torch.Tensor:
+        if self.cache_dir is None:
+            return self._scan_input(path)
+        from safetensors.torch import load_file, save_file
+
+        file = self.cache_dir / f"{self._cache_key(path)}.safetensors"
+        if file.is_file():
+            return load_file(file)["features"]
+        features = self._scan_input(path)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        save_file({"features": features.contiguous()}, file, metadata={"scan": str(path)})
+        return features
+
+    def _cache_key(self, path: str) -> str:
+        """The scan's bytes, the encoder's weights and the input spec: features of another scan,
+        encoder or preprocessing never match (as fm.probe.embed keys its cache)."""
+        if self._encoder_key is None:
+            spec = json.dumps(self.model.config.input_spec, sort_keys=True)
+            self._encoder_key = weights_hash(self.model.encoder) + spec
+        return hashlib.sha256((content_hash(Path(path)) + self._encoder_key).encode()).hexdigest()
+
+    def _scan_input(self, path: str) -> torch.Tensor:
+        prepared = self.model.prepare_scan(load_volume(path))
+        if not self.model.config.freeze_encoder:
+            return prepared[0]
+        with torch.no_grad():
+            return self.model.encode_scan(prepared)[0]
+
+
+def collate(batch: list[dict], pad_id: int) -> dict:
+    """Right-padded token rows; the scans stacked when they share a grid, else a list (the model
+    turns each into the same number of visual tokens)."""
+    width = max(len(item["input_ids"]) for item in batch)
+
+    def padded(key: str, fill: int) -> torch.Tensor:
+        return torch.stack(
+            [torch.nn.functional.pad(item[key], (0, width - len(item[key])), value=fill) for item in batch]
+        )
+
+    scan_key = "image_features" if "image_features" in batch[0] else "pixel_values"
+    scans = [item[scan_key] for item in batch]
+    same_grid = len({tuple(scan.shape) for scan in scans}) == 1
+    return {
+        "input_ids": padded("input_ids", pad_id),
+        "labels": padded("labels", -100),
+        "attention_mask": (
+            torch.arange(width)[None] < torch.tensor([len(i["input_ids"]) for i in batch])[:, None]
+        ).long(),
+        scan_key: torch.stack(scans) if same_grid else [scan[None] for scan in scans],
+    }
+
+
+def trainable_for_stage(model: FMForReportGeneration, config: LMTrainConfig):
+    """Stage 1: the adapter only. Stage 2: a peft model with LoRA on the language model and the
+    adapter saved and trained in full."""
+    if config.stage == 1 or config.full_lm:
+        trained = ("adapter.",) if config.stage == 1 else ("adapter.", "language_model.")
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad = name.startswith(trained)
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        r=config.lora_rank, lora_alpha=config.lora_alpha, target_modules=LORA_TARGETS, modules_to_save=["adapter"]
+    )
+    return get_peft_model(model, lora)
+
+
+def train_lm(
+    init: str | Path,
+    data: str | Path,
+    out: str | Path,
+    config: LMTrainConfig,
+    split: str = "train",
+    features_cache: str | Path | None = None,
+) -> Path:
+    """Train from the model at `init` (a folder or Hub id) on `data`; resumes from the last
+    checkpoint in `out`. Returns the folder of the result: out/final, a complete model (in stage
+    2 with the LoRA weights merged; the adapter alone is in out/lora). A frozen encoder's features
+    of the scans are kept in `features_cache` (default out/scan_features)."""
+    out = Path(out)
+    torch.manual_seed(config.seed)
+    model = FMForReportGeneration.from_pretrained(init)
+    cache = Path(features_cache) if features_cache else out / "scan_features"
+    dataset = ScanTextDataset(training_examples(data, split, config), model, config.max_length, cache)
+    dataset.encode_all()
+    trained = trainable_for_stage(model, config)
+    use_cpu = not torch.cuda.is_available()
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1  # started by torchrun / accelerate launch
+    args = TrainingArguments(
+        output_dir=str(out),
+        max_steps=config.steps,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        learning_rate=config.lr,
+        lr_scheduler_type="cosine",
+        warmup_steps=min(20, config.steps // 10),
+        seed=config.seed,
+        data_seed=config.seed,
+        save_steps=config.checkpoint_every,
+        save_total_limit=2,
+        logging_steps=1,
+        report_to=[],
+        remove_unused_columns=False,
+        use_cpu=use_cpu,
+        ddp_backend="gloo" if use_cpu and distributed else None,
+        dataloader_num_workers=0,
+    )
+    pad_id = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else model.tokenizer.eos_token_id
+    trainer = Trainer(
+        model=trained, args=args, train_dataset=dataset, data_collator=lambda batch: collate(batch, pad_id)
+    )
+    last = get_last_checkpoint(str(out)) if out.is_dir() else None
+    trainer.train(resume_from_checkpoint=last)
+    if not trainer.is_world_process_zero():
+        return out / "final"
+    (out / "train_config.json").write_text(
+        json.dumps({**dataclasses.asdict(config), "init": str(init), "data": str(data)}, indent=2)
+    )
+    if config.stage == 1 or config.full_lm:
+        model.save_pretrained(out / "final")
+    else:
+        trained.save_pretrained(out / "lora")
+        merged = trained.merge_and_unload()
+        merged.tokenizer = model.tokenizer
+        merged.save_pretrained(out / "final")
+    return out / "final"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="fm train lm", description="Train the report model: stage 1 aligns the adapter, stage 2 adds LoRA."
+    )
+    parser.add_argument(
+        "--init", required=True, help="the model to start from: a folder or hf-hub id (FMForReportGeneration)"
+    )
+    parser.add_argument("--data", required=True, help="a folder written by fm synth")
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--out", required=True)
+    add_config_options(parser, LMTrainConfig)
+    args = parser.parse_args(argv)
+    print(train_lm(args.init, args.data, args.out, config_from_args(LMTrainConfig, args), args.split))
+    if torch.distributed.is_initialized():  # every rank waits for rank 0's saving, then leaves the group cleanly
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
+def add_config_options(parser: argparse.ArgumentParser, config_class) -> None:
+    """One --option per field of a config dataclass, typed by its default (flags for booleans)."""
+    defaults = config_class()
+    for field in dataclasses.fields(config_class):
+        value, option = getattr(defaults, field.name), f"--{field.name.replace('_', '-')}"
+        if isinstance(value, bool):
+            parser.add_argument(option, action="store_true")
+        else:
+            parser.add_argument(option, type=type(value), default=value)
+
+
+def config_from_args(config_class, args: argparse.Namespace):
+    return config_class(**{field.name: getattr(args, field.name) for field in dataclasses.fields(config_class)})
+
+
+if __name__ == "__main__":
+    main()

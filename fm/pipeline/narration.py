@@ -1,0 +1,46 @@
+"""The language model's part in a report: let the report model (fm.lm.loading) write the narrative
+from the scan and its measured findings, and keep it only when the faithfulness guard finds no
+contradiction (fm.report.document.Report.with_model_narrative)."""
+
+from __future__ import annotations
+
+from fm.core.io import Volume
+from fm.lm.loading import model_input
+from fm.lm.prompts import build_prompt
+from fm.report.document import Report
+
+
+def narrate(
+    report: Report, scans: Volume | list[Volume], report_model, model_id: str, attempts: int = 4, backend=None
+) -> Report:
+    """The report with the model's narrative of `scans` grounded in the report's findings, checked.
+    backend: where the language model runs (fm.serve.backends; default: in this process)."""
+    return narrate_all([report], [scans], report_model, model_id, attempts, backend)[0]
+
+
+def narrate_all(
+    reports: list[Report], sessions: list, report_model, model_id: str, attempts: int = 4, backend=None
+) -> list[Report]:
+    """narrate for several sessions' scans at once, each draft round one batch.
+    The guard is the verifier: the greedy draft first, and while the guard finds a contradiction,
+    up to `attempts` - 1 sampled drafts (seeded, temperature 0.7); the first faithful draft is
+    kept, else the last is recorded as withheld and the template stands."""
+    from fm.serve.backends import GenerationRequest, TransformersBackend
+
+    backend = backend or TransformersBackend(report_model)
+    features = [report_model.scan_features(model_input(scans, report_model)) for scans in sessions]
+    prompts = [build_prompt(report_model.num_visual_tokens(f), r.findings) for f, r in zip(features, reports)]
+    written = list(reports)
+    pending = list(range(len(reports)))
+    for attempt in range(attempts):
+        sampling = {"temperature": 0.7 if attempt else 0.0, "seed": attempt}
+        requests = [
+            GenerationRequest(features[i], prompts[i], 400, grounded_in=reports[i].findings, **sampling)
+            for i in pending
+        ]
+        for index, generation in zip(pending, backend.batch(requests)):
+            written[index] = reports[index].with_model_narrative(generation.text, model_id)
+        pending = [index for index in pending if not written[index].model_narrative.kept]
+        if not pending:
+            break
+    return written
