@@ -21,7 +21,8 @@ from monai.networks.nets import ResNet
 from monai.networks.nets.resnet import ResNetBlock
 from torch import nn
 
-from encoders.base import Encoder, Features, InputSpec, tokens_of
+from encoders.base import Encoder, Features, tokens_of
+from encoders.spec import InputSpec
 from fm.core.errors import InputFileError
 
 

@@ -1,5 +1,5 @@
-"""The Encoder interface every family implements, the InputSpec that says what input it expects,
-and the Features it returns.
+"""The Encoder interface every family implements and the Features it returns (the InputSpec that
+says what input it expects is encoders.spec).
 
 An Encoder is an nn.Module that also saves to / loads from the project's own format (config.json
 with the constructor arguments and the InputSpec, model.safetensors, a model card) through
@@ -13,45 +13,16 @@ import inspect
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from huggingface_hub import ModelCard, ModelCardData, PyTorchModelHubMixin
 from torch import nn
 
-from fm.core.errors import look_up
+from encoders.spec import InputSpec
 
 if TYPE_CHECKING:
     from encoders.preprocess import Preprocessed
-
-
-#: InputSpec.intensity choices; encoders.preprocess holds the MONAI transform of each (MONAI is
-#: not imported here), and a test checks the two name the same modes.
-INTENSITY_MODES = ("minmax", "percentile", "zscore_nonzero", "ct_window", "none")
-
-
-@dataclasses.dataclass(frozen=True)
-class InputSpec:
-    """What an encoder expects: set in each family's pretrained config, like timm's."""
-
-    spacing_mm: tuple[float, float, float] | None  # resample to this (None: keep the scan's)
-    orientation: str  # axis codes of the array fed to the network, e.g. "RAS"
-    size: tuple[int, int, int]  # crop/pad size, or the sliding-window size when `windowed`
-    windowed: bool  # True: any size divisible by `divisible_by` works (sliding window)
-    intensity: (
-        str  # one of INTENSITY_MODES: "percentile" is 0.5-99.5 % to [0, 1], "none" leaves intensities as they are
-    )
-    in_channels: int
-    modalities: tuple[str, ...]  # e.g. ("T1",) or ("T1c", "T1", "T2", "FLAIR")
-    divisible_by: int = 1
-    notes: str = ""
-
-    def __post_init__(self):
-        # An InputError: a spec can come from a model folder's config.json, not only from code.
-        look_up("intensity mode", self.intensity, INTENSITY_MODES)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from encoders.base import Encoder, Features, InputSpec, tokens_of
+from encoders.base import Encoder, Features, tokens_of
+from encoders.spec import InputSpec
 from fm.core.errors import InputFileError
 
 

@@ -34,11 +34,11 @@ from monai.transforms import (
     Transform,
 )
 
-from encoders.base import InputSpec
+from encoders.spec import InputSpec
 from fm.core.errors import InputError, look_up
 from fm.core.io import Volume, volume_from_array
 
-#: InputSpec.intensity mode (encoders.base.INTENSITY_MODES) -> its MONAI transform (None: left as they are).
+#: InputSpec.intensity mode (encoders.spec.INTENSITY_MODES) -> its MONAI transform (None: left as they are).
 INTENSITY_TRANSFORMS: dict[str, Transform | None] = {
     "ct_window": ScaleIntensityRange(a_min=-175, a_max=250, b_min=0.0, b_max=1.0, clip=True),
     "zscore_nonzero": NormalizeIntensity(nonzero=True),

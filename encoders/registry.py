@@ -6,7 +6,9 @@
   `.safetensors`), loaded strictly and safely;
 - a folder in this project's format (config.json + model.safetensors), or
 - `hf-hub:org/name`, the same format on the Hugging Face Hub (honours HF_HUB_OFFLINE and the
-  local cache).
+  local cache), or
+- an https:// URL of such a checkpoint file, downloaded once into the weights cache and verified
+  (encoders.download; `fm weights list` shows the published URLs, encoders.published).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from encoders.anatcl import AnatCL
 from encoders.base import Encoder
 from encoders.brain_id import BrainID
 from encoders.checkpoint import load_container, load_state_dict_strictly
+from encoders.download import download_weights, is_url
+from encoders.published import published_sha256
 from encoders.swin_bob import SwinBOB
 from encoders.timm25d import Timm25D
 from fm.core.errors import InputError, InputFileError
@@ -104,7 +108,7 @@ def create_encoder(name: str, pretrained: str | Path | None = None, *, strict: b
     check_settings(name, overrides)
     if pretrained is None:
         return entry.cls(**{**entry.defaults, **overrides}).eval()
-    source = str(pretrained)
+    source = str(resolve_pretrained(pretrained))
     if source.startswith(HUB_PREFIX):
         return _from_project_folder(entry, hub_snapshot(source), overrides, strict)
     path = Path(source)
@@ -115,6 +119,15 @@ def create_encoder(name: str, pretrained: str | Path | None = None, *, strict: b
     module, state = model.original_state_dict(container, path)
     load_state_dict_strictly(module, state, path, strict=strict)
     return model.eval()
+
+
+def resolve_pretrained(pretrained: str | Path) -> str | Path:
+    """An http(s) URL becomes its downloaded file in the weights cache (encoders.download: fetched
+    once, verified against a #sha256 fragment or the published table's SHA-256); a path or an
+    hf-hub id is returned as it is. What comes back then loads as a local file always has."""
+    if not is_url(pretrained):
+        return pretrained
+    return download_weights(str(pretrained), sha256=published_sha256(str(pretrained)))
 
 
 def hub_snapshot(source: str) -> Path:

@@ -23,7 +23,8 @@ from monai.networks.nets import SwinUNETR
 from monai.networks.nets.swin_unetr import PatchMergingV2
 from torch import nn
 
-from encoders.base import Encoder, Features, InputSpec, tokens_of
+from encoders.base import Encoder, Features, tokens_of
+from encoders.spec import InputSpec
 from fm.core.errors import InputFileError
 
 

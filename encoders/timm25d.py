@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from timm.layers import AttentionPoolLatent
 from torch import nn
 
-from encoders.base import Encoder, Features, InputSpec
+from encoders.base import Encoder, Features
+from encoders.spec import InputSpec
 from fm.core.errors import InputFileError, look_up
 
 #: The volume's array axis (after RAS orientation, batch and channel first) for each slice direction.

@@ -24,7 +24,7 @@ GIB = 1024**3
 # One `fm embed` in this process, then its peak RSS (KiB on Linux) on the last line of stderr.
 _CLI_CHILD = """
 import resource, sys, time
-from fm.cli.main import main
+from fm.cli.fm_cli import main
 started = time.perf_counter()
 try:
     main(sys.argv[1:], standalone_mode=False)

@@ -5,7 +5,8 @@ README): what a user would see, case by case.
   each run three ways: FLAIR and T1c together, FLAIR alone, T1c alone. Per run: whether the
   tumour was found, its side against the labels' side (both in MNI space through the run's own
   registration, i.e. from the affine), whole tumour / core / enhancing Dice, whole-tumour volume
-  error, false-positive lesions (components of 0.5 mL or more that miss the labels);
+  error, false-positive lesions (lesions as a report groups them, of 0.5 mL or more, that miss the
+  labels);
 - healthy heads (T1 and PD of one person; a skull-stripped contrast-enhanced T1): lesions and
   tissue volumes, and the T1-PD agreement;
 - a head CT (8-bit): the input gate's verdict.
@@ -32,6 +33,8 @@ from scipy import ndimage  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from fm.core.io import load_volume  # noqa: E402
+from fm.core.measure import grouped_lesions  # noqa: E402
+from fm.core.midline import Midline  # noqa: E402
 from fm.pipeline.gate import OutOfScopeError  # noqa: E402
 from fm.pipeline.report_pipeline import ReportPipeline  # noqa: E402
 
@@ -65,12 +68,16 @@ def tissue_volumes(labels: np.ndarray, voxel_ml: float) -> dict[str, float]:
 def side_in_mni(mask: np.ndarray, volume, scan_to_mni: np.ndarray) -> str:
     """'left' or 'right' of the registered template's midline, for the mask's centroid."""
     centre = volume.voxel_to_ras(np.argwhere(mask).mean(0))
-    return "right" if (scan_to_mni @ np.append(centre, 1.0))[0] > 0 else "left"
+    return "right" if Midline.of_template(scan_to_mni).is_right(centre) else "left"
 
 
 def lesion_components(mask: np.ndarray, voxel_ml: float) -> tuple[np.ndarray, np.ndarray]:
-    components, n = ndimage.label(mask, structure=np.ones((3, 3, 3)))
-    return components, ndimage.sum_labels(np.ones_like(components), components, index=np.arange(1, n + 1)) * voxel_ml
+    """The found lesions as a report counts them (fm.core.measure.grouped_lesions), and their volumes in mL."""
+    components = grouped_lesions(mask)
+    count = int(components.max())
+    return components, ndimage.sum_labels(
+        np.ones_like(components), components, index=np.arange(1, count + 1)
+    ) * voxel_ml
 
 
 def brats_run(pipeline: ReportPipeline, case: Path, contrasts: tuple[str, ...], figures: Path | None) -> dict:

@@ -72,7 +72,7 @@ BECAME_PACKAGE = {
     "fm.probe": ("fm.probe.linear",),
     "fm.pipeline": ("fm.pipeline.report_pipeline",),
     "fm.demo": ("fm.demo.page",),
-    "fm.cli": ("fm.cli.main",),
+    "fm.cli": ("fm.cli.fm_cli",),
 }
 
 

@@ -28,9 +28,10 @@ from scipy import ndimage
 from fm.core.io import Volume, resample_array
 from fm.core.labels import BRAIN_TISSUE
 from fm.core.masks import background_value, fill_holes_in_slices
+from fm.core.midline import Midline
 from heads import tissue_priors
 from heads.bias import correct_bias
-from heads.hemispheres import right_of_atlas_midline, split_hemispheres
+from heads.hemispheres import split_hemispheres
 from heads.lesions import (
     BRIGHT_LESION_CONTRASTS,
     LesionRules,
@@ -93,7 +94,11 @@ class BrainResult:
 
     def with_sides(self, volume: Volume) -> Segmentation:
         """BRAIN_TUMOUR labels: grey and white matter sided by the registered template's midline."""
-        return split_hemispheres(self.segmentation, volume, right_of_atlas_midline(self.analysis.scan_to_mni, volume))
+        return split_hemispheres(
+            self.segmentation,
+            volume,
+            Midline.of_template(self.analysis.scan_to_mni).right_of(volume.affine, volume.shape),
+        )
 
 
 class ContrastAdaptiveSegmenter:

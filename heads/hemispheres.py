@@ -15,6 +15,7 @@ import numpy as np
 
 from fm.core.io import Volume
 from fm.core.labels import BRAIN_TISSUE, BRAIN_TISSUE_SIDES, BRAIN_TUMOUR
+from fm.core.midline import Midline
 from heads.result import Segmentation
 
 # BRAIN_TISSUE id -> BRAIN_TUMOUR id on the patient's (left, right)
@@ -27,8 +28,8 @@ _CELL_MM = 2.0  # occupancy grid for the symmetry score
 _POINTS = 15000  # voxels sampled per class for the score
 
 
-def midsagittal_plane(tissue: np.ndarray, volume: Volume, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(point, unit normal towards the patient's right) of the brain's plane of symmetry, in RAS mm."""
+def midsagittal_plane(tissue: np.ndarray, volume: Volume, seed: int = 0) -> Midline:
+    """The brain's plane of symmetry (RAS mm), its normal towards the patient's right."""
     rng = np.random.default_rng(seed)
     brain = tissue > 0
     # The brain's outline, and its brightest and darkest thirds in the image itself: inner structure
@@ -59,7 +60,7 @@ def midsagittal_plane(tissue: np.ndarray, volume: Volume, seed: int = 0) -> tupl
             key=lambda c: score(*c, shift),
         )
     normal = _normal(yaw, roll)
-    return centre + shift * normal, normal
+    return Midline.through(centre + shift * normal, normal)
 
 
 def _steps(limit: float, step: float) -> np.ndarray:
@@ -92,23 +93,7 @@ def _mirror_hits(points: np.ndarray, occupancy: dict, point: np.ndarray, normal:
 
 def right_of_midline(tissue: np.ndarray, volume: Volume) -> np.ndarray:
     """Boolean map: voxels on the patient's right of the brain's mid-sagittal plane."""
-    point, normal = midsagittal_plane(tissue, volume)
-    coefficients = normal @ volume.affine[:3]  # signed distance is linear in the voxel indices
-    coefficients[3] -= normal @ point
-    return _positive_side(coefficients, volume.shape)
-
-
-def right_of_atlas_midline(scan_to_mni: np.ndarray, volume: Volume) -> np.ndarray:
-    """Boolean map: voxels whose image in MNI space lies right of x = 0 (the symmetric template's
-    midline), for a scan registered to the template."""
-    return _positive_side((scan_to_mni @ volume.affine)[0], volume.shape)  # MNI x is linear in the voxel indices
-
-
-def _positive_side(coefficients: np.ndarray, shape) -> np.ndarray:
-    """Voxels (i, j, k) of a grid of `shape` where a*i + b*j + c*k + d > 0, for coefficients (a, b, c, d)."""
-    i, j, k = (np.arange(n, dtype=np.float32) for n in shape)
-    a, b, c, d = coefficients
-    return (a * i[:, None, None] + b * j[None, :, None] + c * k[None, None, :] + d) > 0
+    return midsagittal_plane(tissue, volume).right_of(volume.affine, volume.shape)
 
 
 def split_hemispheres(segmentation: Segmentation, volume: Volume, right: np.ndarray | None = None) -> Segmentation:

@@ -12,7 +12,7 @@ config.json, format 2:
     {"model_type": "fm3d-segmenter", "format_version": 2,
      "encoder": {"name": "brain_id", "kwargs": {"f_maps": 8}},          # encoders.registry name + settings
      "head": {"type": "light", "width": 16, "num_classes": 8},         # or {"type": "encoder", ...}: its own decoder
-     "input_spec": {...},                                              # encoders.base.InputSpec
+     "input_spec": {...},                                              # encoders.spec.InputSpec
      "label_set": {...},                                               # fm.core.labels.LabelSet: what the channels mean
      "output": {"decoding": "softmax", "region_channels": []},         # or "nested" sigmoid regions, named per channel
      "inference": {"roi_size": [64, 64, 64], "overlap": 0.5},
@@ -26,7 +26,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from encoders.base import InputSpec
+from encoders.spec import InputSpec
 from fm.core.errors import InputFileError, look_up
 from fm.core.labels import LabelSet
 from heads.decoding import LabelDecoder

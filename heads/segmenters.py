@@ -56,19 +56,20 @@ def _bundled_network(pretrained, settings) -> tuple[object, ModelInfo]:
 def _published_swin(name: str, label_set_name: str):
     def build(pretrained, settings) -> tuple[object, ModelInfo]:
         from encoders.preprocess import monai_preprocess
-        from encoders.registry import check_settings, create_encoder
+        from encoders.registry import check_settings, create_encoder, resolve_pretrained
         from fm.core.checksums import content_hash
         from fm.core.labels import LABEL_SETS
         from heads.segmentation import Segmenter, SwinSegmentationNet
 
         check_settings(name, settings)
-        encoder = create_encoder(name, pretrained, **settings)
+        local = resolve_pretrained(pretrained)  # a URL: its verified download, so the checksum below is of it
+        encoder = create_encoder(name, local, **settings)
         spec = encoder.spec
         label_set = LABEL_SETS[label_set_name]
         segmenter = Segmenter(
             SwinSegmentationNet(encoder), lambda volume: monai_preprocess(volume, spec), label_set, roi_size=spec.size
         )
-        source = Path(str(pretrained))
+        source = Path(str(local))
         weights = source / "model.safetensors" if source.is_dir() else source
         checksum = content_hash(weights)[:16] if weights.is_file() else "unknown"
         return segmenter, ModelInfo(str(pretrained), "published checkpoint", checksum, name, label_set.name)
@@ -109,13 +110,17 @@ def create_segmenter(
     model: str | Path | None = None, pretrained: str | Path | None = None, **settings
 ) -> tuple[object, ModelInfo]:
     """model: a registered name (default ADAPTIVE_MODEL_ID), a folder in heads.model_folder's format
-    or `hf-hub:org/name`. pretrained: the checkpoint file or saved folder of a published family
-    (needs_weights). settings: that family's constructor settings (e.g. feature_size=12)."""
+    or `hf-hub:org/name`. pretrained: the checkpoint file (or its https:// URL, downloaded once into
+    the weights cache) or saved folder of a published family (needs_weights). settings: that
+    family's constructor settings (e.g. feature_size=12)."""
     name = ADAPTIVE_MODEL_ID if model is None else str(model)
     entry = _REGISTRY.get(name)
     if entry is not None:
         if entry.needs_weights and pretrained is None:
-            raise InputError(f"--encoder {name} needs --model: a checkpoint file, a saved folder or hf-hub:org/name")
+            raise InputError(
+                f"--encoder {name} needs --model: a checkpoint file or its https:// URL, a saved folder or "
+                "hf-hub:org/name (fm weights list shows where the published ones are)"
+            )
         if not entry.needs_weights and pretrained is not None:
             raise InputError(
                 f"{name} carries its own weights; pretrained= is for {', '.join(published_checkpoint_names())}"

@@ -33,8 +33,8 @@ from monai.transforms import Compose, Orientation, Spacing, SpatialPad
 from torch.utils.data import DataLoader, IterableDataset
 from tqdm import tqdm
 
-from encoders.base import InputSpec
 from encoders.preprocess import Preprocessed, monai_preprocess
+from encoders.spec import InputSpec
 from fm.core.errors import InputError, InputFileError
 from fm.core.io import Volume
 from fm.core.labels import BRAIN_TISSUE, BRAIN_TUMOUR_TO_TISSUE

@@ -44,7 +44,7 @@ def example_reports(tmp_path_factory) -> Path:
     --manifest` writes a session: REPORTS/example/report.json, mask.nii.gz, ..."""
     from click.testing import CliRunner
 
-    from fm.cli.main import main
+    from fm.cli.fm_cli import main
 
     reports = tmp_path_factory.mktemp("example_reports")
     done = CliRunner().invoke(main, ["report", "--example", "--out", str(reports / "example")])

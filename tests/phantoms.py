@@ -249,7 +249,7 @@ def enhanced_multiframe(array: np.ndarray, affine_ras: np.ndarray, shuffle_seed:
 
 def mr_spec(spacing_mm=None, size=(32, 32, 32), divisible_by=1):
     """A windowed, min-max scaled single-channel MR input spec for tests (RAS)."""
-    from encoders.base import InputSpec  # torch: only for the tests that run encoders
+    from encoders.spec import InputSpec  # torch: only for the tests that run encoders
 
     spacing = None if spacing_mm is None else (spacing_mm,) * 3
     return InputSpec(

@@ -14,7 +14,7 @@ import phantoms
 import pytest
 from click.testing import CliRunner
 
-from fm.cli.main import main
+from fm.cli.fm_cli import main
 from fm.core.examples import example_path
 from fm.core.io import load_volume, resample_array, save_volume, volume_from_array
 
@@ -110,10 +110,11 @@ def test_convert_keeps_existing_output_unless_overwrite(tmp_path, run):
 
 
 def test_help_explains_each_subcommand_with_an_example(run):
-    for command in ("info", "convert", "segment", "report"):
-        result = run(command, "--help")
+    for command in ("info", "convert", "segment", "report", "weights list"):
+        command = command.split()
+        result = run(*command, "--help")
         assert result.exit_code == 0
-        assert "Examples:" in result.output and f"fm {command} " in result.output
+        assert "Examples:" in result.output and f"fm {' '.join(command)} " in result.output
 
 
 def test_asks_which_series_when_a_person_is_at_the_terminal(tmp_path):

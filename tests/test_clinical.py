@@ -26,7 +26,7 @@ from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
-from fm.cli.main import main
+from fm.cli.fm_cli import main
 from fm.clinical.outputs import FHIR_FILE, SEG_FILE, SR_FILE, ClinicalOutputs, write_clinical_outputs
 from fm.core.dicom import LPS_TO_RAS
 from fm.core.examples import example_paths

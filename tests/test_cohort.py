@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 
-from fm.cli.main import main
+from fm.cli.fm_cli import main
 from fm.core.examples import example_paths
 
 

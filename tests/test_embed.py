@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from encoders.memory import GIB
 from encoders.preprocess import brain_id_preprocess
 from encoders.registry import create_encoder
-from fm.cli.main import main
+from fm.cli.fm_cli import main
 from fm.core.io import load_volume
 from fm.probe.embed import embed_scans, embeddings_of, tiled_embedding
 

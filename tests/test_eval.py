@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from fm.cli.main import main
+from fm.cli.fm_cli import main
 from fm.core.errors import InputError, InputFileError
 from fm.core.examples import example_path, example_paths
 from fm.core.findings import Findings, Laterality

@@ -10,9 +10,9 @@ import numpy as np
 import phantoms
 import pytest
 
-from encoders.base import INTENSITY_MODES
 from encoders.memory import parse_size
 from encoders.preprocess import INTENSITY_TRANSFORMS, brain_id_preprocess, monai_preprocess
+from encoders.spec import INTENSITY_MODES
 from fm.core.contrasts import parse_contrasts
 from fm.core.errors import InputError, InputFileError, look_up
 from fm.core.io import load_volume, save_volume, volume_from_array

@@ -106,3 +106,48 @@ def test_the_check_sees_a_wrong_arrow(tmp_path):
     assert "fm.pipeline.report_pipeline" in imported_modules(source)
     assert not allowed("fm.core.measure", "fm.pipeline.report_pipeline")
     assert allowed("fm.pipeline.report_pipeline", "fm.core.measure")
+
+
+def test_every_moved_module_has_a_home_and_no_old_file_shadows_it():
+    """fm._moved's table points at modules that exist, and no old flat file is left to shadow it."""
+    import importlib.util
+
+    from fm._moved import BECAME_PACKAGE, MOVED
+
+    for old, new in MOVED.items():
+        assert new in KNOWN, f"{old} is said to live in {new}, which does not exist"
+        assert old not in KNOWN, f"{old} still exists beside its new home {new}"
+    for package, homes in BECAME_PACKAGE.items():
+        assert importlib.util.find_spec(package).submodule_search_locations, f"{package} is not a package"
+        assert all(home in KNOWN for home in homes)
+
+
+def test_old_import_paths_keep_working_with_a_deprecation_warning():
+    """What the 0.1 README showed users still imports, warns, and is the same object as the new path."""
+    script = """
+import warnings
+warnings.simplefilter("error")
+import fm
+try:
+    import fm.io
+except DeprecationWarning as warning:
+    assert "fm.core.io" in str(warning), warning
+else:
+    raise AssertionError("no warning")
+warnings.simplefilter("ignore")
+import fm.io, fm.core.io, fm.model, fm.lm.modeling
+from fm.report import Report
+from fm.report.document import Report as NewReport
+from fm.pipeline import ReportPipeline
+from fm.pipeline.report_pipeline import ReportPipeline as NewPipeline
+from fm.cli import main
+from fm.cli.fm_cli import main as new_main
+assert fm.io is fm.core.io and fm.io.load_volume is fm.core.io.load_volume
+assert fm.model.FMForReportGeneration is fm.lm.modeling.FMForReportGeneration
+assert Report is NewReport and ReportPipeline is NewPipeline and main is new_main
+"""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

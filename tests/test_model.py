@@ -276,7 +276,7 @@ def test_fm_vqa_and_fm_chat_answer_about_a_scan(tmp_path, tokenizer):
     of two turns (its answers are noise; what matters is that each turn runs with the earlier ones)."""
     from click.testing import CliRunner
 
-    from fm.cli.main import main
+    from fm.cli.fm_cli import main
 
     small_model(tokenizer).save_pretrained(tmp_path / "lm")
     options = ["--example", "--no-findings", "--lm", str(tmp_path / "lm"), "--max-new-tokens", "4"]

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from fm.cli.main import main
+from fm.cli.fm_cli import main
 from fm.core.errors import InputError, InputFileError
 from fm.probe.features import ProbeCase, cases_from_npz, read_probe_manifest
 from fm.probe.linear import ProbeResult, ProbeSettings, _outer_splits, bootstrap_intervals, check_cases, paired_test

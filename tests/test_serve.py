@@ -22,7 +22,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from fm.cli.main import main
+from fm.cli.fm_cli import main
 from fm.core.examples import example_path
 from fm.core.findings import Findings
 from fm.core.io import load_volume, volume_from_array
@@ -150,7 +150,8 @@ def test_fm_export_vllm_writes_the_plain_model_and_a_lora_with_its_key_names(tmp
         "down_proj",
     }
     assert not config["modules_to_save"]
-    assert (out / "python" / "fm" / "vllm_plugin.py").is_file()  # the server's grounded decoding
+    assert (out / "python" / "fm" / "serve" / "vllm_plugin.py").is_file()  # the server's grounded decoding
+    assert (out / "python" / "fm" / "core" / "findings.py").is_file()  # and what it imports, in its subpackage
     exported = VLLMExport.read(out)
     assert exported.lora_rank == 8
     for flag in ("--enable-prompt-embeds", "--enable-lora", f"{SERVED_LORA}={out / 'lora'}", "fm.serve.vllm_plugin:"):

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from PIL import Image
 from scipy import ndimage
 
-from fm.cli.main import main
+from fm.cli.fm_cli import main
 from fm.core.errors import InputFileError
 from fm.core.examples import example_path
 from fm.core.findings import Findings, Laterality
@@ -21,6 +21,7 @@ from fm.core.io import load_volume
 from fm.core.labels import BRAIN_TUMOUR
 from fm.core.measure import measure
 from fm.core.mni_template import load_template
+from fm.core.regions import lobe
 from fm.report.template_narrative import side_of, ventricles
 from fm.synth import lesions
 from fm.synth.dataset import load_synth_dataset, write_dataset
@@ -163,7 +164,7 @@ def test_splits_differ_as_documented(samples):
 
     def regions(allow):
         plans = [p for _ in range(40) for p in lesions.plan_lesions(rng, template, 3, (1, 60), allow)]
-        return {str(regions.lobe(np.array(p.centre_mni))) for p in plans}
+        return {str(lobe(np.array(p.centre_mni))) for p in plans}
 
     assert not regions(False) & set(lesions.INFRATENTORIAL), "training placed a lesion below the tentorium"
     assert regions(True) & set(lesions.INFRATENTORIAL), "the test split never places infratentorial lesions"

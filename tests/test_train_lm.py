@@ -143,7 +143,7 @@ def test_the_same_command_runs_on_two_processes(start):
 def test_fm_train_lm_shows_its_options():
     from click.testing import CliRunner
 
-    from fm.cli.main import main
+    from fm.cli.fm_cli import main
 
     done = CliRunner().invoke(main, ["train", "lm", "--help"])
     assert done.exit_code == 0 and "--stage" in done.output and "--init" in done.output

@@ -9,7 +9,7 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from fm.cli.main import main
+from fm.cli.fm_cli import main
 from heads.train_segmenter import SegTrainConfig, export, train
 
 TINY = dict(f_maps=8, patch=(32, 32, 32), spacing_mm=3.0, checkpoint_every=1, workers=0)

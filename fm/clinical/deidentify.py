@@ -19,33 +19,13 @@ import pydicom
 from pydicom.sr.codedict import codes
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from fm.core.dicom import DERIVED_TYPE2, SourceSeries
+from fm.core.dicom import DERIVED_TYPE2, FRAME_TAGS, SourceSeries
 
 METHOD = "DICOM PS3.15 Basic Profile, patient and study modules (fm3d)"
 METHOD_CODE = codes.DCM.BasicApplicationConfidentialityProfile
 
 #: Profile action U (replace with a consistent new UID).
 _REPLACED_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID")
-#: What the outputs need from a source image besides the above: its kind, size and geometry.
-_KEPT = (
-    "SOPClassUID",
-    "Modality",
-    "Rows",
-    "Columns",
-    "NumberOfFrames",
-    "SamplesPerPixel",
-    "PhotometricInterpretation",
-    "BitsAllocated",
-    "BitsStored",
-    "HighBit",
-    "PixelRepresentation",
-    "ImagePositionPatient",
-    "ImageOrientationPatient",
-    "PixelSpacing",
-    "SliceThickness",
-    "SpacingBetweenSlices",
-    "ImageType",
-)
 _FUNCTIONAL_GROUPS = ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence")
 #: Of a multi-frame image's functional groups only the geometry is kept (others carry frame times).
 _GEOMETRY_GROUPS = ("PixelMeasuresSequence", "PlanePositionSequence", "PlaneOrientationSequence")
@@ -72,7 +52,7 @@ def mark_deidentified(ds: pydicom.Dataset) -> None:
 
 
 def _deidentified_header(ds: pydicom.Dataset, key: str) -> pydicom.Dataset:
-    out = _copied(ds, _KEPT)
+    out = _copied(ds, FRAME_TAGS)
     for keyword in _FUNCTIONAL_GROUPS:
         if keyword in ds:
             setattr(out, keyword, [_copied(group, _GEOMETRY_GROUPS) for group in ds[keyword].value])

@@ -40,6 +40,28 @@ SLICE_SPACING_TOLERANCE = 0.01
 #: Stacks sheared by more than this (degrees) along the slice normal are a gantry tilt.
 TILT_TOLERANCE_DEG = 0.1
 
+#: The only attributes of a source header that fm.clinical.deidentify keeps for the DICOM SEG and SR
+#: drawn on its frames: the image's kind, pixel layout and place in the patient, no identifiers
+#: (its UIDs are replaced there). Both lists of kept attributes live here, beside the reader.
+FRAME_TAGS = (
+    "SOPClassUID",
+    "Modality",
+    "Rows",
+    "Columns",
+    "NumberOfFrames",
+    "SamplesPerPixel",
+    "PhotometricInterpretation",
+    "BitsAllocated",
+    "BitsStored",
+    "HighBit",
+    "PixelRepresentation",
+    "ImagePositionPatient",
+    "ImageOrientationPatient",
+    "PixelSpacing",
+    "SliceThickness",
+    "SpacingBetweenSlices",
+    "ImageType",
+)
 #: The only DICOM attributes copied into Volume.meta: geometry and acquisition, no identifiers.
 KEPT_TAGS = (
     "Modality",

@@ -34,6 +34,7 @@ from fm.core.findings import (
 )
 from fm.core.io import Volume
 from fm.core.labels import LabelSet
+from fm.core.midline import Midline
 from fm.core.regions import align_to_mni, lobe
 from fm.core.version import __version__
 
@@ -136,8 +137,8 @@ def _structure_confidence(probabilities, label: int, labels: np.ndarray) -> floa
     return float(np.clip(probabilities[label][inside].mean(), 0.0, 1.0))
 
 
-def _midline(labels, volume: Volume, label_set: LabelSet) -> tuple[np.ndarray, np.ndarray] | None:
-    """(point, unit normal towards the patient's right) of the plane between the hemispheres."""
+def _midline(labels, volume: Volume, label_set: LabelSet) -> Midline | None:
+    """The plane between the segmentation's hemispheres, when it has sides."""
     if not (label_set.left and label_set.right):
         return None
     centroids = []
@@ -146,16 +147,17 @@ def _midline(labels, volume: Volume, label_set: LabelSet) -> tuple[np.ndarray, n
         if len(ijk) < 100:
             return None
         centroids.append(volume.voxel_to_ras(ijk.mean(axis=0)))
-    left, right = centroids
-    normal = (right - left) / np.linalg.norm(right - left)
-    # The affine decides which side is right; the labels only say where the plane lies.
-    return (left + right) / 2, normal * (1.0 if normal[0] >= 0 else -1.0)
+    return Midline.between(*centroids)
 
 
 def lesion_components(labels: np.ndarray, label_set: LabelSet) -> np.ndarray:
-    """The lesions' connected components: LesionFinding.component_id at each lesion voxel, else 0.
-    Pieces at most two voxels apart are one lesion (a rim of oedema broken by a sliver of tissue)."""
-    lesion_mask = np.isin(labels, list(label_set.lesion))
+    """The lesions' connected components: LesionFinding.component_id at each lesion voxel, else 0."""
+    return grouped_lesions(np.isin(labels, list(label_set.lesion)))
+
+
+def grouped_lesions(lesion_mask: np.ndarray) -> np.ndarray:
+    """What this package calls one lesion, as a component id at each voxel of `lesion_mask` (0 elsewhere):
+    pieces at most two voxels apart are one lesion (a rim of oedema broken by a sliver of tissue)."""
     groups, _ = ndimage.label(
         ndimage.binary_dilation(lesion_mask, structure=_FULL_CONNECTIVITY), structure=_FULL_CONNECTIVITY
     )
@@ -171,7 +173,7 @@ def _lesions(
         return []
     on_edge = set(np.unique(components[edge]).tolist())
     midline = _midline(labels, volume, label_set)
-    to_mni = align_to_mni(brain, volume.affine, left_right=None if midline is None else midline[1])
+    to_mni = align_to_mni(brain, volume.affine, left_right=None if midline is None else midline.normal)
     lesion_probability = probabilities[lesion_ids].sum(axis=0) if probabilities is not None else None
     found = []
     for component_id, box in enumerate(ndimage.find_objects(components), start=1):
@@ -187,7 +189,7 @@ def _lesions(
         if midline is None:
             right_fraction = float(np.mean(mni[:, 0] > 0))
         else:
-            right_fraction = float(np.mean((ras - midline[0]) @ midline[1] > 0))
+            right_fraction = float(np.mean(midline.is_right(ras)))
         lobes, votes = np.unique(lobe(mni), return_counts=True)
         longest, short = _diameters_mm(ras, volume.affine)
         local_labels = labels[box][local]

@@ -190,18 +190,16 @@ def build_app(settings: DemoSettings = DemoSettings()) -> gr.Blocks:
             yield history, ""
             return
         from fm.lm.loading import model_input
-        from fm.lm.prompts import build_prompt
-        from fm.serve.backends import GenerationRequest, TransformersBackend
+        from fm.pipeline.conversation import stream_answer
+        from fm.serve.backends import TransformersBackend
 
         model = models.report_model
         if state.features is None:
             state.features = model.scan_features(model_input(state.analysis.volumes, model))
         findings = state.analysis.findings
-        prompt = build_prompt(model.num_visual_tokens(state.features), findings, question, state.history)
         history += [{"role": "user", "content": question}, {"role": "assistant", "content": ""}]
         answer = ""
-        request = GenerationRequest(state.features, prompt, 128, grounded_in=findings)
-        for piece in TransformersBackend(model).stream(request):
+        for piece in stream_answer(TransformersBackend(model), state.features, findings, question, state.history):
             answer += piece
             history[-1]["content"] = answer
             yield history, ""

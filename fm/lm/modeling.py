@@ -38,7 +38,7 @@ from fm.lm.grounded_decoding import GroundedDecoding, Grounding
 from fm.lm.prompts import IMAGE_TOKEN, build_prompt
 
 if TYPE_CHECKING:
-    from encoders.base import InputSpec
+    from encoders.spec import InputSpec
 
 # The encoders (and MONAI behind them) are imported where they are used: transformers' Auto module
 # loads this one (fm.register_with_transformers) and may do so while MONAI is still importing.
@@ -131,7 +131,7 @@ class FMForReportGeneration(FMPreTrainedModel, GenerationMixin):
 
     @property
     def input_spec(self) -> "InputSpec":
-        from encoders.base import InputSpec
+        from encoders.spec import InputSpec
 
         spec = dict(self.config.input_spec)
         return InputSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})

@@ -187,6 +187,25 @@ def _written(scan: CohortScan, result, report, folder: Path, clinical: ClinicalO
     return Outcome(scan, "reported", seconds + time.perf_counter() - clock, len(report.findings.lesions), narrative)
 
 
+def report_manifest(
+    scans: list[CohortScan],
+    out: str | Path,
+    pipeline: Callable,
+    narrate_batch: Callable | None,
+    batch_size: int,
+    clinical: ClinicalRequest,
+) -> tuple[Path, dict[str, int]] | None:
+    """report_cohort for this process's share of `scans`: all of them, or under torchrun every
+    world-th row. Rank 0 waits for every rank, then merges their summaries and returns (summary
+    path, counts by outcome); the other ranks return None."""
+    from fm.core.distributed import barrier, process_group
+
+    with process_group() as (rank, world):
+        report_cohort(scans, out, pipeline, narrate_batch, batch_size, rank, world, clinical=clinical)
+        barrier()  # every rank's summary is written
+        return merge_summaries(out, scans, world) if rank == 0 else None
+
+
 def merge_summaries(out: str | Path, scans: list[CohortScan], world: int) -> tuple[Path, dict[str, int]]:
     """out/summary.csv: every rank's rows, in the manifest's order; and how many rows have each status."""
     out = Path(out)

@@ -240,6 +240,40 @@ def _write(rows: list[dict], out: Path) -> None:
     os.replace(staged, out)
 
 
+@dataclasses.dataclass
+class SharedEmbedRun:
+    """What `embed_shared` did: this process's own run and, on rank 0, the totals of every rank."""
+
+    run: EmbedRun
+    world: int
+    totals: tuple[int, int, int] | None  # (added, cached, failed) over every rank; None on other ranks
+
+
+def embed_shared(paths: list[str], encoder_name: str, out: str | Path, **options) -> SharedEmbedRun:
+    """embed_scans, shared among the processes of torchrun: each rank embeds every world-th scan
+    into its own part (on its own GPU where there are GPUs), skipping what `out` already holds,
+    and rank 0 merges the parts into `out` in the order given. Without torchrun: embed_scans."""
+    from fm.core.distributed import device_for_rank, gathered, process_group
+
+    with process_group() as (rank, world):
+        run = embed_scans(
+            paths[rank::world],
+            encoder_name,
+            rank_part(out, rank) if world > 1 else out,
+            progress=rank == 0,
+            device=device_for_rank(),
+            cached_in=out if world > 1 else None,
+            **options,
+        )
+        counts = gathered((run.added, run.cached, len(run.errors)))  # also waits until every part is written
+        totals = None
+        if rank == 0:
+            if world > 1:
+                merge_rank_parts(out, paths)
+            totals = tuple(sum(c[i] for c in counts) for i in range(3))
+    return SharedEmbedRun(run, world, totals)
+
+
 def rank_part(out: str | Path, rank: int) -> Path:
     """Where torchrun rank `rank` writes its part of `out` until rank 0 merges the parts."""
     out = Path(out)
