@@ -1,4 +1,4 @@
-"""Old module paths of fm, kept working for one release (0.1 -> 0.2) after fm/ became subpackages.
+"""Old module paths of fm (and of two heads modules), kept working for one release (0.1 -> 0.2) after fm/ became subpackages.
 
 `import fm.io` still gives fm.core.io, with a DeprecationWarning that names the new path. Old modules
 whose name is now a package (fm.report, fm.pipeline, ...) forward their public names from the
@@ -63,6 +63,8 @@ MOVED = {
     "fm.demo_session": "fm.demo.visitor",
     "fm.cli_errors": "fm.cli.errors",
     "fm.cli_eval": "fm.cli.evaluate",
+    "heads.atlas": "heads.tissue_priors",
+    "heads.segmentation": "heads.network_segmenter",
 }
 #: old module whose name is now a package -> the modules its public names now live in
 BECAME_PACKAGE = {

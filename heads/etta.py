@@ -15,7 +15,7 @@ from torch import nn
 
 from fm.core.errors import InputError
 from fm.core.io import Volume
-from heads.segmentation import Segmentation, Segmenter
+from heads.network_segmenter import Segmentation, Segmenter
 
 _NORMS = (nn.BatchNorm3d, nn.InstanceNorm3d, nn.GroupNorm, nn.LayerNorm)
 

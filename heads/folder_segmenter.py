@@ -19,9 +19,9 @@ from fm.core.io import Volume
 from fm.core.labels import BRAIN_TISSUE, BRAIN_TUMOUR, LabelSet
 from heads.hemispheres import split_hemispheres
 from heads.model_folder import WEIGHTS_FILE, SegmenterConfig, read_config, read_evaluation, write_config
+from heads.network_segmenter import LightSegmentationNet, Segmenter, SwinSegmentationNet
 from heads.plausibility import drop_detached_lesions
 from heads.result import ModelInfo, Segmentation
-from heads.segmentation import LightSegmentationNet, Segmenter, SwinSegmentationNet
 
 
 @dataclasses.dataclass(frozen=True)

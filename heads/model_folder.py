@@ -44,7 +44,7 @@ HEAD_TYPES = ("light", "encoder")
 class SegmenterConfig:
     encoder: str  # encoders.registry name
     encoder_kwargs: dict
-    head: str  # "light" (heads.segmentation.LightSegmentationNet) or "encoder" (the encoder's own decoder)
+    head: str  # "light" (heads.network_segmenter.LightSegmentationNet) or "encoder" (the encoder's own decoder)
     head_width: int | None  # the light decoder's width (None for "encoder")
     num_classes: int  # output channels
     input_spec: InputSpec

@@ -59,7 +59,7 @@ def _published_swin(name: str, label_set_name: str):
         from encoders.registry import check_settings, create_encoder, resolve_pretrained
         from fm.core.checksums import content_hash
         from fm.core.labels import LABEL_SETS
-        from heads.segmentation import Segmenter, SwinSegmentationNet
+        from heads.network_segmenter import Segmenter, SwinSegmentationNet
 
         check_settings(name, settings)
         local = resolve_pretrained(pretrained)  # a URL: its verified download, so the checksum below is of it

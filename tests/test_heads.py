@@ -18,7 +18,7 @@ from fm.core.io import load_volume, volume_from_array
 from fm.core.labels import BRAIN_TUMOUR, BRATS, BTCV, UKBOB
 from heads.decoding import nested_to_labels
 from heads.etta import norm_affine_parameters, segment_with_etta
-from heads.segmentation import LightSegmentationNet, Segmenter, SwinSegmentationNet
+from heads.network_segmenter import LightSegmentationNet, Segmenter, SwinSegmentationNet
 
 
 class Threshold(nn.Module):
@@ -278,7 +278,7 @@ def test_hemispheres_come_from_the_affine_in_any_orientation(tmp_path, code):
     from fm.core.examples import example_path
     from fm.core.labels import BRAIN_TISSUE, BRAIN_TUMOUR_TO_TISSUE
     from heads.hemispheres import split_hemispheres
-    from heads.segmentation import Segmentation
+    from heads.network_segmenter import Segmentation
 
     scan = load_volume(example_path())
     truth = load_volume(example_path().with_name("example_brain_t1_labels.nii.gz")).array.astype(np.uint8)
@@ -297,8 +297,8 @@ def test_hemispheres_come_from_the_affine_in_any_orientation(tmp_path, code):
 
 def test_lesions_touching_no_brain_tissue_are_dropped():
     from fm.core.labels import BRAIN_TISSUE
+    from heads.network_segmenter import Segmentation
     from heads.plausibility import drop_detached_lesions
-    from heads.segmentation import Segmentation
 
     labels = np.zeros((40, 40, 40), np.uint8)
     labels[5:30, 5:30, 5:30] = 3  # grey matter

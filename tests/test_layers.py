@@ -145,6 +145,8 @@ from fm.cli.fm_cli import main as new_main
 assert fm.io is fm.core.io and fm.io.load_volume is fm.core.io.load_volume
 assert fm.model.FMForReportGeneration is fm.lm.modeling.FMForReportGeneration
 assert Report is NewReport and ReportPipeline is NewPipeline and main is new_main
+import heads.atlas, heads.tissue_priors
+assert heads.atlas is heads.tissue_priors
 """
     import subprocess
     import sys

@@ -55,7 +55,7 @@ class PipelineResult:
 
 class ReportPipeline:
     def __init__(self, segmenter, model: ModelInfo, etta: bool = False, etta_steps: int = 3):
-        """segmenter: a ContrastAdaptiveSegmenter or a network heads.segmentation.Segmenter."""
+        """segmenter: a ContrastAdaptiveSegmenter or a network heads.network_segmenter.Segmenter."""
         self.segmenter, self.model, self.etta, self.etta_steps = segmenter, model, etta, etta_steps
 
     @property
