@@ -3,7 +3,7 @@
 Run: .venv/bin/python app.py   (then open the printed local URL; --help for the options)
 """
 
-from fm.cli.fm_cli import app_command
+from fm.cli.app import app_command
 
 if __name__ == "__main__":
     app_command(prog_name="python app.py")

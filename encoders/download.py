@@ -34,11 +34,15 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from fm.core.cache import cache_folder
 from fm.core.checksums import content_hash
 from fm.core.errors import InputError, InputFileError
 from fm.core.version import __version__
 
 URL_SCHEMES = ("https://", "http://")
+#: Hosts plain http:// may come from: a server on this machine (a local mirror, the tests); anything
+#: else could be altered on the way unseen, with no checksum to catch it.
+_LOOPBACK = ("localhost", "127.0.0.1", "::1")
 #: torch.hub's check_hash reads a hash prefix after a '-' of the file name, before the suffix. Here it
 #: needs 8+ hex digits and a letter among them: digits alone read as a date or a version, not a hash.
 _NAME_HASH = re.compile(r"-(?=[0-9]*[a-f])([a-f0-9]{8,64})\.")
@@ -69,11 +73,8 @@ def is_url(source: str | os.PathLike) -> bool:
 
 
 def weights_cache() -> Path:
-    """The folder downloaded checkpoints live in (see the module docstring for the order)."""
-    if os.environ.get("FM_CACHE"):
-        return Path(os.environ["FM_CACHE"]) / "weights"
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "fm3d" / "weights"
+    """The folder downloaded checkpoints live in: `weights` in fm.core.cache's folder."""
+    return cache_folder() / "weights"
 
 
 def split_checksum(url: str) -> tuple[str, str | None]:
@@ -99,7 +100,7 @@ def download_weights(url: str, sha256: str | None = None, *, progress: bool = Tr
     """The local path of the checkpoint at `url`, downloading it the first time.
 
     Args:
-        url: https:// (or http://) address of the file, optionally ending in #sha256=<hex>.
+        url: https:// address of the file (http:// from this machine only), optionally ending in #sha256=<hex>.
         sha256: the file's SHA-256 when the caller knows it (e.g. from the published table);
             must agree with the fragment if both are given.
         progress: show a tqdm bar while downloading (only on a terminal).
@@ -113,6 +114,8 @@ def download_weights(url: str, sha256: str | None = None, *, progress: bool = Tr
     """
     if not is_url(url):
         raise InputError(f"{url}: not an http(s) URL")
+    if url.startswith("http://") and urllib.parse.urlparse(url).hostname not in _LOOPBACK:
+        raise InputError(f"{url}: use https:// (plain http is accepted from this machine only: {', '.join(_LOOPBACK)})")
     plain, from_fragment = split_checksum(url)
     if sha256 is not None:
         sha256 = sha256.lower()

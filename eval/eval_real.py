@@ -71,7 +71,7 @@ def side_in_mni(mask: np.ndarray, volume, scan_to_mni: np.ndarray) -> str:
     return "right" if Midline.of_template(scan_to_mni).is_right(centre) else "left"
 
 
-def lesion_components(mask: np.ndarray, voxel_ml: float) -> tuple[np.ndarray, np.ndarray]:
+def found_lesions(mask: np.ndarray, voxel_ml: float) -> tuple[np.ndarray, np.ndarray]:
     """The found lesions as a report counts them (fm.core.measure.grouped_lesions), and their volumes in mL."""
     components = grouped_lesions(mask)
     count = int(components.max())
@@ -88,7 +88,7 @@ def brats_run(pipeline: ReportPipeline, case: Path, contrasts: tuple[str, ...], 
     truth = load_volume(case / "OTMultiClass.nii.gz").array.astype(np.int16)
     voxel_ml = float(np.prod(volume.spacing)) / 1000
     found, true = np.isin(labels, _PREDICTED["whole_tumour"]), np.isin(truth, _REFERENCE["whole_tumour"])
-    components, sizes = lesion_components(found, voxel_ml)
+    components, sizes = found_lesions(found, voxel_ml)
     hits = ndimage.maximum(true, components, index=np.arange(1, len(sizes) + 1)) if len(sizes) else []
     true_ml, found_ml = float(true.sum() * voxel_ml), float(found.sum() * voxel_ml)
     overlap = found & true
@@ -130,7 +130,7 @@ def healthy_run(pipeline: ReportPipeline, path: Path, contrast: str, figures: Pa
     result = pipeline(path, contrasts=[contrast])
     labels = result.segmentation.labels
     voxel_ml = float(np.prod(result.volume.spacing)) / 1000
-    _, sizes = lesion_components(np.isin(labels, _PREDICTED["whole_tumour"]), voxel_ml)
+    _, sizes = found_lesions(np.isin(labels, _PREDICTED["whole_tumour"]), voxel_ml)
     if figures:
         overlay(
             result.volume.array, labels, None, figures / f"{path.name.split('.')[0]}.png", f"{path.name} ({contrast})"

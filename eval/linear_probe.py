@@ -4,7 +4,7 @@
     python -m eval.linear_probe cohort.csv --encoder segmenter:synth-unet --out probe/
 """
 
-from fm.cli.fm_cli import probe
+from fm.cli.probe import probe
 
 if __name__ == "__main__":
     probe(prog_name="python -m eval.linear_probe")

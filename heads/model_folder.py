@@ -16,7 +16,7 @@ config.json, format 2:
      "label_set": {...},                                               # fm.core.labels.LabelSet: what the channels mean
      "output": {"decoding": "softmax", "region_channels": []},         # or "nested" sigmoid regions, named per channel
      "inference": {"roi_size": [64, 64, 64], "overlap": 0.5},
-     "postprocess": ["drop_detached_lesions", "split_hemispheres"],    # names of heads.segmenters.POSTPROCESS steps
+     "postprocess": ["drop_detached_lesions", "split_hemispheres"],    # names of heads.folder_segmenter.POSTPROCESS steps
      "version": "6400 steps, seed 1, f_maps 8"}
 """
 

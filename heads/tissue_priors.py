@@ -21,13 +21,13 @@ import contextlib
 import dataclasses
 import functools
 import os
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from fm.core.cache import cache_folder
 from fm.core.examples import nilearn_template
 from fm.core.io import resample_array, sitk_image
 
@@ -51,17 +51,16 @@ _CACHE_VERSION = 1  # raise when the maps' recipe changes
 @functools.lru_cache(maxsize=1)
 def mni_priors() -> MNIPriors:
     """The prior maps on a 2 mm MNI grid: built once (about 4 s) and kept in the user's cache
-    folder (FM_CACHE, else $XDG_CACHE_HOME/fm3d or ~/.cache/fm3d), keyed by nilearn's version."""
+    folder (fm.core.cache), keyed by nilearn's version."""
     from importlib.metadata import version
 
-    cache = Path(os.environ.get("FM_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fm3d")
-    path = cache / f"mni_priors_v{_CACHE_VERSION}_nilearn{version('nilearn')}.npz"
+    path = cache_folder() / f"mni_priors_v{_CACHE_VERSION}_nilearn{version('nilearn')}.npz"
     if path.is_file():
         with np.load(path) as stored:
             return MNIPriors(stored["maps"].astype(np.float32), stored["t1"], stored["affine"])
     priors = _build_mni_priors()
     try:
-        cache.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".{os.getpid()}.npz")
         np.savez_compressed(partial, maps=priors.maps.astype(np.float16), t1=priors.t1, affine=priors.affine)
         partial.replace(path)  # atomic: a concurrent reader sees the old state or the whole file

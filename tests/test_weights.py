@@ -191,6 +191,13 @@ def test_no_server_or_an_http_error_names_the_url_and_the_way_out(cache):
     assert files_in(cache) == []
 
 
+def test_plain_http_is_refused_from_any_other_machine(cache):
+    """Unencrypted bytes could be altered on the way; only a server on this machine may use http."""
+    with pytest.raises(InputError, match="use https://"):
+        create_encoder("brain_id", "http://example.org/brain_id.pth")
+    assert files_in(cache) == []
+
+
 def test_a_hash_prefix_in_the_file_name_is_checked_as_torch_hub_does(brain_id_file, cache):
     data = brain_id_file.read_bytes()
     good, bad = f"/w/brainid-{sha256_of(data)[:8]}.pth", "/w/brainid-deadbeef.pth"

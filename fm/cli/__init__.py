@@ -1,5 +1,6 @@
-"""The `fm` command: the group in main, one module per command group."""
+"""The `fm` command: the group in fm_cli (the entry point fm.cli.fm_cli:main), one module per
+command group."""
 
 from fm._moved import forward_old_names
 
-__getattr__ = forward_old_names(__name__)  # fm.cli was a module until 0.1; the entry point is fm.cli.fm_cli:main
+__getattr__ = forward_old_names(__name__)  # fm.cli was a module before the subpackages: `from fm.cli import main`

@@ -1,6 +1,6 @@
-"""Options and argument handling that several `fm` commands share: reading a scan (asking which
-DICOM series when a person is there), the segmenter and language-model backend options, and running
-the report pipeline with a line per stage on stderr."""
+"""Options and argument handling of the `fm` commands that read scans or run the report model:
+reading a scan (asking which DICOM series when a person is there), the segmenter and
+language-model backend options, and running the report pipeline with a line per stage on stderr."""
 
 from __future__ import annotations
 

@@ -224,11 +224,14 @@ def _report_cohort(
     from fm.pipeline.cohort import read_manifest, report_manifest
     from fm.pipeline.report_pipeline import ReportPipeline
 
-    scans = read_manifest(manifest)
-    with option_errors("--model/--encoder/--set/--etta"):
-        pipeline = ReportPipeline.from_pretrained(model, encoder_name, etta=etta, **parse_overrides(settings))
-    narrate_batch = None
-    if not no_llm:
+    def load_pipeline():
+        with option_errors("--model/--encoder/--set/--etta"):
+            pipeline = ReportPipeline.from_pretrained(model, encoder_name, etta=etta, **parse_overrides(settings))
+        return functools.partial(pipeline, force=force)
+
+    def load_narrator():
+        if no_llm:
+            return None
         from fm.lm.loading import DEFAULT_LM_ID, load_report_model
         from fm.pipeline.narration import narrate_all
 
@@ -241,7 +244,10 @@ def _report_cohort(
                 [r.report for r in results], sessions, report_model, lm or DEFAULT_LM_ID, backend=backend
             )
 
-    merged = report_manifest(scans, out, functools.partial(pipeline, force=force), narrate_batch, batch_size, clinical)
+        return narrate_batch
+
+    scans = read_manifest(manifest)
+    merged = report_manifest(scans, out, load_pipeline, load_narrator, batch_size, clinical)
     if merged is not None:  # rank 0
         summary, counts = merged
         click.echo(", ".join(f"{n} {status}" for status, n in counts.items()) + f"; summary: {summary}")

@@ -63,8 +63,9 @@ def _text(tables: dict[str, dict[str, list]]) -> str:
 def weights():
     """Published weights: where they are and how to load them.
 
-    Any https URL `fm weights list` shows goes to --model (pretrained=) as it is: downloaded once
-    into $FM_CACHE/weights (else ~/.cache/fm3d/weights), verified, then loaded like a local file.
+    Any https URL `fm weights list` shows goes to --pretrained (fm embed, fm probe) or --model (fm
+    segment, fm report) as it is: downloaded once into the cache ($FM_CACHE/weights, else
+    $XDG_CACHE_HOME/fm3d/weights or ~/.cache/fm3d/weights), verified, then loaded like a local file.
 
     \b
     Examples:

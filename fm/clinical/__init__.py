@@ -3,4 +3,4 @@ de-identification (outputs decides which to write)."""
 
 from fm._moved import forward_old_names
 
-__getattr__ = forward_old_names(__name__)  # fm.clinical was a module until 0.1
+__getattr__ = forward_old_names(__name__)  # fm.clinical was a module before the subpackages

@@ -2,4 +2,4 @@
 
 from fm._moved import forward_old_names
 
-__getattr__ = forward_old_names(__name__)  # fm.demo was a module until 0.1
+__getattr__ = forward_old_names(__name__)  # fm.demo was a module before the subpackages

@@ -3,4 +3,6 @@ measure, report), the language model's narrative, report folders and cohorts."""
 
 from fm._moved import forward_old_names
 
-__getattr__ = forward_old_names(__name__)  # fm.pipeline was a module until 0.1: from fm.pipeline import ReportPipeline
+__getattr__ = forward_old_names(
+    __name__
+)  # fm.pipeline was a module before the subpackages: from fm.pipeline import ReportPipeline

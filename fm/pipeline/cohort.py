@@ -190,18 +190,20 @@ def _written(scan: CohortScan, result, report, folder: Path, clinical: ClinicalO
 def report_manifest(
     scans: list[CohortScan],
     out: str | Path,
-    pipeline: Callable,
-    narrate_batch: Callable | None,
+    load_pipeline: Callable[[], Callable],
+    load_narrator: Callable[[], Callable | None],
     batch_size: int,
     clinical: ClinicalRequest,
 ) -> tuple[Path, dict[str, int]] | None:
     """report_cohort for this process's share of `scans`: all of them, or under torchrun every
-    world-th row. Rank 0 waits for every rank, then merges their summaries and returns (summary
-    path, counts by outcome); the other ranks return None."""
+    world-th row. Each process loads its models once its share of the cores is set
+    (`load_pipeline()`: scans -> PipelineResult; `load_narrator()`: a batch of results -> reports,
+    or None for the template only). Rank 0 waits for every rank, then merges their summaries and
+    returns (summary path, counts by outcome); the other ranks return None."""
     from fm.core.distributed import barrier, process_group
 
     with process_group() as (rank, world):
-        report_cohort(scans, out, pipeline, narrate_batch, batch_size, rank, world, clinical=clinical)
+        report_cohort(scans, out, load_pipeline(), load_narrator(), batch_size, rank, world, clinical=clinical)
         barrier()  # every rank's summary is written
         return merge_summaries(out, scans, world) if rank == 0 else None
 

@@ -3,4 +3,4 @@ linear probes with bootstrap intervals, and a probe run's outputs."""
 
 from fm._moved import forward_old_names
 
-__getattr__ = forward_old_names(__name__)  # fm.probe was a module until 0.1
+__getattr__ = forward_old_names(__name__)  # fm.probe was a module before the subpackages

@@ -3,4 +3,4 @@ checks any narrative against the measurements, the three-plane views and the ove
 
 from fm._moved import forward_old_names
 
-__getattr__ = forward_old_names(__name__)  # fm.report was a module until 0.1: from fm.report import Report
+__getattr__ = forward_old_names(__name__)  # fm.report was a module before the subpackages: from fm.report import Report

@@ -1,5 +1,6 @@
 """The Report: Findings plus everything a reader needs to trust or question them, and its text
-renderers (schema-versioned JSON, Markdown). The PDF, pictures and output folder are in fm.report.render.
+renderers (schema-versioned JSON, Markdown). The PDF and pictures are in fm.report.render, the
+report folder in fm.pipeline.report_folder.
 
 Every number in a Report comes from its Findings; the structured report and the template narrative
 are made from them by fm.report.template_narrative. Provenance says which model, which software, which machine,

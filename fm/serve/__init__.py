@@ -4,4 +4,4 @@ environment, which has neither nibabel nor SimpleITK."""
 
 from fm._moved import forward_old_names
 
-__getattr__ = forward_old_names(__name__)  # fm.serve was a module until 0.1
+__getattr__ = forward_old_names(__name__)  # fm.serve was a module before the subpackages
