@@ -143,3 +143,46 @@ def test_answers_are_checked_like_narratives():
     assert not check("The lesion is on the left.", findings).faithful
     assert check("It measures about 32 mL.", findings).faithful  # a rounding of 31.7
     assert not check("It measures about 35 mL.", findings).faithful
+
+
+def test_a_number_is_checked_against_what_its_clause_names():
+    """A measured value given to the wrong structure is a contradiction: the lesion's 31.7 mL is not
+    the ventricles' volume, though 31.7 mL was measured (of the lesion)."""
+    findings = CASES["two lesions"]  # right parietal 31.7 mL (58.7 x 45.4 mm), left frontal 4.2 mL; ventricles 48.0 mL
+    wrong = {
+        "The lateral ventricles measure 31.7 mL and are normal in size.": "lateral ventricles measured 48.0 mL",
+        "Ventricular volume is 4.2 mL.": "lateral ventricles measured 48.0 mL",
+        "The left grey matter measures 31.7 mL.": "left grey matter measured 548.1 mL",
+        "CSF volume is 568.5 mL.": "cerebrospinal fluid measured 119.6 mL",
+        "There is 31.7 mL of perilesional oedema around the lesion in the right parietal lobe.": "part measured 26.1 mL",
+        "The lesion in the left frontal lobe measures 31.7 mL.": "the lesion measured",  # the right one's volume
+        "A right parietal lobe lesion measuring 22.3 x 14.0 mm.": "the lesion measured",  # the left one's size
+        "The enhancing component measures 26.1 mL.": "enhancing part measured",
+    }
+    for sentence, measured in wrong.items():
+        result = check(sentence, findings)
+        assert not result.faithful, sentence
+        assert measured in str(result.contradictions[0]), (sentence, str(result.contradictions[0]))
+    right = [
+        "The lateral ventricles measure 48.0 mL.",
+        "The left grey matter measures 548.1 mL and the right grey matter 568.5 mL.",
+        "Grey matter totals 1116.5 mL.",  # both sides together
+        "The lesion in the left frontal lobe measures 4.2 mL (22.3 x 14.0 mm).",
+        "There is 26.1 mL of oedema around the lesion in the right parietal lobe.",
+        "A lesion in the right parietal lobe with an enhancing component of 5.7 mL. It measures 58.7 mm.",
+        "An area of signal change without a solid core measures 4.2 mL.",
+    ]
+    for sentence in right:
+        assert check(sentence, findings).faithful, (
+            sentence,
+            [str(c) for c in check(sentence, findings).contradictions],
+        )
+
+
+def test_an_answer_is_bound_to_what_the_question_asks():
+    findings = CASES["one lesion"]
+    assert check("31.7 mL", findings, question="How big is the lesion?").faithful
+    asked = "What is the volume of the left grey matter?"
+    assert not check("31.7 mL", findings, question=asked).faithful  # the lesion's volume, not the grey matter's
+    assert check("548.1 mL.", findings, question=asked).faithful
+    assert check("It measures 548.1 mL.", findings, question=asked).faithful

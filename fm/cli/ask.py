@@ -69,7 +69,7 @@ def _answer_and_check(conversation, question, history, max_new_tokens) -> str:
     if findings is not None:
         from fm.report.faithfulness import check
 
-        verdict = check(answer, findings)
+        verdict = check(answer, findings, question=question)
         for contradiction in verdict.contradictions:
             click.echo(f"warning: contradicts the measurements: {contradiction}", err=True)
     return answer

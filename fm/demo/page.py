@@ -205,7 +205,7 @@ def build_app(settings: DemoSettings = DemoSettings()) -> gr.Blocks:
             yield history, ""
         from fm.report.faithfulness import check
 
-        verdict = check(answer, findings)
+        verdict = check(answer, findings, question=question)
         if verdict.contradictions:
             history[-1]["content"] = f"{answer}\n\n(warning: this answer contradicts the measurements)"
         state.history.append((question, answer.strip()))

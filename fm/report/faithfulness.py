@@ -6,7 +6,11 @@ Checked, sentence by sentence:
 - lesion count ("no focal lesion", "single lesion", "three lesions", "multifocal");
 - sides and regions of lesions ("left frontal lobe" must be where a lesion is);
 - every number with a unit (mL, mm, % of intracranial volume) must be a rounding of a measured
-  value (a lesion's volume, sub-region volumes, diameters; a structure's volume);
+  value of what its clause names: a structure's volume, a lesion's volume, sub-region volumes or
+  diameters, its oedema, necrotic, enhancing or core part (the lesion at the place the sentence
+  names, when it names one); a number whose clause names nothing is bound to what the previous
+  sentence (or the question answered) named, and checked against every measurement only when
+  nothing was named at all;
 - enhancement claimed or denied against the lesions' enhancing volumes; and where a sentence
   places exactly one lesion (one side and region, where only that lesion lies), the enhancement
   pattern it gives (non-, rim-, solidly enhancing, oedema-like) must be that lesion's;
@@ -74,10 +78,16 @@ class GuardResult:
         return not self.contradictions
 
 
-def check(text: str, findings: Findings) -> GuardResult:
-    """Contradictions and omissions of `text` (a narrative or an answer) against `findings`."""
-    sentences = split_sentences(text)
-    contradictions = [c for sentence in sentences for c in _sentence_contradictions(sentence, findings)]
+def check(text: str, findings: Findings, question: str | None = None) -> GuardResult:
+    """Contradictions and omissions of `text` (a narrative, or the answer to `question`) against
+    `findings`. A number whose sentence names nothing it could measure ("It measures 5 mm.",
+    "43.7 mL") is bound to what the previous sentence is about, or for an answer's first sentence
+    to what the question asks about."""
+    context = _topic(question, findings) if question else None
+    contradictions = []
+    for sentence in split_sentences(text):
+        contradictions += _sentence_contradictions(sentence, findings, context)
+        context = _topic(sentence, findings) or context
     return GuardResult(contradictions, _omissions(text, findings))
 
 
@@ -86,7 +96,7 @@ def split_sentences(text: str) -> list[str]:
     return [s.strip() for s in re.split(r"(?<=[.!?])\s+|\n+", text) if s.strip()]
 
 
-def _sentence_contradictions(sentence: str, findings: Findings) -> list[Contradiction]:
+def _sentence_contradictions(sentence: str, findings: Findings, context=None) -> list[Contradiction]:
     found: list[Contradiction] = []
     lesions = findings.lesions
     for match in _COUNT.finditer(sentence):
@@ -97,7 +107,7 @@ def _sentence_contradictions(sentence: str, findings: Findings) -> list[Contradi
     if re.search(r"\bmultifocal\b", sentence, re.I) and len(lesions) < 2:
         found.append(Contradiction(sentence, "multifocal disease", f"{len(lesions)} lesion(s) were measured"))
     found += _place_contradictions(sentence, lesions)
-    found += _quantity_contradictions(sentence, findings)
+    found += _quantity_contradictions(sentence, findings, context)
     found += _enhancement_contradictions(sentence, lesions)
     found += _placed_pattern_contradictions(sentence, lesions)
     judged = ventricles(findings)
@@ -155,39 +165,164 @@ def _on_side(lesion: LesionFinding, side: str) -> bool:
     return lesion.laterality.value == side
 
 
-def _quantity_contradictions(sentence: str, findings: Findings) -> list[Contradiction]:
-    allowed = _measured_quantities(findings)
+# -- numbers, each bound to what it measures ---------------------------------------------------
+# A number is checked against the measured values of the structure or lesion part its clause names,
+# never against any measured value: "left grey matter 43.7 mL" contradicts a 43.7 mL lesion.
+
+#: Lesion parts a clause may name, most specific first (a kind may be named by several phrasings).
+_LESION_PARTS = (
+    ("oedema", r"o?edema(?!-like)\w*|vasogenic\s+change|perilesional\s+(?:signal|hyperintensity)"),
+    (
+        "necrotic",
+        r"necro\w*|cyst\w*|non-enhancing\s+(?:or\s+necrotic\s+)?(?:component|core|tissue|part|portion)",
+    ),
+    ("enhancing", r"(?<!non-)enhancing\s+(?:component|part|portion|tissue|rim|region|volume)"),
+    ("core", r"tumou?r\s+core|solid\s+(?:component|core|part|portion)"),
+    (
+        "lesion",
+        r"lesions?|mass(?:es)?|tumou?rs?|neoplasms?|abnormalit(?:y|ies)|hyperintensit(?:y|ies)|signal\s+change|"
+        + "|".join(rf"(?:(?:left|right)\s+)?{re.escape(region)}" for region in REGIONS),
+    ),
+)
+_STRUCTURE_WORDS = {  # other ways of naming a structure of the label sets
+    "lateral ventricles": r"(?:lateral\s+)?ventric\w*",
+    "cerebrospinal fluid": r"cerebrospinal\s+fluid|csf|sulcal\s+spaces?",
+}
+_NEGATED = re.compile(r"\b(?:without|no)\s+(?:an?\s+)?(?:[a-z]+\s+)?$", re.I)
+#: Text between a number and the subject it qualifies: "41.0 mL of perilesional oedema", "a 43.7 mL lesion".
+_BEFORE_SUBJECT = re.compile(
+    r"\s+(?:of\s+(?:the\s+)?)?(?:(?!(?:and|or|but|the|with|while|whereas|than|is|are|was|to|in|at)\b)[a-z][\w-]*\s+){0,2}",
+    re.I,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Subject:
+    """Something a clause names that carries measured quantities, and where it is named."""
+
+    kind: str  # a lesion part (_LESION_PARTS), "structure", or "tissue" (grey or white matter without a side)
+    name: str  # the structure or tissue; "" for lesion parts
+    start: int
+    end: int
+
+
+def _subjects(text: str, findings: Findings) -> list[_Subject]:
+    """What `text` names, in order; a name inside a longer one ("grey matter" in "left grey matter",
+    or in "deep grey matter and internal capsule") counts as the longer one only."""
+    patterns = [(kind, "", pattern) for kind, pattern in _LESION_PARTS]
+    for structure in findings.structures:
+        words = r"\s+".join(re.escape(w) for w in structure.name.split()).replace("grey", "gr[ae]y")
+        patterns.append(("structure", structure.name, _STRUCTURE_WORDS.get(structure.name, words)))
+    patterns += [("tissue", "grey matter", r"gr[ae]y\s+matter"), ("tissue", "white matter", r"white\s+matter")]
+    found = [
+        _Subject(kind, name, m.start(), m.end())
+        for kind, name, pattern in patterns
+        for m in re.finditer(rf"\b(?:{pattern})\b", text, re.I)
+    ]
+    # "without a solid core", "no oedema": what a clause denies is not what its numbers measure
+    found = [s for s in found if not _NEGATED.search(text[max(0, s.start - 12) : s.start])]
+    found.sort(key=lambda s: (s.start, -(s.end - s.start)))
+    kept: list[_Subject] = []
+    for subject in found:
+        if not any(k.start <= subject.start and subject.end <= k.end for k in kept):
+            kept.append(subject)
+    return kept
+
+
+def _subject_of(sentence: str, start: int, end: int, subjects: list[_Subject], context: _Subject | None):
+    """The subject a number at sentence[start:end] measures: the one it qualifies ("41.0 mL of
+    oedema", "a 5 mm lesion"), else the nearest named before it in the sentence, else the nearest
+    after it, else `context` (the previous sentence's, or the question's)."""
+    after = [s for s in subjects if s.start >= end]
+    if after and _BEFORE_SUBJECT.fullmatch(sentence[end : after[0].start]):
+        return after[0]
+    before = [s for s in subjects if s.end <= start]
+    if before:
+        return before[-1]
+    return after[0] if after else context
+
+
+def _lesions_named(sentence: str, lesions: list[LesionFinding]) -> list[LesionFinding]:
+    """The lesions a sentence speaks of: those at the one side and region it names, else all."""
+    places = {match.groups() for match in _SIDE_REGION.finditer(sentence.lower())}
+    if len(places) == 1:
+        side, region = places.pop()
+        there = [lesion for lesion in lesions if lesion.region == region and _on_side(lesion, side)]
+        if there:
+            return there
+    return lesions
+
+
+def _measured(subject: _Subject | None, unit: str, sentence: str, findings: Findings) -> tuple[str, list[float]]:
+    """(what is measured, its measured values in `unit`) for a number bound to `subject`; with no
+    subject, every measured value in that unit (the number is checked, but not bound)."""
+    if unit == "%":  # the one percentage measured: the lateral ventricles' share of the intracranial volume
+        judged = ventricles(findings)
+        return "the lateral ventricles' share of the intracranial volume", [100 * judged[2]] if judged else []
+    if subject is None:
+        values = [
+            v
+            for kind in ("structure", *(k for k, _ in _LESION_PARTS))
+            for v in _values(kind, "", unit, findings, findings.lesions)
+        ]
+        return "any measurement", values
+    lesions = _lesions_named(sentence, findings.lesions)
+    what = subject.name or ("the lesion" if subject.kind == "lesion" else f"the lesion's {subject.kind} part")
+    return what, _values(subject.kind, subject.name, unit, findings, lesions)
+
+
+def _values(kind: str, name: str, unit: str, findings: Findings, lesions: list[LesionFinding]) -> list[float]:
+    volumes = {s.name: s.volume_ml for s in findings.structures if s.volume_ml is not None}
+    if kind == "structure":
+        if name:
+            return [volumes[name]] if unit == "mL" and name in volumes else []
+        return list(volumes.values()) if unit == "mL" else []
+    if kind == "tissue":
+        sides = [v for n, v in volumes.items() if n.endswith(name)]
+        return ([*sides, sum(sides)] if sides else []) if unit == "mL" else []
+    values: list[float] = []
+    for lesion in lesions:
+        character = lesion_character(lesion)
+        if kind == "lesion":
+            if unit == "mL":
+                values += [lesion.volume_ml, *lesion.subregion_volumes_ml.values()]
+            else:
+                values += [lesion.longest_diameter_mm, lesion.short_axis_mm]
+        elif unit == "mL":
+            key = {"oedema": "oedema_ml", "necrotic": "necrotic_ml", "enhancing": "enhancing_ml", "core": "core_ml"}[
+                kind
+            ]
+            values += [character[key]] if character[key] is not None else []
+    return values
+
+
+def _quantity_contradictions(sentence: str, findings: Findings, context: _Subject | None) -> list[Contradiction]:
+    subjects = _subjects(sentence, findings)
     found = []
     for match in _QUANTITY.finditer(sentence):
         unit = match.group(3)
         unit = "mL" if unit.lower() == "ml" else unit.lower()
+        subject = _subject_of(sentence, match.start(), match.end(), subjects, context)
+        what, allowed = _measured(subject, unit, sentence, findings)
         for written in filter(None, (match.group(1), match.group(2))):
             value = float(written)
             decimals = len(written.split(".")[1]) if "." in written else 0
             tolerance = 0.5 * 10**-decimals + 1e-9  # the text may round a measurement, not change it
-            if not any(abs(value - measured) <= tolerance for measured in allowed[unit]):
-                nearest = min(allowed[unit], key=lambda m: abs(m - value), default=None)
+            if not any(abs(value - measured) <= tolerance for measured in allowed):
                 measured_text = (
-                    f"the nearest measured value is {nearest:.1f} {unit}"
-                    if nearest is not None
-                    else f"nothing in {unit} was measured"
+                    f"{what} measured {' or '.join(f'{m:.1f} {unit}' for m in sorted(set(allowed)))}"
+                    if allowed
+                    else f"nothing in {unit} was measured for {what}"
                 )
                 found.append(Contradiction(sentence, f"{written} {unit}", measured_text, quantity=True))
     return found
 
 
-def _measured_quantities(findings: Findings) -> dict[str, list[float]]:
-    millilitres = [s.volume_ml for s in findings.structures if s.volume_ml is not None]
-    millimetres: list[float] = []
-    for lesion in findings.lesions:
-        millilitres.append(lesion.volume_ml)
-        millilitres += list(lesion.subregion_volumes_ml.values())
-        character = lesion_character(lesion)
-        millilitres += [v for k, v in character.items() if k.endswith("_ml") and v is not None]
-        millimetres += [lesion.longest_diameter_mm, lesion.short_axis_mm]
-    judged = ventricles(findings)
-    percents = [100 * judged[2]] if judged is not None else []
-    return {"mL": millilitres, "mm": millimetres, "%": percents}
+def _topic(text: str, findings: Findings) -> _Subject | None:
+    """What a sentence or question is about, for the next sentence's "It measures ...": the first
+    thing it names ("A lesion ... with an enhancing component": the lesion)."""
+    subjects = _subjects(text, findings)
+    return subjects[0] if subjects else None
 
 
 def _enhancement_contradictions(sentence: str, lesions: list[LesionFinding]) -> list[Contradiction]:
