@@ -83,11 +83,14 @@ def check(text: str, findings: Findings, question: str | None = None) -> GuardRe
     `findings`. A number whose sentence names nothing it could measure ("It measures 5 mm.",
     "43.7 mL") is bound to what the previous sentence is about, or for an answer's first sentence
     to what the question asks about."""
-    context = _topic(question, findings) if question else None
+    # what a sentence (or the question) is about, for the next sentence's "It measures ...": the first
+    # thing it names ("A lesion ... with an enhancing component": the lesion)
+    context = next(iter(_subjects(question, findings)), None) if question else None
     contradictions = []
     for sentence in split_sentences(text):
-        contradictions += _sentence_contradictions(sentence, findings, context)
-        context = _topic(sentence, findings) or context
+        subjects = _subjects(sentence, findings)
+        contradictions += _sentence_contradictions(sentence, findings, subjects, context)
+        context = subjects[0] if subjects else context
     return GuardResult(contradictions, _omissions(text, findings))
 
 
@@ -96,7 +99,9 @@ def split_sentences(text: str) -> list[str]:
     return [s.strip() for s in re.split(r"(?<=[.!?])\s+|\n+", text) if s.strip()]
 
 
-def _sentence_contradictions(sentence: str, findings: Findings, context=None) -> list[Contradiction]:
+def _sentence_contradictions(
+    sentence: str, findings: Findings, subjects: list[_Subject], context: _Subject | None
+) -> list[Contradiction]:
     found: list[Contradiction] = []
     lesions = findings.lesions
     for match in _COUNT.finditer(sentence):
@@ -107,7 +112,7 @@ def _sentence_contradictions(sentence: str, findings: Findings, context=None) ->
     if re.search(r"\bmultifocal\b", sentence, re.I) and len(lesions) < 2:
         found.append(Contradiction(sentence, "multifocal disease", f"{len(lesions)} lesion(s) were measured"))
     found += _place_contradictions(sentence, lesions)
-    found += _quantity_contradictions(sentence, findings, context)
+    found += _quantity_contradictions(sentence, findings, subjects, context)
     found += _enhancement_contradictions(sentence, lesions)
     found += _placed_pattern_contradictions(sentence, lesions)
     judged = ventricles(findings)
@@ -242,15 +247,19 @@ def _subject_of(sentence: str, start: int, end: int, subjects: list[_Subject], c
     return after[0] if after else context
 
 
+def _lesions_at_the_place(sentence: str, lesions: list[LesionFinding]) -> tuple[str, list[LesionFinding]] | None:
+    """("side region", the lesions there) when the sentence names exactly one side and region."""
+    places = {match.groups() for match in _SIDE_REGION.finditer(sentence.lower())}
+    if len(places) != 1:
+        return None
+    side, region = places.pop()
+    return f"{side} {region}", [lesion for lesion in lesions if lesion.region == region and _on_side(lesion, side)]
+
+
 def _lesions_named(sentence: str, lesions: list[LesionFinding]) -> list[LesionFinding]:
     """The lesions a sentence speaks of: those at the one side and region it names, else all."""
-    places = {match.groups() for match in _SIDE_REGION.finditer(sentence.lower())}
-    if len(places) == 1:
-        side, region = places.pop()
-        there = [lesion for lesion in lesions if lesion.region == region and _on_side(lesion, side)]
-        if there:
-            return there
-    return lesions
+    placed = _lesions_at_the_place(sentence, lesions)
+    return placed[1] if placed and placed[1] else lesions
 
 
 def _measured(subject: _Subject | None, unit: str, sentence: str, findings: Findings) -> tuple[str, list[float]]:
@@ -296,8 +305,9 @@ def _values(kind: str, name: str, unit: str, findings: Findings, lesions: list[L
     return values
 
 
-def _quantity_contradictions(sentence: str, findings: Findings, context: _Subject | None) -> list[Contradiction]:
-    subjects = _subjects(sentence, findings)
+def _quantity_contradictions(
+    sentence: str, findings: Findings, subjects: list[_Subject], context: _Subject | None
+) -> list[Contradiction]:
     found = []
     for match in _QUANTITY.finditer(sentence):
         unit = match.group(3)
@@ -316,13 +326,6 @@ def _quantity_contradictions(sentence: str, findings: Findings, context: _Subjec
                 )
                 found.append(Contradiction(sentence, f"{written} {unit}", measured_text, quantity=True))
     return found
-
-
-def _topic(text: str, findings: Findings) -> _Subject | None:
-    """What a sentence or question is about, for the next sentence's "It measures ...": the first
-    thing it names ("A lesion ... with an enhancing component": the lesion)."""
-    subjects = _subjects(text, findings)
-    return subjects[0] if subjects else None
 
 
 def _enhancement_contradictions(sentence: str, lesions: list[LesionFinding]) -> list[Contradiction]:
@@ -348,13 +351,10 @@ def _placed_pattern_contradictions(sentence: str, lesions: list[LesionFinding]) 
     enhancement pattern it gives must be that lesion's ("the second lesion, non-enhancing, is in
     the left parietal lobe" of a solidly enhancing one is wrong, though another lesion is
     non-enhancing)."""
-    places = {match.groups() for match in _SIDE_REGION.finditer(sentence.lower())}
-    if len(places) != 1:
+    placed = _lesions_at_the_place(sentence, lesions)
+    if placed is None or len(placed[1]) != 1:
         return []
-    side, region = places.pop()
-    there = [lesion for lesion in lesions if lesion.region == region and _on_side(lesion, side)]
-    if len(there) != 1:
-        return []
+    place, there = placed
     actual = lesion_character(there[0])["enhancement"]
     if actual == NOT_ASSESSED:
         return []
@@ -364,7 +364,7 @@ def _placed_pattern_contradictions(sentence: str, lesions: list[LesionFinding]) 
         if written == "non-enhancing" and _OF_A_PART.match(sentence, match.end()):
             continue  # "a non-enhancing component": a part of the lesion, not its pattern
         if written != actual and not (written == "non-enhancing" and actual == "oedema-like"):
-            claim = f"a {written} lesion in the {side} {region}"
+            claim = f"a {written} lesion in the {place}"
             found.append(Contradiction(sentence, claim, f"the lesion measured there is {actual}"))
     return found
 
