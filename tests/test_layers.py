@@ -26,7 +26,7 @@ TABLE: dict[str, set[str] | str] = {
     "fm.probe": {"fm.core", "encoders", "heads"},
     "fm.lm": {"fm.core", "encoders", "heads", "fm.report", "fm.synth", "fm.probe"},
     "fm.serve": {"fm.core", "fm.lm"},
-    "fm.evaluate": {"fm.core", "fm.report", "fm.lm"},
+    "fm.evaluate": {"fm.core", "fm.report"},
     "fm.pipeline": {"fm.core", "heads", "fm.report", "fm.clinical", "fm.lm", "fm.serve"},
     "fm.demo": {"fm.core", "fm.report", "fm.clinical", "fm.lm", "fm.serve", "fm.pipeline"},
     "fm.cli": EVERYTHING,

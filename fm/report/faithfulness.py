@@ -1,20 +1,27 @@
 """The faithfulness guard: what a narrative or an answer claims, checked against the Findings it
 was written from. A language model's text is kept only when none of its checkable claims
-contradicts a measurement.
+contradicts a measurement; a claim about something the program does not measure is reported as
+unchecked, never as checked.
 
-Checked, sentence by sentence:
-- lesion count ("no focal lesion", "single lesion", "three lesions", "multifocal");
-- sides and regions of lesions ("left frontal lobe" must be where a lesion is);
-- every number with a unit (mL, mm, % of intracranial volume) must be a rounding of a measured
-  value of what its clause names: a structure's volume, a lesion's volume, sub-region volumes or
-  diameters, its oedema, necrotic, enhancing or core part (the lesion at the place the sentence
-  names, when it names one); a number whose clause names nothing is bound to what the previous
-  sentence (or the question answered) named, and checked against every measurement only when
-  nothing was named at all;
-- enhancement claimed or denied against the lesions' enhancing volumes; and where a sentence
-  places exactly one lesion (one side and region, where only that lesion lies), the enhancement
-  pattern it gives (non-, rim-, solidly enhancing, oedema-like) must be that lesion's;
-- ventricles called enlarged or normal against fm.report.template_narrative's rule.
+Checked, sentence by sentence, in the phrasing of real reports as well as the template's:
+- lesion count ("no focal lesion", "solitary", "three lesions", "multiple", "multifocal"; "two
+  enhancing lesions" counts the enhancing ones; "no other lesion" claims nothing);
+- places of lesions (fm.report.places: "R frontal", "left thalamus", "frontoparietal"; a place
+  the sentence denies must hold no lesion), and crossing the midline, claimed or denied;
+- every number with a unit (mL, cc, mm, cm, % of intracranial volume; "a x b x c cm") must be a
+  rounding of a measured value of what its clause names: a structure's volume, a lesion's volume,
+  diameters, or its oedema, necrotic, enhancing or core part (the lesion at the place the sentence
+  names, when it names one). A hedged number ("approximately", "about", "up to") may be 10 % off.
+  A number whose clause names nothing is bound to what the previous sentence (or the question
+  answered) named; one bound to something unmeasured ("midline shift of 4 mm") is unchecked;
+- enhancement claimed or denied for the lesions the sentence speaks of (and the pattern, non-,
+  rim- or solidly enhancing, given to the one lesion a sentence places); any enhancement claim
+  when it was not assessed;
+- oedema and necrosis claimed or denied;
+- ventricles called enlarged ("prominent", "hydrocephalus") or normal ("no hydrocephalus").
+Unchecked: claims on the topics of fm.report.unmeasured (midline shift, diagnosis, haemorrhage,
+change since a prior scan, ...) and a third lesion dimension. An answer to a question about such a
+topic must say it is not measured.
 Omissions: an abnormal finding (a lesion, enlarged ventricles) that the text never mentions.
 """
 
@@ -23,38 +30,99 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from fm.core.findings import Findings, Laterality, LesionFinding
+from fm.core.findings import Findings, LesionFinding
+from fm.report import places as where
+from fm.report.places import REGIONS
 from fm.report.template_narrative import NOT_ASSESSED, lesion_character, ventricles
+from fm.report.unmeasured import declines, topics_in, unmeasured_topic
 
-_NUMBER_WORDS = {"no": 0, "one": 1, "single": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6}
+__all__ = ["REGIONS", "Contradiction", "GuardResult", "Unchecked", "check", "split_sentences"]
+
+_NUMBER_WORDS = {
+    "no": 0, "one": 1, "single": 1, "a single": 1, "solitary": 1, "two": 2, "three": 3, "four": 4, "five": 5,
+    "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10,
+}  # fmt: skip
+_SEVERAL = ("multiple", "several", "numerous", "a few")
 _COUNT = re.compile(
-    r"\b(no|one|single|two|three|four|five|six|\d+)\s+(?:separate\s+|focal\s+|distinct\s+|parenchymal\s+|mass\s+)*lesions?\b",
+    r"\b(no|one|a\s+single|single|solitary|two|three|four|five|six|seven|eight|nine|ten|\d+|multiple|several|numerous|a\s+few)"
+    r"\s+((?:[\w-]+\s+){0,2}?)(lesions?|mass(?:es)?|foci|focus|nodules?|metastases|tumou?rs?)\b",
     re.I,
 )
-_QUANTITY = re.compile(r"(\d+(?:\.\d+)?)(?:\s*x\s*(\d+(?:\.\d+)?))?\s*(mL|mm|%)", re.I)
-_SIDE = re.compile(r"\b(left|right)\b(?!\s+(?:grey|white|hemisphere|and\b))", re.I)
-REGIONS = (  # lobe-level regions as fm.core.regions names them
-    "frontal lobe",
-    "parietal lobe",
-    "temporal lobe",
-    "occipital lobe",
-    "insula",
-    "cerebellum",
-    "brainstem",
-    "deep grey matter and internal capsule",
+# "the larger of the two lesions is ...", "... is the dominant lesion", "the cerebellar lesion is the larger"
+_LARGEST = re.compile(
+    r"\b(?:larg(?:er|est)|dominant|biggest|main|index)(?:\s+of\s+the\s+\w+)?\s+(?:\w+\s+)?(?:lesions?|mass|tumou?r|one)|"
+    r"\b(?:is|being)\s+the\s+(?:larg(?:er|est)|dominant|biggest)\b",
+    re.I,
 )
-_SIDE_REGION = re.compile(r"\b(left|right)\s+(" + "|".join(REGIONS) + r")\b")
-_ENHANCING = re.compile(r"\b(?<!non-)(rim-enhancing|solidly enhancing|enhancing|enhancement)\b", re.I)
+_SMALLER = re.compile(
+    r"\b(?:small(?:er|est)|second|minor)(?:\s+of\s+the\s+\w+)?\s+(?:\w+\s+)?(?:lesions?|mass|tumou?r|one)|"
+    r"\b(?:is|being)\s+the\s+small(?:er|est)\b",
+    re.I,
+)
+_NOT_A_TOTAL = re.compile(r"\b(?:other|additional|further|new|more|second|third|evidence)\b", re.I)
+_UNITS = {  # unit as written -> (unit measured, factor)
+    "ml": ("mL", 1.0), "mls": ("mL", 1.0), "cc": ("mL", 1.0), "cm3": ("mL", 1.0), "cm³": ("mL", 1.0),
+    "mm3": ("mL", 0.001), "mm³": ("mL", 0.001), "mm": ("mm", 1.0), "cm": ("mm", 10.0), "%": ("%", 1.0),
+}  # fmt: skip
+_NUM = r"(\d+(?:\.\d+)?)"
+_QUANTITY = re.compile(
+    rf"(?<![\w.]){_NUM}(?:\s*(?:mm|cm))?(?:\s*(?:x|×|by)\s*{_NUM}(?:\s*(?:mm|cm))?)?(?:\s*(?:x|×|by)\s*{_NUM})?"
+    r"[\s-]*(ml|mls|cc|cm3|cm³|mm3|mm³|mm|cm|%)(?![\w³])",
+    re.I,
+)
+_HEDGE = re.compile(
+    r"(?:approximately|approx|about|around|roughly|nearly|almost|~|up\s+to|circa|some|estimated\s+at)\s*$", re.I
+)
+HEDGE_TOLERANCE = 0.10  # a hedged number may be this far from the measured value, relatively
+
+_ENHANCES = re.compile(
+    r"(?<!non-)(?<!non)(?<!\w)(?:(?:ring|rim|peripheral(?:ly)?|avid(?:ly)?|solid(?:ly)?|homogeneous(?:ly)?|"
+    r"heterogeneous(?:ly)?|nodular|intense(?:ly)?|marked(?:ly)?)[\s-]*)?enhanc(?:ing|es|ement|e)\b",
+    re.I,
+)
 # "non-enhancing" of a part ("a necrotic or non-enhancing component") says nothing of the lesion's enhancement
-_NOT_ENHANCING = re.compile(
-    r"\b(non-enhancing(?!\s+(?:or\s+necrotic\s+)?(?:component|core|tissue|part))|no (?:contrast )?enhancement|does not enhance)\b",
+_OF_A_PART = r"(?!\s+(?:or\s+necrotic\s+)?(?:component|core|tissue|part|portion))"
+_DOES_NOT_ENHANCE = re.compile(
+    rf"\bnon-?enhancing\b{_OF_A_PART}|\bunenhancing\b|"
+    r"\b(?:no|without|lacks?|lack\s+of|absence\s+of|absent)\s+(?:[\w-]+\s+){0,2}?enhancement\b|"
+    r"\b(?:does|do)\s+not\s+(?:\w+\s+)?enhance\b|\bnot\s+enhancing\b",
     re.I,
 )
-_PATTERN = re.compile(r"\b(non-enhancing|rim-enhancing|solidly enhancing|oedema-like)\b", re.I)
-_OF_A_PART = re.compile(r"\s+(?:or\s+necrotic\s+)?(?:component|core|tissue|part)\b", re.I)
-_VENTRICLES = re.compile(r"ventric", re.I)
-_ENLARGED = re.compile(r"enlarge|dilat|hydrocephal", re.I)
-_NORMAL = re.compile(r"normal in size|within normal limits|not enlarged|normal-sized|normal size", re.I)
+# a statement of technique, not of the lesion: "post-contrast imaging was not performed"
+_NO_CONTRAST_GIVEN = re.compile(
+    r"not\s+assessed|not\s+(?:performed|given|administered|available|acquired)|non-contrast|unenhanced\s+(?:scan|study|images?)|"
+    r"\b(?:no|without)\s+(?:iv\s+|intravenous\s+)?(?:contrast|gadolinium)(?!\s+enhancement)|"
+    r"cannot\s+be\s+(?:assessed|evaluated|determined)",
+    re.I,
+)
+_PATTERNS = (
+    ("rim-enhancing", re.compile(r"\b(?:rim|ring|peripheral(?:ly)?)[\s-]*enhanc", re.I)),
+    ("solidly enhancing", re.compile(r"\b(?:solid(?:ly)?|homogeneous(?:ly)?)[\s-]*enhanc", re.I)),
+    ("non-enhancing", re.compile(rf"\bnon-?enhancing\b{_OF_A_PART}", re.I)),
+    ("oedema-like", re.compile(r"\boedema-like\b|\bedema-like\b", re.I)),
+)
+_EVERY = re.compile(
+    r"\b(?:both|all|each|every)\s+(?:of\s+the\s+)?(?:\w+\s+)?(?:lesions?|masses|mass|tumou?rs?)\b", re.I
+)
+_OEDEMA = re.compile(r"(?<!transependymal\s)\b(?:vasogenic\s+)?o?edema(?!-like)\w*|\bvasogenic\b", re.I)
+_NECROSIS = re.compile(r"\bnecro\w*|\bcystic\b", re.I)
+_DENIED_PART = re.compile(
+    r"\b(?:no|without|absent|nor|lacks?|lack\s+of|absence\s+of|free\s+of)\s+(?:[\w-]+\s+){0,3}?$", re.I
+)
+_VENTRICLES = re.compile(r"(?<!peri)ventric|hydrocephal", re.I)
+_ENLARGED = re.compile(r"enlarge|dilat|hydrocephal|ventriculomegaly|prominen", re.I)
+_NORMAL = re.compile(
+    r"normal\s+in\s+size|within\s+normal\s+limits|not\s+enlarged|normal-sized|normal\s+size|"
+    r"\b(?:no|not|without)\b(?:\s+[\w-]+){0,3}?\s+(?:enlarge\w*|dilat\w*|hydrocephal\w*|ventriculomegaly|prominen\w*)|"
+    r"ventric\w*\s+(?:are|is|appear)\s+(?:unremarkable|normal)|unremarkable\s+ventric",
+    re.I,
+)
+# a sentence that starts on what the one before was about ("It measures ...", "The lesion enhances")
+_THERE_QUESTION = re.compile(r"^\s*(is|are)\s+there\s+(.+?)\s*\?*\s*$", re.I)
+_PRONOUN = re.compile(r"\b(?:it|its)\b", re.I)
+_CONTINUES = re.compile(
+    r"^\s*(?:it|its|this|the\s+(?:lesion|mass|tumou?r|abnormality)|there\s+is\s+(?:surrounding|associated))\b", re.I
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,105 +137,213 @@ class Contradiction:
 
 
 @dataclasses.dataclass(frozen=True)
+class Unchecked:
+    """A claim the findings can neither confirm nor contradict."""
+
+    sentence: str
+    topic: str  # what it is about: a topic of fm.report.unmeasured, or "a third lesion dimension"
+
+    def __str__(self) -> str:
+        return f'"{self.sentence}": {self.topic} is not measured, so this is unchecked'
+
+
+@dataclasses.dataclass(frozen=True)
 class GuardResult:
     contradictions: list[Contradiction]
     omissions: list[str]  # abnormal findings the text does not mention
+    unchecked: list[Unchecked] = dataclasses.field(default_factory=list)
 
     @property
     def faithful(self) -> bool:
         return not self.contradictions
 
 
+@dataclasses.dataclass
+class _Sentence:
+    """One sentence being read, with what it names."""
+
+    text: str
+    subjects: list
+    places: list[where.Place]
+    crossing: bool | None
+    lesions: list[LesionFinding]  # the lesions it speaks of
+
+
 def check(text: str, findings: Findings, question: str | None = None) -> GuardResult:
-    """Contradictions and omissions of `text` (a narrative, or the answer to `question`) against
-    `findings`. A number whose sentence names nothing it could measure ("It measures 5 mm.",
-    "43.7 mL") is bound to what the previous sentence is about, or for an answer's first sentence
-    to what the question asks about."""
-    # what a sentence (or the question) is about, for the next sentence's "It measures ...": the first
-    # thing it names ("A lesion ... with an enhancing component": the lesion)
-    context = next(iter(_subjects(question, findings)), None) if question else None
-    contradictions = []
-    for sentence in split_sentences(text):
-        subjects = _subjects(sentence, findings)
-        contradictions += _sentence_contradictions(sentence, findings, subjects, context)
-        context = subjects[0] if subjects else context
-    return GuardResult(contradictions, _omissions(text, findings))
+    """Contradictions, omissions and unchecked claims of `text` (a narrative, or the answer to
+    `question`) against `findings`. A number whose sentence names nothing it could measure ("It
+    measures 5 mm.", "43.7 mL") is bound to what the previous sentence is about, or for an answer's
+    first sentence to what the question asks about. An answer to a question about something not
+    measured (fm.report.unmeasured) contradicts the findings unless it says so."""
+    sentences = split_sentences(text)
+    contradictions: list[Contradiction] = []
+    unchecked: list[Unchecked] = []
+    topic = unmeasured_topic(question) if question else None
+    if topic is not None and not declines(text):
+        first = sentences[0] if sentences else text
+        contradictions.append(Contradiction(first, f"an answer about {topic}", f"{topic} is not measured"))
+    previous = _read(question, findings, None, asked=True) if question else None
+    if question and sentences and (claim := _yes_no_claim(question, sentences[0])):
+        contradictions += [
+            dataclasses.replace(c, sentence=sentences[0], claim=f"{c.claim} (answering: {question})")
+            for c in _sentence_contradictions(_read(claim, findings, None), findings, None)
+        ]
+    for sentence in sentences:
+        if declines(sentence):
+            continue  # "Not measured: ... this program measures lesions ...": about the program, not the scan
+        read = _read(sentence, findings, previous)
+        contradictions += _sentence_contradictions(read, findings, previous)
+        unchecked += [Unchecked(sentence, t) for t in topics_in(sentence)]
+        unchecked += _third_dimensions(read, findings, previous)
+        previous = read
+    return GuardResult(contradictions, _omissions(text, findings), _unique(unchecked))
 
 
 def split_sentences(text: str) -> list[str]:
-    """Sentences, split after . ! ? followed by space (decimal points stay inside numbers)."""
-    return [s.strip() for s in re.split(r"(?<=[.!?])\s+|\n+", text) if s.strip()]
+    """Sentences, split after . ! ? followed by space (decimal points stay inside numbers, and so
+    do the full stops of common abbreviations)."""
+    text = re.sub(r"\b(approx|e\.g|i\.e|cf|vs|Dr|Fig|no)\.(?=\s)", lambda m: m.group(0)[:-1] + "\0", text)
+    return [s.strip().replace("\0", ".") for s in re.split(r"(?<=[.!?])\s+|\n+", text) if s.strip()]
 
 
-def _sentence_contradictions(
-    sentence: str, findings: Findings, subjects: list[_Subject], context: _Subject | None
-) -> list[Contradiction]:
-    found: list[Contradiction] = []
+def _yes_no_claim(question: str, answer: str) -> str | None:
+    """ "Is there a lesion in the left frontal lobe?" answered "Yes" or "No" as the statement it makes."""
+    asked = _THERE_QUESTION.match(question)
+    said = re.match(r"\s*(yes|no)\b", answer, re.I)
+    if not (asked and said):
+        return None
+    verb, what = asked.group(1).lower(), re.sub(r"^(?:an?|any)\s+", "", asked.group(2))
+    return f"There {verb} {what}." if said.group(1).lower() == "yes" else f"There {verb} no {what}."
+
+
+def _read(sentence: str, findings: Findings, previous: _Sentence | None, asked: bool = False) -> _Sentence:
+    """A sentence with what it names. asked: a question, whose place holds exactly the lesions it
+    asks about (none, when none is there: "Is there a lesion in the left frontal lobe?" "58.7 mm")."""
+    places = where.places_in(sentence)
+    crossing = where.crossing_claim(sentence)
+    named = [p for p in places if not p.denied]
     lesions = findings.lesions
-    for match in _COUNT.finditer(sentence):
-        word = match.group(1).lower()
-        claimed = int(word) if word.isdigit() else _NUMBER_WORDS[word]
-        if claimed != len(lesions):
-            found.append(Contradiction(sentence, f"{claimed} lesion(s)", f"{len(lesions)} were measured"))
-    if re.search(r"\bmultifocal\b", sentence, re.I) and len(lesions) < 2:
-        found.append(Contradiction(sentence, "multifocal disease", f"{len(lesions)} lesion(s) were measured"))
-    found += _place_contradictions(sentence, lesions)
-    found += _quantity_contradictions(sentence, findings, subjects, context)
-    found += _enhancement_contradictions(sentence, lesions)
-    found += _placed_pattern_contradictions(sentence, lesions)
-    judged = ventricles(findings)
-    if judged is not None and _VENTRICLES.search(sentence):
-        volume, enlarged, fraction = judged
-        if _ENLARGED.search(sentence) and not _NORMAL.search(sentence) and not enlarged:
-            found.append(
-                Contradiction(
-                    sentence, "enlarged ventricles", f"they measure {volume:.1f} mL ({100 * fraction:.1f} %), normal"
-                )
-            )
-        if _NORMAL.search(sentence) and enlarged:
-            found.append(
-                Contradiction(
-                    sentence, "normal ventricles", f"they measure {volume:.1f} mL ({100 * fraction:.1f} %), enlarged"
-                )
-            )
+    if len(named) == 1:  # one place: the sentence speaks of the lesions there
+        there = where.lesions_at(named[0], findings.lesions, crossing is True)
+        lesions = there if there or asked else findings.lesions
+    subjects = _subjects(sentence, findings)
+    continues = _CONTINUES.match(sentence) or _PRONOUN.search(sentence) or not subjects  # "58.7 mm."
+    if not named and previous is not None and continues:
+        lesions = previous.lesions
+    return _Sentence(sentence, subjects, places, crossing, lesions)
+
+
+def _sentence_contradictions(read: _Sentence, findings: Findings, previous: _Sentence | None) -> list[Contradiction]:
+    found = _count_contradictions(read, findings)
+    found += _place_contradictions(read, findings.lesions)
+    found += _quantity_contradictions(read, findings, previous)
+    found += _enhancement_contradictions(read)
+    found += _placed_pattern_contradictions(read)
+    found += _part_contradictions(read)
+    found += _ventricle_contradictions(read, findings)
     return found
 
 
-def _place_contradictions(sentence: str, lesions: list[LesionFinding]) -> list[Contradiction]:
-    """ "left frontal lobe" must be a lesion's side and region; a region named alone must hold a
-    lesion; a side named alone ("1 left, 1 right") must have a lesion on it."""
-    lowered = sentence.lower()
-    where = ", ".join(f"{lesion.laterality.value} {lesion.region}" for lesion in lesions) or "no lesion"
+# -- counts and places -------------------------------------------------------------------------
+
+
+def _count_contradictions(read: _Sentence, findings: Findings) -> list[Contradiction]:
     found = []
-    paired_spans = []
-    for match in _SIDE_REGION.finditer(lowered):
-        side, region = match.group(1), match.group(2)
-        paired_spans.append(match.span())
-        if not any(lesion.region == region and _on_side(lesion, side) for lesion in lesions):
-            found.append(
-                Contradiction(sentence, f"a lesion in the {side} {region}", f"lesions were measured in: {where}")
-            )
-    unpaired = [(m.start(), m.group(0)) for m in re.finditer("|".join(REGIONS), lowered)]
-    for start, region in unpaired:
-        if any(a <= start < b for a, b in paired_spans):
+    lesions = findings.lesions
+    for match in _COUNT.finditer(read.text):
+        word, qualifiers = re.sub(r"\s+", " ", match.group(1).lower()), match.group(2)
+        if _NOT_A_TOTAL.search(qualifiers) or re.search(r"\d|\b(?:mm|cm|ml|cc)\b", qualifiers, re.I):
+            continue  # "no other lesion", "3 mm lesion": not a count of all lesions
+        counted = lesions
+        enhancing = where_enhancing = None
+        places = [p for p in read.places if p.start >= match.start() and p.start < _clause_end(read.text, match.end())]
+        if places and word == "no":  # "no lesion in the left hemisphere": none there
+            counted = [lesion for p in places for lesion in where.lesions_at(p, lesions)]
+        # "two enhancing lesions": the enhancing ones; "solitary": the only lesion of all
+        if re.search(r"enhanc", qualifiers, re.I) and word != "solitary":
+            enhancing = not re.search(r"non-?enhanc", qualifiers, re.I)
+            where_enhancing = [lesion for lesion in counted if _enhances(lesion) is enhancing]
+            counted = where_enhancing
+        kind = "" if enhancing is None else ("enhancing " if enhancing else "non-enhancing ")
+        if word in _SEVERAL:
+            if len(counted) < 2:
+                found.append(Contradiction(read.text, f"several {kind}lesions", f"{len(counted)} were measured"))
             continue
-        if not any(lesion.region == region for lesion in lesions):
-            found.append(Contradiction(sentence, f"a lesion in the {region}", f"lesions were measured in: {where}"))
-    for match in _SIDE.finditer(sentence):
-        if any(a <= match.start() < b for a, b in paired_spans):
-            continue
-        side = match.group(1).lower()
-        if not any(_on_side(lesion, side) for lesion in lesions):
-            found.append(Contradiction(sentence, f"a {side}-sided lesion", f"lesions were measured in: {where}"))
+        claimed = int(word) if word.isdigit() else _NUMBER_WORDS[word]
+        if claimed != len(counted):
+            found.append(Contradiction(read.text, f"{claimed} {kind}lesion(s)", f"{len(counted)} were measured"))
+    if re.search(r"\bmultifocal\b", read.text, re.I) and len(lesions) < 2:
+        found.append(Contradiction(read.text, "multifocal disease", f"{len(lesions)} lesion(s) were measured"))
     return found
 
 
-def _on_side(lesion: LesionFinding, side: str) -> bool:
-    if lesion.laterality in (Laterality.bilateral,):
-        return True
-    if lesion.laterality == Laterality.midline_crossing:
-        return True  # reported as "left/right ..., crossing the midline"
-    return lesion.laterality.value == side
+def _clause_end(text: str, position: int) -> int:
+    found = re.compile(r"[,;:]|\b(?:but|while|whereas)\b").search(text, position)
+    return found.start() if found else len(text)
+
+
+def _enhances(lesion: LesionFinding) -> bool | None:
+    enhancement = lesion_character(lesion)["enhancement"]
+    return None if enhancement == NOT_ASSESSED else enhancement in ("rim-enhancing", "solidly enhancing")
+
+
+def _where_measured(lesions: list[LesionFinding]) -> str:
+    return ", ".join(f"{lesion.laterality.value} {lesion.region}" for lesion in lesions) or "no lesion"
+
+
+def _place_contradictions(read: _Sentence, lesions: list[LesionFinding]) -> list[Contradiction]:
+    """A place named must hold a lesion (on its side, when it names one), a place denied must hold
+    none, a side named alone must have a lesion on it, and crossing the midline claimed or denied
+    must be true of the lesions the sentence speaks of."""
+    found = []
+    crossing_named = read.crossing is True
+    for place in read.places:
+        there = where.lesions_at(place, lesions, crossing_named)
+        if place.denied and there and not _NOT_A_TOTAL.search(read.text):
+            found.append(
+                Contradiction(
+                    read.text, f"no lesion in the {place}", f"lesions were measured in: {_where_measured(lesions)}"
+                )
+            )
+        elif not place.denied and not there:
+            found.append(
+                Contradiction(
+                    read.text, f"a lesion in the {place}", f"lesions were measured in: {_where_measured(lesions)}"
+                )
+            )
+    # "The frontal lesion is on the right": the side of the lesions the sentence places, else of any
+    placed = read.lesions if any(not p.denied for p in read.places) else lesions
+    for side, denied in where.sides_alone(read.text, read.places):
+        on_it = [lesion for lesion in placed if where.on_side(lesion, side, crossing_named)]
+        if not denied and not on_it:
+            found.append(
+                Contradiction(
+                    read.text, f"a {side}-sided lesion", f"lesions were measured in: {_where_measured(lesions)}"
+                )
+            )
+    if len(lesions) > 1 and len(read.lesions) == 1 and any(not p.denied for p in read.places):
+        largest = read.lesions[0].lesion_id == 1
+        if _LARGEST.search(read.text) and not largest:
+            found.append(
+                Contradiction(
+                    read.text,
+                    f"the largest lesion in the {read.places[0]}",
+                    f"lesion 1 is in the {_where_measured(lesions[:1])}",
+                )
+            )
+        if _SMALLER.search(read.text) and largest:
+            found.append(
+                Contradiction(read.text, f"a smaller lesion in the {read.places[0]}", "it is the largest lesion")
+            )
+    if read.crossing is True and read.lesions and not any(where.crosses(lesion) for lesion in read.lesions):
+        found.append(
+            Contradiction(read.text, "a lesion crossing the midline", f"none does: {_where_measured(read.lesions)}")
+        )
+    if read.crossing is False and read.lesions and all(where.crosses(lesion) for lesion in read.lesions):
+        found.append(
+            Contradiction(read.text, "a lesion confined to one side", f"it crosses: {_where_measured(read.lesions)}")
+        )
+    return found
 
 
 # -- numbers, each bound to what it measures ---------------------------------------------------
@@ -176,17 +352,20 @@ def _on_side(lesion: LesionFinding, side: str) -> bool:
 
 #: Lesion parts a clause may name, most specific first (a kind may be named by several phrasings).
 _LESION_PARTS = (
-    ("oedema", r"o?edema(?!-like)\w*|vasogenic\s+change|perilesional\s+(?:signal|hyperintensity)"),
+    (
+        "oedema",
+        r"(?:vasogenic\s+)?o?edema(?!-like)\w*|vasogenic\s+change|perilesional\s+(?:signal|hyperintensity)|t2/flair\s+(?:signal|hyperintensity)",
+    ),
     (
         "necrotic",
         r"necro\w*|cyst\w*|non-enhancing\s+(?:or\s+necrotic\s+)?(?:component|core|tissue|part|portion)",
     ),
-    ("enhancing", r"(?<!non-)enhancing\s+(?:component|part|portion|tissue|rim|region|volume)"),
+    ("enhancing", r"(?<!non-)enhancing\s+(?:component|part|portion|tissue|rim|region|volume|tumou?r)"),
     ("core", r"tumou?r\s+core|solid\s+(?:component|core|part|portion)"),
+    ("lesion", r"whole\s+tumou?r"),
     (
         "lesion",
-        r"lesions?|mass(?:es)?|tumou?rs?|neoplasms?|abnormalit(?:y|ies)|hyperintensit(?:y|ies)|signal\s+change|"
-        + "|".join(rf"(?:(?:left|right)\s+)?{re.escape(region)}" for region in REGIONS),
+        r"lesions?|mass(?:es)?|tumou?rs?|neoplasms?|abnormalit(?:y|ies)|hyperintensit(?:y|ies)|signal\s+change|foci|focus",
     ),
 )
 _STRUCTURE_WORDS = {  # other ways of naming a structure of the label sets
@@ -194,75 +373,95 @@ _STRUCTURE_WORDS = {  # other ways of naming a structure of the label sets
     "cerebrospinal fluid": r"cerebrospinal\s+fluid|csf|sulcal\s+spaces?",
 }
 _NEGATED = re.compile(r"\b(?:without|no)\s+(?:an?\s+)?(?:[a-z]+\s+)?$", re.I)
+_ENHANCES_AFTER = re.compile(
+    r"\s+(?:is\s+|are\s+)?enhanc(?:es|ing)\b(?!\s+(?:lesion|mass|tumou?r|component|part|portion|rim))", re.I
+)
+_MODIFIER_BEFORE = re.compile(
+    r"\b(?:around|surrounding|in|within|of|from|at|near|adjacent\s+to|involving|including|excluding|plus)\s+(?:the\s+|a\s+|an\s+)?$",
+    re.I,
+)
+# "necrotic mass", "cystic lesion": a part's word used of the whole lesion
+_LESION_NOUN_AFTER = re.compile(r"[\s-]+(?:lesions?|mass(?:es)?|tumou?rs?|neoplasms?)\b", re.I)
 #: Text between a number and the subject it qualifies: "41.0 mL of perilesional oedema", "a 43.7 mL lesion".
 _BEFORE_SUBJECT = re.compile(
-    r"\s+(?:of\s+(?:the\s+)?)?(?:(?!(?:and|or|but|the|with|while|whereas|than|is|are|was|to|in|at)\b)[a-z][\w-]*\s+){0,2}",
+    r"[\s-]+(?:of\s+(?:the\s+)?)?(?:(?!(?:and|or|but|the|with|while|whereas|than|is|are|was|to|in|at)\b)[a-z][\w-]*\s+){0,2}",
     re.I,
 )
 
 
 @dataclasses.dataclass(frozen=True)
 class _Subject:
-    """Something a clause names that carries measured quantities, and where it is named."""
+    """Something a clause names that carries measured quantities (or is not measured), and where."""
 
-    kind: str  # a lesion part (_LESION_PARTS), "structure", or "tissue" (grey or white matter without a side)
-    name: str  # the structure or tissue; "" for lesion parts
+    kind: (
+        str  # a lesion part (_LESION_PARTS), "structure", "tissue" (grey or white matter without a side), "unmeasured"
+    )
+    name: str  # the structure, tissue or unmeasured topic; "" for lesion parts
     start: int
     end: int
 
 
 def _subjects(text: str, findings: Findings) -> list[_Subject]:
     """What `text` names, in order; a name inside a longer one ("grey matter" in "left grey matter",
-    or in "deep grey matter and internal capsule") counts as the longer one only."""
+    or in "deep grey matter and internal capsule") counts as the longer one only. Places of
+    lesions ("R frontal") name the lesion there."""
     patterns = [(kind, "", pattern) for kind, pattern in _LESION_PARTS]
     for structure in findings.structures:
         words = r"\s+".join(re.escape(w) for w in structure.name.split()).replace("grey", "gr[ae]y")
+        words = re.sub(r"^(left|right)\\s\+", r"\1\\s+(?:cerebral\\s+)?", words)  # "left cerebral white matter"
         patterns.append(("structure", structure.name, _STRUCTURE_WORDS.get(structure.name, words)))
     patterns += [("tissue", "grey matter", r"gr[ae]y\s+matter"), ("tissue", "white matter", r"white\s+matter")]
+    patterns += [("unmeasured", "midline shift", r"midline\s+shift|shift")]
     found = [
         _Subject(kind, name, m.start(), m.end())
         for kind, name, pattern in patterns
         for m in re.finditer(rf"\b(?:{pattern})\b", text, re.I)
     ]
+    found += [_Subject("lesion", "", p.start, p.end) for p in where.places_in(text) if not p.denied]
     # "without a solid core", "no oedema": what a clause denies is not what its numbers measure
     found = [s for s in found if not _NEGATED.search(text[max(0, s.start - 12) : s.start])]
+    found = [
+        s
+        for s in found
+        if s.kind in ("lesion", "structure", "tissue", "unmeasured") or not _LESION_NOUN_AFTER.match(text, s.end)
+    ]
     found.sort(key=lambda s: (s.start, -(s.end - s.start)))
     kept: list[_Subject] = []
     for subject in found:
-        if not any(k.start <= subject.start and subject.end <= k.end for k in kept):
+        if any(k.start <= subject.start and subject.end <= k.end for k in kept):
+            continue
+        last = kept[-1] if kept else None
+        if last and last.kind == subject.kind == "lesion" and not text[last.end : subject.start].strip(" -"):
+            kept[-1] = dataclasses.replace(last, end=subject.end)  # "the left frontal" + "lesion": one name
+        else:
             kept.append(subject)
     return kept
 
 
-def _subject_of(sentence: str, start: int, end: int, subjects: list[_Subject], context: _Subject | None):
-    """The subject a number at sentence[start:end] measures: the one it qualifies ("41.0 mL of
+def _subject_of(text: str, start: int, end: int, subjects: list[_Subject], context: _Subject | None):
+    """The subject a number at text[start:end] measures: the one it qualifies ("41.0 mL of
     oedema", "a 5 mm lesion"), else the nearest named before it in the sentence, else the nearest
     after it, else `context` (the previous sentence's, or the question's)."""
     after = [s for s in subjects if s.start >= end]
-    if after and _BEFORE_SUBJECT.fullmatch(sentence[end : after[0].start]):
+    if after and _BEFORE_SUBJECT.fullmatch(text[end : after[0].start]):
         return after[0]
+    if _ENHANCES_AFTER.match(text, end):  # "of which 5 mL enhances"
+        return _Subject("enhancing", "", end, end)
     before = [s for s in subjects if s.end <= start]
     if before:
-        return before[-1]
-    return after[0] if after else context
+        # "Oedema around the left frontal lesion measures 3.2 mL": what a preposition brings in
+        # qualifies the subject before it, so the number measures the oedema
+        heads = [s for s in before if not _MODIFIER_BEFORE.search(text[: s.start])]
+        return (heads or before)[-1]
+    if context is not None and _CONTINUES.match(text):
+        return context  # "Its volume is 30 mL, with 25 mL of oedema": 30 mL is the lesion's
+    # the nearest named after it, unless another number stands between ("32 mL, of which 26 mL is oedema")
+    if after and not _QUANTITY.search(text, end, after[0].start):
+        return after[0]
+    return context
 
 
-def _lesions_at_the_place(sentence: str, lesions: list[LesionFinding]) -> tuple[str, list[LesionFinding]] | None:
-    """("side region", the lesions there) when the sentence names exactly one side and region."""
-    places = {match.groups() for match in _SIDE_REGION.finditer(sentence.lower())}
-    if len(places) != 1:
-        return None
-    side, region = places.pop()
-    return f"{side} {region}", [lesion for lesion in lesions if lesion.region == region and _on_side(lesion, side)]
-
-
-def _lesions_named(sentence: str, lesions: list[LesionFinding]) -> list[LesionFinding]:
-    """The lesions a sentence speaks of: those at the one side and region it names, else all."""
-    placed = _lesions_at_the_place(sentence, lesions)
-    return placed[1] if placed and placed[1] else lesions
-
-
-def _measured(subject: _Subject | None, unit: str, sentence: str, findings: Findings) -> tuple[str, list[float]]:
+def _measured(subject: _Subject | None, unit: str, read: _Sentence, findings: Findings) -> tuple[str, list[float]]:
     """(what is measured, its measured values in `unit`) for a number bound to `subject`; with no
     subject, every measured value in that unit (the number is checked, but not bound)."""
     if unit == "%":  # the one percentage measured: the lateral ventricles' share of the intracranial volume
@@ -275,9 +474,18 @@ def _measured(subject: _Subject | None, unit: str, sentence: str, findings: Find
             for v in _values(kind, "", unit, findings, findings.lesions)
         ]
         return "any measurement", values
-    lesions = _lesions_named(sentence, findings.lesions)
-    what = subject.name or ("the lesion" if subject.kind == "lesion" else f"the lesion's {subject.kind} part")
-    return what, _values(subject.kind, subject.name, unit, findings, lesions)
+    kind = subject.kind
+    if unit == "mm" and kind in _PART_KINDS:
+        kind = "lesion"  # a part has a volume, not diameters: "Longest dimension 7.1 cm" after "... necrosis."
+    what = subject.name or ("the lesion" if kind == "lesion" else f"the lesion's {kind} part")
+    return what, _values(kind, subject.name, unit, findings, read.lesions)
+
+
+_LONGEST = re.compile(r"\b(?:max(?:imum|imal)?|longest|greatest|largest|maximal|long\s+axis)\b", re.I)
+_SHORT_AXIS = re.compile(
+    r"\b(?:short(?:est)?[\s-]+axis|short\s+dimension|across|width|wide|minimum|transverse|perpendicular)\b", re.I
+)
+_PART_KINDS = ("oedema", "necrotic", "enhancing", "core")
 
 
 def _values(kind: str, name: str, unit: str, findings: Findings, lesions: list[LesionFinding]) -> list[float]:
@@ -294,7 +502,7 @@ def _values(kind: str, name: str, unit: str, findings: Findings, lesions: list[L
         character = lesion_character(lesion)
         if kind == "lesion":
             if unit == "mL":
-                values += [lesion.volume_ml, *lesion.subregion_volumes_ml.values()]
+                values.append(lesion.volume_ml)
             else:
                 values += [lesion.longest_diameter_mm, lesion.short_axis_mm]
         elif unit == "mL":
@@ -305,76 +513,171 @@ def _values(kind: str, name: str, unit: str, findings: Findings, lesions: list[L
     return values
 
 
-def _quantity_contradictions(
-    sentence: str, findings: Findings, subjects: list[_Subject], context: _Subject | None
-) -> list[Contradiction]:
+def _quantities(read: _Sentence, findings: Findings, previous: _Sentence | None):
+    """(match, unit, factor, subject, what, allowed values, written numbers) for each number with a unit."""
+    context = previous.subjects[0] if previous and previous.subjects else None
+    previous_end = 0
+    for match in _QUANTITY.finditer(read.text):
+        unit, factor = _UNITS[match.group(4).lower()]
+        subject = _subject_of(read.text, match.start(), match.end(), read.subjects, context)
+        if subject is not None and subject.kind == "unmeasured":
+            continue  # "a midline shift of 4 mm": unchecked, not contradicted
+        what, allowed = _measured(subject, unit, read, findings)
+        written = [w for w in match.group(1, 2, 3) if w]
+        if unit == "mm" and len(written) == 1 and allowed and (subject is None or subject.kind == "lesion"):
+            allowed = _diameter_of_role(read.text, previous_end, match, read.lesions) or allowed
+        previous_end = match.end()
+        yield match, unit, factor, what, allowed, written
+
+
+def _diameter_of_role(text: str, previous_end: int, match: re.Match, lesions: list[LesionFinding]) -> list[float]:
+    """The one diameter a single number names: "maximum diameter 58.7 mm", "45.4 mm across",
+    "short axis of 4.5 cm"; [] when it names neither."""
+    after = re.split(r"\d|\band\b", text[match.end() : _clause_end(text, match.end())])[0]
+    for words in (after, text[previous_end : match.start()]):  # what follows the number names it first
+        if _SHORT_AXIS.search(words):
+            return [lesion.short_axis_mm for lesion in lesions]
+        if _LONGEST.search(words):
+            return [lesion.longest_diameter_mm for lesion in lesions]
+    return []
+
+
+def _matches(written: str, factor: float, measured: float, hedged: bool) -> bool:
+    decimals = len(written.split(".")[1]) if "." in written else 0
+    tolerance = 0.5 * 10**-decimals * factor + 1e-9  # the text may round a measurement, not change it
+    if hedged:
+        tolerance = max(tolerance, HEDGE_TOLERANCE * measured)
+    return abs(float(written) * factor - measured) <= tolerance
+
+
+def _quantity_contradictions(read: _Sentence, findings: Findings, previous: _Sentence | None) -> list[Contradiction]:
     found = []
-    for match in _QUANTITY.finditer(sentence):
-        unit = match.group(3)
-        unit = "mL" if unit.lower() == "ml" else unit.lower()
-        subject = _subject_of(sentence, match.start(), match.end(), subjects, context)
-        what, allowed = _measured(subject, unit, sentence, findings)
-        for written in filter(None, (match.group(1), match.group(2))):
-            value = float(written)
-            decimals = len(written.split(".")[1]) if "." in written else 0
-            tolerance = 0.5 * 10**-decimals + 1e-9  # the text may round a measurement, not change it
-            if not any(abs(value - measured) <= tolerance for measured in allowed):
+    for match, unit, factor, what, allowed, written in _quantities(read, findings, previous):
+        hedged = bool(_HEDGE.search(read.text[: match.start()]))
+        if len(written) == 3 and unit == "mm":  # "a x b x c cm": the third dimension is not measured
+            written = sorted(written, key=float, reverse=True)
+            largest = max(allowed, default=0.0)
+            extra = [w for w in written[1:] if not any(_matches(w, factor, m, hedged) for m in allowed)]
+            if len(extra) < 2 and all(float(w) * factor <= largest + 1e-9 for w in extra):
+                written = [w for w in written if w not in extra or w == written[0]]
+        for number in written:
+            if not any(_matches(number, factor, measured, hedged) for measured in allowed):
                 measured_text = (
                     f"{what} measured {' or '.join(f'{m:.1f} {unit}' for m in sorted(set(allowed)))}"
                     if allowed
                     else f"nothing in {unit} was measured for {what}"
                 )
-                found.append(Contradiction(sentence, f"{written} {unit}", measured_text, quantity=True))
+                found.append(Contradiction(read.text, f"{number} {match.group(4)}", measured_text, quantity=True))
     return found
 
 
-def _enhancement_contradictions(sentence: str, lesions: list[LesionFinding]) -> list[Contradiction]:
-    characters = [lesion_character(lesion)["enhancement"] for lesion in lesions]
+def _third_dimensions(read: _Sentence, findings: Findings, previous: _Sentence | None) -> list[Unchecked]:
+    return [
+        Unchecked(read.text, "a third lesion dimension")
+        for match, unit, _, _, _, written in _quantities(read, findings, previous)
+        if len(written) == 3 and unit == "mm"
+    ]
+
+
+# -- enhancement, oedema, necrosis, ventricles -------------------------------------------------
+
+
+def _enhancement_contradictions(read: _Sentence) -> list[Contradiction]:
+    if _NO_CONTRAST_GIVEN.search(read.text):
+        return []
+    denies = _DOES_NOT_ENHANCE.search(read.text)
+    claims = _ENHANCES.search(_DOES_NOT_ENHANCE.sub("", read.text))
+    if not (claims or denies) or not read.lesions:
+        return []
+    characters = [lesion_character(lesion)["enhancement"] for lesion in read.lesions]
+    if all(c == NOT_ASSESSED for c in characters):
+        claim = "an enhancing lesion" if claims else "no enhancement"
+        return [Contradiction(read.text, claim, "enhancement was not assessed (no contrast-enhanced scan)")]
+    if len(read.lesions) == 1 and any(pattern.search(read.text) for _, pattern in _PATTERNS):
+        return []  # the pattern given to the one lesion is checked by _placed_pattern_contradictions
     found = []
-    if NOT_ASSESSED in sentence.lower():
-        return found
-    denies = _NOT_ENHANCING.search(sentence)
-    claims = _ENHANCING.search(_NOT_ENHANCING.sub("", sentence))
-    enhancing = [c for c in characters if c in ("rim-enhancing", "solidly enhancing")]
-    if claims and not enhancing:
-        measured = ", ".join(characters) if characters else "no lesion"
-        found.append(Contradiction(sentence, "an enhancing lesion", f"the lesion(s) measured: {measured}"))
-    if denies and characters and all(c in ("rim-enhancing", "solidly enhancing") for c in characters):
+    if claims and _EVERY.search(read.text) and not all(c in ("rim-enhancing", "solidly enhancing") for c in characters):
+        return [Contradiction(read.text, "every lesion enhancing", f"the lesion(s) measured: {', '.join(characters)}")]
+    if claims and not any(c in ("rim-enhancing", "solidly enhancing") for c in characters):
         found.append(
-            Contradiction(sentence, "no enhancement", f"every lesion measured enhances ({', '.join(characters)})")
+            Contradiction(read.text, "an enhancing lesion", f"the lesion(s) measured: {', '.join(characters)}")
+        )
+    if denies and all(c in ("rim-enhancing", "solidly enhancing") for c in characters):
+        found.append(
+            Contradiction(read.text, "no enhancement", f"every lesion measured enhances ({', '.join(characters)})")
         )
     return found
 
 
-def _placed_pattern_contradictions(sentence: str, lesions: list[LesionFinding]) -> list[Contradiction]:
-    """A sentence that names one place where exactly one lesion lies speaks of that lesion: an
-    enhancement pattern it gives must be that lesion's ("the second lesion, non-enhancing, is in
-    the left parietal lobe" of a solidly enhancing one is wrong, though another lesion is
-    non-enhancing)."""
-    placed = _lesions_at_the_place(sentence, lesions)
-    if placed is None or len(placed[1]) != 1:
+def _placed_pattern_contradictions(read: _Sentence) -> list[Contradiction]:
+    """A sentence that speaks of exactly one lesion gives its pattern: an enhancement pattern it
+    gives must be that lesion's ("the second lesion, non-enhancing, is in the left parietal lobe"
+    of a solidly enhancing one is wrong, though another lesion is non-enhancing)."""
+    named = [p for p in read.places if not p.denied]
+    if len(read.lesions) != 1 or len(named) > 1:
         return []
-    place, there = placed
-    actual = lesion_character(there[0])["enhancement"]
+    actual = lesion_character(read.lesions[0])["enhancement"]
     if actual == NOT_ASSESSED:
         return []
+    place = f" in the {named[0]}" if named else ""
     found = []
-    for match in _PATTERN.finditer(sentence):
-        written = match.group(1).lower()
-        if written == "non-enhancing" and _OF_A_PART.match(sentence, match.end()):
-            continue  # "a non-enhancing component": a part of the lesion, not its pattern
-        if written != actual and not (written == "non-enhancing" and actual == "oedema-like"):
-            claim = f"a {written} lesion in the {place}"
-            found.append(Contradiction(sentence, claim, f"the lesion measured there is {actual}"))
+    for written, pattern in _PATTERNS:
+        if (
+            pattern.search(read.text)
+            and written != actual
+            and not (written == "non-enhancing" and actual == "oedema-like")
+        ):
+            found.append(
+                Contradiction(read.text, f"a {written} lesion{place}", f"the lesion measured there is {actual}")
+            )
     return found
+
+
+def _part_contradictions(read: _Sentence) -> list[Contradiction]:
+    """Oedema and necrosis said to be present or absent, for the lesions the sentence speaks of."""
+    found = []
+    for part, pattern, key in (("oedema", _OEDEMA, "oedema_ml"), ("necrosis", _NECROSIS, "necrotic_ml")):
+        match = pattern.search(read.text)
+        if not match or not read.lesions:
+            continue
+        amounts = [lesion_character(lesion)[key] for lesion in read.lesions]
+        if any(a is None for a in amounts):
+            continue  # not assessed without a contrast-enhanced scan
+        denied = bool(_DENIED_PART.search(read.text[: match.start()]))
+        if denied and all(a >= 0.05 for a in amounts):
+            found.append(
+                Contradiction(read.text, f"no {part}", f"{' and '.join(f'{a:.1f} mL' for a in amounts)} measured")
+            )
+        if not denied and all(a <= 0 for a in amounts):
+            found.append(Contradiction(read.text, part, "none was measured"))
+    return found
+
+
+def _ventricle_contradictions(read: _Sentence, findings: Findings) -> list[Contradiction]:
+    judged = ventricles(findings)
+    if judged is None or not _VENTRICLES.search(read.text):
+        return []
+    volume, enlarged, fraction = judged
+    normal_said = bool(_NORMAL.search(read.text))
+    enlarged_said = bool(_ENLARGED.search(_NORMAL.sub("", read.text)))
+    measured = f"they measure {volume:.1f} mL ({100 * fraction:.1f} %)"
+    if enlarged_said and not enlarged:
+        return [Contradiction(read.text, "enlarged ventricles", f"{measured}, normal")]
+    if normal_said and not enlarged_said and enlarged:
+        return [Contradiction(read.text, "normal ventricles", f"{measured}, enlarged")]
+    return []
 
 
 def _omissions(text: str, findings: Findings) -> list[str]:
     lowered = text.lower()
+    places = where.places_in(text)
     missed = []
     for lesion in findings.lesions:
         mentioned = (
-            lesion.region in lowered or f"{lesion.volume_ml:.1f}" in text or f"{lesion.volume_ml:.0f} ml" in lowered
+            lesion.region in lowered
+            or any(lesion.region in p.regions and not p.denied for p in places)
+            or f"{lesion.volume_ml:.1f}" in text
+            or f"{lesion.volume_ml:.0f} ml" in lowered
         )
         if not mentioned:
             missed.append(
@@ -385,3 +688,7 @@ def _omissions(text: str, findings: Findings) -> list[str]:
         if not any(_VENTRICLES.search(s) and _ENLARGED.search(s) for s in split_sentences(text)):
             missed.append(f"enlarged lateral ventricles ({judged[0]:.1f} mL)")
     return missed
+
+
+def _unique(claims: list[Unchecked]) -> list[Unchecked]:
+    return list(dict.fromkeys(claims))

@@ -1,0 +1,82 @@
+"""What the program does not measure, and how an answer says so.
+
+The segmentation gives lesions (count, side, region, size, enhancement, oedema, necrosis) and the
+volumes of brain structures. Everything else a reader may ask about or a model may write (midline
+shift, a diagnosis, the patient's age, change since a prior scan, ...) cannot be checked against
+the findings: a question about it is declined, and a sentence claiming it is shown as unchecked.
+"""
+
+from __future__ import annotations
+
+import re
+
+#: Topics the findings hold nothing on, each with the words that raise it.
+TOPICS: dict[str, str] = {
+    "midline shift": r"midline\s+shift|shift\s+of\s+the\s+midline|subfalcine",
+    "mass effect": r"mass\s+effect|effac\w*|compress\w*|herniat\w*|sulcal\s+crowding|displac\w*",
+    "haemorrhage": r"h(?:a)?emorrha\w*|bleed\w*|blood\s+products|h(?:a)?emosiderin|microbleeds?|susceptibility",
+    "diffusion": r"diffusion|restrict\w*|\badc\b|\bdwi\b",
+    "calcification": r"calcif\w*",
+    "perfusion": r"perfusion|\br?cbv\b",
+    "diagnosis": (
+        r"consistent\s+with|suggest\w*|compatible\s+with|represent\w*|in\s+keeping\s+with|differential|"
+        r"diagnos\w*|glioma|glioblastoma|astrocytoma|oligodendroglioma|metasta\w*|meningioma|lymphoma|abscess|"
+        r"demyelinat\w*|multiple\s+sclerosis|infarct\w*|isch(?:a)?emi\w*|stroke|malignan\w*|benign|what\s+is\s+it\b|"
+        r"possib\w*|probabl\w*|likely|favou?r\w*|glial|infiltrat\w*|cannot\s+be\s+excluded|normal\s+pressure\s+hydrocephalus|\bnph\b"
+    ),
+    "tumour grade": r"\bgrade\b|high-grade|low-grade|\bwho\s+(?:grade|classification)",
+    "age": r"\bage\b|\bhow\s+old\b|years?\s+old|\baged\b",
+    "sex": r"\bsex\b|\bgender\b|\bmale\b|\bfemale\b|\bman\b|\bwoman\b",
+    "clinical history": (
+        r"\bhistory\b|symptom\w*|present(?:ed|ing)\s+with|complain\w*|seizures?|headaches?|gait|cognitive|"
+        r"clinical(?:ly)?|correlat\w*|advis\w*"
+    ),
+    "white matter disease and atrophy": (
+        r"white\s+matter\s+(?:hyperintensit\w*|lesions|changes|disease)|small\s+vessel|microangiopath\w*|"
+        r"leuk\w*araiosis|gliosis|atroph\w*|volume\s+loss|transependymal"
+    ),
+    "change since a prior scan": (
+        r"\bprior\b|previous\w*|\binterval\b|compared\s+(?:with|to)|since\s+(?:the\s+)?(?:last|prior|previous|earlier)|"
+        r"\bstable\b|unchanged|\bno\s+change|\bago\b|since\s+the\s+(?:mri|ct|scan|study|examination)|\bgrown\b|\bgrowing\b|\bshrunk\w*|progress\w*|regress\w*|\bnew\b|follow-up"
+    ),
+    "treatment": (
+        r"treat\w*|surg\w*|resect\w*|operat\w*|biops\w*|radiotherap\w*|chemotherap\w*|therapy|recommend\w*|"
+        r"management|prognos\w*|survival"
+    ),
+    "other anatomy": (
+        r"skull|calvari\w*|paranasal|\bsinus(?:es)?\b|orbits?\b|vessels?\b|flow\s+voids?|arter\w*|venous|"
+        r"mastoid\w*|pituitary|scalp|aqueduct\w*|(?:third|fourth)\s+ventricle|foram\w*|cistern\w*|(?<!crossing\sthe\s)(?<!across\sthe\s)corpus\s+callosum|genu|splenium"
+    ),
+}
+_TOPIC_PATTERNS = {topic: re.compile(rf"\b(?:{pattern})", re.I) for topic, pattern in TOPICS.items()}
+_DECLINES = re.compile(
+    r"\bnot\s+(?:measured|assessed|determined|known|available|evaluated)\b|"
+    r"\bcannot\s+(?:be\s+)?(?:determined|assessed|measured|said|told|tell|say)\b|"
+    r"\bdoes\s+not\s+(?:measure|assess|determine)\b|\bno\s+information\b",
+    re.I,
+)
+
+WHAT_IS_MEASURED = (
+    "lesions (number, side, region, size, enhancement, oedema and necrosis) and the volumes of brain structures"
+)
+
+
+def topics_in(text: str) -> list[str]:
+    """The unmeasured topics `text` raises, in TOPICS order."""
+    return [topic for topic, pattern in _TOPIC_PATTERNS.items() if pattern.search(text)]
+
+
+def unmeasured_topic(question: str) -> str | None:
+    """The first unmeasured topic a question asks about, or None when the findings may answer it."""
+    found = topics_in(question)
+    return found[0] if found else None
+
+
+def decline(topic: str) -> str:
+    """The answer to a question about `topic`: it is not measured, and what is."""
+    return f"Not measured: {topic} is not assessed by this program, which measures {WHAT_IS_MEASURED} from the image."
+
+
+def declines(text: str) -> bool:
+    """Whether `text` says that what was asked is not measured."""
+    return bool(_DECLINES.search(text))
