@@ -96,7 +96,11 @@ def test_template_narratives_are_faithful_in_every_phrasing(case):
         ("one lesion", ("58.7", "68.7"), "68.7 mm"),
         ("two lesions", ("There are 2 separate", "There are 3 separate"), "3 lesion(s)"),
         ("two lesions", ("left frontal", "left temporal"), "a lesion in the left temporal lobe"),
-        ("one lesion", ("solidly enhancing lesion", "non-enhancing lesion"), "no enhancement"),
+        (
+            "one lesion",
+            ("solidly enhancing lesion", "non-enhancing lesion"),
+            "a non-enhancing lesion in the right parietal lobe",
+        ),
         ("no lesion", (None, "The lateral ventricles are enlarged."), "enlarged ventricles"),
         ("no lesion", (None, "There is an enhancing lesion in the right insula."), "a lesion in the right insula"),
         ("one lesion", (None, "No focal lesion is seen."), "0 lesion(s)"),
@@ -186,3 +190,42 @@ def test_an_answer_is_bound_to_what_the_question_asks():
     assert not check("31.7 mL", findings, question=asked).faithful  # the lesion's volume, not the grey matter's
     assert check("548.1 mL.", findings, question=asked).faithful
     assert check("It measures 548.1 mL.", findings, question=asked).faithful
+
+
+# -- questions on what is not measured, and claims the guard cannot check ----------------------
+
+ISSUE_QUESTIONS = [  # issue 30's six questions, with the answers the model once gave
+    ("How big is the lesion?", "31.7 mL", True),
+    ("Is the lesion enhancing?", "Yes.", True),
+    ("What is the volume of the left grey matter?", "31.7 mL", False),  # the lesion's volume
+    ("Is there midline shift?", "Yes.", False),  # not measured: the answer must say so
+    ("How old is the patient?", "58.7 mm", False),
+    ("Is there a lesion in the left frontal lobe?", "58.7 mm", False),
+]
+
+
+@pytest.mark.parametrize("question, answer, right", ISSUE_QUESTIONS)
+def test_each_answer_is_checked_against_what_its_question_asks(question, answer, right):
+    assert check(answer, BASE, question=question).faithful is right
+
+
+def test_questions_on_what_is_not_measured_are_declined_without_the_model():
+    from fm.pipeline.conversation import checked, stream_answer
+    from fm.report.unmeasured import declines, unmeasured_topic
+
+    for question in ("How old is the patient?", "Is there midline shift?", "What is the diagnosis?",
+                     "Has it grown since the last scan?", "Should it be resected?", "Is there haemorrhage?"):  # fmt: skip
+        assert unmeasured_topic(question), question
+        # the backend is never asked: None would fail at its first use
+        answer = "".join(stream_answer(None, None, BASE, question, []))
+        assert declines(answer) and unmeasured_topic(question) in answer
+        assert checked(question, answer, BASE).verdict.faithful
+    for question, *_ in ISSUE_QUESTIONS[:3] + ISSUE_QUESTIONS[5:]:
+        assert unmeasured_topic(question) is None, question
+
+
+def test_claims_on_unmeasured_things_are_shown_as_unchecked_never_as_checked():
+    text = "A solidly enhancing lesion in the right parietal lobe. There is no midline shift. It likely represents a glioma."
+    result = check(text, BASE)
+    assert result.faithful
+    assert [u.topic for u in result.unchecked] == ["midline shift", "diagnosis"]

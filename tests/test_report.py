@@ -304,3 +304,16 @@ def test_a_language_model_narrative_is_shown_only_when_faithful_to_the_measureme
         withheld, example.volume, example.segmentation.labels, example.segmentation.label_set, tmp_path / "r"
     )
     assert "draft was withheld" in paths["report.md"].read_text()
+
+
+def test_a_kept_narrative_shows_what_the_guard_could_not_check(example):
+    from fm.report.template_narrative import narrative_report
+
+    report = example.report
+    faithful = narrative_report(report.findings, seed=5) + " There is no midline shift."
+    kept = report.with_model_narrative(faithful, "test-lm")
+    assert kept.model_narrative.kept and len(kept.model_narrative.unchecked) == 1
+    _, shown = kept.shown_narrative
+    assert shown.endswith("Unchecked (about what the program does not measure): There is no midline shift.")
+    assert "Unchecked (about what the program does not measure)" in kept.to_markdown()
+    assert Report.from_json(kept.to_json()) == kept

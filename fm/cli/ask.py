@@ -56,8 +56,9 @@ def _conversation(scans, example, lm, no_findings, backend_options):
 
 
 def _answer_and_check(conversation, question, history, max_new_tokens) -> str:
-    """Streams the answer to stdout, then the guard's verdict on stderr when findings were given."""
-    from fm.pipeline.conversation import stream_answer
+    """Streams the answer to stdout, then on stderr what the guard found (contradictions, claims it
+    cannot check) when findings were given."""
+    from fm.pipeline.conversation import checked, stream_answer
 
     backend, features, findings = conversation
     pieces = []
@@ -65,14 +66,10 @@ def _answer_and_check(conversation, question, history, max_new_tokens) -> str:
         click.echo(piece, nl=False)
         pieces.append(piece)
     click.echo()
-    answer = "".join(pieces).strip()
-    if findings is not None:
-        from fm.report.faithfulness import check
-
-        verdict = check(answer, findings, question=question)
-        for contradiction in verdict.contradictions:
-            click.echo(f"warning: contradicts the measurements: {contradiction}", err=True)
-    return answer
+    answer = checked(question, "".join(pieces), findings)
+    for warning in answer.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    return answer.text
 
 
 @click.command()

@@ -141,7 +141,8 @@ def vqa(manifest, out, answer, predictions, no_findings, lm):
       fm eval vqa answers.jsonl --out vqa_eval/
       fm eval vqa synth/manifest-test.parquet --answer --no-findings --out vqa_eval/
     """
-    from fm.evaluate.vqa import answer_items, evaluate_answers, markdown_table, read_vqa_items
+    from fm.evaluate.vqa import evaluate_answers, markdown_table, read_vqa_items
+    from fm.pipeline.conversation import answer_items
 
     items = read_vqa_items(manifest)
     if answer:

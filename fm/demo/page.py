@@ -190,7 +190,7 @@ def build_app(settings: DemoSettings = DemoSettings()) -> gr.Blocks:
             yield history, ""
             return
         from fm.lm.loading import model_input
-        from fm.pipeline.conversation import stream_answer
+        from fm.pipeline.conversation import checked, stream_answer
         from fm.serve.backends import TransformersBackend
 
         model = models.report_model
@@ -203,12 +203,12 @@ def build_app(settings: DemoSettings = DemoSettings()) -> gr.Blocks:
             answer += piece
             history[-1]["content"] = answer
             yield history, ""
-        from fm.report.faithfulness import check
-
-        verdict = check(answer, findings, question=question)
-        if verdict.contradictions:
+        result = checked(question, answer, findings)
+        if result.verdict is not None and result.verdict.contradictions:
             history[-1]["content"] = f"{answer}\n\n(warning: this answer contradicts the measurements)"
-        state.history.append((question, answer.strip()))
+        elif result.verdict is not None and result.verdict.unchecked:
+            history[-1]["content"] = f"{answer}\n\n(unchecked: it speaks of what the program does not measure)"
+        state.history.append((question, result.text))
         yield history, ""
 
     with gr.Blocks(title="fm3d report demo", delete_cache=(3600, SESSION_HOURS * 3600)) as demo:

@@ -234,31 +234,3 @@ def read_vqa_items(manifest: str | Path) -> list[VQAItem]:
             )
     require_files(manifest, sorted({file for item in items if item.prediction is None for file in item.scan}))
     return items
-
-
-def answer_items(items: list[VQAItem], report_model, findings_of=None, max_new_tokens: int = 32, progress=True):
-    """Fill in each unanswered item's prediction with the report model, each scan encoded once.
-    findings_of(case_id) -> Findings or None: what the prompt is given (None: the image alone)."""
-    from tqdm import tqdm
-
-    from fm.core.io import load_volume
-    from fm.core.session import load_session
-    from fm.lm.loading import model_input
-    from fm.lm.prompts import build_prompt
-
-    pending = defaultdict(list)
-    for item in items:
-        if item.prediction is None:
-            if not item.scan:
-                raise InputError(f"{item.case_id}: no prediction and no scan (a 'path' column) to answer from")
-            pending[(item.case_id, item.scan)].append(item)
-    for (case, scan), group in tqdm(pending.items(), desc="answer questions", unit="scan", disable=not progress):
-        findings = findings_of(case) if findings_of else None
-        volumes = load_session([str(file) for file in scan], None, load=load_volume).volumes
-        features = report_model.scan_features(model_input(volumes, report_model))
-        tokens = report_model.num_visual_tokens(features)
-        prompts = [build_prompt(tokens, findings, item.question) for item in group]
-        answers = report_model.generate_text(features, prompts, max_new_tokens, grounded_in=findings)
-        for item, answer in zip(group, answers):
-            item.prediction = answer.strip()
-    return items

@@ -19,11 +19,11 @@ from fm.core.findings import Findings
 from fm.core.labels import BRAIN_TUMOUR, lesions_assessed
 from fm.report.template_narrative import narrative_report, structured_report
 
-REPORT_SCHEMA_VERSION = "1.4"
+REPORT_SCHEMA_VERSION = "1.5"
 # 1.1 added the model's lesion sensitivity to provenance; 1.2 the contrasts, input files and input gate;
 # 1.3 findings 1.1 (no volume for a structure cut by the image edge), the narrative ends on the full impression;
-# 1.4 the language model's narrative with the faithfulness guard's verdict
-_READABLE_SCHEMAS = ("1.0", "1.1", "1.2", "1.3", REPORT_SCHEMA_VERSION)
+# 1.4 the language model's narrative with the faithfulness guard's verdict; 1.5 its unchecked claims
+_READABLE_SCHEMAS = ("1.0", "1.1", "1.2", "1.3", "1.4", REPORT_SCHEMA_VERSION)
 #: The issue's detection target: below it (or unmeasured) a report without lesions says it excludes none.
 VALIDATED_SENSITIVITY = 0.95
 NOTICE = (
@@ -87,6 +87,10 @@ class ModelNarrative(BaseModel):
     kept: bool
     contradictions: list[str] = Field(description="each claim that contradicts a measurement, with its sentence")
     omissions: list[str] = Field(description="abnormal findings the text does not mention")
+    unchecked: list[str] = Field(
+        default_factory=list,
+        description="claims on what the program does not measure (midline shift, a diagnosis, ...): shown, never checked",
+    )
 
 
 class Report(BaseModel):
@@ -125,6 +129,7 @@ class Report(BaseModel):
             kept=guard.faithful,
             contradictions=[str(c) for c in guard.contradictions],
             omissions=guard.omissions,
+            unchecked=[str(u) for u in guard.unchecked],
         )
         return self.model_copy(update={"model_narrative": drafted})
 
@@ -134,9 +139,13 @@ class Report(BaseModel):
         it, else the template's, saying why."""
         drafted = self.model_narrative
         if drafted is not None and drafted.kept:
+            text = drafted.text
+            if drafted.unchecked:
+                sentences = "; ".join(dict.fromkeys(u.split('": ')[0].strip('"') for u in drafted.unchecked))
+                text += f"\n\nUnchecked (about what the program does not measure): {sentences}"
             return (
                 f"Narrative (language model {drafted.model_id}; AI draft, checked against the measurements)",
-                drafted.text,
+                text,
             )
         if drafted is not None:
             reason = f"The language model's draft was withheld: {len(drafted.contradictions)} statement(s) contradict the measurements."
