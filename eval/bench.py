@@ -176,7 +176,6 @@ def case_lm(repeats: int) -> list[dict]:
     from fm.core.findings import Findings
     from fm.core.io import load_volume
     from fm.lm.loading import load_report_model, model_input
-    from fm.lm.prompts import build_prompt
 
     model = load_report_model(None)
     findings = Findings.from_json(example_path().with_name("example_brain_t1_findings.json").read_text())
@@ -184,7 +183,7 @@ def case_lm(repeats: int) -> list[dict]:
     tokens = 200
     with torch.no_grad():
         features = model.scan_features(model_input([load_volume(example_path())], model))
-        prompt = build_prompt(model.num_visual_tokens(features), findings)
+        prompt = model.prompt(features, findings)
         timed_generation(model, features, prompt, 8, True)  # warm-up
         runs = [timed_generation(model, features, prompt, tokens, True) for _ in range(repeats)]
     rate = statistics.median(n / seconds for _, seconds, n in runs)

@@ -21,7 +21,6 @@ from fm.core.examples import example_path
 from fm.core.findings import Findings
 from fm.core.io import load_volume
 from fm.lm.modeling import FMForReportGeneration
-from fm.lm.prompts import build_prompt
 
 
 def timed_generation(model, features, prompt: str, new_tokens: int, use_cache: bool) -> tuple[float, float, int]:
@@ -79,10 +78,10 @@ def main() -> None:
     findings = Findings.from_json(example_path().with_name("example_brain_t1_findings.json").read_text())
     with torch.no_grad():
         features = model.scan_features(load_volume(example_path()))
-        prompt = build_prompt(model.num_visual_tokens(features), findings)
+        prompt = model.prompt(features, findings)
         timed_generation(model, features, prompt, 8, True)  # warm-up
         runs = {True: [], False: []}
-        questions = [build_prompt(model.num_visual_tokens(features), findings, q) for _, q in qa_questions(findings)]
+        questions = [model.prompt(features, findings, q) for _, q in qa_questions(findings)]
         batches = []
         for _ in range(args.repeats):
             for use_cache in (True, False):

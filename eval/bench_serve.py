@@ -25,7 +25,6 @@ from fm.core.examples import example_path
 from fm.core.findings import Findings
 from fm.core.io import load_volume
 from fm.lm.loading import load_report_model
-from fm.lm.prompts import build_prompt
 from fm.serve.backends import GenerationRequest, TransformersBackend, VLLMBackend
 from fm.serve.vllm_export import export_for_vllm
 from fm.serve.vllm_server import VLLMServer
@@ -117,7 +116,7 @@ def main() -> None:
     model = load_report_model()
     findings = Findings.from_json(example_path().with_name("example_brain_t1_findings.json").read_text())
     features = model.scan_features(load_volume(example_path()))
-    prompt = build_prompt(model.num_visual_tokens(features), findings)
+    prompt = model.prompt(features, findings)
     requests = {
         "grounded": GenerationRequest(features, prompt, NEW_TOKENS, grounded_in=findings),
         "free": GenerationRequest(features, prompt, NEW_TOKENS),

@@ -34,7 +34,6 @@ from fm.core.io import load_volume
 from fm.evaluate.reports import TextScorer
 from fm.evaluate.vqa import closed_correct
 from fm.lm.modeling import FMForReportGeneration
-from fm.lm.prompts import build_prompt
 from fm.pipeline.report_pipeline import ReportPipeline
 from fm.report.faithfulness import check
 from fm.report.template_narrative import narrative_report, ventricles
@@ -79,9 +78,8 @@ def evaluate(model_path: str, data: Path, n: int, measured: bool = False, ground
         reference = narrative_report(findings) if measured else row["narrative"]
         started = time.perf_counter()
         features = model.scan_features(volume)  # once per scan: every prompt below reuses it
-        tokens = model.num_visual_tokens(features)
         decode_in = findings if grounded else None  # fm.lm.grounded_decoding, as fm report decodes
-        narrative = model.generate_text(features, build_prompt(tokens, findings), 400, grounded_in=decode_in)
+        narrative = model.generate_text(features, model.prompt(features, findings), 400, grounded_in=decode_in)
         seconds.append(time.perf_counter() - started)
         guard = check(narrative, findings)
         judged = ventricles(findings)
@@ -103,7 +101,7 @@ def evaluate(model_path: str, data: Path, n: int, measured: bool = False, ground
             "image_only": (None, closed_pairs(true_pairs)),
         }
         for key, (given, questions) in asked.items():
-            prompts = [build_prompt(tokens, given, qa["question"]) for qa in questions]
+            prompts = [model.prompt(features, given, qa["question"]) for qa in questions]
             answers = model.generate_text(features, prompts, 12, grounded_in=given if grounded else None)
             for qa, answer in zip(questions, answers):
                 closed[qa["type"]][key].append(closed_correct(answer, qa["answer"]))

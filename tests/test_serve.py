@@ -233,3 +233,31 @@ def test_vllm_writes_the_transformers_text_token_for_token_with_and_without_lora
         features = model.scan_features(load_volume(example_path()))
         alone = build_prompt(model.num_visual_tokens(features), None, QUESTIONS[0])
         assert done.stdout.strip() == model.generate_text(features, alone, 128)
+
+
+def test_vllm_writes_what_transformers_writes_for_a_composed_chat_model(tmp_path):
+    """A tiny Qwen2 with a ChatML template, composed by fm lm init's path with the bundled encoder:
+    its chat-template prompts, grounded and free, give the same tokens on the server, which stops
+    at the template's end of turn as transformers does."""
+    from test_lm_families import write_language_model
+
+    from fm.lm.compose import compose_report_model
+
+    # vLLM's CPU attention takes head sizes from 32 up (16 fails in the engine)
+    qwen = write_language_model(tmp_path / "qwen", "qwen2", hidden_size=128, num_attention_heads=4)
+    composed = compose_report_model(qwen, queries=8).eval()
+    findings = Findings.from_json(example_path().with_name("example_brain_t1_findings.json").read_text())
+    features = composed.scan_features(load_volume(example_path()))
+    report, question = composed.prompt(features, findings), composed.prompt(features, findings, QUESTIONS[1])
+    assert "<|im_start|>system" in report
+    requests = [
+        GenerationRequest(features, report, 24, grounded_in=findings),
+        GenerationRequest(features, question, 12, grounded_in=findings),
+        GenerationRequest(features, report, 24),
+    ]
+    exported = export_for_vllm(composed, tmp_path / "export")
+    with VLLMServer(exported, vllm_python(), log=tmp_path / "vllm.log") as server:
+        expected = [TransformersBackend(composed).generate(request) for request in requests]
+        got = VLLMBackend(composed, server.url).batch(requests)
+    for want, have in zip(expected, got):
+        assert have.token_ids == want.token_ids and have.text == want.text

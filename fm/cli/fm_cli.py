@@ -11,6 +11,7 @@ from fm.cli.app import app_command
 from fm.cli.ask import chat, vqa
 from fm.cli.embeddings import embed, encoders
 from fm.cli.evaluate import evaluate
+from fm.cli.lm import lm
 from fm.cli.probe import probe
 from fm.cli.report import report, segment
 from fm.cli.scans import convert, info
@@ -46,6 +47,7 @@ for command in (
     export,
     serve,
     train,
+    lm,
     app_command,
     evaluate,
     weights,

@@ -3,6 +3,7 @@ its encoder takes from a session."""
 
 from __future__ import annotations
 
+import sys
 from importlib.resources import files
 from pathlib import Path
 
@@ -16,10 +17,21 @@ def default_lm_folder() -> Path:
 
 
 def load_report_model(model: str | Path | None = None):
-    """The report model at `model`: a folder or Hub id, None for the bundled default."""
-    from fm.lm.modeling import FMForReportGeneration  # torch and transformers: only here
+    """The report model at `model`: a folder or Hub id (ORG/NAME or hf-hub:ORG/NAME), None for the
+    bundled default. A plain causal LM is composed with the bundled encoder on the spot
+    (fm.lm.compose), and stderr says that its adapter is untrained."""
+    from fm.lm.compose import compose_report_model, hub_or_path, is_report_model  # torch: only here
+    from fm.lm.modeling import FMForReportGeneration
 
-    return FMForReportGeneration.from_pretrained(model or default_lm_folder()).eval()
+    if model is not None and not is_report_model(model):
+        print(
+            f"note: {model} is a causal language model, not a report model: composed with the bundled "
+            "encoder and an untrained adapter, it cannot see the scan until `fm train lm` aligns it "
+            "(`fm lm init` saves such a composition)",
+            file=sys.stderr,
+        )
+        return compose_report_model(model).eval()
+    return FMForReportGeneration.from_pretrained(hub_or_path(model or default_lm_folder())).eval()
 
 
 def model_input(scans: Volume | list[Volume], report_model) -> Volume | list[Volume]:

@@ -35,7 +35,7 @@ from fm.core.io import Volume
 from fm.lm.adapter import AdapterConfig, build_adapter
 from fm.lm.configuration import FMConfig
 from fm.lm.grounded_decoding import GroundedDecoding, Grounding
-from fm.lm.prompts import IMAGE_TOKEN, build_prompt
+from fm.lm.prompts import IMAGE_TOKEN, build_prompt, end_of_turn_ids, has_chat_template
 
 if TYPE_CHECKING:
     from encoders.spec import InputSpec
@@ -101,8 +101,9 @@ class FMForReportGeneration(FMPreTrainedModel, GenerationMixin):
             tokenizer = tokenizer or AutoTokenizer.from_pretrained(language_model)
         if tokenizer is None:
             raise ValueError("a language model built from a config needs its tokenizer")
-        if IMAGE_TOKEN not in tokenizer.get_vocab():
-            tokenizer.add_special_tokens({"extra_special_tokens": [IMAGE_TOKEN]})
+        if IMAGE_TOKEN not in tokenizer.get_vocab():  # beside the special tokens it has (a chat template's)
+            extra = list(getattr(tokenizer, "extra_special_tokens", None) or [])
+            tokenizer.add_special_tokens({"extra_special_tokens": [*extra, IMAGE_TOKEN]})
         if len(tokenizer) > lm.get_input_embeddings().num_embeddings:
             lm.resize_token_embeddings(len(tokenizer))
         config = FMConfig(
@@ -117,7 +118,9 @@ class FMForReportGeneration(FMPreTrainedModel, GenerationMixin):
         model = cls(config)
         model.encoder.load_state_dict(vision.state_dict())
         model.language_model.load_state_dict(lm.state_dict())
+        model.language_model.to(lm.dtype)  # the language model keeps its own precision
         model.tokenizer = tokenizer
+        model.generation_config.eos_token_id = _stop_ids(lm.generation_config.eos_token_id, tokenizer)
         return model.eval()
 
     def get_input_embeddings(self):
@@ -148,6 +151,22 @@ class FMForReportGeneration(FMPreTrainedModel, GenerationMixin):
         """The encoder's coarsest map -> (B, K, hidden) tokens in the language model's space."""
         tokens = image_features.flatten(2).transpose(1, 2)
         return self.adapter(tokens, tuple(image_features.shape[2:]))
+
+    def prompt(
+        self,
+        image_features: torch.Tensor,
+        findings: Findings | None,
+        question: str | None = None,
+        history: list[tuple[str, str]] | None = None,
+    ) -> str:
+        """The prompt about a scan (fm.lm.prompts.build_prompt: in the tokenizer's chat template when
+        it has one), with room for its visual tokens."""
+        return build_prompt(self.num_visual_tokens(image_features), findings, question, history, self.tokenizer)
+
+    def tokenize_prompts(self, prompts: list[str], **kwargs) -> dict:
+        """Prompt texts as ids: a chat template writes its own begin-of-text, the plain format gets
+        the tokenizer's."""
+        return self.tokenizer(prompts, add_special_tokens=not has_chat_template(self.tokenizer), **kwargs)
 
     def num_visual_tokens(self, image_features: torch.Tensor) -> int:
         """How many image placeholders a prompt needs for this scan's features."""
@@ -241,7 +260,7 @@ class FMForReportGeneration(FMPreTrainedModel, GenerationMixin):
         if self.tokenizer.pad_token is None:  # a language model's own tokenizer may have none
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.tokenizer.padding_side = "left"  # generation continues every row at its end
-        encoded = self.tokenizer(prompts, return_tensors="pt", padding=len(prompts) > 1)
+        encoded = self.tokenize_prompts(prompts, return_tensors="pt", padding=len(prompts) > 1)
         prompt_length = encoded["input_ids"].shape[1]
         per_row = grounded_in if isinstance(grounded_in, list) else [grounded_in] * len(prompts)
         if any(findings is not None for findings in per_row):
@@ -269,7 +288,7 @@ class FMForReportGeneration(FMPreTrainedModel, GenerationMixin):
         """The narrative report of a scan, grounded in `findings` (None: from the image alone).
         grounded: every number and region written is one of the findings' (fm.lm.grounded_decoding)."""
         features = self.scan_features(volume)
-        prompt = build_prompt(self.num_visual_tokens(features), findings)
+        prompt = self.prompt(features, findings)
         return self.generate_text(features, prompt, grounded_in=findings if grounded else None, **generate_kwargs)
 
     @torch.no_grad()
@@ -285,7 +304,7 @@ class FMForReportGeneration(FMPreTrainedModel, GenerationMixin):
         """The answer to `question` about the scan, after the earlier (question, answer) turns of
         `history`; with findings and `grounded`, every number and region in it is one of theirs."""
         features = self.scan_features(volume)
-        prompt = build_prompt(self.num_visual_tokens(features), findings, question, history)
+        prompt = self.prompt(features, findings, question, history)
         return self.generate_text(features, prompt, grounded_in=findings if grounded else None, **generate_kwargs)
 
     # -- saving ------------------------------------------------------------------------------
@@ -354,6 +373,13 @@ print(model.generate_report(volume, findings))
 ```
 """
         return ModelCard(text)
+
+
+def _stop_ids(eos: int | list[int] | None, tokenizer) -> list[int]:
+    """The language model's end-of-text id(s), the tokenizer's, and the chat template's end of turn."""
+    ids = [eos] if isinstance(eos, int) else list(eos or [])
+    ids += [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    return list(dict.fromkeys(ids + end_of_turn_ids(tokenizer)))
 
 
 def until_end_of_text(tokens: list[int], eos: int | list[int] | None) -> list[int]:

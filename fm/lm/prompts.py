@@ -1,7 +1,8 @@
 """The text the language model reads: the image placeholder, the measured findings written out
 (the grounding: every number the model may repeat comes from the segmentation), the task and the
-conversation so far. One format for training and for generation, so what the model learnt is what
-it is asked."""
+conversation so far. One builder for generation, training, VQA evaluation and vLLM, so what the
+model learnt is what it is asked: a language model whose tokenizer has a chat template is prompted
+in that template (apply_chat_template), any other in the project's plain format."""
 
 from __future__ import annotations
 
@@ -50,16 +51,107 @@ def findings_text(findings: Findings) -> str:
     return "\n".join(lines)
 
 
+#: What a chat model is told it does, before the measurements (system role, or the first user turn
+#: where the template has no system role).
+INSTRUCTIONS = (
+    "You describe a brain MRI. The measurements below come from its segmentation: state numbers only "
+    "as they are given, and say that anything else is not measured."
+)
+
+
 def build_prompt(
     num_visual_tokens: int,
     findings: Findings | None,
     question: str | None = None,
     history: list[tuple[str, str]] | None = None,
+    tokenizer=None,
 ) -> str:
     """The prompt up to where the model's answer starts. question None: the report task.
-    history: earlier (question, answer) turns of a conversation about the same scan."""
+    history: earlier (question, answer) turns of a conversation about the same scan.
+    tokenizer: a tokenizer with a chat template gets the conversation in its template
+    (apply_chat_template); without one (or None), the project's plain format."""
+    if has_chat_template(tokenizer):
+        messages = chat_messages(num_visual_tokens, findings, question, history, system_role(tokenizer))
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     parts = [IMAGE_TOKEN * num_visual_tokens, findings_text(findings) if findings is not None else NO_FINDINGS]
     for earlier_question, earlier_answer in history or []:
         parts += [f"Question: {earlier_question}", f"Answer: {earlier_answer}"]
     parts.append(f"Question: {question}\nAnswer:" if question is not None else f"Task: {REPORT_TASK}\nReport:")
     return "\n".join(parts)
+
+
+def encode_example(
+    tokenizer,
+    num_visual_tokens: int,
+    findings: Findings | None,
+    question: str | None,
+    history: list[tuple[str, str]] | None,
+    target: str,
+) -> tuple[list[int], list[int]]:
+    """(prompt ids, answer ids) of a training example: the loss falls on the answer ids only,
+    which end as the model must learn to stop (the template's end of the assistant's turn, or
+    the end-of-text token in the plain format)."""
+    prompt = build_prompt(num_visual_tokens, findings, question, history, tokenizer)
+    if not has_chat_template(tokenizer):
+        answer = tokenizer(" " + target, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        return tokenizer(prompt)["input_ids"], answer
+    messages = chat_messages(num_visual_tokens, findings, question, history, system_role(tokenizer))
+    whole = tokenizer.apply_chat_template([*messages, {"role": "assistant", "content": target}], tokenize=False)
+    if not whole.startswith(prompt):
+        raise ValueError("the tokenizer's chat template writes the conversation so far differently with an answer")
+    return (
+        tokenizer(prompt, add_special_tokens=False)["input_ids"],
+        tokenizer(whole[len(prompt) :], add_special_tokens=False)["input_ids"],
+    )
+
+
+def chat_messages(
+    num_visual_tokens: int,
+    findings: Findings | None,
+    question: str | None,
+    history: list[tuple[str, str]] | None,
+    system: bool,
+) -> list[dict[str, str]]:
+    """The conversation as chat messages: the instructions and the measurements in the system turn
+    (or, without one, opening the first user turn), the scan's placeholders opening the first user
+    turn, the earlier turns, then the question or the report task."""
+    context = INSTRUCTIONS + "\n" + (findings_text(findings) if findings is not None else NO_FINDINGS)
+    asked = [*(q for q, _ in history or []), question if question is not None else REPORT_TASK]
+    answered = [a for _, a in history or []]
+    opening = IMAGE_TOKEN * num_visual_tokens + "\n" + ("" if system else context + "\n")
+    messages = [{"role": "system", "content": context}] if system else []
+    for turn, text in enumerate(asked):
+        messages.append({"role": "user", "content": (opening if turn == 0 else "") + text})
+        if turn < len(answered):
+            messages.append({"role": "assistant", "content": answered[turn]})
+    return messages
+
+
+def has_chat_template(tokenizer) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def system_role(tokenizer) -> bool:
+    """Whether the tokenizer's chat template writes a system turn (Gemma's refuses one)."""
+    from jinja2.exceptions import TemplateError
+
+    probe = "fm-system-probe"
+    try:
+        text = tokenizer.apply_chat_template(
+            [{"role": "system", "content": probe}, {"role": "user", "content": "hi"}], tokenize=False
+        )
+    except TemplateError:  # raised by the template itself ("System role not supported")
+        return False
+    return probe in text
+
+
+def end_of_turn_ids(tokenizer) -> list[int]:
+    """The token(s) a chat template closes the assistant's turn with (<|im_end|>, <|eot_id|>,
+    <end_of_turn>, ...): generation must stop there as it stops at end-of-text."""
+    if not has_chat_template(tokenizer):
+        return []
+    _, answer = encode_example(tokenizer, 0, None, "?", None, "fm")
+    special = set(tokenizer.all_special_ids)
+    marker = tokenizer("fm", add_special_tokens=False)["input_ids"]
+    after = answer[len(marker) :] if answer[: len(marker)] == marker else answer
+    return [next(token for token in after if token in special)] if any(t in special for t in after) else []

@@ -38,7 +38,7 @@ from fm.core.checksums import content_hash
 from fm.core.findings import Findings
 from fm.core.io import load_volume
 from fm.lm.modeling import FMForReportGeneration
-from fm.lm.prompts import build_prompt
+from fm.lm.prompts import encode_example
 from fm.probe.embed import weights_hash
 from fm.report.template_narrative import narrative_report
 from fm.synth.dataset import load_synth_dataset
@@ -46,8 +46,13 @@ from fm.synth.random_findings import random_findings
 from fm.synth.vqa import qa_pairs
 
 #: LoRA goes on the language model's projections only (a full-match regex: the encoder and the
-#: adapter have linear layers too), with standard key names so a server can load the adapter alone.
-LORA_TARGETS = r".*language_model\..*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+#: adapter have linear layers too), with standard key names so a server can load the adapter alone;
+#: the names cover the families fm lm init is tested with (tests/test_lm_families.py).
+LORA_TARGETS = (
+    r".*language_model\..*\."
+    r"(q_proj|k_proj|v_proj|o_proj|qkv_proj|gate_proj|up_proj|gate_up_proj|down_proj"  # Llama, Qwen2, Gemma, Phi-3
+    r"|c_attn|c_proj|c_fc)"  # GPT-2
+)
 
 
 @dataclasses.dataclass
@@ -163,12 +168,14 @@ class ScanTextDataset(torch.utils.data.Dataset):
             with torch.no_grad():  # only to count the visual tokens
                 features = self.model.encode_scan(scan[None])[0]
         findings = Findings.from_json(example.findings) if example.findings else None
-        prompt = build_prompt(
-            self.model.num_visual_tokens(features[None]), findings, example.question, list(example.history)
+        prompt_ids, target_ids = encode_example(
+            self.model.tokenizer,
+            self.model.num_visual_tokens(features[None]),
+            findings,
+            example.question,
+            list(example.history),
+            example.target,
         )
-        tokenizer = self.model.tokenizer
-        prompt_ids = tokenizer(prompt)["input_ids"]
-        target_ids = tokenizer(" " + example.target, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
         if len(prompt_ids) + len(target_ids) > self.max_length:
             raise ValueError(
                 f"{example.image}: example of {len(prompt_ids) + len(target_ids)} tokens, above max_length {self.max_length}"

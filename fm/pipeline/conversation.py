@@ -16,7 +16,6 @@ import dataclasses
 from collections.abc import Iterator
 
 from fm.core.findings import Findings
-from fm.lm.prompts import build_prompt
 from fm.report.faithfulness import GuardResult, check
 from fm.report.unmeasured import decline, unmeasured_topic
 
@@ -103,5 +102,5 @@ def answer_items(items, report_model, findings_of=None, max_new_tokens: int = 32
 def _request(backend, features, findings, question, history, max_new_tokens):
     from fm.serve.backends import GenerationRequest  # torch: only when a question is asked
 
-    prompt = build_prompt(backend.model.num_visual_tokens(features), findings, question, history)
+    prompt = backend.model.prompt(features, findings, question, history)
     return GenerationRequest(features, prompt, max_new_tokens, grounded_in=findings)

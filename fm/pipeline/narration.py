@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from fm.core.io import Volume
 from fm.lm.loading import model_input
-from fm.lm.prompts import build_prompt
 from fm.report.document import Report
 
 
@@ -29,7 +28,7 @@ def narrate_all(
 
     backend = backend or TransformersBackend(report_model)
     features = [report_model.scan_features(model_input(scans, report_model)) for scans in sessions]
-    prompts = [build_prompt(report_model.num_visual_tokens(f), r.findings) for f, r in zip(features, reports)]
+    prompts = [report_model.prompt(f, r.findings) for f, r in zip(features, reports)]
     written = list(reports)
     pending = list(range(len(reports)))
     for attempt in range(attempts):

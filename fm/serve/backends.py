@@ -227,7 +227,7 @@ class VLLMServerError(RuntimeError):
 def prompt_embeddings(model, request: GenerationRequest) -> torch.Tensor:
     """The (sequence, hidden) embeddings the language model reads for `request`: the tokenized
     prompt (its begin-of-text token included) with the scan's visual tokens in place."""
-    input_ids = model.tokenizer(request.prompt, return_tensors="pt")["input_ids"]
+    input_ids = model.tokenize_prompts([request.prompt], return_tensors="pt")["input_ids"]
     with torch.no_grad():
         return model.embed_prompt(input_ids, image_features=request.image_features)[0].float().cpu()
 

@@ -101,6 +101,7 @@ def export_for_vllm(report_model, out: str | Path, lora: str | Path | None = Non
     model_folder = out / "model"
     report_model.language_model.save_pretrained(model_folder)
     report_model.tokenizer.save_pretrained(model_folder)
+    _write_stop_ids(model_folder, report_model.generation_config.eos_token_id)
     _copy_plugin_sources(out / "python" / "fm")
     rank = _write_plain_lora(Path(lora), out / "lora", model_folder) if lora else None
     exported = VLLMExport(out, rank)
@@ -114,6 +115,19 @@ def export_for_vllm(report_model, out: str | Path, lora: str | Path | None = Non
     }
     (out / "export.json").write_text(json.dumps(record, indent=1) + "\n")
     return exported
+
+
+def _write_stop_ids(model_folder: Path, eos: int | list[int] | None) -> None:
+    """The report model's stop tokens (its chat template's end of turn included) as the served
+    model's, so that vLLM ends where transformers ends."""
+    from transformers import GenerationConfig
+
+    try:
+        config = GenerationConfig.from_pretrained(model_folder)
+    except OSError:  # a language model saved without one
+        config = GenerationConfig()
+    config.eos_token_id = eos
+    config.save_pretrained(model_folder)
 
 
 def _write_plain_lora(source: Path, target: Path, base_folder: Path) -> int:
