@@ -4,8 +4,10 @@ stopped, and the same command runs under torchrun with two CPU processes (gloo).
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
+import math
 import re
 import subprocess
 import sys
@@ -146,7 +148,16 @@ def test_fm_train_lm_shows_its_options():
     from fm.cli.fm_cli import main
 
     done = CliRunner().invoke(main, ["train", "lm", "--help"])
-    assert done.exit_code == 0 and "--stage" in done.output and "--init" in done.output
+    assert done.exit_code == 0 and "--init" in done.output and "--data" in done.output
+    # every training option, documented, on both command lines (torchrun starts python -m fm.lm.train)
+    from fm.lm.train_config import LMTrainConfig
+
+    torchrun_help = subprocess.run(
+        [sys.executable, "-m", "fm.lm.train", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for field in dataclasses.fields(LMTrainConfig):
+        option = "--" + field.name.replace("_", "-")
+        assert field.metadata.get("help") and option in done.output and option in torchrun_help, option
 
 
 def test_the_default_bundle_recipe_builds_a_model_from_scratch(start):
@@ -188,3 +199,14 @@ def test_scans_on_different_grids_train_in_one_batch(start):
     for row, item in enumerate((first, second)):
         alone = model(input_ids=item["input_ids"][None], image_features=item["image_features"][None]).logits[0]
         assert torch.allclose(together[row, : len(item["input_ids"])], alone, atol=1e-4)
+
+
+def test_bf16_and_gradient_checkpointing_train_both_stages(start, tmp_path):
+    """What a 24 GB GPU needs for a larger language model, checked on the CPU: bf16 autocast and
+    recomputed activations give finite losses in stage 1 and in LoRA stage 2."""
+    saving = dict(grad_accum=1, checkpoint_every=1, precision="bf16", gradient_checkpointing=True)
+    stage1 = train_lm(start / "init", start / "data", tmp_path / "s1", LMTrainConfig(stage=1, steps=1, **saving))
+    train_lm(stage1, start / "data", tmp_path / "s2", LMTrainConfig(stage=2, steps=1, lora_rank=4, **saving))
+    for run in ("s1", "s2"):
+        losses = [float(r["value"]) for r in csv.DictReader(open(tmp_path / run / "log.csv")) if r["name"] == "loss"]
+        assert losses and all(math.isfinite(loss) for loss in losses)

@@ -14,21 +14,57 @@ def train():
     """Train the project's models (recipes in the repository, seeded and resumable)."""
 
 
-@train.command(
-    "lm", context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
+def _config_options(command):
+    """One option per field of fm.lm.train_config.LMTrainConfig, with its help text."""
+    import dataclasses
+
+    from fm.lm.train_config import LMTrainConfig
+
+    defaults = LMTrainConfig()
+    for field in reversed(dataclasses.fields(LMTrainConfig)):
+        value, name = getattr(defaults, field.name), "--" + field.name.replace("_", "-")
+        help_text = field.metadata.get("help")
+        if isinstance(value, bool):
+            command = click.option(name, field.name, is_flag=True, help=help_text)(command)
+        else:
+            kind = click.Choice(field.metadata["choices"]) if "choices" in field.metadata else type(value)
+            command = click.option(name, field.name, type=kind, default=value, show_default=True, help=help_text)(
+                command
+            )
+    return command
+
+
+@train.command("lm")
+@click.option(
+    "--init",
+    required=True,
+    help="The report model to start from: a folder or Hub id (`fm lm init` makes one from any causal LM).",
 )
-@click.argument("options", nargs=-1, type=click.UNPROCESSED)
-def train_lm(options):
-    """The report model's two training stages (fm.lm.train; same options as `python -m fm.lm.train`).
+@click.option(
+    "--data",
+    required=True,
+    help="A folder `fm synth` wrote, or a cohort: a CSV, JSON Lines or parquet table, a `datasets` folder or a "
+    "Hub dataset with the columns image (scans, ';' between contrasts, or a DICOM folder) and report, and "
+    "optionally id, subject, split, findings, qa (docs/report-model.md).",
+)
+@click.option("--split", default="train", show_default=True, help="The split of an `fm synth` folder.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True, help="Run folder (resumable).")
+@_config_options
+@reports_input_errors
+def train_lm(init, data, split, out, **options):
+    """Train the report model: stage 1 aligns the adapter with the language model frozen, stage 2
+    adds LoRA. Writes OUT/final (stage 2: LoRA merged), OUT/lora, OUT/log.csv and, for a cohort,
+    OUT/skipped_rows.csv. Run the same command again to resume.
 
     \b
-      fm train lm --init MODEL_DIR --data SYNTH_DIR --out runs/lm1 --stage 1 --steps 500
-      fm train lm --init runs/lm1/final --data SYNTH_DIR --out runs/lm2 --stage 2 --steps 2000
-      torchrun --nproc_per_node 2 -m fm.lm.train ...   # the same, on several processes
+      fm train lm --init my-report-model --data cohort.csv --findings-from reports/ --out runs/lm1 --stage 1
+      fm train lm --init runs/lm1/final --data cohort.csv --findings-from reports/ --out runs/lm2 --stage 2
+      torchrun --nproc_per_node 2 -m fm.lm.train ...   # the same options, on several processes
     """
-    from fm.lm.train import main as run  # torch and transformers: only here
+    from fm.lm.train import LMTrainConfig  # torch and transformers: only here
+    from fm.lm.train import train_lm as run
 
-    run(list(options) or ["--help"])
+    click.echo(run(init, data, out, LMTrainConfig(**options), split))
 
 
 @train.command("seg")

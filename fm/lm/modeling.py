@@ -50,6 +50,7 @@ class FMPreTrainedModel(PreTrainedModel):
     base_model_prefix = "fm"
     input_modalities = ("image", "text")
     _supports_sdpa = True
+    supports_gradient_checkpointing = True  # the language model's layers recompute; the encoder is frozen
 
     def _init_weights(self, module):
         """Each part keeps its own initialisation: the encoder and adapter PyTorch's (and any

@@ -1,7 +1,9 @@
-"""Training the report model (fm.lm.modeling) in two stages on scans with their findings and texts, from
-folders written by `fm synth` (fm.synth.dataset), with transformers' Trainer: seeded, checkpointed,
-resumable (run the same command again), logged, and unchanged under `torchrun` or `accelerate
-launch` with several processes (gloo on CPUs).
+"""Training the report model (fm.lm.modeling) in two stages on scans with their findings and texts,
+with transformers' Trainer: seeded, checkpointed, resumable (run the same command again), logged
+(out/log.csv: loss, learning rate, validation loss), and unchanged under `torchrun` or `accelerate
+launch` with several processes (gloo on CPUs). The data are a folder written by `fm synth`
+(fm.synth.dataset) or a cohort of one's own scans and reports (fm.lm.cohort: a CSV, JSON Lines or
+parquet table, a `datasets` folder or a Hub dataset), split by patient into training and validation.
 
 - stage 1, alignment: the language model is frozen; the adapter alone learns to put the scan
   where the language model can read it, from report examples;
@@ -13,32 +15,38 @@ launch` with several processes (gloo on CPUs).
 A share of the examples (`image_only_share`) leaves the findings out of the prompt, so the model
 also learns to answer from the image alone (what fm.lm.modeling's findings-free mode measures); and
 `random_findings` adds text examples for findings drawn at random, which teach it to copy the
-measurements rather than recall the training scans'.
+measurements rather than recall the training scans'. The options: fm.lm.train_config.
 
-    python -m fm.lm.train --init MODEL_DIR --data SYNTH_DIR --out runs/lm1 --stage 1 --steps 500
+    fm train lm --init MODEL_DIR --data cohort.csv --findings-from reports/ --out runs/lm1 --stage 1
     torchrun --nproc_per_node 2 -m fm.lm.train --init runs/lm1/final --data SYNTH_DIR --out runs/lm2 --stage 2
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import hashlib
 import json
 import os
 import random
+import sys
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from fm.core.checksums import content_hash
+from fm.core.errors import InputError
 from fm.core.findings import Findings
 from fm.core.io import load_volume
+from fm.core.session import load_session
+from fm.lm.loading import model_input
 from fm.lm.modeling import FMForReportGeneration
 from fm.lm.prompts import encode_example
+from fm.lm.train_config import LMTrainConfig, add_config_options, config_from_args
 from fm.probe.embed import weights_hash
 from fm.report.template_narrative import narrative_report
 from fm.synth.dataset import load_synth_dataset
@@ -53,23 +61,6 @@ LORA_TARGETS = (
     r"(q_proj|k_proj|v_proj|o_proj|qkv_proj|gate_proj|up_proj|gate_up_proj|down_proj"  # Llama, Qwen2, Gemma, Phi-3
     r"|c_attn|c_proj|c_fc)"  # GPT-2
 )
-
-
-@dataclasses.dataclass
-class LMTrainConfig:
-    stage: int = 1
-    steps: int = 500
-    lr: float = 1e-3
-    batch_size: int = 1
-    grad_accum: int = 4
-    seed: int = 0
-    lora_rank: int = 16
-    lora_alpha: int = 32
-    image_only_share: float = 0.2
-    checkpoint_every: int = 100
-    max_length: int = 2048
-    full_lm: bool = False  # stage 2: train the whole language model, not LoRA
-    random_findings: int = 0  # sets of random findings added to the examples (random_findings_examples)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,6 +119,53 @@ def random_findings_examples(count: int, images: list[str], seed: int = 0) -> li
         pairs = qa_pairs(findings, seed=rng.randrange(2**31))
         examples += [Example(image, text, p["answer"], p["question"]) for p in rng.sample(pairs, min(2, len(pairs)))]
     return examples
+
+
+def cohort_examples(rows, stage: int, seed: int = 0, image_only_share: float = 0.2) -> list[Example]:
+    """Examples from a cohort's rows (fm.lm.cohort): each report with the session's measured
+    findings (or none, when the cohort has none), and in stage 2 its questions; image-only
+    examples among the closed questions, as synth_examples draws them."""
+    rng = random.Random(seed)
+    examples = []
+    for row in rows:
+        examples.append(Example(row.image, row.findings, row.report))
+        if stage == 1:
+            continue
+        for pair in row.qa:
+            closed = (pair.get("answer_type") or "closed") == "closed" and len(str(pair["answer"]).split()) <= 4
+            findings = None if closed and rng.random() < image_only_share else row.findings
+            examples.append(Example(row.image, findings, str(pair["answer"]), str(pair["question"])))
+    return examples
+
+
+def read_training_data(data: str | Path, split: str, config: LMTrainConfig, out: Path | None = None):
+    """(training examples, validation examples) from an fm synth folder or a cohort; a cohort's
+    skipped rows are printed and, with `out`, listed in out/skipped_rows.csv."""
+    from fm.lm.cohort import is_cohort, read_cohort, split_rows
+
+    if not is_cohort(data):
+        return training_examples(data, split, config), []
+    rows, skipped = read_cohort(data, config.report_section, config.findings_from or None, config.strict)
+    for row in skipped:
+        print(f"skipped {row}", file=sys.stderr)
+    if out is not None and skipped:
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / "skipped_rows.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["row", "id", "reason"])
+            writer.writerows((row.row, row.id, row.reason) for row in skipped)
+    unmeasured = sum(row.findings is None for row in rows)
+    if unmeasured:
+        print(
+            f"note: {unmeasured} of {len(rows)} rows have no measured findings: the model learns to write their "
+            "reports from the image alone (give --findings-from, the folder `fm report --manifest` wrote)",
+            file=sys.stderr,
+        )
+    train_rows, validation_rows = split_rows(rows, config.val_fraction, config.seed)
+    train = cohort_examples(train_rows, config.stage, config.seed, config.image_only_share)
+    images = sorted({example.image for example in train})
+    train += random_findings_examples(config.random_findings, images, config.seed)
+    return train, cohort_examples(validation_rows, config.stage, config.seed, 0.0)
 
 
 def training_examples(data: str | Path, split: str, config: LMTrainConfig) -> list[Example]:
@@ -214,14 +252,36 @@ class ScanTextDataset(torch.utils.data.Dataset):
         if self._encoder_key is None:
             spec = json.dumps(self.model.config.input_spec, sort_keys=True)
             self._encoder_key = weights_hash(self.model.encoder) + spec
-        return hashlib.sha256((content_hash(Path(path)) + self._encoder_key).encode()).hexdigest()
+        scans = "".join(content_hash(Path(part)) for part in path.split(";"))
+        return hashlib.sha256((scans + self._encoder_key).encode()).hexdigest()
 
     def _scan_input(self, path: str) -> torch.Tensor:
-        prepared = self.model.prepare_scan(load_volume(path))
+        """A session's scans (';' between a cohort's contrasts) as the encoder's input."""
+        volumes = load_session(path.split(";"), None, load=load_volume).volumes
+        prepared = self.model.prepare_scan(model_input(volumes, self.model))
         if not self.model.config.freeze_encoder:
             return prepared[0]
         with torch.no_grad():
             return self.model.encode_scan(prepared)[0]
+
+
+class CSVLog(TrainerCallback):
+    """Every logged value (loss, learning rate, validation loss) as a row of a CSV file, which a
+    resumed run goes on appending to."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        new = not self.path.is_file()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", newline="") as handle:
+            writer = csv.writer(handle)
+            if new:
+                writer.writerow(["step", "name", "value"])
+            writer.writerows((state.global_step, name, value) for name, value in logs.items())
 
 
 def collate(batch: list[dict], pad_id: int) -> dict:
@@ -279,10 +339,14 @@ def train_lm(
     torch.manual_seed(config.seed)
     model = FMForReportGeneration.from_pretrained(init)
     cache = Path(features_cache) if features_cache else out / "scan_features"
-    dataset = ScanTextDataset(training_examples(data, split, config), model, config.max_length, cache)
+    train_examples, validation_examples = read_training_data(data, split, config, out)
+    dataset = ScanTextDataset(train_examples, model, config.max_length, cache)
     dataset.encode_all()
+    validation = ScanTextDataset(validation_examples, model, config.max_length, cache) if validation_examples else None
     trained = trainable_for_stage(model, config)
-    use_cpu = not torch.cuda.is_available()
+    use_cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: no CUDA device is visible")
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1  # started by torchrun / accelerate launch
     args = TrainingArguments(
         output_dir=str(out),
@@ -302,13 +366,26 @@ def train_lm(
         use_cpu=use_cpu,
         ddp_backend="gloo" if use_cpu and distributed else None,
         dataloader_num_workers=0,
+        eval_strategy=("steps" if config.eval_every else "no") if validation else "no",
+        eval_steps=config.eval_every or None,
+        per_device_eval_batch_size=config.batch_size,
+        bf16=config.precision == "bf16",
+        fp16=config.precision == "fp16",
+        gradient_checkpointing=config.gradient_checkpointing,
     )
     pad_id = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else model.tokenizer.eos_token_id
     trainer = Trainer(
-        model=trained, args=args, train_dataset=dataset, data_collator=lambda batch: collate(batch, pad_id)
+        model=trained,
+        args=args,
+        train_dataset=dataset,
+        eval_dataset=validation,
+        data_collator=lambda batch: collate(batch, pad_id),
+        callbacks=[CSVLog(out / "log.csv")],
     )
     last = get_last_checkpoint(str(out)) if out.is_dir() else None
     trainer.train(resume_from_checkpoint=last)
+    if validation is not None:
+        trainer.evaluate()  # the validation loss of the final weights, in log.csv
     if not trainer.is_world_process_zero():
         return out / "final"
     (out / "train_config.json").write_text(
@@ -331,7 +408,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--init", required=True, help="the model to start from: a folder or hf-hub id (FMForReportGeneration)"
     )
-    parser.add_argument("--data", required=True, help="a folder written by fm synth")
+    parser.add_argument("--data", required=True, help="a folder written by fm synth, or a cohort (fm.lm.cohort)")
     parser.add_argument("--split", default="train")
     parser.add_argument("--out", required=True)
     add_config_options(parser, LMTrainConfig)
@@ -340,21 +417,6 @@ def main(argv: list[str] | None = None) -> None:
     if torch.distributed.is_initialized():  # every rank waits for rank 0's saving, then leaves the group cleanly
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
-
-
-def add_config_options(parser: argparse.ArgumentParser, config_class) -> None:
-    """One --option per field of a config dataclass, typed by its default (flags for booleans)."""
-    defaults = config_class()
-    for field in dataclasses.fields(config_class):
-        value, option = getattr(defaults, field.name), f"--{field.name.replace('_', '-')}"
-        if isinstance(value, bool):
-            parser.add_argument(option, action="store_true")
-        else:
-            parser.add_argument(option, type=type(value), default=value)
-
-
-def config_from_args(config_class, args: argparse.Namespace):
-    return config_class(**{field.name: getattr(args, field.name) for field in dataclasses.fields(config_class)})
 
 
 if __name__ == "__main__":
