@@ -118,6 +118,18 @@ _NORMAL = re.compile(
     re.I,
 )
 # a sentence that starts on what the one before was about ("It measures ...", "The lesion enhances")
+#: What a question asks for, tried in order, and the units an answer to it may give.
+_ASKED_QUANTITIES = (
+    ("a volume", re.compile(r"\bvolume|how\s+(?:big|large|much)|\bml\b|\bcc\b", re.I), {"mL", "%"}),
+    ("a length", re.compile(r"diameter|how\s+long|extent|dimension|\bmm\b|\bcm\b|\bsize\b", re.I), {"mm"}),
+    ("how many", re.compile(r"how\s+many|number\s+of|more\s+than\s+one|\bcount\b", re.I), set()),
+    (
+        "a side or a place",
+        re.compile(r"which\s+(?:side|hemisphere|lobe|region)|left\s+or|where|what\s+part", re.I),
+        set(),
+    ),
+    ("yes or no", re.compile(r"^\s*(?:is|are|does|do|can|could|has|have|was|were|any)\b", re.I), set()),
+)
 _THERE_QUESTION = re.compile(r"^\s*(is|are)\s+there\s+(.+?)\s*\?*\s*$", re.I)
 _PRONOUN = re.compile(r"\b(?:it|its)\b", re.I)
 _CONTINUES = re.compile(
@@ -196,7 +208,24 @@ def check(text: str, findings: Findings, question: str | None = None) -> GuardRe
         unchecked += [Unchecked(sentence, t) for t in topics_in(sentence)]
         unchecked += _third_dimensions(read, findings, previous)
         previous = read
+    if question and sentences and topic is None and (asked := _answers_another_quantity(question, text)):
+        unchecked.append(Unchecked(sentences[0], asked))
     return GuardResult(contradictions, _omissions(text, findings), _unique(unchecked))
+
+
+def _answers_another_quantity(question: str, answer: str) -> str | None:
+    """What is wrong when an answer gives a quantity the question does not ask for ("4.3 mL" to
+    "How many lesions?", "37.5 mm" to "Is there a lesion in the right parietal lobe?"): that
+    number may be a true measurement of something, but it is no answer, and cannot pass as one."""
+    units = {_UNITS[m.group(4).lower()][0] for m in _QUANTITY.finditer(answer)}
+    if not units:
+        return None
+    for kind, pattern, allowed in _ASKED_QUANTITIES:
+        if pattern.search(question):
+            return (
+                None if units <= allowed else f"an answer in {' and '.join(sorted(units))} to a question about {kind}"
+            )
+    return None
 
 
 def split_sentences(text: str) -> list[str]:

@@ -1,0 +1,51 @@
+"""The held-out question set (fm.evaluate.question_set): at least 60 questions in phrasings the
+training data never used, the six of issue 30 among them, every expected answer derived from the
+findings, and a judge that tells a right answer from a wrong one."""
+
+from __future__ import annotations
+
+from fm.core.examples import example_path
+from fm.core.findings import Findings
+from fm.evaluate.question_set import AskedQuestion, expected_answer, is_right, judge, questions
+from fm.pipeline.conversation import stream_answer
+from fm.synth.vqa import _ASK
+
+FINDINGS = Findings.from_json((example_path().parent / "example_brain_t1_findings.json").read_text())
+ISSUE_QUESTIONS = (
+    "How big is the lesion?",
+    "Is the lesion enhancing?",
+    "What is the volume of the left grey matter?",
+    "Is there midline shift?",
+    "How old is the patient?",
+    "Is there a lesion in the left frontal lobe?",
+)
+
+
+def test_the_set_is_large_held_out_and_holds_the_issues_questions():
+    asked = [a.question for a in questions()]
+    assert len(set(asked)) >= 60 and set(ISSUE_QUESTIONS) <= set(asked)
+    training = {q for phrasings in _ASK.values() for q in phrasings}
+    assert not set(asked) & training, "a held-out question is one training asks"
+
+
+def test_expected_answers_come_from_the_findings():
+    expected = {a.question: expected_answer(a, FINDINGS) for a in questions()}
+    assert expected["How big is the lesion?"] == "31.7 mL"  # the example's lesion
+    assert expected["What is the volume of the left grey matter?"] == "548.1 mL"
+    assert expected["Is there a lesion in the left frontal lobe?"] == "no"
+    assert expected["Is there a lesion in the right parietal lobe?"] == "yes"
+    assert expected["Is the lesion enhancing?"] == "yes" and expected["Which side is the lesion on?"] == "right"
+    assert expected["Is the scan normal?"] == "no" and expected["How old is the patient?"] == "declined"
+    no_lesion = FINDINGS.model_copy(update={"lesions": []})
+    assert expected_answer(AskedQuestion("side", "Which side is the lesion on?"), no_lesion) == "none"
+
+
+def test_the_judge_tells_right_from_wrong_and_counts_wrong_numbers_the_guard_let_through():
+    assert is_right("Yes, in the right parietal lobe.", "yes") and not is_right("No.", "yes")
+    assert is_right("It measures 31.7 mL.", "31.7 mL") and not is_right("131.7 mL", "31.7 mL")
+    assert is_right("right", "right") and not is_right("left and right", "right")
+    decline = "".join(stream_answer(None, None, FINDINGS, "How old is the patient?", []))
+    assert is_right(decline, "declined") and not is_right("54 years", "declined")
+    grey = AskedQuestion("structure", "What is the volume of the left grey matter?", "left grey matter")
+    caught = judge("example", grey, "31.7 mL", FINDINGS)  # the lesion's volume: the guard flags it
+    assert not caught.right and not caught.unflagged_wrong_number
