@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> None:
         "--corpus",
         nargs="+",
         type=Path,
-        default=[DATA / f"guard_corpus{suffix}.yaml" for suffix in ("", "_heldout", "_final")],
+        default=[DATA / f"guard_corpus{suffix}.yaml" for suffix in ("", "_heldout", "_final", "_fourth", "_fifth")],
     )
     parser.add_argument("--out", type=Path, help="write the figures here as JSON")
     args = parser.parse_args(argv)

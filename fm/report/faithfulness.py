@@ -45,7 +45,7 @@ _NUMBER_WORDS = {
 _SEVERAL = ("multiple", "several", "numerous", "a few")
 _COUNT = re.compile(
     r"\b(no|one|a\s+single|single|solitary|two|three|four|five|six|seven|eight|nine|ten|\d+|multiple|several|numerous|a\s+few)"
-    r"\s+((?:[\w-]+\s+){0,2}?)(lesions?|mass(?:es)?|foci|focus|nodules?|metastases|tumou?rs?)\b",
+    r"\s+((?:[\w-]+\s+){0,3}?)(lesions?|mass(?:es)?|foci|focus|nodules?|metastases|tumou?rs?)\b",
     re.I,
 )
 # "the larger of the two lesions is ...", "... is the dominant lesion", "the cerebellar lesion is the larger"
@@ -59,6 +59,7 @@ _SMALLER = re.compile(
     r"\b(?:is|being)\s+the\s+small(?:er|est)\b",
     re.I,
 )
+_MORE_THAN = re.compile(r"\b(?:more\s+than|over|in\s+excess\s+of)\s+$", re.I)
 _NOT_A_TOTAL = re.compile(r"\b(?:other|additional|further|new|more|second|third|evidence)\b", re.I)
 _UNITS = {  # unit as written -> (unit measured, factor)
     "ml": ("mL", 1.0), "mls": ("mL", 1.0), "cc": ("mL", 1.0), "cm3": ("mL", 1.0), "cm³": ("mL", 1.0),
@@ -81,18 +82,19 @@ _ENHANCES = re.compile(
     re.I,
 )
 # "non-enhancing" of a part ("a necrotic or non-enhancing component") says nothing of the lesion's enhancement
-_OF_A_PART = r"(?!\s+(?:or\s+necrotic\s+)?(?:component|core|tissue|part|portion))"
+_OF_A_PART = r"(?!\s+(?:(?:or\s+)?necrotic\s+)?(?:component|core|tissue|part|portion))"
 _DOES_NOT_ENHANCE = re.compile(
     rf"\bnon-?enhancing\b{_OF_A_PART}|\bunenhancing\b|"
     r"\b(?:no|without|lacks?|lack\s+of|absence\s+of|absent)\s+(?:[\w-]+\s+){0,2}?enhancement\b|"
-    r"\b(?:does|do)\s+not\s+(?:\w+\s+)?enhance\b|\bnot\s+enhancing\b",
+    r"\b(?:does|do)\s+not\s+(?:\w+\s+)?enhance\b|\bnot\s+enhancing\b|"
+    r"\b(?:no|without)\s+(?:an?\s+)?enhancing\s+(?:component|part|portion|tissue|rim)",
     re.I,
 )
 # a statement of technique, not of the lesion: "post-contrast imaging was not performed"
 _NO_CONTRAST_GIVEN = re.compile(
     r"not\s+assessed|not\s+(?:performed|given|administered|available|acquired)|non-contrast|unenhanced\s+(?:scan|study|images?)|"
     r"\b(?:no|without)\s+(?:iv\s+|intravenous\s+)?(?:contrast|gadolinium)(?!\s+enhancement)|"
-    r"cannot\s+be\s+(?:assessed|evaluated|determined)",
+    r"cannot\s+be\s+(?:assessed|evaluated|determined)|not\s+assessable|pre-?contrast\s+(?:study|scan|only)",
     re.I,
 )
 _PATTERNS = (
@@ -102,14 +104,17 @@ _PATTERNS = (
     ("oedema-like", re.compile(r"\boedema-like\b|\bedema-like\b", re.I)),
 )
 _EVERY = re.compile(
-    r"\b(?:both|all|each|every)\s+(?:of\s+the\s+)?(?:\w+\s+)?(?:lesions?|masses|mass|tumou?rs?)\b", re.I
+    r"\b(?:both|all|each|every|neither|none)\s+(?:of\s+the\s+)?(?:\w+\s+)?(?:lesions?|masses|mass|tumou?rs?)\b|"
+    r"^\W*(?:both|all)\b(?!\s+(?:hemispheres|sides))",
+    re.I,
 )
 _OEDEMA = re.compile(r"(?<!transependymal\s)\b(?:vasogenic\s+)?o?edema(?!-like)\w*|\bvasogenic\b", re.I)
 _NECROSIS = re.compile(r"\bnecro\w*|\bcystic\b", re.I)
 _DENIED_PART = re.compile(
-    r"\b(?:no|without|absent|nor|lacks?|lack\s+of|absence\s+of|free\s+of)\s+(?:[\w-]+\s+){0,3}?$", re.I
+    r"\b(?:no|without|absent|nor|neither|lacks?|lack\s+of|absence\s+of|free\s+of)\s+(?:[\w-]+\s+){0,3}?$", re.I
 )
-_VENTRICLES = re.compile(r"(?<!peri)ventric|hydrocephal", re.I)
+_DENIED_PART_AFTER = re.compile(r"^\w*\s*:\s*(?:none|nil|no\b|absent)", re.I)  # "OEDEMA: none."
+_VENTRICLES = re.compile(r"(?<!peri)(?<!third\s)(?<!fourth\s)ventric|hydrocephal", re.I)  # the lateral ones
 _ENLARGED = re.compile(r"enlarge|dilat|hydrocephal|ventriculomegaly|prominen", re.I)
 _NORMAL = re.compile(
     r"normal\s+in\s+size|within\s+normal\s+limits|not\s+enlarged|normal-sized|normal\s+size|"
@@ -286,6 +291,7 @@ def _count_contradictions(read: _Sentence, findings: Findings) -> list[Contradic
         counted = lesions
         enhancing = where_enhancing = None
         places = [p for p in read.places if p.start >= match.start() and p.start < _clause_end(read.text, match.end())]
+        places = places or [p for p in read.places if p.denied]  # "Brainstem and cerebellum: no lesion."
         if places and word == "no":  # "no lesion in the left hemisphere": none there
             counted = [lesion for p in places for lesion in where.lesions_at(p, lesions)]
         # "two enhancing lesions": the enhancing ones; "solitary": the only lesion of all
@@ -299,6 +305,12 @@ def _count_contradictions(read: _Sentence, findings: Findings) -> list[Contradic
                 found.append(Contradiction(read.text, f"several {kind}lesions", f"{len(counted)} were measured"))
             continue
         claimed = int(word) if word.isdigit() else _NUMBER_WORDS[word]
+        if _MORE_THAN.search(read.text[: match.start()]):  # "more than one lesion": at least two
+            if len(counted) <= claimed:
+                found.append(
+                    Contradiction(read.text, f"more than {claimed} {kind}lesion(s)", f"{len(counted)} were measured")
+                )
+            continue
         if claimed != len(counted):
             found.append(Contradiction(read.text, f"{claimed} {kind}lesion(s)", f"{len(counted)} were measured"))
     if re.search(r"\bmultifocal\b", read.text, re.I) and len(lesions) < 2:
@@ -327,7 +339,8 @@ def _place_contradictions(read: _Sentence, lesions: list[LesionFinding]) -> list
     found = []
     crossing_named = read.crossing is True
     for place in read.places:
-        there = where.lesions_at(place, lesions, crossing_named)
+        # a lesion crossing the midline lies partly on both sides: a side said to be clear must be
+        there = where.lesions_at(place, lesions, crossing_named or place.denied)
         if place.denied and there and not _NOT_A_TOTAL.search(read.text):
             found.append(
                 Contradiction(
@@ -342,12 +355,30 @@ def _place_contradictions(read: _Sentence, lesions: list[LesionFinding]) -> list
             )
     # "The frontal lesion is on the right": the side of the lesions the sentence places, else of any
     placed = read.lesions if any(not p.denied for p in read.places) else lesions
-    for side, denied in where.sides_alone(read.text, read.places):
+    of_tissue = read.subjects and all(s.kind in ("structure", "tissue") for s in read.subjects)
+    for side, denied in [] if of_tissue else where.sides_alone(read.text, read.places):  # "grey matter on the left"
         on_it = [lesion for lesion in placed if where.on_side(lesion, side, crossing_named)]
+        if not denied and len(lesions) > 1 and _EVERY.search(read.text) and len(on_it) < len(placed):
+            found.append(
+                Contradiction(
+                    read.text, f"every lesion {side}-sided", f"lesions were measured in: {_where_measured(lesions)}"
+                )
+            )
         if not denied and not on_it:
             found.append(
                 Contradiction(
                     read.text, f"a {side}-sided lesion", f"lesions were measured in: {_where_measured(lesions)}"
+                )
+            )
+    named = [p for p in read.places if not p.denied]
+    if len(named) == 1 and len(lesions) > 1 and _EVERY.search(read.text):  # "both lesions are in the right hemisphere"
+        elsewhere = [lesion for lesion in lesions if lesion not in where.lesions_at(named[0], lesions, crossing_named)]
+        if elsewhere:
+            found.append(
+                Contradiction(
+                    read.text,
+                    f"every lesion in the {named[0]}",
+                    f"lesions were measured in: {_where_measured(lesions)}",
                 )
             )
     if len(lesions) > 1 and len(read.lesions) == 1 and any(not p.denied for p in read.places):
@@ -387,10 +418,10 @@ _LESION_PARTS = (
     ),
     (
         "necrotic",
-        r"necro\w*|cyst\w*|non-enhancing\s+(?:or\s+necrotic\s+)?(?:component|core|tissue|part|portion)",
+        r"(?:necro\w*|cyst\w*)(?:\s+core)?|non-enhancing\s+(?:or\s+necrotic\s+)?(?:component|core|tissue|part|portion)",
     ),
     ("enhancing", r"(?<!non-)enhancing\s+(?:component|part|portion|tissue|rim|region|volume|tumou?r)"),
-    ("core", r"tumou?r\s+core|solid\s+(?:component|core|part|portion)"),
+    ("core", r"tumou?r\s+core|solid\s+(?:component|core|part|portion)|core"),
     ("lesion", r"whole\s+tumou?r"),
     (
         "lesion",
@@ -406,7 +437,8 @@ _ENHANCES_AFTER = re.compile(
     r"\s+(?:is\s+|are\s+)?enhanc(?:es|ing)\b(?!\s+(?:lesion|mass|tumou?r|component|part|portion|rim))", re.I
 )
 _MODIFIER_BEFORE = re.compile(
-    r"\b(?:around|surrounding|in|within|of|from|at|near|adjacent\s+to|involving|including|excluding|plus)\s+(?:the\s+|a\s+|an\s+)?$",
+    r"\b(?:surrounding\s+(?:the|a|an)\s+|(?:around|in|within|of|from|at|near|adjacent\s+to|involving)\s+(?:the\s+|a\s+|an\s+)?|"
+    r"(?:including|excluding|plus)\s+(?:[\w-]+\s+)?)$",
     re.I,
 )
 # "necrotic mass", "cystic lesion": a part's word used of the whole lesion
@@ -440,7 +472,7 @@ def _subjects(text: str, findings: Findings) -> list[_Subject]:
         words = re.sub(r"^(left|right)\\s\+", r"\1\\s+(?:cerebral\\s+)?", words)  # "left cerebral white matter"
         patterns.append(("structure", structure.name, _STRUCTURE_WORDS.get(structure.name, words)))
     patterns += [("tissue", "grey matter", r"gr[ae]y\s+matter"), ("tissue", "white matter", r"white\s+matter")]
-    patterns += [("unmeasured", "midline shift", r"midline\s+shift|shift")]
+    patterns += [("unmeasured", "midline shift or herniation", r"midline\s+shift|shift|herniation|effacement")]
     found = [
         _Subject(kind, name, m.start(), m.end())
         for kind, name, pattern in patterns
@@ -585,9 +617,9 @@ def _quantity_contradictions(read: _Sentence, findings: Findings, previous: _Sen
         hedged = bool(_HEDGE.search(read.text[: match.start()]))
         if len(written) == 3 and unit == "mm":  # "a x b x c cm": the third dimension is not measured
             written = sorted(written, key=float, reverse=True)
-            largest = max(allowed, default=0.0)
+            short = sorted(allowed)[-2] if len(allowed) > 1 else max(allowed, default=0.0)
             extra = [w for w in written[1:] if not any(_matches(w, factor, m, hedged) for m in allowed)]
-            if len(extra) < 2 and all(float(w) * factor <= largest + 1e-9 for w in extra):
+            if len(extra) < 2 and all(float(w) * factor <= short + 1e-9 for w in extra):
                 written = [w for w in written if w not in extra or w == written[0]]
         for number in written:
             if not any(_matches(number, factor, measured, hedged) for measured in allowed):
@@ -672,8 +704,12 @@ def _part_contradictions(read: _Sentence) -> list[Contradiction]:
         amounts = [lesion_character(lesion)[key] for lesion in read.lesions]
         if any(a is None for a in amounts):
             continue  # not assessed without a contrast-enhanced scan
-        denied = bool(_DENIED_PART.search(read.text[: match.start()]))
-        if denied and all(a >= 0.05 for a in amounts):
+        denied = bool(
+            _DENIED_PART.search(read.text[: match.start()]) or _DENIED_PART_AFTER.match(read.text[match.end() :])
+        )
+        # "neither lesion contains necrosis": wrong when any has some; "no necrosis": when all have some
+        some = any if _EVERY.search(read.text) else all
+        if denied and some(a >= 0.05 for a in amounts):
             found.append(
                 Contradiction(read.text, f"no {part}", f"{' and '.join(f'{a:.1f} mL' for a in amounts)} measured")
             )

@@ -43,7 +43,7 @@ _REGION_WORDS = (
         r"internal\s+capsule|lentiform(?:\s+nucleus)?|caudate(?:\s+nucleus)?|putamen|globus\s+pallidus",
         (_DEEP,),
     ),
-    (r"extra-axial(?:\s+space)?", ("extra-axial space",)),
+    (r"extra-axial(?:\s+spaces?)?", ("extra-axial space",)),
     (r"(?:cerebral\s+)?hemispheres?", _CEREBRAL),
 )
 # "frontal horn", "temporal bone", "frontal sinus": anatomy that holds no lesion of ours
@@ -76,8 +76,13 @@ _DENIED_BEFORE = re.compile(
     r"\b(?:does|do)\s+not\s+(?:involve|affect|extend|reach)\w*(?:\s+into)?)\s*(?:of\s+|in\s+|into\s+|within\s+)?(?:the\s+)?$",
     re.I,
 )
+# what follows a place (or a list of places: "frontal, parietal and occipital lobes") that denies it a lesion
 _DENIED_AFTER = re.compile(
-    r"^\s+(?:is|are|appears?|remains?)\s+(?:otherwise\s+)?(?:normal|unremarkable|spared|clear|free\s+of)", re.I
+    r"^(?:\s*(?:,|and|or)\s+[\w-]+(?:\s+lobes?)?)*\s*"
+    r"(?:\s(?:is|are|appears?|remains?)\s+(?:otherwise\s+)?(?:normal|unremarkable|spared|clear|free\s+of)|"
+    r"\s(?:contains?|shows?|has|have)\s+no\b|:\s*(?:no\b|nil\b|normal|unremarkable|clear|negative)|"
+    r"\s(?:is|are)\s+not\s+(?:involved|affected))",
+    re.I,
 )
 # "No cerebellar or brainstem lesion": the places stand as adjectives of what is denied
 _DENIED_ADJECTIVE = re.compile(

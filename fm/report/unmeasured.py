@@ -12,28 +12,29 @@ import re
 
 #: Topics the findings hold nothing on, each with the words that raise it.
 TOPICS: dict[str, str] = {
-    "midline shift": r"midline\s+shift|shift\s+of\s+the\s+midline|subfalcine",
+    "midline shift": r"midline\s+shift|shift\s+of\s+the\s+midline|subfalcine|\bshift\b",
     "mass effect": r"mass\s+effect|effac\w*|compress\w*|herniat\w*|sulcal\s+crowding|displac\w*",
     "haemorrhage": r"h(?:a)?emorrha\w*|bleed\w*|blood\s+products|h(?:a)?emosiderin|microbleeds?|susceptibility",
     "diffusion": r"diffusion|restrict\w*|\badc\b|\bdwi\b",
+    "signal characteristics": r"\b(?:hyper|hypo|iso)intense\b|\bt[12]\s+(?:signal|shine)",
     "calcification": r"calcif\w*",
     "perfusion": r"perfusion|\br?cbv\b",
     "diagnosis": (
         r"consistent\s+with|suggest\w*|compatible\s+with|represent\w*|in\s+keeping\s+with|differential|"
         r"diagnos\w*|glioma|glioblastoma|astrocytoma|oligodendroglioma|metasta\w*|meningioma|lymphoma|abscess|"
         r"demyelinat\w*|multiple\s+sclerosis|infarct\w*|isch(?:a)?emi\w*|stroke|malignan\w*|benign|what\s+is\s+it\b|"
-        r"possib\w*|probabl\w*|likely|favou?r\w*|glial|infiltrat\w*|cannot\s+be\s+excluded|normal\s+pressure\s+hydrocephalus|\bnph\b"
+        r"favou?r\w*|glial|infiltrat\w*|cannot\s+be\s+excluded|normal\s+pressure\s+hydrocephalus|\bnph\b"
     ),
     "tumour grade": r"\bgrade\b|high-grade|low-grade|\bwho\s+(?:grade|classification)",
     "age": r"\bage\b|\bhow\s+old\b|years?\s+old|\baged\b",
     "sex": r"\bsex\b|\bgender\b|\bmale\b|\bfemale\b|\bman\b|\bwoman\b",
     "clinical history": (
         r"\bhistory\b|symptom\w*|present(?:ed|ing)\s+with|complain\w*|seizures?|headaches?|gait|cognitive|"
-        r"clinical(?:ly)?|correlat\w*|advis\w*"
+        r"correlat\w*|advis\w*"
     ),
     "white matter disease and atrophy": (
         r"white\s+matter\s+(?:hyperintensit\w*|lesions|changes|disease)|small\s+vessel|microangiopath\w*|"
-        r"leuk\w*araiosis|gliosis|atroph\w*|volume\s+loss|transependymal"
+        r"leuk\w*araiosis|gliosis|atroph\w*|volume\s+loss|transependymal|gr[ae]y-white|differentiation"
     ),
     "change since a prior scan": (
         r"\bprior\b|previous\w*|\binterval\b|compared\s+(?:with|to)|since\s+(?:the\s+)?(?:last|prior|previous|earlier)|"
@@ -45,7 +46,7 @@ TOPICS: dict[str, str] = {
     ),
     "other anatomy": (
         r"skull|calvari\w*|paranasal|\bsinus(?:es)?\b|orbits?\b|vessels?\b|flow\s+voids?|arter\w*|venous|"
-        r"mastoid\w*|pituitary|scalp|aqueduct\w*|(?:third|fourth)\s+ventricle|foram\w*|cistern\w*|(?<!crossing\sthe\s)(?<!across\sthe\s)corpus\s+callosum|genu|splenium"
+        r"mastoid\w*|pituitary|scalp|collections?\b|aqueduct\w*|(?:third|fourth)\s+ventricle|foram\w*|cistern\w*|(?<!crossing\sthe\s)(?<!across\sthe\s)corpus\s+callosum|genu|splenium|hippocamp\w*"
     ),
 }
 _TOPIC_PATTERNS = {topic: re.compile(rf"\b(?:{pattern})", re.I) for topic, pattern in TOPICS.items()}
