@@ -118,15 +118,18 @@ def test_stages_one_and_two_train_on_the_cohort_log_validation_and_resume(cohort
     train, validation = read_training_data(cohort, "train", LMTrainConfig(stage=2, **quick))
     assert validation and {e.target for e in validation if e.question is None} <= set(REPORTS.values())
     assert any(e.question == "Which side is the lesion on?" for e in train + validation)
-    stage1 = train_lm(init, cohort, tmp_path / "s1", LMTrainConfig(stage=1, steps=2, **quick))
+    features = tmp_path / "features"  # the frozen encoder's features, computed once for the three runs
+    stage1 = train_lm(init, cohort, tmp_path / "s1", LMTrainConfig(stage=1, steps=2, **quick), features_cache=features)
     assert (tmp_path / "s1" / "skipped_rows.csv").read_text().splitlines()[1].startswith("5,missing,")
     logged = list(csv.DictReader(open(tmp_path / "s1" / "log.csv")))
     assert {"loss", "eval_loss"} <= {row["name"] for row in logged}
     # a resumed run goes on from its last checkpoint: steps 1-2 are not trained again
-    train_lm(init, cohort, tmp_path / "s1", LMTrainConfig(stage=1, steps=3, **quick))
+    train_lm(init, cohort, tmp_path / "s1", LMTrainConfig(stage=1, steps=3, **quick), features_cache=features)
     steps = [int(row["step"]) for row in csv.DictReader(open(tmp_path / "s1" / "log.csv")) if row["name"] == "loss"]
     assert steps == [1, 2, 3]
-    stage2 = train_lm(stage1, cohort, tmp_path / "s2", LMTrainConfig(stage=2, steps=1, lora_rank=4, **quick))
+    stage2 = train_lm(
+        stage1, cohort, tmp_path / "s2", LMTrainConfig(stage=2, steps=1, lora_rank=4, **quick), features_cache=features
+    )
     assert (stage2 / "model.safetensors").is_file() and (tmp_path / "s2" / "lora").is_dir()
     assert torch.isfinite(
         torch.tensor(

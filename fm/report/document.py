@@ -141,7 +141,7 @@ class Report(BaseModel):
         if drafted is not None and drafted.kept:
             text = drafted.text
             if drafted.unchecked:
-                sentences = "; ".join(dict.fromkeys(u.split('": ')[0].strip('"') for u in drafted.unchecked))
+                sentences = " ".join(dict.fromkeys(u.split('": ')[0].strip('"') for u in drafted.unchecked))
                 text += f"\n\nUnchecked (about what the program does not measure): {sentences}"
             return (
                 f"Narrative (language model {drafted.model_id}; AI draft, checked against the measurements)",
