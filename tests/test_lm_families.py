@@ -13,7 +13,7 @@ import phantoms
 import pytest
 import torch
 from click.testing import CliRunner
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from test_model import trained_bpe
 from transformers import (
     AutoModelForImageTextToText,
     Gemma2Config,
@@ -70,21 +70,8 @@ FAMILIES = {
 
 
 def family_tokenizer(template: str | None, markers: list[str]) -> PreTrainedTokenizerFast:
-    corpus = [
-        "Findings:\n- lesion 1: right parietal lobe, 31.7 mL, 59 x 45 mm",
-        "Single lesion in the left frontal lobe. No midline shift. Ventricles normal.",
-    ] * 20
-    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=360,
-        special_tokens=["<unk>", "<|begin_of_text|>", "</s>", "<pad>", *markers],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    bpe.train_from_iterator(corpus, trainer)
     return PreTrainedTokenizerFast(
-        tokenizer_object=bpe,
+        tokenizer_object=trained_bpe(["<unk>", "<|begin_of_text|>", "</s>", "<pad>", *markers], vocab_size=360),
         unk_token="<unk>",
         bos_token="<|begin_of_text|>",
         eos_token="</s>",

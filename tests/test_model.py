@@ -36,8 +36,9 @@ SMALL_LM = dict(
 SMALL_GRID = phantoms.mr_spec(size=(48, 48, 48), divisible_by=16)
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
+def trained_bpe(special_tokens: list[str], vocab_size: int = 320) -> Tokenizer:
+    """A byte-level BPE trained here on a few report lines: what a language model's tokenizer is,
+    small enough for tests (test_lm_families wraps it with each family's chat template)."""
     corpus = [
         "Findings:\n- lesion 1: right parietal lobe, 31.7 mL, 59 x 45 mm",
         "Single lesion in the left frontal lobe. No midline shift. Ventricles normal.",
@@ -46,13 +47,20 @@ def tokenizer():
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=320,
-        special_tokens=["<unk>", "<s>", "</s>", "<pad>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        vocab_size=vocab_size, special_tokens=special_tokens, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
     bpe.train_from_iterator(corpus, trainer)
+    return bpe
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
     return PreTrainedTokenizerFast(
-        tokenizer_object=bpe, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>"
+        tokenizer_object=trained_bpe(["<unk>", "<s>", "</s>", "<pad>"]),
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
     )
 
 
