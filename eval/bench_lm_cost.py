@@ -73,15 +73,16 @@ def chat_tokenizer() -> PreTrainedTokenizerFast:
 
 def composed_model():
     from fm.lm.adapter import AdapterConfig
-    from fm.lm.compose import _bundled_encoder_weights, _spec
+    from fm.lm.compose import _bundled_encoder_weights
     from fm.lm.loading import default_lm_folder
     from fm.lm.modeling import FMForReportGeneration
+    from heads.model_folder import input_spec_from_dict
 
     torch.manual_seed(0)
     bundled = FMForReportGeneration.config_class.from_pretrained(default_lm_folder())
     model = FMForReportGeneration.from_parts(
         qwen_config("0.5B"), chat_tokenizer(), encoder=bundled.encoder, encoder_kwargs=bundled.encoder_kwargs,
-        adapter=AdapterConfig(kind="perceiver", num_queries=32), input_spec=_spec(bundled.input_spec),
+        adapter=AdapterConfig(kind="perceiver", num_queries=32), input_spec=input_spec_from_dict(bundled.input_spec),
     )  # fmt: skip
     model.encoder.load_state_dict(_bundled_encoder_weights())
     return model

@@ -50,6 +50,7 @@ def compose_report_model(
     encoder None: the bundled report model's encoder, weights and input spec. precision None keeps
     the language model's own dtype."""
     from fm.lm.modeling import FMForReportGeneration
+    from heads.model_folder import input_spec_from_dict
 
     path = hub_or_path(language_model)
     if is_report_model(path):
@@ -61,7 +62,7 @@ def compose_report_model(
         bundled = FMForReportGeneration.config_class.from_pretrained(default_lm_folder())
         model = FMForReportGeneration.from_parts(
             path, encoder=bundled.encoder, encoder_kwargs=bundled.encoder_kwargs, adapter=config,
-            input_spec=_spec(bundled.input_spec),
+            input_spec=input_spec_from_dict(bundled.input_spec),
         )  # fmt: skip
         model.encoder.load_state_dict(_bundled_encoder_weights())
     else:
@@ -72,12 +73,6 @@ def compose_report_model(
     if precision is not None:
         model.language_model.to(PRECISIONS[precision])
     return model
-
-
-def _spec(saved: dict):
-    from encoders.spec import InputSpec
-
-    return InputSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
 
 
 def _bundled_encoder_weights() -> dict[str, torch.Tensor]:

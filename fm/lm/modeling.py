@@ -135,10 +135,9 @@ class FMForReportGeneration(FMPreTrainedModel, GenerationMixin):
 
     @property
     def input_spec(self) -> "InputSpec":
-        from encoders.spec import InputSpec
+        from heads.model_folder import input_spec_from_dict
 
-        spec = dict(self.config.input_spec)
-        return InputSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
+        return input_spec_from_dict(dict(self.config.input_spec))
 
     # -- forward -----------------------------------------------------------------------------
 

@@ -91,11 +91,12 @@ def encode_example(
     """(prompt ids, answer ids) of a training example: the loss falls on the answer ids only,
     which end as the model must learn to stop (the template's end of the assistant's turn, or
     the end-of-text token in the plain format)."""
-    prompt = build_prompt(num_visual_tokens, findings, question, history, tokenizer)
     if not has_chat_template(tokenizer):
+        prompt = build_prompt(num_visual_tokens, findings, question, history)
         answer = tokenizer(" " + target, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
         return tokenizer(prompt)["input_ids"], answer
     messages = chat_messages(num_visual_tokens, findings, question, history, system_role(tokenizer))
+    prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     whole = tokenizer.apply_chat_template([*messages, {"role": "assistant", "content": target}], tokenize=False)
     if not whole.startswith(prompt):
         raise ValueError("the tokenizer's chat template writes the conversation so far differently with an answer")
@@ -133,6 +134,16 @@ def has_chat_template(tokenizer) -> bool:
 
 def system_role(tokenizer) -> bool:
     """Whether the tokenizer's chat template writes a system turn (Gemma's refuses one)."""
+    template = tokenizer.chat_template
+    if template not in _SYSTEM_ROLE:  # probed once per template: every prompt asks
+        _SYSTEM_ROLE[template] = _renders_system_turn(tokenizer)
+    return _SYSTEM_ROLE[template]
+
+
+_SYSTEM_ROLE: dict[str, bool] = {}
+
+
+def _renders_system_turn(tokenizer) -> bool:
     from jinja2.exceptions import TemplateError
 
     probe = "fm-system-probe"

@@ -122,7 +122,6 @@ _NORMAL = re.compile(
     r"ventric\w*\s+(?:are|is|appear)\s+(?:unremarkable|normal)|unremarkable\s+ventric",
     re.I,
 )
-# a sentence that starts on what the one before was about ("It measures ...", "The lesion enhances")
 #: What a question asks for, tried in order, and the units an answer to it may give.
 _ASKED_QUANTITIES = (
     ("a volume", re.compile(r"\bvolume|how\s+(?:big|large|much)|\bml\b|\bcc\b", re.I), {"mL", "%"}),
@@ -137,6 +136,7 @@ _ASKED_QUANTITIES = (
 )
 _THERE_QUESTION = re.compile(r"^\s*(is|are)\s+there\s+(.+?)\s*\?*\s*$", re.I)
 _PRONOUN = re.compile(r"\b(?:it|its)\b", re.I)
+# a sentence that starts on what the one before was about ("It measures ...", "The lesion enhances")
 _CONTINUES = re.compile(
     r"^\s*(?:it|its|this|the\s+(?:lesion|mass|tumou?r|abnormality)|there\s+is\s+(?:surrounding|associated))\b", re.I
 )
