@@ -24,7 +24,7 @@ TABLE: dict[str, set[str] | str] = {
     "fm.clinical": {"fm.core", "fm.report"},
     "fm.synth": {"fm.core", "fm.report"},
     "fm.probe": {"fm.core", "encoders", "heads"},
-    "fm.lm": {"fm.core", "encoders", "heads", "fm.report", "fm.synth", "fm.probe"},
+    "fm.lm": {"fm.core", "encoders", "heads", "fm.report", "fm.synth", "fm.probe", "fm.evaluate"},
     "fm.serve": {"fm.core", "fm.lm"},
     "fm.evaluate": {"fm.core", "fm.report"},
     "fm.pipeline": {"fm.core", "heads", "fm.report", "fm.clinical", "fm.lm", "fm.serve"},

@@ -18,6 +18,7 @@ from fm.core.errors import InputFileError
 from fm.core.examples import example_path
 from fm.lm.cohort import read_cohort, report_section, split_rows
 from fm.lm.compose import compose_report_model
+from fm.lm.modeling import FMForReportGeneration
 from fm.lm.train import LMTrainConfig, read_training_data, train_lm
 
 REPORTS = {
@@ -82,6 +83,7 @@ def init(tmp_path_factory):
         queries=8,
         input_spec=phantoms.mr_spec(size=(48, 48, 48), divisible_by=16),
     )
+    model.config.number_forms = "verbatim"  # as the bundled model: training on real reports makes it "rounded"
     model.save_pretrained(root / "init")
     return root / "init"
 
@@ -119,10 +121,22 @@ def test_stages_one_and_two_train_on_the_cohort_log_validation_and_resume(cohort
     assert validation and {e.target for e in validation if e.question is None} <= set(REPORTS.values())
     assert any(e.question == "Which side is the lesion on?" for e in train + validation)
     features = tmp_path / "features"  # the frozen encoder's features, computed once for the three runs
-    stage1 = train_lm(init, cohort, tmp_path / "s1", LMTrainConfig(stage=1, steps=2, **quick), features_cache=features)
+    stage1 = train_lm(
+        init,
+        cohort,
+        tmp_path / "s1",
+        LMTrainConfig(stage=1, steps=2, report_to="tensorboard", **quick),
+        features_cache=features,
+    )
+    assert FMForReportGeneration.config_class.from_pretrained(stage1).number_forms == "rounded"
     assert (tmp_path / "s1" / "skipped_rows.csv").read_text().splitlines()[1].startswith("5,missing,")
     logged = list(csv.DictReader(open(tmp_path / "s1" / "log.csv")))
-    assert {"loss", "eval_loss"} <= {row["name"] for row in logged}
+    # each validation (every step, and the final weights) scores the reports the model writes
+    scored = [(int(row["step"]), float(row["value"])) for row in logged if row["name"] == "eval_rouge_l"]
+    assert {"loss", "eval_loss", "eval_bleu"} <= {row["name"] for row in logged} and len(scored) >= 2
+    assert all(0.0 <= value <= 1.0 for _, value in scored)
+    events = b"".join(path.read_bytes() for path in (tmp_path / "s1" / "runs").rglob("events.out.tfevents.*"))
+    assert b"eval/rouge_l" in events and b"train/loss" in events, "TensorBoard has the same figures"
     # a resumed run goes on from its last checkpoint: steps 1-2 are not trained again
     train_lm(init, cohort, tmp_path / "s1", LMTrainConfig(stage=1, steps=3, **quick), features_cache=features)
     steps = [int(row["step"]) for row in csv.DictReader(open(tmp_path / "s1" / "log.csv")) if row["name"] == "loss"]

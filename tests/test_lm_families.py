@@ -192,6 +192,8 @@ def test_fm_lm_init_composes_with_the_bundled_encoder_and_every_command_takes_th
     bundle = AutoModelForImageTextToText.from_pretrained(tmp_path / "b")
     bundled = FMForReportGeneration.from_pretrained(fm.lm.loading.default_lm_folder())
     assert bundle.config.encoder == bundled.config.encoder and bundle.config.input_spec == bundled.config.input_spec
+    # a pretrained LM writes "5.9 cm" and "32 mL": its grounding lets it, the template-trained bundle's does not
+    assert bundle.config.number_forms == "rounded" and bundled.config.number_forms == "verbatim"
     for name, value in bundled.encoder.state_dict().items():
         assert torch.equal(bundle.encoder.state_dict()[name], value)
     again = runner.invoke(fm_cli, ["lm", "init", "--lm", str(folder), "--out", str(tmp_path / "b")])

@@ -320,9 +320,10 @@ def test_decoding_with_the_findings_copies_their_numbers_digit_for_digit(tokeniz
 
 
 def test_grounded_decoding_lets_through_only_the_findings_numbers_and_lesion_regions(tokenizer, findings):
-    processor = GroundedDecoding(tokenizer, Grounding.of(findings), prompt_length=0)
+    verbatim = GroundedDecoding(tokenizer, Grounding.of(findings), prompt_length=0)
+    rounded = GroundedDecoding(tokenizer, Grounding.of(findings, rounded=True), prompt_length=0)
 
-    def can_write(text: str, after: str = "A lesion in the right") -> bool:
+    def can_write(text: str, after: str = "A lesion in the right", processor=verbatim) -> bool:
         ids = tokenizer(after, add_special_tokens=False)["input_ids"]
         for token in tokenizer(text, add_special_tokens=False)["input_ids"]:
             scores = processor(torch.tensor([ids]), torch.zeros(1, len(tokenizer)))
@@ -332,5 +333,13 @@ def test_grounded_decoding_lets_through_only_the_findings_numbers_and_lesion_reg
         return True
 
     assert can_write(" parietal lobe, 31.7 mL.") and can_write(" parietal lobe (58.7 x 45.4 mm)")
+    assert not can_write(" parietal lobe, 5.9 x 4.5 cm"), "the template-trained model copies digit for digit"
+    # a model that writes like real reports rounds and writes centimetres, as the guard allows
+    assert can_write(" parietal lobe, 5.9 x 4.5 cm, about 32 mL", processor=rounded)
+    assert can_write(" parietal lobe, 59 mm", processor=rounded) and can_write(" 31.7 mL", processor=rounded)
+    assert not can_write(" parietal lobe, 5.8 cm", processor=rounded) and not can_write(" 33 mL", processor=rounded)
+    # only a number the findings write may end a sentence: a rounding is followed by its unit
+    assert can_write(" parietal lobe, 31.7. The", processor=rounded)
+    assert not can_write(" parietal lobe, 32. The", processor=rounded)
     assert not can_write(" frontal lobe") and not can_write(" parietal lobe, 31.8 mL") and not can_write(" 3 mL")
     assert not can_write(" parietal lobe", after="A lesion in the left"), "the lesion is on the right"

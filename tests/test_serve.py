@@ -122,8 +122,10 @@ def test_the_prompt_travels_to_vllm_as_the_embeddings_the_language_model_reads(m
 
 
 def test_a_grounding_crosses_to_the_server_unchanged(example):
-    grounding = Grounding.of(example[1])
-    assert Grounding.from_json(grounding.to_json()) == grounding and grounding.sided_regions
+    for rounded in (False, True):
+        grounding = Grounding.of(example[1], rounded)
+        assert Grounding.from_json(grounding.to_json()) == grounding and grounding.sided_regions
+    assert Grounding.of(example[1], rounded=True).numbers > Grounding.of(example[1]).numbers
 
 
 def test_fm_export_vllm_writes_the_plain_model_and_a_lora_with_its_key_names(tmp_path, model):

@@ -18,6 +18,7 @@ import torch
 from test_model import SMALL_LM, tokenizer  # noqa: F401  (the BPE tokenizer fixture)
 from transformers import LlamaConfig
 
+from fm.core.findings import Findings
 from fm.lm.adapter import AdapterConfig
 from fm.lm.modeling import FMForReportGeneration
 from fm.lm.train import LMTrainConfig, ScanTextDataset, collate, synth_examples, train_lm, training_examples
@@ -210,3 +211,24 @@ def test_bf16_and_gradient_checkpointing_train_both_stages(start, tmp_path):
     for run in ("s1", "s2"):
         losses = [float(r["value"]) for r in csv.DictReader(open(tmp_path / run / "log.csv")) if r["name"] == "loss"]
         assert losses and all(math.isfinite(loss) for loss in losses)
+
+
+def test_validation_scores_the_report_the_model_writes_as_fm_report_writes_it(start):
+    """Validation text metrics score the model's own grounded report for each validation scan:
+    given that very text as the reference, BLEU is 100 and ROUGE-L 1; against another text they
+    fall; the guard's contradictions are counted against the scan's findings."""
+    from fm.core.io import load_volume
+    from fm.lm.loading import model_input
+    from fm.lm.validation_text import ValidationText
+    from fm.report.faithfulness import check
+
+    model = FMForReportGeneration.from_pretrained(start / "init")
+    report = next(e for e in synth_examples(start / "data", "train", stage=1, image_only_share=0.0))
+    findings = Findings.from_json(report.findings)
+    written = model.generate_report(model_input(load_volume(report.image), model), findings, max_new_tokens=40)
+    dataset = ScanTextDataset([dataclasses.replace(report, target=written)], model, max_length=2048)
+    scores = ValidationText(dataset, count=4, max_new_tokens=40).score()
+    assert scores["eval_bleu"] == pytest.approx(100.0) and scores["eval_rouge_l"] == pytest.approx(1.0)
+    assert scores["eval_contradictions_per_report"] == len(check(written, findings).contradictions)
+    other = ScanTextDataset([dataclasses.replace(report, target="The ventricles are enlarged.")], model, 2048)
+    assert ValidationText(other, count=4, max_new_tokens=40).score()["eval_rouge_l"] < 0.5

@@ -72,6 +72,7 @@ def compose_report_model(
         )  # fmt: skip
     if precision is not None:
         model.language_model.to(PRECISIONS[precision])
+    model.config.number_forms = "rounded"  # a pretrained language model writes numbers as reports do
     return model
 
 

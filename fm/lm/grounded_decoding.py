@@ -1,6 +1,7 @@
 """Decoding grounded in the findings: while a report model writes from the measured findings,
-every number it writes must be one the findings state, digit for digit (a full stop may follow),
-and every brain region it names must be one a measured lesion lies in (on the side it names). A transformers
+every number it writes must be one the findings state, digit for digit (a full stop may follow) or,
+for a model whose config says number_forms "rounded", also rounded as a report writes it ("32 mL"
+for 31.7 mL, "5.9 cm" for 58.7 mm), and every brain region it names must be one a measured lesion lies in (on the side it names). A transformers
 LogitsProcessor masks each token that would break either rule, so a small model that has learnt
 *what* to say where cannot garble a measurement or fall back on the commonest lobe. What it
 picks among the grounded values is still its own choice, and the faithfulness guard
@@ -23,6 +24,8 @@ from fm.report.faithfulness import REGIONS
 from fm.report.template_narrative import side_of
 
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
+# a measurement in the findings' text: a number, or a pair of diameters, and its unit
+_MEASUREMENT = re.compile(r"(\d+(?:\.\d+)?)(?:\s*x\s*(\d+(?:\.\d+)?))?\s*(mL|mm|%)")
 _RUN = re.compile(r"\d[\d.]*")  # a number as it is being written: digits and points from a digit on
 _WRITING = re.compile(r"\d[\d.]*\Z")
 _TAIL_TOKENS = 12  # enough tokens to hold the longest number or region word being written
@@ -32,25 +35,34 @@ REGION_WORDS = {region: region.split()[0] for region in REGIONS}
 
 @dataclasses.dataclass(frozen=True)
 class Grounding:
-    numbers: frozenset[str]  # as the findings write them: '31.7', '2', '548.1'
+    numbers: frozenset[str]  # as the findings write them ('31.7', '2', '548.1') and their roundings ('32', '5.9' cm)
+    # as the findings write them: only these may end a sentence ("The count is 2."); a rounding needs its
+    # unit after it, else the '4.' of 4.3 mL would pass as the rounding 4 and a full stop
+    verbatim: frozenset[str]
     region_words: frozenset[str]  # of the regions the lesions lie in
     sided_regions: frozenset[tuple[str, str]]  # ('left', 'parietal'): a side and a region word, as a lesion has them
 
     @classmethod
-    def of(cls, findings: Findings) -> "Grounding":
+    def of(cls, findings: Findings, rounded: bool = False) -> "Grounding":
+        """The grounding of `findings`; `rounded`: their measurements may also be written rounded
+        (written_forms), not only digit for digit."""
         words = {REGION_WORDS[lesion.region] for lesion in findings.lesions if lesion.region in REGION_WORDS}
         sided = {
             (side_of(lesion), REGION_WORDS[lesion.region])
             for lesion in findings.lesions
             if lesion.region in REGION_WORDS and lesion.laterality != Laterality.bilateral
         }
-        return cls(frozenset(_NUMBER.findall(findings_text(findings))), frozenset(words), frozenset(sided))
+        text = findings_text(findings)
+        verbatim = frozenset(_NUMBER.findall(text))
+        numbers = frozenset(written_forms(text)) if rounded else verbatim
+        return cls(numbers, verbatim, frozenset(words), frozenset(sided))
 
     def to_json(self) -> str:
         """The grounding as a request to the vLLM server carries it (fm.serve.vllm_plugin reads it)."""
         return json.dumps(
             {
                 "numbers": sorted(self.numbers),
+                "verbatim": sorted(self.verbatim),
                 "region_words": sorted(self.region_words),
                 "sided_regions": sorted(list(pair) for pair in self.sided_regions),
             }
@@ -60,15 +72,15 @@ class Grounding:
     def from_json(cls, text: str) -> "Grounding":
         data = json.loads(text)
         sided = frozenset(tuple(pair) for pair in data["sided_regions"])
-        return cls(frozenset(data["numbers"]), frozenset(data["region_words"]), sided)
+        return cls(frozenset(data["numbers"]), frozenset(data["verbatim"]), frozenset(data["region_words"]), sided)
 
     @functools.cached_property
     def prefixes(self) -> frozenset[str]:
         return frozenset(number[:end] for number in self.numbers for end in range(1, len(number) + 1))
 
     def complete(self, run: str) -> bool:
-        """Is `run` (digits and points) a whole grounded number, a full stop allowed after it?"""
-        return run in self.numbers or (run.endswith(".") and run[:-1] in self.numbers)
+        """Is `run` (digits and points) a whole grounded number, or a verbatim one and a full stop?"""
+        return run in self.numbers or (run.endswith(".") and run[:-1] in self.verbatim)
 
     def fits(self, text: str) -> bool:
         """Every number in `text` is grounded; the last may still be growing (a prefix)."""
@@ -89,6 +101,19 @@ class Grounding:
             if word not in self.region_words or (side and (side, word) not in self.sided_regions):
                 return True
         return False
+
+
+def written_forms(text: str) -> set[str]:
+    """Every number in `text` as it stands, and each measurement also as a report rounds it: to
+    whole units, and a length in mm also in cm to one decimal and whole. The guard
+    (fm.report.faithfulness) accepts exactly such roundings and checks which unit follows."""
+    forms = set(_NUMBER.findall(text))
+    for match in _MEASUREMENT.finditer(text):
+        for value in filter(None, match.group(1, 2)):
+            forms.add(f"{float(value):.0f}")
+            if match.group(3) == "mm":
+                forms.update((f"{float(value) / 10:.1f}", f"{float(value) / 10:.0f}"))
+    return forms
 
 
 _REGION_WORD = re.compile(

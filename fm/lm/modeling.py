@@ -264,7 +264,8 @@ class FMForReportGeneration(FMPreTrainedModel, GenerationMixin):
         prompt_length = encoded["input_ids"].shape[1]
         per_row = grounded_in if isinstance(grounded_in, list) else [grounded_in] * len(prompts)
         if any(findings is not None for findings in per_row):
-            groundings = [Grounding.of(findings) if findings is not None else None for findings in per_row]
+            rounded = self.config.number_forms == "rounded"
+            groundings = [Grounding.of(findings, rounded) if findings is not None else None for findings in per_row]
             grounding = GroundedDecoding(self.tokenizer, groundings, prompt_length)
             generate_kwargs["logits_processor"] = LogitsProcessorList(
                 [grounding, *generate_kwargs.get("logits_processor", [])]

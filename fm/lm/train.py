@@ -1,6 +1,7 @@
 """Training the report model (fm.lm.modeling) in two stages on scans with their findings and texts,
 with transformers' Trainer: seeded, checkpointed, resumable (run the same command again), logged
-(out/log.csv: loss, learning rate, validation loss), and unchanged under `torchrun` or `accelerate
+(out/log.csv: loss, learning rate, validation loss, and BLEU, ROUGE-L and the guard's contradictions
+of reports written on validation scans; TensorBoard too with --report-to tensorboard), and unchanged under `torchrun` or `accelerate
 launch` with several processes (gloo on CPUs). The data are a folder written by `fm synth`
 (fm.synth.dataset) or a cohort of one's own scans and reports (fm.lm.cohort: a CSV, JSON Lines or
 parquet table, a `datasets` folder or a Hub dataset), split by patient into training and validation.
@@ -43,10 +44,12 @@ from fm.core.errors import InputError
 from fm.core.findings import Findings
 from fm.core.io import load_volume
 from fm.core.session import load_session
+from fm.lm.cohort import is_cohort
 from fm.lm.loading import model_input
 from fm.lm.modeling import FMForReportGeneration
 from fm.lm.prompts import encode_example
 from fm.lm.train_config import LMTrainConfig, add_config_options, config_from_args
+from fm.lm.validation_text import ValidationText
 from fm.probe.embed import weights_hash
 from fm.report.template_narrative import narrative_report
 from fm.synth.dataset import load_synth_dataset
@@ -141,7 +144,7 @@ def cohort_examples(rows, stage: int, seed: int = 0, image_only_share: float = 0
 def read_training_data(data: str | Path, split: str, config: LMTrainConfig, out: Path | None = None):
     """(training examples, validation examples) from an fm synth folder or a cohort; a cohort's
     skipped rows are printed and, with `out`, listed in out/skipped_rows.csv."""
-    from fm.lm.cohort import is_cohort, read_cohort, split_rows
+    from fm.lm.cohort import read_cohort, split_rows
 
     if not is_cohort(data):
         return training_examples(data, split, config), []
@@ -199,16 +202,10 @@ class ScanTextDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         example = self.examples[index]
-        scan = self._scan(example.image)
-        if self.model.config.freeze_encoder:
-            features = scan
-        else:
-            with torch.no_grad():  # only to count the visual tokens
-                features = self.model.encode_scan(scan[None])[0]
         findings = Findings.from_json(example.findings) if example.findings else None
         prompt_ids, target_ids = encode_example(
             self.model.tokenizer,
-            self.model.num_visual_tokens(features[None]),
+            self.model.num_visual_tokens(self.image_features(example.image)),
             findings,
             example.question,
             list(example.history),
@@ -221,8 +218,17 @@ class ScanTextDataset(torch.utils.data.Dataset):
         return {
             "input_ids": torch.tensor(prompt_ids + target_ids),
             "labels": torch.tensor([-100] * len(prompt_ids) + target_ids),
-            self._scan_key: scan,
+            self._scan_key: self._scan(example.image),
         }
+
+    def image_features(self, image: str) -> torch.Tensor:
+        """The encoder's map of a scan, a batch of one: what the prompt makes room for and
+        generation reads (a trained encoder's computed afresh, without gradients)."""
+        scan = self._scan(image)
+        if self.model.config.freeze_encoder:
+            return scan[None]
+        with torch.no_grad():
+            return self.model.encode_scan(scan[None])
 
     @property
     def _scan_key(self) -> str:
@@ -284,6 +290,23 @@ class CSVLog(TrainerCallback):
             writer.writerows((state.global_step, name, value) for name, value in logs.items())
 
 
+class ReportModelTrainer(Trainer):
+    """transformers' Trainer whose every evaluation also scores the reports the model writes on
+    validation scans (fm.lm.validation_text), logged beside the validation loss."""
+
+    def __init__(self, *args, validation_text: ValidationText | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.validation_text = validation_text
+
+    def evaluate(self, *args, **kwargs) -> dict[str, float]:
+        metrics = super().evaluate(*args, **kwargs)
+        if self.validation_text and self.is_world_process_zero():
+            text_metrics = self.validation_text.score()
+            self.log(text_metrics)
+            metrics.update(text_metrics)
+        return metrics
+
+
 def collate(batch: list[dict], pad_id: int) -> dict:
     """Right-padded token rows; the scans stacked when they share a grid, else a list (the model
     turns each into the same number of visual tokens)."""
@@ -323,6 +346,21 @@ def trainable_for_stage(model: FMForReportGeneration, config: LMTrainConfig):
     return get_peft_model(model, lora)
 
 
+def reporting_integrations(report_to: str) -> list[str]:
+    """--report-to as transformers' report_to, refused with the package to install when missing
+    (transformers would fail later, mid-run)."""
+    import importlib.util
+
+    names = [name.strip() for name in report_to.split(",") if name.strip() and name.strip() != "none"]
+    needs = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "mlflow": ("mlflow",)}
+    for name in names:
+        if name not in needs:
+            raise InputError(f"--report-to {name}: choose among none, {', '.join(needs)}")
+        if not any(importlib.util.find_spec(module) for module in needs[name]):
+            raise InputError(f"--report-to {name}: pip install {needs[name][0]} first")
+    return names
+
+
 def train_lm(
     init: str | Path,
     data: str | Path,
@@ -340,6 +378,8 @@ def train_lm(
     model = FMForReportGeneration.from_pretrained(init)
     cache = Path(features_cache) if features_cache else out / "scan_features"
     train_examples, validation_examples = read_training_data(data, split, config, out)
+    if is_cohort(data):  # it learns to write as the cohort's reports do, which round their numbers
+        model.config.number_forms = "rounded"
     dataset = ScanTextDataset(train_examples, model, config.max_length, cache)
     dataset.encode_all()
     validation = ScanTextDataset(validation_examples, model, config.max_length, cache) if validation_examples else None
@@ -361,7 +401,7 @@ def train_lm(
         save_steps=config.checkpoint_every,
         save_total_limit=2,
         logging_steps=1,
-        report_to=[],
+        report_to=reporting_integrations(config.report_to),
         remove_unused_columns=False,
         use_cpu=use_cpu,
         ddp_backend="gloo" if use_cpu and distributed else None,
@@ -371,16 +411,17 @@ def train_lm(
         per_device_eval_batch_size=config.batch_size,
         bf16=config.precision == "bf16",
         fp16=config.precision == "fp16",
-        gradient_checkpointing=config.gradient_checkpointing,
+        activation_checkpointing=config.gradient_checkpointing,
     )
     pad_id = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else model.tokenizer.eos_token_id
-    trainer = Trainer(
+    trainer = ReportModelTrainer(
         model=trained,
         args=args,
         train_dataset=dataset,
         eval_dataset=validation,
         data_collator=lambda batch: collate(batch, pad_id),
         callbacks=[CSVLog(out / "log.csv")],
+        validation_text=ValidationText(validation, config.eval_reports) if validation else None,
     )
     last = get_last_checkpoint(str(out)) if out.is_dir() else None
     trainer.train(resume_from_checkpoint=last)

@@ -62,6 +62,19 @@ class LMTrainConfig:
     eval_every: int = dataclasses.field(
         default=0, metadata={"help": "Validation loss every N steps (0: once, at the end)."}
     )
+    eval_reports: int = dataclasses.field(
+        default=8,
+        metadata={
+            "help": "At each validation, write this many validation reports and log their BLEU, ROUGE-L and "
+            "guard contradictions (0: the loss only)."
+        },
+    )
+    report_to: str = dataclasses.field(
+        default="none",
+        metadata={
+            "help": "Also log to tensorboard (out/runs), wandb or mlflow: comma-separated, as transformers' report_to."
+        },
+    )
     strict: bool = dataclasses.field(
         default=False, metadata={"help": "Refuse a cohort with unusable rows instead of skipping them."}
     )

@@ -204,7 +204,8 @@ class VLLMBackend(GenerationBackend):
         if request.seed is not None:
             body["seed"] = request.seed
         if request.grounded_in is not None:  # applied by the server's plugin, fm.serve.vllm_plugin
-            body["vllm_xargs"] = {GROUNDING_ARG: Grounding.of(request.grounded_in).to_json()}
+            grounding = Grounding.of(request.grounded_in, self.model.config.number_forms == "rounded")
+            body["vllm_xargs"] = {GROUNDING_ARG: grounding.to_json()}
         return body
 
     def _get(self, path: str) -> dict:
