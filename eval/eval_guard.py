@@ -19,7 +19,10 @@ def main(argv: list[str] | None = None) -> None:
         "--corpus",
         nargs="+",
         type=Path,
-        default=[DATA / f"guard_corpus{suffix}.yaml" for suffix in ("", "_heldout", "_final", "_fourth", "_fifth")],
+        default=[
+            DATA / f"guard_corpus{suffix}.yaml"
+            for suffix in ("", "_heldout", "_final", "_fourth", "_fifth", "_sixth", "_seventh")
+        ],
     )
     parser.add_argument("--out", type=Path, help="write the figures here as JSON")
     args = parser.parse_args(argv)

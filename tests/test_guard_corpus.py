@@ -3,8 +3,8 @@ dimensions, hedged values, negations, bilateral and midline-crossing lesions, lo
 "lobe", deep structures, and claims on what is not measured, each sentence labelled by hand
 against named findings, each corpus written apart from the guard and from the others. The guard's
 phrasings were extended on each corpus in turn after scoring it untouched (recall / false alarms
-first: heldout 89.7 % / 7.4 %, final 96.6 % / 5.9 %, fourth 87.7 % / 4.0 %); guard_corpus_fifth.yaml
-was never tuned to.
+first: heldout 89.7 % / 7.4 %, final 96.6 % / 5.9 %, fourth 87.7 % / 4.0 %, fifth 93.7 % / 3.7 %,
+sixth 94.0 % / 4.4 %); guard_corpus_seventh.yaml was never tuned to.
 Goals (issue 30): recall of contradictions >= 95 %, false alarms <= 5 %, and claims on unmeasured
 things shown as unchecked, never passed as checked."""
 
@@ -20,10 +20,14 @@ from fm.evaluate.guard_corpus import score, summary
 DATA = Path(__file__).parent / "data"
 FINDINGS = DATA / "guard_corpus_findings.yaml"
 RECALL_GOAL, FALSE_ALARM_GOAL, UNCHECKED_GOAL = 0.95, 0.05, 0.90
-#: the untuned corpus as measured: recall 93.7 % (74 of 79), below the 95 % goal; this bound keeps it
-#: from getting worse until the guard meets the goal on a corpus it was not extended on
-UNTUNED_BOUNDS = {"guard_corpus_fifth.yaml": (0.93, FALSE_ALARM_GOAL)}
-CORPORA = [f"guard_corpus{suffix}.yaml" for suffix in ("", "_heldout", "_final", "_fourth", "_fifth")]
+#: the untuned corpus as measured: recall 89.2 % (83 of 93), false alarms 6.5 %, unmeasured claims shown
+#: as unchecked 87.3 %, short of all three goals;
+#: these bounds keep it from getting worse until the guard meets the goals on a corpus it was not
+#: extended on
+UNTUNED_BOUNDS = {"guard_corpus_seventh.yaml": (0.89, 0.066, 0.87)}
+CORPORA = [
+    f"guard_corpus{suffix}.yaml" for suffix in ("", "_heldout", "_final", "_fourth", "_fifth", "_sixth", "_seventh")
+]
 
 
 def _misses(scored) -> str:
@@ -36,11 +40,11 @@ def _misses(scored) -> str:
 def test_the_guard_meets_its_goals_on_free_text(corpus):
     scored = score(DATA / corpus, FINDINGS)
     figures = summary(scored)
-    recall, false_alarms = UNTUNED_BOUNDS.get(corpus, (RECALL_GOAL, FALSE_ALARM_GOAL))
+    recall, false_alarms, unchecked = UNTUNED_BOUNDS.get(corpus, (RECALL_GOAL, FALSE_ALARM_GOAL, UNCHECKED_GOAL))
     assert figures["sentences"] >= 80 and figures["labelled"]["contradiction"] >= 30
     assert figures["contradiction_recall"] >= recall, _misses(scored)
     assert figures["false_alarm_rate"] <= false_alarms, _misses(scored)
-    assert figures["unchecked_recall"] >= UNCHECKED_GOAL, _misses(scored)
+    assert figures["unchecked_recall"] >= unchecked, _misses(scored)
 
 
 def test_a_corpus_naming_unknown_findings_is_refused_with_its_file(tmp_path):

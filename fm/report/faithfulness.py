@@ -78,14 +78,14 @@ HEDGE_TOLERANCE = 0.10  # a hedged number may be this far from the measured valu
 
 _ENHANCES = re.compile(
     r"(?<!non-)(?<!non)(?<!\w)(?:(?:ring|rim|peripheral(?:ly)?|avid(?:ly)?|solid(?:ly)?|homogeneous(?:ly)?|"
-    r"heterogeneous(?:ly)?|nodular|intense(?:ly)?|marked(?:ly)?)[\s-]*)?enhanc(?:ing|es|ement|e)\b",
+    r"heterogeneous(?:ly)?|nodular|intense(?:ly)?|marked(?:ly)?)[\s-]*)?(?:enhanc(?:ing|es|ement|e)|enh)\b",
     re.I,
 )
 # "non-enhancing" of a part ("a necrotic or non-enhancing component") says nothing of the lesion's enhancement
 _OF_A_PART = r"(?!\s+(?:(?:or\s+)?necrotic\s+)?(?:component|core|tissue|part|portion))"
 _DOES_NOT_ENHANCE = re.compile(
     rf"\bnon-?enhancing\b{_OF_A_PART}|\bunenhancing\b|"
-    r"\b(?:no|without|lacks?|lack\s+of|absence\s+of|absent)\s+(?:[\w-]+\s+){0,2}?enhancement\b|"
+    r"\b(?:no|without|lacks?|lack\s+of|absence\s+of|absent)\s+(?:[\w-]+\s+){0,2}?(?:enhancement|enh)\b|"
     r"\b(?:does|do)\s+not\s+(?:\w+\s+)?enhance\b|\bnot\s+enhancing\b|"
     r"\b(?:no|without)\s+(?:an?\s+)?enhancing\s+(?:component|part|portion|tissue|rim)",
     re.I,
@@ -94,12 +94,23 @@ _DOES_NOT_ENHANCE = re.compile(
 _NO_CONTRAST_GIVEN = re.compile(
     r"not\s+assessed|not\s+(?:performed|given|administered|available|acquired)|non-contrast|unenhanced\s+(?:scan|study|images?)|"
     r"\b(?:no|without)\s+(?:iv\s+|intravenous\s+)?(?:contrast|gadolinium)(?!\s+enhancement)|"
-    r"cannot\s+be\s+(?:assessed|evaluated|determined)|not\s+assessable|pre-?contrast\s+(?:study|scan|only)",
+    r"(?:cannot|could\s+not)\s+be\s+(?:assessed|evaluated|determined)|not\s+assessable|pre-?contrast\s+(?:study|scan|only)|"
+    r"\bno\s+post-?(?:contrast|gad\w*)",
     re.I,
 )
 _PATTERNS = (
-    ("rim-enhancing", re.compile(r"\b(?:rim|ring|peripheral(?:ly)?)[\s-]*enhanc", re.I)),
-    ("solidly enhancing", re.compile(r"\b(?:solid(?:ly)?|homogeneous(?:ly)?)[\s-]*enhanc", re.I)),
+    (
+        "rim-enhancing",
+        re.compile(
+            r"\b(?:rim|ring|peripheral(?:ly)?)[\s-]*enh|\benhanc\w*\s+(?:peripherally|in\s+an?\s+(?:rim|ring))", re.I
+        ),
+    ),
+    (
+        "solidly enhancing",
+        re.compile(
+            r"\b(?:solid(?:ly)?|homogeneous(?:ly)?)[\s-]*enh|\benhanc\w*\s+(?:solidly|homogeneously|uniformly)", re.I
+        ),
+    ),
     ("non-enhancing", re.compile(rf"\bnon-?enhancing\b{_OF_A_PART}", re.I)),
     ("oedema-like", re.compile(r"\boedema-like\b|\bedema-like\b", re.I)),
 )
@@ -111,15 +122,21 @@ _EVERY = re.compile(
 _OEDEMA = re.compile(r"(?<!transependymal\s)\b(?:vasogenic\s+)?o?edema(?!-like)\w*|\bvasogenic\b", re.I)
 _NECROSIS = re.compile(r"\bnecro\w*|\bcystic\b", re.I)
 _DENIED_PART = re.compile(
-    r"\b(?:no|without|absent|nor|neither|lacks?|lack\s+of|absence\s+of|free\s+of)\s+(?:[\w-]+\s+){0,3}?$", re.I
+    r"\b(?:no|without|absent|nor|neither|lacks?|lack\s+of|absence\s+of|free\s+of)\s+(?!(?:in|within|at|from)\b)(?:[\w-]+\s+){0,3}?$",
+    re.I,
 )
-_DENIED_PART_AFTER = re.compile(r"^\w*\s*:\s*(?:none|nil|no\b|absent)", re.I)  # "OEDEMA: none."
-_VENTRICLES = re.compile(r"(?<!peri)(?<!third\s)(?<!fourth\s)ventric|hydrocephal", re.I)  # the lateral ones
+# "OEDEMA: none.", "Oedema is absent."
+_DENIED_PART_AFTER = re.compile(
+    r"^\w*\s*(?::\s*(?:none|nil|no\b|absent)|\s+(?:is|are)\s+(?:absent|not\s+(?:seen|present|identified)))", re.I
+)
+_VENTRICLES = re.compile(
+    r"(?<!peri)(?<!third\s)(?<!fourth\s)ventric|hydrocephal|\blat\.?\s+vents\b", re.I
+)  # the lateral ones
 _ENLARGED = re.compile(r"enlarge|dilat|hydrocephal|ventriculomegaly|prominen", re.I)
 _NORMAL = re.compile(
     r"normal\s+in\s+size|within\s+normal\s+limits|not\s+enlarged|normal-sized|normal\s+size|"
     r"\b(?:no|not|without)\b(?:\s+[\w-]+){0,3}?\s+(?:enlarge\w*|dilat\w*|hydrocephal\w*|ventriculomegaly|prominen\w*)|"
-    r"ventric\w*\s+(?:are|is|appear)\s+(?:unremarkable|normal)|unremarkable\s+ventric",
+    r"(?:ventric\w*|vents)\s+(?:(?:are|is|appear)\s+)?(?:unremarkable|normal)|unremarkable\s+ventric",
     re.I,
 )
 #: What a question asks for, tried in order, and the units an answer to it may give.
@@ -450,6 +467,9 @@ _BEFORE_SUBJECT = re.compile(
 )
 
 
+_OF_THE_WHOLE = re.compile(r"\bof\s+(?:its|a\s+total(?:\s+of)?|the\s+total)\s+$", re.I)
+
+
 @dataclasses.dataclass(frozen=True)
 class _Subject:
     """Something a clause names that carries measured quantities (or is not measured), and where."""
@@ -471,7 +491,7 @@ def _subjects(text: str, findings: Findings) -> list[_Subject]:
         words = r"\s+".join(re.escape(w) for w in structure.name.split()).replace("grey", "gr[ae]y")
         words = re.sub(r"^(left|right)\\s\+", r"\1\\s+(?:cerebral\\s+)?", words)  # "left cerebral white matter"
         patterns.append(("structure", structure.name, _STRUCTURE_WORDS.get(structure.name, words)))
-    patterns += [("tissue", "grey matter", r"gr[ae]y\s+matter"), ("tissue", "white matter", r"white\s+matter")]
+    patterns += [("tissue", "grey matter", r"gr[ae]y\s+matter|GM"), ("tissue", "white matter", r"white\s+matter|WM")]
     patterns += [("unmeasured", "midline shift or herniation", r"midline\s+shift|shift|herniation|effacement")]
     found = [
         _Subject(kind, name, m.start(), m.end())
@@ -492,8 +512,16 @@ def _subjects(text: str, findings: Findings) -> list[_Subject]:
         if any(k.start <= subject.start and subject.end <= k.end for k in kept):
             continue
         last = kept[-1] if kept else None
-        if last and last.kind == subject.kind == "lesion" and not text[last.end : subject.start].strip(" -"):
+        gap = text[last.end : subject.start] if last else ""
+        if last and last.kind == subject.kind == "lesion" and not gap.strip(" -"):
             kept[-1] = dataclasses.replace(last, end=subject.end)  # "the left frontal" + "lesion": one name
+        elif (
+            last
+            and last.kind in _PART_KINDS
+            and subject.kind == "lesion"
+            and _PART_NOUN.fullmatch(gap + text[subject.start : subject.end])
+        ):
+            kept[-1] = dataclasses.replace(last, end=subject.end)  # "necrotic focus": the part, not the lesion
         else:
             kept.append(subject)
     return kept
@@ -504,7 +532,12 @@ def _subject_of(text: str, start: int, end: int, subjects: list[_Subject], conte
     oedema", "a 5 mm lesion"), else the nearest named before it in the sentence, else the nearest
     after it, else `context` (the previous sentence's, or the question's)."""
     after = [s for s in subjects if s.start >= end]
+    parts_before = [s for s in subjects if s.end <= start and s.kind in _PART_KINDS]
+    if parts_before and _OF_THE_WHOLE.search(text[:start]):
+        return _Subject("lesion", "", start, start)  # "oedema making up 33 of its 45 mL": 45 is the whole's
     if after and _BEFORE_SUBJECT.fullmatch(text[end : after[0].start]):
+        if after[0].kind == "lesion" and parts_before and re.match(r"\s+of\s+(?:the|its|this)\b", text[end:], re.I):
+            return parts_before[-1]  # "oedema accounts for 26 mL of the abnormality": the part's share
         return after[0]
     if _ENHANCES_AFTER.match(text, end):  # "of which 5 mL enhances"
         return _Subject("enhancing", "", end, end)
@@ -547,6 +580,7 @@ _SHORT_AXIS = re.compile(
     r"\b(?:short(?:est)?[\s-]+axis|short\s+dimension|across|width|wide|minimum|transverse|perpendicular)\b", re.I
 )
 _PART_KINDS = ("oedema", "necrotic", "enhancing", "core")
+_PART_NOUN = re.compile(r"\s+(?:foci|focus)", re.I)
 
 
 def _values(kind: str, name: str, unit: str, findings: Findings, lesions: list[LesionFinding]) -> list[float]:
@@ -611,13 +645,63 @@ def _matches(written: str, factor: float, measured: float, hedged: bool) -> bool
     return abs(float(written) * factor - measured) <= tolerance
 
 
+_RESPECTIVELY = re.compile(r"\brespectively\b", re.I)
+_SIDED_TISSUES = re.compile(r"\b(left|right)\s+and\s+(left|right)\s+(?:cerebral\s+)?(gr[ae]y|white)\s+matter", re.I)
+_BARE_NUMBER = re.compile(rf"(?<![\w.]){_NUM}(?![\w.]*\d)")
+
+
+def _respective_contradictions(read: _Sentence, findings: Findings, previous: _Sentence | None):
+    """Numbers given "respectively" to a series, each checked against its own member: "left and
+    right white matter volumes are 321.2 and 318.6 mL respectively", or the lesions at the places
+    the sentence (or the one before) names, in order ("They measure 4.2 mL and 31.7 mL
+    respectively"). None when the sentence gives no such series."""
+    quantities = list(_QUANTITY.finditer(read.text))
+    if not _RESPECTIVELY.search(read.text) or not quantities:
+        return None
+    unit, factor = _UNITS[quantities[-1].group(4).lower()]
+    tissues = _SIDED_TISSUES.search(read.text)
+    if tissues:
+        volumes = {s.name: s.volume_ml for s in findings.structures}
+        tissue = "grey matter" if tissues.group(3).lower().startswith("gr") else "white matter"
+        series = [
+            (name, [volumes[name]] if name in volumes else [])
+            for name in (f"{side.lower()} {tissue}" for side in tissues.group(1, 2))
+        ]
+    else:
+        places = [p for p in read.places if not p.denied] or [
+            p for p in (previous.places if previous else []) if not p.denied
+        ]
+        kind = "lesion" if unit != "mL" else next((s.kind for s in read.subjects if s.kind in _PART_KINDS), "lesion")
+        series = [
+            (f"the {place} lesion", _values(kind, "", unit, findings, where.lesions_at(place, findings.lesions)))
+            for place in places
+        ]
+    numbers = _BARE_NUMBER.findall(read.text[: quantities[-1].end()])
+    if unit == "%" or len(series) < 2 or len(numbers) != len(series):
+        return None
+    return [
+        Contradiction(
+            read.text,
+            f"{number} {quantities[-1].group(4)} for {what}",
+            f"{what} measured {' or '.join(f'{m:.1f} {unit}' for m in values) or 'nothing'}",
+            quantity=True,
+        )
+        for number, (what, values) in zip(numbers, series)
+        if not any(_matches(number, factor, value, False) for value in values)
+    ]
+
+
 def _quantity_contradictions(read: _Sentence, findings: Findings, previous: _Sentence | None) -> list[Contradiction]:
+    respective = _respective_contradictions(read, findings, previous)
+    if respective is not None:
+        return respective
     found = []
     for match, unit, factor, what, allowed, written in _quantities(read, findings, previous):
         hedged = bool(_HEDGE.search(read.text[: match.start()]))
         if len(written) == 3 and unit == "mm":  # "a x b x c cm": the third dimension is not measured
             written = sorted(written, key=float, reverse=True)
-            short = sorted(allowed)[-2] if len(allowed) > 1 else max(allowed, default=0.0)
+            distinct = sorted(set(allowed))
+            short = distinct[-2] if len(distinct) > 1 else max(distinct, default=0.0)
             extra = [w for w in written[1:] if not any(_matches(w, factor, m, hedged) for m in allowed)]
             if len(extra) < 2 and all(float(w) * factor <= short + 1e-9 for w in extra):
                 written = [w for w in written if w not in extra or w == written[0]]
@@ -643,21 +727,35 @@ def _third_dimensions(read: _Sentence, findings: Findings, previous: _Sentence |
 # -- enhancement, oedema, necrosis, ventricles -------------------------------------------------
 
 
+_ENHANCEMENT_HEADING = re.compile(r"^\s*(?:contrast\s+)?enhancement\s*:\s*", re.I)
+
+
+def _enhancement_text(text: str) -> str:
+    """A heading read as the sentence it stands for: "ENHANCEMENT: Solid, homogeneous." as "Solid,
+    homogeneous enhancement.", "ENHANCEMENT: none." as "No enhancement."."""
+    heading = _ENHANCEMENT_HEADING.match(text)
+    if not heading:
+        return text
+    rest = text[heading.end() :].rstrip(" .")
+    return "No enhancement." if re.match(r"(?:none|nil|absent|no)\b", rest, re.I) else f"{rest} enhancement."
+
+
 def _enhancement_contradictions(read: _Sentence) -> list[Contradiction]:
-    if _NO_CONTRAST_GIVEN.search(read.text):
+    text = _enhancement_text(read.text)
+    if _NO_CONTRAST_GIVEN.search(text):
         return []
-    denies = _DOES_NOT_ENHANCE.search(read.text)
-    claims = _ENHANCES.search(_DOES_NOT_ENHANCE.sub("", read.text))
+    denies = _DOES_NOT_ENHANCE.search(text)
+    claims = _ENHANCES.search(_DOES_NOT_ENHANCE.sub("", text))
     if not (claims or denies) or not read.lesions:
         return []
     characters = [lesion_character(lesion)["enhancement"] for lesion in read.lesions]
     if all(c == NOT_ASSESSED for c in characters):
         claim = "an enhancing lesion" if claims else "no enhancement"
         return [Contradiction(read.text, claim, "enhancement was not assessed (no contrast-enhanced scan)")]
-    if len(read.lesions) == 1 and any(pattern.search(read.text) for _, pattern in _PATTERNS):
+    if len(read.lesions) == 1 and any(pattern.search(text) for _, pattern in _PATTERNS):
         return []  # the pattern given to the one lesion is checked by _placed_pattern_contradictions
     found = []
-    if claims and _EVERY.search(read.text) and not all(c in ("rim-enhancing", "solidly enhancing") for c in characters):
+    if claims and _EVERY.search(text) and not all(c in ("rim-enhancing", "solidly enhancing") for c in characters):
         return [Contradiction(read.text, "every lesion enhancing", f"the lesion(s) measured: {', '.join(characters)}")]
     if claims and not any(c in ("rim-enhancing", "solidly enhancing") for c in characters):
         found.append(
@@ -681,13 +779,10 @@ def _placed_pattern_contradictions(read: _Sentence) -> list[Contradiction]:
     if actual == NOT_ASSESSED:
         return []
     place = f" in the {named[0]}" if named else ""
+    text = _enhancement_text(read.text)
     found = []
     for written, pattern in _PATTERNS:
-        if (
-            pattern.search(read.text)
-            and written != actual
-            and not (written == "non-enhancing" and actual == "oedema-like")
-        ):
+        if pattern.search(text) and written != actual and not (written == "non-enhancing" and actual == "oedema-like"):
             found.append(
                 Contradiction(read.text, f"a {written} lesion{place}", f"the lesion measured there is {actual}")
             )

@@ -66,24 +66,33 @@ _CROSSES = re.compile(
 )
 _DOES_NOT_CROSS = re.compile(
     r"\b(?:does\s+not|doesn't|not|without)\s+(?:\w+\s+)?(?:cross(?:ing)?|extend(?:ing)?\s+across)\s+the\s+midline|"
-    r"\bconfined\s+to\s+the\s+(?:left|right)",
+    r"\bconfined\s+to\s+the\s+(?:left|right)|\b(?:left|right)\s+(?:[\w-]+\s+){0,2}only\b",
     re.I,
 )
 # "no lesion in", "without involvement of", "does not involve": the place that follows holds no lesion
 _DENIED_BEFORE = re.compile(
     r"(?:\b(?:no|without|nor|absent|free\s+of)\b(?:\s+[\w-]+){0,3}?\s+(?:lesions?|mass(?:es)?|abnormalit\w*|"
     r"involvement|extension|disease|signal\s+abnormalit\w*|foci|focus)\b[^,;]*|"
-    r"\b(?:does|do)\s+not\s+(?:involve|affect|extend|reach)\w*(?:\s+into)?)\s*(?:of\s+|in\s+|into\s+|within\s+)?(?:the\s+)?$",
+    r"\b(?:does|do)\s+not\s+(?:involve|affect|extend|reach)\w*(?:\s+into)?)\s*(?:of\s+|in\s+|into\s+|within\s+)?"
+    r"(?:the\s+|either\s+|both\s+)?$",
     re.I,
 )
 # what follows a place (or a list of places: "frontal, parietal and occipital lobes") that denies it a lesion
 _DENIED_AFTER = re.compile(
-    r"^(?:\s*(?:,|and|or)\s+[\w-]+(?:\s+lobes?)?)*\s*"
+    r"^(?:\s*(?:,|and|or)\s+(?:the\s+|both\s+|either\s+)?[\w-]+(?:\s+lobes?)?)*\s*"
     r"(?:\s(?:is|are|appears?|remains?)\s+(?:otherwise\s+)?(?:normal|unremarkable|spared|clear|free\s+of)|"
     r"\s(?:contains?|shows?|has|have)\s+no\b|:\s*(?:no\b|nil\b|normal|unremarkable|clear|negative)|"
     r"\s(?:is|are)\s+not\s+(?:involved|affected))",
     re.I,
 )
+# "..., as are the cerebellum and brainstem" after a list said to be clear
+_DENIED_TOO = re.compile(
+    r"(?:clear|normal|unremarkable|spared|free\s+of\s+[\w\s]+?)\s*,?\s+as\s+(?:are|is)\s+(?:the\s+)?"
+    r"(?:[\w-]+(?:\s+lobes?)?\s*(?:,|and|or)\s+(?:the\s+)?)*$",
+    re.I,
+)
+# the places of a list after a denied one: "no lesion in the basal ganglia, thalami, brainstem or cerebellum"
+_LIST_GAP = re.compile(r"\s*(?:,|,?\s*(?:and|or|nor))\s*(?:the\s+|either\s+)?", re.I)
 # "No cerebellar or brainstem lesion": the places stand as adjectives of what is denied
 _DENIED_ADJECTIVE = re.compile(
     r"\b(?:no|without)\s+(?:(?:evidence|of|a|an|any|other|further|new|additional|focal|definite|or|and|the|left|right)\s+|[\w-]+\s+or\s+){0,4}$",
@@ -119,6 +128,8 @@ def places_in(sentence: str) -> list[Place]:
             _DENIED_BEFORE.search(before)
             or _DENIED_ADJECTIVE.search(before)
             or _DENIED_AFTER.match(sentence[match.end() :])
+            or _DENIED_TOO.search(sentence[: match.start()])
+            or (found and found[-1].denied and _LIST_GAP.fullmatch(sentence[found[-1].end : match.start()]))
         )
         found.append(Place(side, regions, denied, match.start(), match.end()))
     return found

@@ -36,17 +36,21 @@ TOPICS: dict[str, str] = {
         r"white\s+matter\s+(?:hyperintensit\w*|lesions|changes|disease)|small\s+vessel|microangiopath\w*|"
         r"leuk\w*araiosis|gliosis|atroph\w*|volume\s+loss|transependymal|gr[ae]y-white|differentiation"
     ),
+    "image quality": (
+        r"artefact\w*|artifact\w*|\bmotion\b|degrad\w*|suboptimal|non-?diagnostic|image\s+quality|"
+        r"limited\s+(?:study|examination|assessment)"
+    ),
     "change since a prior scan": (
         r"\bprior\b|previous\w*|\binterval\b|compared\s+(?:with|to)|since\s+(?:the\s+)?(?:last|prior|previous|earlier)|"
         r"\bstable\b|unchanged|\bno\s+change|\bago\b|since\s+the\s+(?:mri|ct|scan|study|examination)|\bgrown\b|\bgrowing\b|\bshrunk\w*|progress\w*|regress\w*|\bnew\b|follow-up"
     ),
     "treatment": (
         r"treat\w*|surg\w*|resect\w*|operat\w*|biops\w*|radiotherap\w*|chemotherap\w*|therapy|recommend\w*|"
-        r"management|prognos\w*|survival"
+        r"management|prognos\w*|survival|neurosurg\w*|\bconsider\b|\bopinion\b|\brefer(?:ral|red)?\b"
     ),
     "other anatomy": (
         r"skull|calvari\w*|paranasal|\bsinus(?:es)?\b|orbits?\b|vessels?\b|flow\s+voids?|arter\w*|venous|"
-        r"mastoid\w*|pituitary|scalp|collections?\b|aqueduct\w*|(?:third|fourth)\s+ventricle|foram\w*|cistern\w*|(?<!crossing\sthe\s)(?<!across\sthe\s)corpus\s+callosum|genu|splenium|hippocamp\w*"
+        r"mastoid\w*|pituitary|scalp|collections?\b|aqueduct\w*|(?:third|fourth)\s+ventricle|foram\w*|cistern\w*|(?<!crossing\sthe\s)(?<!across\sthe\s)corpus\s+callosum|genu|splenium|hippocamp\w*|falx|falcine|tentori\w*"
     ),
 }
 _TOPIC_PATTERNS = {topic: re.compile(rf"\b(?:{pattern})", re.I) for topic, pattern in TOPICS.items()}
