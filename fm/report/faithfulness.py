@@ -34,7 +34,7 @@ from fm.core.findings import Findings, LesionFinding
 from fm.report import places as where
 from fm.report.places import REGIONS
 from fm.report.template_narrative import NOT_ASSESSED, lesion_character, ventricles
-from fm.report.unmeasured import declines, topics_in, unmeasured_topic
+from fm.report.unmeasured import declines, is_decline, topics_in, unmeasured_topic
 
 __all__ = ["REGIONS", "Contradiction", "GuardResult", "Unchecked", "check", "split_sentences"]
 
@@ -59,6 +59,14 @@ _SMALLER = re.compile(
     r"\b(?:is|being)\s+the\s+small(?:er|est)\b",
     re.I,
 )
+# "Enhancing lesions: 2." read as "2 enhancing lesions"
+_COUNT_HEADING = re.compile(
+    r"\A\W*((?:non-?)?enhancing\s+)?(?:lesions?|masses|foci|lesion\s+count|number\s+of\s+lesions)\s*:\s*"
+    r"(\d+|none|nil|one|two|three|four|five)\b(?!\s*(?:\)|x\b|×|\.\d|mm|cm|ml|cc|%))",
+    re.I,
+)
+_HEADING_COUNTS = {"none": "no", "nil": "no"}
+_COUNT_ENHANCES = re.compile(r"\s+(?:\w+\s+)?(?:enhances?|shows?\s+(?:\w+\s+)?enhancement)\b", re.I)
 _MORE_THAN = re.compile(r"\b(?:more\s+than|over|in\s+excess\s+of)\s+$", re.I)
 _NOT_A_TOTAL = re.compile(r"\b(?:other|additional|further|new|more|second|third|evidence)\b", re.I)
 _UNITS = {  # unit as written -> (unit measured, factor)
@@ -82,7 +90,7 @@ _ENHANCES = re.compile(
     re.I,
 )
 # "non-enhancing" of a part ("a necrotic or non-enhancing component") says nothing of the lesion's enhancement
-_OF_A_PART = r"(?!\s+(?:(?:or\s+)?necrotic\s+)?(?:component|core|tissue|part|portion))"
+_OF_A_PART = r"(?!\s+(?:(?:or\s+)?necrotic\s+)?(?:component|core|tissue|part|portion|cent(?:re|er)))"
 _DOES_NOT_ENHANCE = re.compile(
     rf"\bnon-?enhancing\b{_OF_A_PART}|\bunenhancing\b|"
     r"\b(?:no|without|lacks?|lack\s+of|absence\s+of|absent)\s+(?:[\w-]+\s+){0,2}?(?:enhancement|enh)\b|"
@@ -127,7 +135,9 @@ _DENIED_PART = re.compile(
 )
 # "OEDEMA: none.", "Oedema is absent."
 _DENIED_PART_AFTER = re.compile(
-    r"^\w*\s*(?::\s*(?:none|nil|no\b|absent)|\s+(?:is|are)\s+(?:absent|not\s+(?:seen|present|identified)))", re.I
+    r"^\w*\s*(?::\s*(?:none|nil|no\b|absent)|\s+(?:is|are)\s+(?:absent|not\s+(?:seen|present|identified))|"
+    r"\s*:?\s*0(?:\.0+)?\s*(?:ml|mls|cc)\b)",
+    re.I,
 )
 _VENTRICLES = re.compile(
     r"(?<!peri)(?<!third\s)(?<!fourth\s)ventric|hydrocephal|\blat\.?\s+vents\b", re.I
@@ -223,8 +233,10 @@ def check(text: str, findings: Findings, question: str | None = None) -> GuardRe
             for c in _sentence_contradictions(_read(claim, findings, None), findings, None)
         ]
     for sentence in sentences:
-        if declines(sentence):
-            continue  # "Not measured: ... this program measures lesions ...": about the program, not the scan
+        if declines(sentence):  # "Midline shift cannot be assessed.": claims nothing to contradict
+            if not is_decline(sentence):  # the program's own answer names what it does not measure
+                unchecked += [Unchecked(sentence, t) for t in topics_in(sentence)]
+            continue
         read = _read(sentence, findings, previous)
         contradictions += _sentence_contradictions(read, findings, previous)
         unchecked += [Unchecked(sentence, t) for t in topics_in(sentence)]
@@ -278,7 +290,8 @@ def _read(sentence: str, findings: Findings, previous: _Sentence | None, asked: 
         there = where.lesions_at(named[0], findings.lesions, crossing is True)
         lesions = there if there or asked else findings.lesions
     subjects = _subjects(sentence, findings)
-    continues = _CONTINUES.match(sentence) or _PRONOUN.search(sentence) or not subjects  # "58.7 mm."
+    # "It enhances.", "58.7 mm.": of what the sentence before spoke; "No necrosis." alone: of every lesion
+    continues = _CONTINUES.match(sentence) or _PRONOUN.search(sentence) or (not subjects and _QUANTITY.search(sentence))
     if not named and previous is not None and continues:
         lesions = previous.lesions
     return _Sentence(sentence, subjects, places, crossing, lesions)
@@ -301,10 +314,16 @@ def _sentence_contradictions(read: _Sentence, findings: Findings, previous: _Sen
 def _count_contradictions(read: _Sentence, findings: Findings) -> list[Contradiction]:
     found = []
     lesions = findings.lesions
-    for match in _COUNT.finditer(read.text):
+    text = _COUNT_HEADING.sub(
+        lambda m: f"{_HEADING_COUNTS.get(m.group(2).lower(), m.group(2))} {m.group(1) or ''}lesions", read.text
+    )
+    for match in _COUNT.finditer(text):
         word, qualifiers = re.sub(r"\s+", " ", match.group(1).lower()), match.group(2)
         if _NOT_A_TOTAL.search(qualifiers) or re.search(r"\d|\b(?:mm|cm|ml|cc)\b", qualifiers, re.I):
             continue  # "no other lesion", "3 mm lesion": not a count of all lesions
+        verb_enhances = _COUNT_ENHANCES.match(text, match.end())  # "One lesion enhances"
+        if re.match(r"of\s+(?:the|its|these)\b", qualifiers, re.I) and not verb_enhances:
+            continue  # "one of the two lesions": part of the count, not the count
         counted = lesions
         enhancing = where_enhancing = None
         places = [p for p in read.places if p.start >= match.start() and p.start < _clause_end(read.text, match.end())]
@@ -312,7 +331,7 @@ def _count_contradictions(read: _Sentence, findings: Findings) -> list[Contradic
         if places and word == "no":  # "no lesion in the left hemisphere": none there
             counted = [lesion for p in places for lesion in where.lesions_at(p, lesions)]
         # "two enhancing lesions": the enhancing ones; "solitary": the only lesion of all
-        if re.search(r"enhanc", qualifiers, re.I) and word != "solitary":
+        if (re.search(r"enhanc", qualifiers, re.I) or verb_enhances) and word != "solitary":
             enhancing = not re.search(r"non-?enhanc", qualifiers, re.I)
             where_enhancing = [lesion for lesion in counted if _enhances(lesion) is enhancing]
             counted = where_enhancing
@@ -322,7 +341,7 @@ def _count_contradictions(read: _Sentence, findings: Findings) -> list[Contradic
                 found.append(Contradiction(read.text, f"several {kind}lesions", f"{len(counted)} were measured"))
             continue
         claimed = int(word) if word.isdigit() else _NUMBER_WORDS[word]
-        if _MORE_THAN.search(read.text[: match.start()]):  # "more than one lesion": at least two
+        if _MORE_THAN.search(text[: match.start()]):  # "more than one lesion": at least two
             if len(counted) <= claimed:
                 found.append(
                     Contradiction(read.text, f"more than {claimed} {kind}lesion(s)", f"{len(counted)} were measured")
@@ -446,13 +465,15 @@ _LESION_PARTS = (
     ),
 )
 _STRUCTURE_WORDS = {  # other ways of naming a structure of the label sets
-    "lateral ventricles": r"(?:lateral\s+)?ventric\w*",
+    "lateral ventricles": r"(?:lateral\s+)?ventric\w*|lat\.?\s+vents",
     "cerebrospinal fluid": r"cerebrospinal\s+fluid|csf|sulcal\s+spaces?",
 }
 _NEGATED = re.compile(r"\b(?:without|no)\s+(?:an?\s+)?(?:[a-z]+\s+)?$", re.I)
 _ENHANCES_AFTER = re.compile(
     r"\s+(?:is\s+|are\s+)?enhanc(?:es|ing)\b(?!\s+(?:lesion|mass|tumou?r|component|part|portion|rim))", re.I
 )
+_PART_AFTER = re.compile(r"\s+(?:is|are)\s+(necrotic|cystic|o?edema\w*|enhancing)\b", re.I)
+_PART_WORDS = {"necr": "necrotic", "cyst": "necrotic", "oede": "oedema", "edem": "oedema", "enha": "enhancing"}
 _MODIFIER_BEFORE = re.compile(
     r"\b(?:surrounding\s+(?:the|a|an)\s+|(?:around|in|within|of|from|at|near|adjacent\s+to|involving)\s+(?:the\s+|a\s+|an\s+)?|"
     r"(?:including|excluding|plus)\s+(?:[\w-]+\s+)?)$",
@@ -482,6 +503,23 @@ class _Subject:
     end: int
 
 
+_ABBREVIATIONS = (
+    (r"^left", r"(?:left|(?-i:L|Lt))"),
+    (r"^right", r"(?:right|(?-i:R|Rt))"),
+    (r"gr\[ae\]y\\s\+matter$", r"(?:gr[ae]y\s+matter|(?-i:GM))"),
+    (r"white\\s\+matter$", r"(?:white\s+matter|(?-i:WM))"),
+)
+
+
+def _abbreviated(words: str) -> str:
+    """A sided tissue's pattern that also takes the abbreviations ("L GM", "Rt WM")."""
+    if not re.search(r"matter$", words):
+        return words
+    for full, either in _ABBREVIATIONS:
+        words = re.sub(full, lambda _: either, words)
+    return words
+
+
 def _subjects(text: str, findings: Findings) -> list[_Subject]:
     """What `text` names, in order; a name inside a longer one ("grey matter" in "left grey matter",
     or in "deep grey matter and internal capsule") counts as the longer one only. Places of
@@ -490,9 +528,14 @@ def _subjects(text: str, findings: Findings) -> list[_Subject]:
     for structure in findings.structures:
         words = r"\s+".join(re.escape(w) for w in structure.name.split()).replace("grey", "gr[ae]y")
         words = re.sub(r"^(left|right)\\s\+", r"\1\\s+(?:cerebral\\s+)?", words)  # "left cerebral white matter"
+        words = _abbreviated(words)  # "L GM", "Rt WM"
         patterns.append(("structure", structure.name, _STRUCTURE_WORDS.get(structure.name, words)))
-    patterns += [("tissue", "grey matter", r"gr[ae]y\s+matter|GM"), ("tissue", "white matter", r"white\s+matter|WM")]
+    patterns += [
+        ("tissue", "grey matter", r"gr[ae]y\s+matter|(?-i:GM)"),
+        ("tissue", "white matter", r"white\s+matter|(?-i:WM)"),
+    ]
     patterns += [("unmeasured", "midline shift or herniation", r"midline\s+shift|shift|herniation|effacement")]
+    patterns += [("unmeasured", "a third lesion dimension", r"cranio-?caudal\w*|supero-?inferior\w*")]
     found = [
         _Subject(kind, name, m.start(), m.end())
         for kind, name, pattern in patterns
@@ -541,6 +584,8 @@ def _subject_of(text: str, start: int, end: int, subjects: list[_Subject], conte
         return after[0]
     if _ENHANCES_AFTER.match(text, end):  # "of which 5 mL enhances"
         return _Subject("enhancing", "", end, end)
+    if part := _PART_AFTER.match(text, end):  # "of which 1.0 mL is necrotic"
+        return _Subject(_PART_WORDS[part.group(1).lower()[:4]], "", end, end)
     before = [s for s in subjects if s.end <= start]
     if before:
         # "Oedema around the left frontal lesion measures 3.2 mL": what a preposition brings in
@@ -580,6 +625,7 @@ _SHORT_AXIS = re.compile(
     r"\b(?:short(?:est)?[\s-]+axis|short\s+dimension|across|width|wide|minimum|transverse|perpendicular)\b", re.I
 )
 _PART_KINDS = ("oedema", "necrotic", "enhancing", "core")
+_LENGTH_KINDS = ("lesion", *_PART_KINDS)  # a part's length is the lesion's
 _PART_NOUN = re.compile(r"\s+(?:foci|focus)", re.I)
 
 
@@ -610,19 +656,55 @@ def _values(kind: str, name: str, unit: str, findings: Findings, lesions: list[L
 
 def _quantities(read: _Sentence, findings: Findings, previous: _Sentence | None):
     """(match, unit, factor, subject, what, allowed values, written numbers) for each number with a unit."""
-    context = previous.subjects[0] if previous and previous.subjects else None
+    # what the sentence before was about; a number is never bound to an unmeasured topic across sentences
+    context = next((s for s in previous.subjects if s.kind != "unmeasured"), None) if previous else None
     previous_end = 0
     for match in _QUANTITY.finditer(read.text):
         unit, factor = _UNITS[match.group(4).lower()]
         subject = _subject_of(read.text, match.start(), match.end(), read.subjects, context)
         if subject is not None and subject.kind == "unmeasured":
             continue  # "a midline shift of 4 mm": unchecked, not contradicted
-        what, allowed = _measured(subject, unit, read, findings)
+        subject = _sided(subject, read.text, match, findings)
+        subject, indexed = _indexed(subject, read, match, findings)
+        what, allowed = _measured(subject, unit, indexed, findings)
         written = [w for w in match.group(1, 2, 3) if w]
-        if unit == "mm" and len(written) == 1 and allowed and (subject is None or subject.kind == "lesion"):
+        if unit == "mm" and len(written) == 1 and allowed and (subject is None or subject.kind in _LENGTH_KINDS):
             allowed = _diameter_of_role(read.text, previous_end, match, read.lesions) or allowed
         previous_end = match.end()
         yield match, unit, factor, what, allowed, written
+
+
+_SIDE_BEFORE = re.compile(r"\b(?:the\s+)?(left|right|(?-i:L|R|Lt|Rt))\s*:?\s*$", re.I)
+_SIDE_AFTER = re.compile(r"\s*(?:on\s+the\s+|in\s+the\s+)?(left|right)\b", re.I)
+_LESION_INDEX = re.compile(r"\blesion\s+(\d+)\b", re.I)
+
+
+def _sided(subject: _Subject | None, text: str, match: re.Match, findings: Findings) -> _Subject | None:
+    """Grey or white matter given a side beside its number: "GM R 568.5 mL, L 548.1 mL", "318.6 mL
+    on the left", "the left white matter measures 321 mL and the right 319 mL"."""
+    if subject is None or subject.kind not in ("tissue", "structure") or not subject.name.endswith("matter"):
+        return subject
+    side = _SIDE_BEFORE.search(text[: match.start()]) or _SIDE_AFTER.match(text, match.end())
+    if not side:
+        return subject
+    tissue = subject.name.removeprefix("left ").removeprefix("right ")
+    name = f"{'left' if side.group(1).lower().startswith('l') else 'right'} {tissue}"
+    measured = any(structure.name == name for structure in findings.structures)
+    return dataclasses.replace(subject, kind="structure", name=name) if measured else subject
+
+
+def _indexed(subject: _Subject | None, read: _Sentence, match: re.Match, findings: Findings):
+    """(subject, sentence) for a number in a list by lesion number ("Oedema: lesion 1, 6.2 mL;
+    lesion 2, 2.1 mL"): the part the list is of, of that lesion alone."""
+    clause = read.text[: match.start()].rsplit(";", 1)[-1]
+    index = _LESION_INDEX.search(clause)
+    lesions = [lesion for lesion in findings.lesions if index and lesion.lesion_id == int(index.group(1))]
+    if not lesions:
+        return subject, read
+    parts = [s for s in read.subjects if s.kind in _PART_KINDS and s.end <= match.start()]
+    if subject is not None and subject.kind == "lesion" and parts:
+        subject = parts[-1]
+    return subject, dataclasses.replace(read, lesions=lesions)
 
 
 def _diameter_of_role(text: str, previous_end: int, match: re.Match, lesions: list[LesionFinding]) -> list[float]:
@@ -802,9 +884,8 @@ def _part_contradictions(read: _Sentence) -> list[Contradiction]:
         denied = bool(
             _DENIED_PART.search(read.text[: match.start()]) or _DENIED_PART_AFTER.match(read.text[match.end() :])
         )
-        # "neither lesion contains necrosis": wrong when any has some; "no necrosis": when all have some
-        some = any if _EVERY.search(read.text) else all
-        if denied and some(a >= 0.05 for a in amounts):
+        # "no necrosis", "neither lesion contains necrosis": wrong when any lesion spoken of has some
+        if denied and any(a >= 0.05 for a in amounts):
             found.append(
                 Contradiction(read.text, f"no {part}", f"{' and '.join(f'{a:.1f} mL' for a in amounts)} measured")
             )

@@ -58,21 +58,23 @@ _SIDE_ALONE = re.compile(
     r"(?!\s+(?:(?:cerebral|cerebellar)\s+)?(?:gr[ae]y|white|hemisphere|lateral\s+ventricle|ventricle|and\b|or\b))",
     re.I,
 )
+# "Side: L": an abbreviated side under a heading (in full, _SIDE_ALONE reads it)
+_SIDE_HEADING = re.compile(r"\bside\s*:\s*(?P<side>(?-i:L|R|Lt|Rt))\b", re.I)
 _CROSSES = re.compile(
-    r"\b(?:cross(?:es|ing)?|extend(?:s|ing)?\s+across|(?<!\d\s)across)\s+the\s+(?:midline|corpus\s+callosum)|"
+    r"\b(?:cross(?:es|ing)?|extend(?:s|ing)?\s+across|(?<!\d\s)across)\s+(?:the\s+)?(?:midline|corpus\s+callosum)|"
     r"\bcross(?:es|ing)\s+(?:in)?to\s+the\s+(?:left|right|other|opposite|contralateral)|"
     r"\bbilateral(?!\s+(?:lateral\s+)?ventric)|\bboth\s+(?:hemispheres|sides)|\bbifrontal|\bbutterfly|\btranscallosal",
     re.I,
 )
 _DOES_NOT_CROSS = re.compile(
-    r"\b(?:does\s+not|doesn't|not|without)\s+(?:\w+\s+)?(?:cross(?:ing)?|extend(?:ing)?\s+across)\s+the\s+midline|"
-    r"\bconfined\s+to\s+the\s+(?:left|right)|\b(?:left|right)\s+(?:[\w-]+\s+){0,2}only\b",
+    r"\b(?:does\s+not|doesn't|not|without)\s+(?:\w+\s+)?(?:cross(?:ing)?|extend(?:ing)?\s+across)\s+(?:the\s+)?midline|"
+    r"\bconfined\s+to\s+(?:the\s+)?(?:left|right|(?-i:L|R|Lt|Rt))\b|\b(?:left|right)\s+(?:[\w-]+\s+){0,2}only\b",
     re.I,
 )
 # "no lesion in", "without involvement of", "does not involve": the place that follows holds no lesion
 _DENIED_BEFORE = re.compile(
     r"(?:\b(?:no|without|nor|absent|free\s+of)\b(?:\s+[\w-]+){0,3}?\s+(?:lesions?|mass(?:es)?|abnormalit\w*|"
-    r"involvement|extension|disease|signal\s+abnormalit\w*|foci|focus)\b[^,;]*|"
+    r"involvement|extension|disease|signal\s+abnormalit\w*|foci|focus)\b[^,;]*|\bnothing\b[^,;]*|"
     r"\b(?:does|do)\s+not\s+(?:involve|affect|extend|reach)\w*(?:\s+into)?)\s*(?:of\s+|in\s+|into\s+|within\s+)?"
     r"(?:the\s+|either\s+|both\s+)?$",
     re.I,
@@ -138,11 +140,11 @@ def places_in(sentence: str) -> list[Place]:
 def sides_alone(sentence: str, places: list[Place]) -> list[tuple[str, bool]]:
     """(side, denied) for each side named outside a place ("a right-sided lesion")."""
     found = []
-    for match in _SIDE_ALONE.finditer(sentence):
+    for match in [*_SIDE_ALONE.finditer(sentence), *_SIDE_HEADING.finditer(sentence)]:
         if any(p.start <= match.start() < p.end for p in places):
             continue
         denied = bool(_DENIED_BEFORE.search(_clause_before(sentence, match.start())))
-        found.append((match.group("side").lower(), denied))
+        found.append((_side(match.group("side")), denied))
     return found
 
 

@@ -36,17 +36,18 @@ TOPICS: dict[str, str] = {
         r"white\s+matter\s+(?:hyperintensit\w*|lesions|changes|disease)|small\s+vessel|microangiopath\w*|"
         r"leuk\w*araiosis|gliosis|atroph\w*|volume\s+loss|transependymal|gr[ae]y-white|differentiation"
     ),
+    "a third lesion dimension": r"cranio-?caudal\w*|supero-?inferior\w*|\bz-axis",
     "image quality": (
         r"artefact\w*|artifact\w*|\bmotion\b|degrad\w*|suboptimal|non-?diagnostic|image\s+quality|"
         r"limited\s+(?:study|examination|assessment)"
     ),
     "change since a prior scan": (
         r"\bprior\b|previous\w*|\binterval\b|compared\s+(?:with|to)|since\s+(?:the\s+)?(?:last|prior|previous|earlier)|"
-        r"\bstable\b|unchanged|\bno\s+change|\bago\b|since\s+the\s+(?:mri|ct|scan|study|examination)|\bgrown\b|\bgrowing\b|\bshrunk\w*|progress\w*|regress\w*|\bnew\b|follow-up"
+        r"\bbt-?rads\b|\brano\b|\bstable\b|unchanged|\bno\s+change|\bago\b|since\s+the\s+(?:mri|ct|scan|study|examination)|\bgrown\b|\bgrowing\b|\bshrunk\w*|progress\w*|regress\w*|\bnew\b|follow-up"
     ),
     "treatment": (
         r"treat\w*|surg\w*|resect\w*|operat\w*|biops\w*|radiotherap\w*|chemotherap\w*|therapy|recommend\w*|"
-        r"management|prognos\w*|survival|neurosurg\w*|\bconsider\b|\bopinion\b|\brefer(?:ral|red)?\b"
+        r"management|prognos\w*|survival|neurosurg\w*|\bconsider\b|dexamethasone|steroids?\b|anti-?(?:convulsant|epileptic)\w*"
     ),
     "other anatomy": (
         r"skull|calvari\w*|paranasal|\bsinus(?:es)?\b|orbits?\b|vessels?\b|flow\s+voids?|arter\w*|venous|"
@@ -80,6 +81,11 @@ def unmeasured_topic(question: str) -> str | None:
 def decline(topic: str) -> str:
     """The answer to a question about `topic`: it is not measured, and what is."""
     return f"Not measured: {topic} is not assessed by this program, which measures {WHAT_IS_MEASURED} from the image."
+
+
+def is_decline(text: str) -> bool:
+    """Whether `text` is this program's answer to a question on an unmeasured topic (decline())."""
+    return text.lstrip().startswith("Not measured:")
 
 
 def declines(text: str) -> bool:
