@@ -45,7 +45,7 @@ _NUMBER_WORDS = {
 _SEVERAL = ("multiple", "several", "numerous", "a few")
 _COUNT = re.compile(
     r"\b(no|one|a\s+single|single|solitary|two|three|four|five|six|seven|eight|nine|ten|\d+|multiple|several|numerous|a\s+few)"
-    r"\s+((?:[\w-]+\s+){0,3}?)(lesions?|mass(?:es)?|foci|focus|nodules?|metastases|tumou?rs?)\b",
+    r"\s+((?:[\w-]+\s+){0,3}?)(lesions?|mass(?:es)?(?!\s+effect)|foci|focus|nodules?|metastases|tumou?rs?)\b",
     re.I,
 )
 # "the larger of the two lesions is ...", "... is the dominant lesion", "the cerebellar lesion is the larger"
@@ -80,19 +80,22 @@ _QUANTITY = re.compile(
     re.I,
 )
 _HEDGE = re.compile(
-    r"(?:approximately|approx|about|around|roughly|nearly|almost|~|up\s+to|circa|some|estimated\s+at)\s*$", re.I
+    r"(?:approximately|approx|about|around|roughly|nearly|almost|~|up\s+to|circa|some|estimated\s+at|"
+    r"just\s+(?:under|over|below|above)|a\s+little\s+(?:under|over)|close\s+to|slightly\s+(?:under|over))\s*$",
+    re.I,
 )
 HEDGE_TOLERANCE = 0.10  # a hedged number may be this far from the measured value, relatively
 
 _ENHANCES = re.compile(
     r"(?<!non-)(?<!non)(?<!\w)(?:(?:ring|rim|peripheral(?:ly)?|avid(?:ly)?|solid(?:ly)?|homogeneous(?:ly)?|"
-    r"heterogeneous(?:ly)?|nodular|intense(?:ly)?|marked(?:ly)?)[\s-]*)?(?:enhanc(?:ing|es|ement|e)|enh)\b",
+    r"heterogeneous(?:ly)?|nodular|intense(?:ly)?|marked(?:ly)?)[\s-]*)?(?:enhanc(?:ing|es|ement|e)|enh)\b|"
+    r"\blights?\s+up\s+(?:with|after|on)\b|\btakes?\s+up\s+(?:the\s+)?(?:contrast|gadolinium)",
     re.I,
 )
 # "non-enhancing" of a part ("a necrotic or non-enhancing component") says nothing of the lesion's enhancement
 _OF_A_PART = r"(?!\s+(?:(?:or\s+)?necrotic\s+)?(?:component|core|tissue|part|portion|cent(?:re|er)))"
 _DOES_NOT_ENHANCE = re.compile(
-    rf"\bnon-?enhancing\b{_OF_A_PART}|\bunenhancing\b|"
+    rf"\bnon-?enhancing\b{_OF_A_PART}|\bnon-?enh\b|\bunenhancing\b|"
     r"\b(?:no|without|lacks?|lack\s+of|absence\s+of|absent)\s+(?:[\w-]+\s+){0,2}?(?:enhancement|enh)\b|"
     r"\b(?:does|do)\s+not\s+(?:\w+\s+)?enhance\b|\bnot\s+enhancing\b|"
     r"\b(?:no|without)\s+(?:an?\s+)?enhancing\s+(?:component|part|portion|tissue|rim)",
@@ -123,7 +126,7 @@ _PATTERNS = (
     ("oedema-like", re.compile(r"\boedema-like\b|\bedema-like\b", re.I)),
 )
 _EVERY = re.compile(
-    r"\b(?:both|all|each|every|neither|none)\s+(?:of\s+the\s+)?(?:\w+\s+)?(?:lesions?|masses|mass|tumou?rs?)\b|"
+    r"\b(?:both|all|each|every|neither|none)\s+(?:of\s+the\s+)?(?:\w+\s+)?(?:lesions?|masses|mass|tumou?rs?|spots?)\b|"
     r"^\W*(?:both|all)\b(?!\s+(?:hemispheres|sides))",
     re.I,
 )
@@ -167,6 +170,9 @@ _PRONOUN = re.compile(r"\b(?:it|its)\b", re.I)
 _CONTINUES = re.compile(
     r"^\s*(?:it|its|this|the\s+(?:lesion|mass|tumou?r|abnormality)|there\s+is\s+(?:surrounding|associated))\b", re.I
 )
+
+
+_THE_ENHANCING = re.compile(r"\bthe\s+(non-?)?enhancing\s+(?:lesion|mass|one|tumou?r)\b", re.I)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -294,6 +300,9 @@ def _read(sentence: str, findings: Findings, previous: _Sentence | None, asked: 
     continues = _CONTINUES.match(sentence) or _PRONOUN.search(sentence) or (not subjects and _QUANTITY.search(sentence))
     if not named and previous is not None and continues:
         lesions = previous.lesions
+    if not named and (definite := _THE_ENHANCING.search(sentence)):  # "The enhancing lesion has ..."
+        enhancing = not definite.group(1)
+        lesions = [lesion for lesion in findings.lesions if _enhances(lesion) is enhancing] or lesions
     return _Sentence(sentence, subjects, places, crossing, lesions)
 
 
@@ -377,7 +386,8 @@ def _place_contradictions(read: _Sentence, lesions: list[LesionFinding]) -> list
     for place in read.places:
         # a lesion crossing the midline lies partly on both sides: a side said to be clear must be
         there = where.lesions_at(place, lesions, crossing_named or place.denied)
-        if place.denied and there and not _NOT_A_TOTAL.search(read.text):
+        clause = read.text[: place.end].rsplit(";", 1)[-1]  # "No further lesion; the left hemisphere is clear"
+        if place.denied and there and not _NOT_A_TOTAL.search(clause):
             found.append(
                 Contradiction(
                     read.text, f"no lesion in the {place}", f"lesions were measured in: {_where_measured(lesions)}"
@@ -461,7 +471,7 @@ _LESION_PARTS = (
     ("lesion", r"whole\s+tumou?r"),
     (
         "lesion",
-        r"lesions?|mass(?:es)?|tumou?rs?|neoplasms?|abnormalit(?:y|ies)|hyperintensit(?:y|ies)|signal\s+change|foci|focus",
+        r"lesions?|mass(?:es)?(?!\s+effect)|tumou?rs?|neoplasms?|abnormalit(?:y|ies)|hyperintensit(?:y|ies)|signal\s+change|foci|focus",
     ),
 )
 _STRUCTURE_WORDS = {  # other ways of naming a structure of the label sets
@@ -620,9 +630,9 @@ def _measured(subject: _Subject | None, unit: str, read: _Sentence, findings: Fi
     return what, _values(kind, subject.name, unit, findings, read.lesions)
 
 
-_LONGEST = re.compile(r"\b(?:max(?:imum|imal)?|longest|greatest|largest|maximal|long\s+axis)\b", re.I)
+_LONGEST = re.compile(r"\b(?:max(?:imum|imal)?|longest|greatest|largest|maximal|long\s+axis|widest)\b", re.I)
 _SHORT_AXIS = re.compile(
-    r"\b(?:short(?:est)?[\s-]+axis|short\s+dimension|across|width|wide|minimum|transverse|perpendicular)\b", re.I
+    r"\b(?:short(?:est)?[\s-]+axis|short\s+dimension|width|wide|minimum|transverse|perpendicular)\b", re.I
 )
 _PART_KINDS = ("oedema", "necrotic", "enhancing", "core")
 _LENGTH_KINDS = ("lesion", *_PART_KINDS)  # a part's length is the lesion's
@@ -666,8 +676,13 @@ def _quantities(read: _Sentence, findings: Findings, previous: _Sentence | None)
             continue  # "a midline shift of 4 mm": unchecked, not contradicted
         subject = _sided(subject, read.text, match, findings)
         subject, indexed = _indexed(subject, read, match, findings)
-        what, allowed = _measured(subject, unit, indexed, findings)
         written = [w for w in match.group(1, 2, 3) if w]
+        if subject is not None and subject.kind == "tissue" and _EACH_SIDE.search(read.text):
+            for side in ("left", "right"):  # "548 mL bilaterally": each side's
+                sided = dataclasses.replace(subject, kind="structure", name=f"{side} {subject.name}")
+                yield match, unit, factor, *_measured(sided, unit, indexed, findings), written
+            continue
+        what, allowed = _measured(subject, unit, indexed, findings)
         if unit == "mm" and len(written) == 1 and allowed and (subject is None or subject.kind in _LENGTH_KINDS):
             allowed = _diameter_of_role(read.text, previous_end, match, read.lesions) or allowed
         previous_end = match.end()
@@ -676,6 +691,7 @@ def _quantities(read: _Sentence, findings: Findings, previous: _Sentence | None)
 
 _SIDE_BEFORE = re.compile(r"\b(?:the\s+)?(left|right|(?-i:L|R|Lt|Rt))\s*:?\s*$", re.I)
 _SIDE_AFTER = re.compile(r"\s*(?:on\s+the\s+|in\s+the\s+)?(left|right)\b", re.I)
+_EACH_SIDE = re.compile(r"\bbilaterally\b|\beach\s+side\b|\bon\s+both\s+sides\b|\bsymmetric(?:al)?(?:ly)?\b", re.I)
 _LESION_INDEX = re.compile(r"\blesion\s+(\d+)\b", re.I)
 
 
@@ -695,9 +711,17 @@ def _sided(subject: _Subject | None, text: str, match: re.Match, findings: Findi
 
 def _indexed(subject: _Subject | None, read: _Sentence, match: re.Match, findings: Findings):
     """(subject, sentence) for a number in a list by lesion number ("Oedema: lesion 1, 6.2 mL;
-    lesion 2, 2.1 mL"): the part the list is of, of that lesion alone."""
-    clause = read.text[: match.start()].rsplit(";", 1)[-1]
-    index = _LESION_INDEX.search(clause)
+    lesion 2, 2.1 mL"): the part the list is of, of that lesion alone; in clauses that each name a
+    place ("the temporal one is 3 cm; the cerebellar one 2 cm"), of the lesion at its clause's place."""
+    named = [p for p in read.places if not p.denied]
+    start = read.text.rfind(";", 0, match.start()) + 1
+    end = read.text.find(";", match.end())
+    end = len(read.text) if end < 0 else end
+    own = [p for p in named if start <= p.start < end]
+    if len(own) == 1 and len(named) > 1 and (there := where.lesions_at(own[0], findings.lesions)):
+        read = dataclasses.replace(read, lesions=there)
+    indices = list(_LESION_INDEX.finditer(read.text[: match.start()]))
+    index = indices[-1] if indices else None
     lesions = [lesion for lesion in findings.lesions if index and lesion.lesion_id == int(index.group(1))]
     if not lesions:
         return subject, read
@@ -711,11 +735,20 @@ def _diameter_of_role(text: str, previous_end: int, match: re.Match, lesions: li
     """The one diameter a single number names: "maximum diameter 58.7 mm", "45.4 mm across",
     "short axis of 4.5 cm"; [] when it names neither."""
     after = re.split(r"\d|\band\b", text[match.end() : _clause_end(text, match.end())])[0]
-    for words in (after, text[previous_end : match.start()]):  # what follows the number names it first
-        if _SHORT_AXIS.search(words):
-            return [lesion.short_axis_mm for lesion in lesions]
-        if _LONGEST.search(words):
-            return [lesion.longest_diameter_mm for lesion in lesions]
+    before = text[previous_end : match.start()]
+    short, longest = [lesion.short_axis_mm for lesion in lesions], [lesion.longest_diameter_mm for lesion in lesions]
+    if _SHORT_AXIS.search(after):  # what follows the number names it first
+        return short
+    if _LONGEST.search(after):
+        return longest
+    own_longest = previous_end == 0 and _LONGEST.search(before)  # "At its widest it is 6 cm across"
+    if re.search(r"\bacross\b", after, re.I) and not own_longest:
+        # "58.7 mm in longest diameter and 45.4 mm across": the short axis; "3 cm across" alone: a size
+        return short if _LONGEST.search(text) else []
+    if _SHORT_AXIS.search(before):
+        return short
+    if _LONGEST.search(before):
+        return longest
     return []
 
 
@@ -855,6 +888,13 @@ def _placed_pattern_contradictions(read: _Sentence) -> list[Contradiction]:
     gives must be that lesion's ("the second lesion, non-enhancing, is in the left parietal lobe"
     of a solidly enhancing one is wrong, though another lesion is non-enhancing)."""
     named = [p for p in read.places if not p.denied]
+    indexed = _index_segments(read.text, read.lesions)
+    if len(indexed) > 1:  # "Lesion 1 is non-enhancing and lesion 2 is solidly enhancing"
+        return [
+            c
+            for lesion, segment in indexed
+            for c in _placed_pattern_contradictions(_Sentence(segment, [], [], None, [lesion]))
+        ]
     if len(read.lesions) != 1 or len(named) > 1:
         return []
     actual = lesion_character(read.lesions[0])["enhancement"]
@@ -869,6 +909,16 @@ def _placed_pattern_contradictions(read: _Sentence) -> list[Contradiction]:
                 Contradiction(read.text, f"a {written} lesion{place}", f"the lesion measured there is {actual}")
             )
     return found
+
+
+def _index_segments(text: str, lesions: list[LesionFinding]) -> list[tuple[LesionFinding, str]]:
+    """(lesion, its part of the text) for each "lesion N" the text names, from it to the next."""
+    indices = list(_LESION_INDEX.finditer(text))
+    by_id = {lesion.lesion_id: lesion for lesion in lesions}
+    ends = [m.start() for m in indices[1:]] + [len(text)]
+    return [
+        (by_id[int(m.group(1))], text[m.start() : end]) for m, end in zip(indices, ends) if int(m.group(1)) in by_id
+    ]
 
 
 def _part_contradictions(read: _Sentence) -> list[Contradiction]:

@@ -47,7 +47,7 @@ _REGION_WORDS = (
     (r"(?:cerebral\s+)?hemispheres?", _CEREBRAL),
 )
 # "frontal horn", "temporal bone", "frontal sinus": anatomy that holds no lesion of ours
-_NOT_BRAIN = r"(?!\s+(?:horns?|sinus(?:es)?|bones?|scalp|calvari\w*|skull|squama))"
+_NOT_BRAIN = r"(?!\s+(?:horns?|sinus(?:es)?|bones?|scalp|calvari\w*|skull|squama|collections?|fluid))"
 _REGION = "|".join(f"(?:{words})" for words, _ in _REGION_WORDS)
 _SIDE_WORD = r"(?:(?i:left|right)(?:-sided)?|R|L|Rt|Lt)"
 _MODIFIERS = r"(?:(?i:superior|inferior|anterior|posterior|medial|lateral|mesial|deep|mid|upper|lower|parasagittal|high|subcortical|juxtacortical|cortical|periventricular)\s+){0,2}"
@@ -59,7 +59,7 @@ _SIDE_ALONE = re.compile(
     re.I,
 )
 # "Side: L": an abbreviated side under a heading (in full, _SIDE_ALONE reads it)
-_SIDE_HEADING = re.compile(r"\bside\s*:\s*(?P<side>(?-i:L|R|Lt|Rt))\b", re.I)
+_SIDE_HEADING = re.compile(r"(?:\bside\s*:\s*|\bon\s+the\s+)(?P<side>(?-i:L|R|Lt|Rt))\b", re.I)
 _CROSSES = re.compile(
     r"\b(?:cross(?:es|ing)?|extend(?:s|ing)?\s+across|(?<!\d\s)across)\s+(?:the\s+)?(?:midline|corpus\s+callosum)|"
     r"\bcross(?:es|ing)\s+(?:in)?to\s+the\s+(?:left|right|other|opposite|contralateral)|"
@@ -68,7 +68,7 @@ _CROSSES = re.compile(
 )
 _DOES_NOT_CROSS = re.compile(
     r"\b(?:does\s+not|doesn't|not|without)\s+(?:\w+\s+)?(?:cross(?:ing)?|extend(?:ing)?\s+across)\s+(?:the\s+)?midline|"
-    r"\bconfined\s+to\s+(?:the\s+)?(?:left|right|(?-i:L|R|Lt|Rt))\b|\b(?:left|right)\s+(?:[\w-]+\s+){0,2}only\b",
+    r"\bconfined\s+to\s+(?:the\s+)?(?:left|right|(?-i:L|R|Lt|Rt))\b|\b(?:nothing|none)\s+(?:\w+\s+)?cross(?:es)?\s+(?:the\s+)?midline|\b(?:left|right)\s+(?:[\w-]+\s+){0,2}only\b",
     re.I,
 )
 # "no lesion in", "without involvement of", "does not involve": the place that follows holds no lesion
@@ -84,7 +84,7 @@ _DENIED_AFTER = re.compile(
     r"^(?:\s*(?:,|and|or)\s+(?:the\s+|both\s+|either\s+)?[\w-]+(?:\s+lobes?)?)*\s*"
     r"(?:\s(?:is|are|appears?|remains?)\s+(?:otherwise\s+)?(?:normal|unremarkable|spared|clear|free\s+of)|"
     r"\s(?:contains?|shows?|has|have)\s+no\b|:\s*(?:no\b|nil\b|normal|unremarkable|clear|negative)|"
-    r"\s(?:is|are)\s+not\s+(?:involved|affected))",
+    r"\s(?:is|are)\s+not\s+(?:involved|affected)|\s+(?:clear|normal|unremarkable|spared)\b(?!-))",
     re.I,
 )
 # "..., as are the cerebellum and brainstem" after a list said to be clear

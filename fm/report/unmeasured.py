@@ -20,7 +20,8 @@ TOPICS: dict[str, str] = {
     "calcification": r"calcif\w*",
     "perfusion": r"perfusion|\br?cbv\b",
     "diagnosis": (
-        r"consistent\s+with|suggest\w*|compatible\s+with|represent\w*|in\s+keeping\s+with|differential|"
+        r"consistent\s+with|suggest\w*|compatible\s+with|represent(?:s|ed|ing)?\b(?!\s+(?:\d|about|approximately|around))|"
+        r"in\s+keeping\s+with|differential|\bacute\b|\bdesh\b|"
         r"diagnos\w*|glioma|glioblastoma|astrocytoma|oligodendroglioma|metasta\w*|meningioma|lymphoma|abscess|"
         r"demyelinat\w*|multiple\s+sclerosis|infarct\w*|isch(?:a)?emi\w*|stroke|malignan\w*|benign|what\s+is\s+it\b|"
         r"favou?r\w*|glial|infiltrat\w*|cannot\s+be\s+excluded|normal\s+pressure\s+hydrocephalus|\bnph\b"
@@ -30,7 +31,7 @@ TOPICS: dict[str, str] = {
     "sex": r"\bsex\b|\bgender\b|\bmale\b|\bfemale\b|\bman\b|\bwoman\b",
     "clinical history": (
         r"\bhistory\b|symptom\w*|present(?:ed|ing)\s+with|complain\w*|seizures?|headaches?|gait|cognitive|"
-        r"correlat\w*|advis\w*"
+        r"correlat\w*|advis\w*|unstead\w*|dizz\w*|\bweakness\b|numbness"
     ),
     "white matter disease and atrophy": (
         r"white\s+matter\s+(?:hyperintensit\w*|lesions|changes|disease)|small\s+vessel|microangiopath\w*|"
@@ -50,7 +51,7 @@ TOPICS: dict[str, str] = {
         r"management|prognos\w*|survival|neurosurg\w*|\bconsider\b|dexamethasone|steroids?\b|anti-?(?:convulsant|epileptic)\w*"
     ),
     "other anatomy": (
-        r"skull|calvari\w*|paranasal|\bsinus(?:es)?\b|orbits?\b|vessels?\b|flow\s+voids?|arter\w*|venous|"
+        r"(?<!inside\sthe\s)skull|calvari\w*|paranasal|\bsinus(?:es)?\b|orbits?\b|vessels?\b|flow\s+voids?|arter\w*|venous|"
         r"mastoid\w*|pituitary|scalp|collections?\b|aqueduct\w*|(?:third|fourth)\s+ventricle|foram\w*|cistern\w*|(?<!crossing\sthe\s)(?<!across\sthe\s)corpus\s+callosum|genu|splenium|hippocamp\w*|falx|falcine|tentori\w*"
     ),
 }
