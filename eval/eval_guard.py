@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> None:
         type=Path,
         default=[
             DATA / f"guard_corpus{suffix}.yaml"
-            for suffix in ("", "_heldout", "_final", "_fourth", "_fifth", "_sixth", "_seventh", "_eighth")
+            for suffix in ("", "_heldout", "_final", "_fourth", "_fifth", "_sixth", "_seventh", "_eighth", "_ninth")
         ],
     )
     parser.add_argument("--out", type=Path, help="write the figures here as JSON")

@@ -4,7 +4,8 @@ dimensions, hedged values, negations, bilateral and midline-crossing lesions, lo
 against named findings, each corpus written apart from the guard and from the others. The guard's
 phrasings were extended on each corpus in turn after scoring it untouched (recall / false alarms
 first: heldout 89.7 % / 7.4 %, final 96.6 % / 5.9 %, fourth 87.7 % / 4.0 %, fifth 93.7 % / 3.7 %,
-sixth 94.0 % / 4.4 %, seventh 89.2 % / 6.5 %, eighth 87.9 % / 3.2 %).
+sixth 94.0 % / 4.4 %, seventh 89.2 % / 6.5 %, eighth 87.9 % / 3.2 %); guard_corpus_ninth.yaml was
+never tuned to.
 Goals (issue 30): recall of contradictions >= 95 %, false alarms <= 5 %, and claims on unmeasured
 things shown as unchecked, never passed as checked."""
 
@@ -20,11 +21,12 @@ from fm.evaluate.guard_corpus import score, summary
 DATA = Path(__file__).parent / "data"
 FINDINGS = DATA / "guard_corpus_findings.yaml"
 RECALL_GOAL, FALSE_ALARM_GOAL, UNCHECKED_GOAL = 0.95, 0.05, 0.90
-#: bounds below the goals for a corpus the guard was not extended on, at its measured figures
-UNTUNED_BOUNDS: dict[str, tuple[float, float, float]] = {}
+#: the untuned corpus as measured: recall 97.7 % and false alarms 2.3 % meet their goals; unmeasured
+#: claims shown as unchecked 88.7 % (55 of 62) fall short of 90 %, and are bounded there
+UNTUNED_BOUNDS = {"guard_corpus_ninth.yaml": (RECALL_GOAL, FALSE_ALARM_GOAL, 0.887)}
 CORPORA = [
     f"guard_corpus{suffix}.yaml"
-    for suffix in ("", "_heldout", "_final", "_fourth", "_fifth", "_sixth", "_seventh", "_eighth")
+    for suffix in ("", "_heldout", "_final", "_fourth", "_fifth", "_sixth", "_seventh", "_eighth", "_ninth")
 ]
 
 
