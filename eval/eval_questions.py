@@ -3,7 +3,8 @@ phrasings training never used, unmeasured ones included), asked through the path
 (fm.pipeline.conversation: unmeasured questions declined, answers grounded), on the bundled example
 with the findings `fm report` measures, and on out-of-distribution synthetic scans with their true
 findings. Prints the share right per kind, the share of unmeasured questions declined, and the
-wrong numbers the guard let through; writes eval/results/questions.json.
+wrong numbers the guard let through; writes the figures to eval/results/questions.json and every
+wrong answer to eval/results/questions_wrong.jsonl.
 
     fm synth --n 30 --seed 1 --split test --out runs/ood
     python eval/eval_questions.py --data runs/ood [--n 30] [--model fm/data/default_lm]
@@ -63,10 +64,11 @@ def main(argv: list[str] | None = None) -> None:
             volume = load_volume(args.data / row["image"])
             judged += ask_all(backend, row["sample_id"], volume, findings, args.max_new_tokens)
         sets["OOD synthetic (true findings)"] = judged
-    results = {}
+    results, wrong = {}, []
     for name, judged in sets.items():
         figures = summary(judged)
-        results[name] = figures | {"answers_judged": [dataclasses.asdict(j) for j in judged]}
+        results[name] = figures
+        wrong += [{"set": name, **dataclasses.asdict(j)} for j in judged if not j.right]
         print(
             f"{name}: {figures['answers']} answers to {figures['questions']} questions, {figures['right']:.1%} right, "
             f"{figures['declined_of_unmeasured']:.1%} of unmeasured declined, "
@@ -74,7 +76,9 @@ def main(argv: list[str] | None = None) -> None:
         )
         print("   by kind: " + ", ".join(f"{k} {v:.0%}" for k, v in figures["by_kind"].items()))
     args.out.write_text(json.dumps(results, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    wrong_out = args.out.with_name(args.out.stem + "_wrong.jsonl")
+    wrong_out.write_text("".join(json.dumps(item) + "\n" for item in wrong))
+    print(f"wrote {args.out} (figures) and {wrong_out} (every wrong answer, one a line)")
 
 
 if __name__ == "__main__":

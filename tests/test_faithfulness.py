@@ -229,3 +229,48 @@ def test_claims_on_unmeasured_things_are_shown_as_unchecked_never_as_checked():
     result = check(text, BASE)
     assert result.faithful
     assert [u.topic for u in result.unchecked] == ["midline shift", "diagnosis"]
+
+
+TWO = findings_with(
+    [RIGHT_PARIETAL, LEFT_FRONTAL]
+)  # a right parietal enhancing lesion, a left frontal non-enhancing one
+
+
+@pytest.mark.parametrize(
+    "findings, text",
+    [
+        (BASE, "No lesion is seen in the left hemisphere, and the right parietal lobe contains a 31.7 mL mass."),
+        (TWO, "No lesion in the brainstem, and the left frontal lesion measures 4.2 mL."),
+        (BASE, "Nothing else is seen apart from a 31.7 mL lesion in the right parietal lobe."),
+        (BASE, "The mass in the right parietal lobe spared the sensorimotor cortex."),
+        (BASE, "Right parietal lobe normal apart from the 31.7 mL mass."),
+        (TWO, "The enhancing lesion measures 31.7 mL and the non-enhancing one 4.2 mL."),
+        (TWO, "Lesions: one right parietal and one left frontal."),
+        (BASE, "White matter measures 321.2 mL and 318.6 mL, symmetric between hemispheres."),
+        (TWO, "Lesion 2 is in the left frontal lobe; the right parietal lesion is 31.7 mL."),
+        (TWO, "The right parietal lesion measures 31.7 mL. No necrosis."),
+        (BASE, "No significant mass effect."),
+        (BASE, "No haemorrhage, infarct or extra-axial collection."),
+    ],
+)
+def test_sound_sentences_in_free_phrasing_are_not_called_contradictions(findings, text):
+    """Each was a false alarm of a rule written for another phrasing: a denial carried into the next
+    clause, a count heading read into a list, "the enhancing lesion" beside "the non-enhancing one"."""
+    assert check(text, findings).faithful, check(text, findings).contradictions
+
+
+@pytest.mark.parametrize(
+    "findings, text",
+    [
+        (BASE, "The right parietal lesion measures 45 mL; midline shift cannot be assessed."),
+        (BASE, "Grey matter measures 548 mL bilaterally."),  # the right is 568.5 mL
+        (TWO, "They lie in the right parietal and left frontal lobes. They measure 4.2 mL and 31.7 mL respectively."),
+        (TWO, "Oedema: lesion 1, 3.2 mL; lesion 2, 26.1 mL."),
+        (TWO, "Lesion 1 is non-enhancing and lesion 2 is solidly enhancing."),
+        (BASE, "No lesion in the basal ganglia, thalami, parietal lobes or cerebellum."),
+    ],
+)
+def test_wrong_claims_in_free_phrasing_are_caught(findings, text):
+    """A clause that declines does not hide the rest of its sentence; numbers and patterns given
+    per side, "respectively" or per lesion number are each checked against their own member."""
+    assert not check(text, findings).faithful

@@ -338,6 +338,9 @@ def test_grounded_decoding_lets_through_only_the_findings_numbers_and_lesion_reg
     assert can_write(" parietal lobe, 5.9 x 4.5 cm, about 32 mL", processor=rounded)
     assert can_write(" parietal lobe, 59 mm", processor=rounded) and can_write(" 31.7 mL", processor=rounded)
     assert not can_write(" parietal lobe, 5.8 cm", processor=rounded) and not can_write(" 33 mL", processor=rounded)
+    # rounded from the measured value, not from its one-decimal text: 31.46 mL is "31", never "32"
+    finer = findings.model_copy(update={"lesions": [findings.lesions[0].model_copy(update={"volume_ml": 31.46})]})
+    assert "31" in Grounding.of(finer, rounded=True).numbers and "32" not in Grounding.of(finer, rounded=True).numbers
     # only a number the findings write may end a sentence: a rounding is followed by its unit
     assert can_write(" parietal lobe, 31.7. The", processor=rounded)
     assert not can_write(" parietal lobe, 32. The", processor=rounded)

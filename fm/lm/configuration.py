@@ -20,7 +20,8 @@ class FMConfig(PreTrainedConfig):
     causal language model's config; image_token_id: the placeholder the visual tokens replace;
     number_forms: the numbers grounded decoding lets it write (fm.lm.grounded_decoding), "verbatim"
     as the findings write them (what a model trained on the template reports writes), or "rounded"
-    also as reports round them, "32 mL", "5.9 cm" (a language model that writes like radiologists)."""
+    also as reports round them, "32 mL", "5.9 cm" (a pretrained language model from fm lm init, or one
+    trained on a cohort's reports)."""
 
     model_type = MODEL_TYPE
     sub_configs_defaults = {"text_config": SubConfigSpec(config_class=AutoConfig, model_type="llama")}

@@ -21,11 +21,9 @@ from transformers import LogitsProcessor
 from fm.core.findings import Findings, Laterality
 from fm.lm.prompts import findings_text
 from fm.report.faithfulness import REGIONS
-from fm.report.template_narrative import side_of
+from fm.report.template_narrative import lesion_character, side_of, ventricles
 
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
-# a measurement in the findings' text: a number, or a pair of diameters, and its unit
-_MEASUREMENT = re.compile(r"(\d+(?:\.\d+)?)(?:\s*x\s*(\d+(?:\.\d+)?))?\s*(mL|mm|%)")
 _RUN = re.compile(r"\d[\d.]*")  # a number as it is being written: digits and points from a digit on
 _WRITING = re.compile(r"\d[\d.]*\Z")
 _TAIL_TOKENS = 12  # enough tokens to hold the longest number or region word being written
@@ -36,8 +34,8 @@ REGION_WORDS = {region: region.split()[0] for region in REGIONS}
 @dataclasses.dataclass(frozen=True)
 class Grounding:
     numbers: frozenset[str]  # as the findings write them ('31.7', '2', '548.1') and their roundings ('32', '5.9' cm)
-    # as the findings write them: only these may end a sentence ("The count is 2."); a rounding needs its
-    # unit after it, else the '4.' of 4.3 mL would pass as the rounding 4 and a full stop
+    # as the findings write them: only these may end a sentence ("The count is 2."); a rounding is
+    # written before its unit, so a full stop after one is a number cut short ('4.' of 4.3 mL)
     verbatim: frozenset[str]
     region_words: frozenset[str]  # of the regions the lesions lie in
     sided_regions: frozenset[tuple[str, str]]  # ('left', 'parietal'): a side and a region word, as a lesion has them
@@ -45,16 +43,15 @@ class Grounding:
     @classmethod
     def of(cls, findings: Findings, rounded: bool = False) -> "Grounding":
         """The grounding of `findings`; `rounded`: their measurements may also be written rounded
-        (written_forms), not only digit for digit."""
+        (rounded_forms), not only digit for digit."""
         words = {REGION_WORDS[lesion.region] for lesion in findings.lesions if lesion.region in REGION_WORDS}
         sided = {
             (side_of(lesion), REGION_WORDS[lesion.region])
             for lesion in findings.lesions
             if lesion.region in REGION_WORDS and lesion.laterality != Laterality.bilateral
         }
-        text = findings_text(findings)
-        verbatim = frozenset(_NUMBER.findall(text))
-        numbers = frozenset(written_forms(text)) if rounded else verbatim
+        verbatim = frozenset(_NUMBER.findall(findings_text(findings)))
+        numbers = verbatim | rounded_forms(findings) if rounded else verbatim
         return cls(numbers, verbatim, frozenset(words), frozenset(sided))
 
     def to_json(self) -> str:
@@ -72,7 +69,9 @@ class Grounding:
     def from_json(cls, text: str) -> "Grounding":
         data = json.loads(text)
         sided = frozenset(tuple(pair) for pair in data["sided_regions"])
-        return cls(frozenset(data["numbers"]), frozenset(data["verbatim"]), frozenset(data["region_words"]), sided)
+        numbers = frozenset(data["numbers"])
+        verbatim = frozenset(data.get("verbatim", numbers))  # a request from before rounded forms
+        return cls(numbers, verbatim, frozenset(data["region_words"]), sided)
 
     @functools.cached_property
     def prefixes(self) -> frozenset[str]:
@@ -103,17 +102,22 @@ class Grounding:
         return False
 
 
-def written_forms(text: str) -> set[str]:
-    """Every number in `text` as it stands, and each measurement also as a report rounds it: to
-    whole units, and a length in mm also in cm to one decimal and whole. The guard
-    (fm.report.faithfulness) accepts exactly such roundings and checks which unit follows."""
-    forms = set(_NUMBER.findall(text))
-    for match in _MEASUREMENT.finditer(text):
-        for value in filter(None, match.group(1, 2)):
-            forms.add(f"{float(value):.0f}")
-            if match.group(3) == "mm":
-                forms.update((f"{float(value) / 10:.1f}", f"{float(value) / 10:.0f}"))
-    return forms
+def rounded_forms(findings: Findings) -> set[str]:
+    """Each measurement of `findings` as a report may round it: to whole units, and a length in mm
+    also in cm, to one decimal and whole. Rounded from the measured values, not from their
+    one-decimal text (31.46 mL is "31", never "32"), as the guard (fm.report.quantities) checks them;
+    the guard also checks the unit that follows."""
+    volumes = [structure.volume_ml for structure in findings.structures if structure.volume_ml is not None]
+    lengths = []
+    for lesion in findings.lesions:
+        character = lesion_character(lesion)
+        parts = (character[key] for key in ("oedema_ml", "necrotic_ml", "enhancing_ml", "core_ml"))
+        volumes += [lesion.volume_ml, *(part for part in parts if part is not None)]
+        lengths += [lesion.longest_diameter_mm, lesion.short_axis_mm]
+    judged = ventricles(findings)
+    shares = [100 * judged[2]] if judged else []
+    forms = {f"{value:.0f}" for value in volumes + lengths + shares}
+    return forms | {f"{length / 10:.{decimals}f}" for length in lengths for decimals in (0, 1)}
 
 
 _REGION_WORD = re.compile(

@@ -271,9 +271,9 @@ class FMForReportGeneration(FMPreTrainedModel, GenerationMixin):
                 [grounding, *generate_kwargs.get("logits_processor", [])]
             )
         output = self.generate(
-            input_ids=encoded["input_ids"],
-            attention_mask=encoded["attention_mask"],
-            image_features=image_features,
+            input_ids=encoded["input_ids"].to(self.device),
+            attention_mask=encoded["attention_mask"].to(self.device),
+            image_features=image_features.to(self.device),
             max_new_tokens=max_new_tokens,
             pad_token_id=self.tokenizer.pad_token_id,
             **{"do_sample": False, **generate_kwargs},

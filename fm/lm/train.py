@@ -228,7 +228,7 @@ class ScanTextDataset(torch.utils.data.Dataset):
         if self.model.config.freeze_encoder:
             return scan[None]
         with torch.no_grad():
-            return self.model.encode_scan(scan[None])
+            return self.model.encode_scan(scan[None].to(self.model.device))
 
     @property
     def _scan_key(self) -> str:
@@ -300,7 +300,7 @@ class ReportModelTrainer(Trainer):
 
     def evaluate(self, *args, **kwargs) -> dict[str, float]:
         metrics = super().evaluate(*args, **kwargs)
-        if self.validation_text and self.is_world_process_zero():
+        if self.validation_text:  # on every process: a sharded model (FSDP) generates only together
             text_metrics = self.validation_text.score()
             self.log(text_metrics)
             metrics.update(text_metrics)

@@ -36,7 +36,6 @@ from fm.report.claims import CONTINUES, Contradiction, Sentence, Unchecked, clau
 from fm.report.places import REGIONS
 from fm.report.quantities import (
     LESION_INDEX,
-    QUANTITY,
     answers_another_quantity,
     named_subjects,
     quantity_contradictions,
@@ -71,11 +70,14 @@ _SMALLER = re.compile(
 # "Enhancing lesions: 2." read as "2 enhancing lesions"
 _COUNT_HEADING = re.compile(
     r"\A\W*((?:non-?)?enhancing\s+)?(?:lesions?|masses|foci|lesion\s+count|number\s+of\s+lesions)\s*:\s*"
-    r"(\d+|none|nil|one|two|three|four|five)\b(?!\s*(?:\)|x\b|×|\.\d|mm|cm|ml|cc|%))",
+    r"(\d+|none|nil|one|two|three|four|five)\b(?=\s*(?:[.;,(]|$))",
     re.I,
 )
 _HEADING_COUNTS = {"none": "no", "nil": "no"}
-_COUNT_ENHANCES = re.compile(r"\s+(?:\w+\s+)?(?:enhances?|shows?\s+(?:\w+\s+)?enhancement)\b", re.I)
+_COUNT_ENHANCES = re.compile(
+    r"\s+(?:(?!(?:no|not|never)\b)\w+\s+)?(?:enhances?\b|shows?\s+(?:(?!(?:no|little|minimal)\b)\w+\s+)?enhancement)",
+    re.I,
+)
 _MORE_THAN = re.compile(r"\b(?:more\s+than|over|in\s+excess\s+of)\s+$", re.I)
 _NOT_A_TOTAL = re.compile(r"\b(?:other|additional|further|new|more|second|third|evidence)\b", re.I)
 _ENHANCES = re.compile(
@@ -180,9 +182,18 @@ def check(text: str, findings: Findings, question: str | None = None) -> GuardRe
             for c in _sentence_contradictions(_read(claim, findings, None), findings, None)
         ]
     for sentence in sentences:
-        if declines(sentence):  # "Midline shift cannot be assessed.": claims nothing to contradict
-            if not is_decline(sentence):  # the program's own answer names what it does not measure
-                unchecked += [Unchecked(sentence, t) for t in topics_in(sentence)]
+        if is_decline(sentence):  # the program's own answer: it names what it does not measure
+            continue
+        if declines(sentence):  # "Midline shift cannot be assessed": that clause claims nothing
+            unchecked += [Unchecked(sentence, t) for t in topics_in(sentence)]
+            rest = _without_declining_clauses(sentence)
+            if rest:  # "The lesion measures 45 mL; midline shift cannot be assessed."
+                read = _read(rest, findings, previous)
+                contradictions += [
+                    dataclasses.replace(c, sentence=sentence)
+                    for c in _sentence_contradictions(read, findings, previous)
+                ]
+                previous = read
             continue
         read = _read(sentence, findings, previous)
         contradictions += _sentence_contradictions(read, findings, previous)
@@ -192,6 +203,12 @@ def check(text: str, findings: Findings, question: str | None = None) -> GuardRe
     if question and sentences and topic is None and (asked := answers_another_quantity(question, text)):
         unchecked.append(Unchecked(sentences[0], asked))
     return GuardResult(contradictions, _omissions(text, findings), _unique(unchecked))
+
+
+def _without_declining_clauses(sentence: str) -> str:
+    """The sentence without its clauses that say something cannot be assessed or is not known."""
+    clauses = re.split(r"[;,]|\b(?:but|and|while|whereas)\b", sentence)
+    return ", ".join(c.strip() for c in clauses if c.strip(" .") and not declines(c)).strip()
 
 
 def split_sentences(text: str) -> list[str]:
@@ -222,12 +239,12 @@ def _read(sentence: str, findings: Findings, previous: Sentence | None, asked: b
         there = where.lesions_at(named[0], findings.lesions, crossing is True)
         lesions = there if there or asked else findings.lesions
     subjects = named_subjects(sentence, findings)
-    # "It enhances.", "58.7 mm.": of what the sentence before spoke; "No necrosis." alone: of every lesion
-    continues = CONTINUES.match(sentence) or _PRONOUN.search(sentence) or (not subjects and QUANTITY.search(sentence))
+    continues = CONTINUES.match(sentence) or _PRONOUN.search(sentence) or not subjects  # "It enhances.", "58.7 mm."
     if not named and previous is not None and continues:
         lesions = previous.lesions
-    if not named and (definite := _THE_ENHANCING.search(sentence)):  # "The enhancing lesion has ..."
-        enhancing = not definite.group(1)
+    definite = {not match.group(1) for match in _THE_ENHANCING.finditer(sentence)}
+    if not named and len(definite) == 1:  # "The enhancing lesion has ..." (but not beside "the non-enhancing one")
+        enhancing = definite.pop()
         lesions = [lesion for lesion in findings.lesions if _enhances(lesion) is enhancing] or lesions
     return Sentence(sentence, subjects, places, crossing, lesions)
 
@@ -362,7 +379,9 @@ def _place_contradictions(read: Sentence, lesions: list[LesionFinding]) -> list[
             found.append(
                 Contradiction(read.text, f"a smaller lesion in the {read.places[0]}", "it is the largest lesion")
             )
-    if read.crossing is True and read.lesions and not any(where.crosses(lesion) for lesion in read.lesions):
+    # "grey matter 548 mL bilaterally" speaks of tissue, not of a lesion crossing the midline
+    crossing_said = read.crossing is True and not of_tissue
+    if crossing_said and read.lesions and not any(where.crosses(lesion) for lesion in read.lesions):
         found.append(
             Contradiction(read.text, "a lesion crossing the midline", f"none does: {_where_measured(read.lesions)}")
         )

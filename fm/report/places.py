@@ -68,13 +68,14 @@ _CROSSES = re.compile(
 )
 _DOES_NOT_CROSS = re.compile(
     r"\b(?:does\s+not|doesn't|not|without)\s+(?:\w+\s+)?(?:cross(?:ing)?|extend(?:ing)?\s+across)\s+(?:the\s+)?midline|"
-    r"\bconfined\s+to\s+(?:the\s+)?(?:left|right|(?-i:L|R|Lt|Rt))\b|\b(?:nothing|none)\s+(?:\w+\s+)?cross(?:es)?\s+(?:the\s+)?midline|\b(?:left|right)\s+(?:[\w-]+\s+){0,2}only\b",
+    r"\bconfined\s+to\s+(?:the\s+)?(?:left|right|(?-i:L|R|Lt|Rt))\b|\b(?:nothing|none)\s+(?:\w+\s+)?cross(?:es)?\s+(?:the\s+)?midline|(?<!and\s)(?<!or\s)\b(?:left|right)\s+(?:[\w-]+\s+){0,2}only\b",
     re.I,
 )
 # "no lesion in", "without involvement of", "does not involve": the place that follows holds no lesion
 _DENIED_BEFORE = re.compile(
     r"(?:\b(?:no|without|nor|absent|free\s+of)\b(?:\s+[\w-]+){0,3}?\s+(?:lesions?|mass(?:es)?|abnormalit\w*|"
-    r"involvement|extension|disease|signal\s+abnormalit\w*|foci|focus)\b[^,;]*|\bnothing\b[^,;]*|"
+    r"involvement|extension|disease|signal\s+abnormalit\w*|foci|focus)\b[^,;]*|"
+    r"\bnothing\b(?:(?!\b(?:else|apart|except|other\s+than|besides|but)\b)[^,;])*|"
     r"\b(?:does|do)\s+not\s+(?:involve|affect|extend|reach)\w*(?:\s+into)?)\s*(?:of\s+|in\s+|into\s+|within\s+)?"
     r"(?:the\s+|either\s+|both\s+)?$",
     re.I,
@@ -84,7 +85,7 @@ _DENIED_AFTER = re.compile(
     r"^(?:\s*(?:,|and|or)\s+(?:the\s+|both\s+|either\s+)?[\w-]+(?:\s+lobes?)?)*\s*"
     r"(?:\s(?:is|are|appears?|remains?)\s+(?:otherwise\s+)?(?:normal|unremarkable|spared|clear|free\s+of)|"
     r"\s(?:contains?|shows?|has|have)\s+no\b|:\s*(?:no\b|nil\b|normal|unremarkable|clear|negative)|"
-    r"\s(?:is|are)\s+not\s+(?:involved|affected)|\s+(?:clear|normal|unremarkable|spared)\b(?!-))",
+    r"\s(?:is|are)\s+not\s+(?:involved|affected)|\s+(?:clear|normal|unremarkable|spared)\s*(?:[.;,]|$))",
     re.I,
 )
 # "..., as are the cerebellum and brainstem" after a list said to be clear
@@ -93,8 +94,10 @@ _DENIED_TOO = re.compile(
     r"(?:[\w-]+(?:\s+lobes?)?\s*(?:,|and|or)\s+(?:the\s+)?)*$",
     re.I,
 )
-# the places of a list after a denied one: "no lesion in the basal ganglia, thalami, brainstem or cerebellum"
+# the places of a list after a denied one: "no lesion in the basal ganglia, thalami, brainstem or cerebellum";
+# a place that goes on into a clause of its own ("..., and the right parietal lobe contains a mass") is not one
 _LIST_GAP = re.compile(r"\s*(?:,|,?\s*(?:and|or|nor))\s*(?:the\s+|either\s+)?", re.I)
+_LIST_ITEM_END = re.compile(r"(?:\s+lobes?)?\s*(?:,|\band\b|\bor\b|\bnor\b|[.;:]|$)", re.I)
 # "No cerebellar or brainstem lesion": the places stand as adjectives of what is denied
 _DENIED_ADJECTIVE = re.compile(
     r"\b(?:no|without)\s+(?:(?:evidence|of|a|an|any|other|further|new|additional|focal|definite|or|and|the|left|right)\s+|[\w-]+\s+or\s+){0,4}$",
@@ -131,7 +134,12 @@ def places_in(sentence: str) -> list[Place]:
             or _DENIED_ADJECTIVE.search(before)
             or _DENIED_AFTER.match(sentence[match.end() :])
             or _DENIED_TOO.search(sentence[: match.start()])
-            or (found and found[-1].denied and _LIST_GAP.fullmatch(sentence[found[-1].end : match.start()]))
+            or (
+                found
+                and found[-1].denied
+                and _LIST_GAP.fullmatch(sentence[found[-1].end : match.start()])
+                and _LIST_ITEM_END.match(sentence, match.end())
+            )
         )
         found.append(Place(side, regions, denied, match.start(), match.end()))
     return found

@@ -258,7 +258,9 @@ def _quantities(read: Sentence, findings: Findings, previous: Sentence | None):
     # what the sentence before was about; a number is never bound to an unmeasured topic across sentences
     context = next((s for s in previous.subjects if s.kind != "unmeasured"), None) if previous else None
     previous_end = 0
-    for match in QUANTITY.finditer(read.text):
+    matches = list(QUANTITY.finditer(read.text))
+    for match in matches:
+        start_of_words, previous_end = previous_end, match.end()
         unit, factor = _UNITS[match.group(4).lower()]
         subject = _subject_of(read.text, match.start(), match.end(), read.subjects, context)
         if subject is not None and subject.kind == "unmeasured":
@@ -266,21 +268,20 @@ def _quantities(read: Sentence, findings: Findings, previous: Sentence | None):
         subject = _sided(subject, read.text, match, findings)
         subject, indexed = _indexed(subject, read, match, findings)
         written = [w for w in match.group(1, 2, 3) if w]
-        if subject is not None and subject.kind == "tissue" and _EACH_SIDE.search(read.text):
+        if subject is not None and subject.kind == "tissue" and len(matches) == 1 and _EACH_SIDE.search(read.text):
             for side in ("left", "right"):  # "548 mL bilaterally": each side's
                 sided = dataclasses.replace(subject, kind="structure", name=f"{side} {subject.name}")
                 yield match, unit, factor, *_measured(sided, unit, indexed, findings), written
             continue
         what, allowed = _measured(subject, unit, indexed, findings)
         if unit == "mm" and len(written) == 1 and allowed and (subject is None or subject.kind in _LENGTH_KINDS):
-            allowed = _diameter_of_role(read.text, previous_end, match, read.lesions) or allowed
-        previous_end = match.end()
+            allowed = _diameter_of_role(read.text, start_of_words, match, read.lesions) or allowed
         yield match, unit, factor, what, allowed, written
 
 
 _SIDE_BEFORE = re.compile(r"\b(?:the\s+)?(left|right|(?-i:L|R|Lt|Rt))\s*:?\s*$", re.I)
 _SIDE_AFTER = re.compile(r"\s*(?:on\s+the\s+|in\s+the\s+)?(left|right)\b", re.I)
-_EACH_SIDE = re.compile(r"\bbilaterally\b|\beach\s+side\b|\bon\s+both\s+sides\b|\bsymmetric(?:al)?(?:ly)?\b", re.I)
+_EACH_SIDE = re.compile(r"\bbilaterally\b|\beach\s+side\b|\bon\s+both\s+sides\b", re.I)
 LESION_INDEX = re.compile(r"\blesion\s+(\d+)\b", re.I)
 
 
@@ -309,7 +310,7 @@ def _indexed(subject: _Subject | None, read: Sentence, match: re.Match, findings
     own = [p for p in named if start <= p.start < end]
     if len(own) == 1 and len(named) > 1 and (there := where.lesions_at(own[0], findings.lesions)):
         read = dataclasses.replace(read, lesions=there)
-    indices = list(LESION_INDEX.finditer(read.text[: match.start()]))
+    indices = list(LESION_INDEX.finditer(read.text[start : match.start()]))
     index = indices[-1] if indices else None
     lesions = [lesion for lesion in findings.lesions if index and lesion.lesion_id == int(index.group(1))]
     if not lesions:

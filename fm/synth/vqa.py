@@ -97,7 +97,7 @@ def qa_pairs(findings: Findings, seed: int = 0) -> list[dict[str, str]]:
     occupied = [p for p in _PLACES if _lesions_at(p, lesions)]
     if occupied and rng.random() < 0.5:  # as often a place that holds a lesion as one that does not
         add("place", "closed", "yes", place=rng.choice(occupied))
-    else:
+    elif len(occupied) < len(_PLACES):
         add("place", "closed", "no", place=rng.choice([p for p in _PLACES if p not in occupied]))
     judged = ventricles(findings)
     if judged is not None:
