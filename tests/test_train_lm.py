@@ -232,3 +232,11 @@ def test_validation_scores_the_report_the_model_writes_as_fm_report_writes_it(st
     assert scores["eval_contradictions_per_report"] == len(check(written, findings).contradictions)
     other = ScanTextDataset([dataclasses.replace(report, target="The ventricles are enlarged.")], model, 2048)
     assert ValidationText(other, count=4, max_new_tokens=40).score()["eval_rouge_l"] < 0.5
+
+
+def test_an_unknown_or_uninstalled_logger_is_refused_before_training(start, tmp_path):
+    from fm.core.errors import InputError
+
+    with pytest.raises(InputError, match="--report-to comet: choose among none, tensorboard, wandb, mlflow"):
+        train_lm(start / "init", start / "data", tmp_path / "run", LMTrainConfig(report_to="comet"))
+    assert not (tmp_path / "run").exists(), "nothing was started"

@@ -374,6 +374,7 @@ def train_lm(
     2 with the LoRA weights merged; the adapter alone is in out/lora). A frozen encoder's features
     of the scans are kept in `features_cache` (default out/scan_features)."""
     out = Path(out)
+    integrations = reporting_integrations(config.report_to)  # refused before any work is done
     torch.manual_seed(config.seed)
     model = FMForReportGeneration.from_pretrained(init)
     cache = Path(features_cache) if features_cache else out / "scan_features"
@@ -401,7 +402,7 @@ def train_lm(
         save_steps=config.checkpoint_every,
         save_total_limit=2,
         logging_steps=1,
-        report_to=reporting_integrations(config.report_to),
+        report_to=integrations,
         remove_unused_columns=False,
         use_cpu=use_cpu,
         ddp_backend="gloo" if use_cpu and distributed else None,
