@@ -3,11 +3,13 @@ randomly initialised Qwen2 of Qwen2.5-0.5B's shape (hidden 896, 24 layers, 14 he
 vocabulary 151,936, tied embeddings) behind the bundled encoder and a 32-query perceiver: seconds
 per LoRA stage-2 step (one example of the example scan's report, its prompt in a ChatML template)
 and the process's peak memory, in fp32 and with bf16 autocast (`--precision bf16`), each in its own
-process; and generation tokens per second with the KV cache. From these, by parameter count (the
+process; generation tokens per second with the KV cache, one prompt at a time; and the throughput
+of a batch of prompts in process and through vLLM's server (the separate environment tools/vllm-env
+builds; bf16 weights in both). From these, by parameter count (the
 shapes of Qwen2.5-1.5B, 3B and 7B built on the meta device), an estimate for larger models and what
 one 24 GB or 80 GB GPU needs. Figures are printed, never asserted.
 
-    python eval/bench_lm_cost.py [--steps 3] [--new-tokens 32]
+    python eval/bench_lm_cost.py [--steps 3] [--new-tokens 32] [--batch 8]
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -72,20 +75,12 @@ def chat_tokenizer() -> PreTrainedTokenizerFast:
 
 
 def composed_model():
-    from fm.lm.adapter import AdapterConfig
-    from fm.lm.compose import _bundled_encoder_weights
-    from fm.lm.loading import default_lm_folder
-    from fm.lm.modeling import FMForReportGeneration
-    from heads.model_folder import input_spec_from_dict
+    """fm lm init's composition (the bundled encoder, a 32-query perceiver) of an untrained Qwen2 of
+    Qwen2.5-0.5B's shape."""
+    from fm.lm.compose import compose_report_model
 
     torch.manual_seed(0)
-    bundled = FMForReportGeneration.config_class.from_pretrained(default_lm_folder())
-    model = FMForReportGeneration.from_parts(
-        qwen_config("0.5B"), chat_tokenizer(), encoder=bundled.encoder, encoder_kwargs=bundled.encoder_kwargs,
-        adapter=AdapterConfig(kind="perceiver", num_queries=32), input_spec=input_spec_from_dict(bundled.input_spec),
-    )  # fmt: skip
-    model.encoder.load_state_dict(_bundled_encoder_weights())
-    return model
+    return compose_report_model(qwen_config("0.5B"), queries=32, tokenizer=chat_tokenizer())
 
 
 def example_inputs(model):
@@ -154,23 +149,65 @@ def generation_rate(new_tokens: int) -> dict:
     }
 
 
+def batch_throughput(new_tokens: int, batch: int) -> dict:
+    """Tokens per second over a batch of `batch` report prompts (each about the example scan, asked
+    as one request each), in process (transformers' batched generate) and through a vLLM server on
+    the same weights in bf16; medians of 3 after a warm-up. vLLM is left out, with the reason, where
+    its environment is missing."""
+    import tempfile
+
+    from fm.serve.backends import GenerationRequest, TransformersBackend, VLLMBackend
+    from fm.serve.vllm_export import export_for_vllm
+    from fm.serve.vllm_server import VLLMServer, default_vllm_python
+
+    model = composed_model().eval()
+    model.language_model.to(torch.bfloat16)
+    features, findings, _, _ = example_inputs(model)
+    requests = [GenerationRequest(features, model.prompt(features, findings), new_tokens) for _ in range(batch)]
+
+    def rate(backend) -> float:
+        backend.batch(requests[:1])  # warm-up
+        runs = []
+        for _ in range(3):
+            started = time.perf_counter()
+            written = sum(len(g.token_ids) for g in backend.batch(requests))
+            runs.append(written / (time.perf_counter() - started))
+        return statistics.median(runs)
+
+    rates = {"in process": rate(TransformersBackend(model))}
+    try:
+        python = default_vllm_python()
+    except Exception as error:  # noqa: BLE001 (any reason the environment is unusable is reported)
+        return {"batch": batch, "tokens_per_second": rates, "vllm": f"not measured: {error}"}
+    with tempfile.TemporaryDirectory() as folder:
+        exported = export_for_vllm(model, Path(folder) / "export")
+        with VLLMServer(exported, python, log=Path(folder) / "vllm.log") as server:
+            rates["vLLM"] = rate(VLLMBackend(model, server.url))
+    return {"batch": batch, "tokens_per_second": rates}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--new-tokens", type=int, default=32)
-    parser.add_argument("--one", choices=("fp32", "bf16", "generate"), help=argparse.SUPPRESS)  # a child process
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--one", choices=("fp32", "bf16", "generate", "batch"), help=argparse.SUPPRESS)  # a child
     args = parser.parse_args(argv)
     torch.set_num_threads(torch.get_num_threads())
     if args.one:
-        result = (
-            generation_rate(args.new_tokens) if args.one == "generate" else training_step_seconds(args.one, args.steps)
-        )
+        if args.one == "generate":
+            result = generation_rate(args.new_tokens)
+        elif args.one == "batch":
+            result = batch_throughput(args.new_tokens, args.batch)
+        else:
+            result = training_step_seconds(args.one, args.steps)
         print(json.dumps(result))
         return
     results = {}
-    for part in ("fp32", "bf16", "generate"):  # each in its own process: its own peak memory
+    for part in ("fp32", "bf16", "generate", "batch"):  # each in its own process: its own peak memory
         done = subprocess.run(
-            [sys.executable, __file__, "--one", part, "--steps", str(args.steps), "--new-tokens", str(args.new_tokens)],
+            [sys.executable, __file__, "--one", part, "--steps", str(args.steps), "--new-tokens", str(args.new_tokens),
+             "--batch", str(args.batch)],
             capture_output=True, text=True, check=True,
         )  # fmt: skip
         results[part] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -184,6 +221,12 @@ def main(argv: list[str] | None = None) -> None:
         )
     generation = results["generate"]["tokens_per_second"]
     print("generation with the KV cache: " + ", ".join(f"{k} {v:.1f} tokens/s" for k, v in generation.items()))
+    served = results["batch"]
+    print(
+        f"a batch of {served['batch']} report prompts, bf16: "
+        + ", ".join(f"{k} {v:.1f} tokens/s" for k, v in served["tokens_per_second"].items())
+        + (f"; vLLM {served['vllm']}" if "vllm" in served else "")
+    )
     base = counts["0.5B"]
     print("estimates by parameter count (step time and weights scale with it; activations with hidden x layers):")
     for size, count in counts.items():

@@ -37,7 +37,7 @@ def is_report_model(name: str | Path) -> bool:
 
 
 def compose_report_model(
-    language_model: str | Path,
+    language_model,
     encoder: str | None = None,
     encoder_weights: str | Path | None = None,
     encoder_kwargs: dict | None = None,
@@ -45,15 +45,17 @@ def compose_report_model(
     queries: int = 32,
     precision: str | None = None,
     input_spec=None,
+    tokenizer=None,
 ):
-    """The causal LM at `language_model` (a folder or Hub id) behind an encoder and a new adapter.
-    encoder None: the bundled report model's encoder, weights and input spec. precision None keeps
-    the language model's own dtype."""
+    """The causal LM at `language_model` (a folder or Hub id, or a transformers config to build one
+    untrained, with its `tokenizer`) behind an encoder and a new adapter. encoder None: the bundled
+    report model's encoder, weights and input spec. precision None keeps the language model's own
+    dtype."""
     from fm.lm.modeling import FMForReportGeneration
     from heads.model_folder import input_spec_from_dict
 
-    path = hub_or_path(language_model)
-    if is_report_model(path):
+    path = hub_or_path(language_model) if isinstance(language_model, (str, Path)) else language_model
+    if isinstance(path, str) and is_report_model(path):
         raise InputError(
             f"{language_model}: is already a report model; give the causal language model it was built from"
         )
@@ -61,13 +63,13 @@ def compose_report_model(
     if encoder is None:
         bundled = FMForReportGeneration.config_class.from_pretrained(default_lm_folder())
         model = FMForReportGeneration.from_parts(
-            path, encoder=bundled.encoder, encoder_kwargs=bundled.encoder_kwargs, adapter=config,
+            path, tokenizer, encoder=bundled.encoder, encoder_kwargs=bundled.encoder_kwargs, adapter=config,
             input_spec=input_spec_from_dict(bundled.input_spec),
         )  # fmt: skip
         model.encoder.load_state_dict(_bundled_encoder_weights())
     else:
         model = FMForReportGeneration.from_parts(
-            path, encoder=encoder, encoder_weights=encoder_weights, encoder_kwargs=encoder_kwargs, adapter=config,
+            path, tokenizer, encoder=encoder, encoder_weights=encoder_weights, encoder_kwargs=encoder_kwargs, adapter=config,
             input_spec=input_spec,
         )  # fmt: skip
     if precision is not None:
