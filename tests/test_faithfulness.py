@@ -274,3 +274,10 @@ def test_wrong_claims_in_free_phrasing_are_caught(findings, text):
     """A clause that declines does not hide the rest of its sentence; numbers and patterns given
     per side, "respectively" or per lesion number are each checked against their own member."""
     assert not check(text, findings).faithful
+
+
+def test_an_answer_gives_the_diameter_its_question_asks_for():
+    """The short axis is a measured diameter, but not the longest one asked for."""
+    question = "What is the longest diameter of the lesion?"
+    assert check("58.7 mm", BASE, question).faithful and not check("45.4 mm", BASE, question).faithful
+    assert check("45.4 mm", BASE, "What is the short axis of the lesion?").faithful

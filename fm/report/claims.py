@@ -46,6 +46,7 @@ class Sentence:
     places: list[where.Place]
     crossing: bool | None
     lesions: list[LesionFinding]  # the lesions it speaks of
+    asked: bool = False  # a question, which an answer's first sentence answers
 
 
 def clause_end(text: str, position: int) -> int:

@@ -246,7 +246,7 @@ def _read(sentence: str, findings: Findings, previous: Sentence | None, asked: b
     if not named and len(definite) == 1:  # "The enhancing lesion has ..." (but not beside "the non-enhancing one")
         enhancing = definite.pop()
         lesions = [lesion for lesion in findings.lesions if _enhances(lesion) is enhancing] or lesions
-    return Sentence(sentence, subjects, places, crossing, lesions)
+    return Sentence(sentence, subjects, places, crossing, lesions, asked)
 
 
 def _sentence_contradictions(read: Sentence, findings: Findings, previous: Sentence | None) -> list[Contradiction]:

@@ -275,7 +275,10 @@ def _quantities(read: Sentence, findings: Findings, previous: Sentence | None):
             continue
         what, allowed = _measured(subject, unit, indexed, findings)
         if unit == "mm" and len(written) == 1 and allowed and (subject is None or subject.kind in _LENGTH_KINDS):
-            allowed = _diameter_of_role(read.text, start_of_words, match, read.lesions) or allowed
+            role = _diameter_of_role(read.text, start_of_words, match, read.lesions)
+            if not role and previous is not None and previous.asked:  # "What is the longest diameter?" "22.2 mm"
+                role = _diameter_named(previous.text, read.lesions)
+            allowed = role or allowed
         yield match, unit, factor, what, allowed, written
 
 
@@ -319,6 +322,15 @@ def _indexed(subject: _Subject | None, read: Sentence, match: re.Match, findings
     if subject is not None and subject.kind == "lesion" and parts:
         subject = parts[-1]
     return subject, dataclasses.replace(read, lesions=lesions)
+
+
+def _diameter_named(words: str, lesions: list[LesionFinding]) -> list[float]:
+    """The diameter `words` (a question) ask for: the short axis, the longest, or [] for either."""
+    if _SHORT_AXIS.search(words):
+        return [lesion.short_axis_mm for lesion in lesions]
+    if _LONGEST.search(words):
+        return [lesion.longest_diameter_mm for lesion in lesions]
+    return []
 
 
 def _diameter_of_role(text: str, previous_end: int, match: re.Match, lesions: list[LesionFinding]) -> list[float]:
