@@ -8,7 +8,7 @@ from fm.core.examples import example_path
 from fm.core.findings import Findings
 from fm.evaluate.question_set import PLACES, STRUCTURES, AskedQuestion, expected_answer, is_right, judge, questions
 from fm.pipeline.conversation import stream_answer
-from fm.synth.vqa import _ASK, _PLACES
+from fm.synth.vqa import _ASK
 
 FINDINGS = Findings.from_json((example_path().parent / "example_brain_t1_findings.json").read_text())
 ISSUE_QUESTIONS = (
@@ -24,7 +24,7 @@ ISSUE_QUESTIONS = (
 def test_the_set_is_large_held_out_and_holds_the_issues_questions():
     asked = [a.question for a in questions()]
     assert len(set(asked)) >= 60 and set(ISSUE_QUESTIONS) <= set(asked)
-    names = {"place": [*PLACES, *_PLACES], "structure": STRUCTURES}
+    names = {"place": PLACES, "structure": STRUCTURES}
     training = {
         q.format(place=place, structure=structure)
         for phrasings in _ASK.values()
