@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow  # 14 s: runs the benchmark script
 def test_the_benchmark_prints_its_table_with_the_machine_and_writes_it(tmp_path):
     command = [sys.executable, "-m", "eval.bench", "--only", "lm", "--repeats", "1", "--out", str(tmp_path)]
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)

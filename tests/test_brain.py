@@ -87,6 +87,7 @@ def test_bias_correction_flattens_a_strong_coil_profile_and_keeps_a_large_lesion
     assert 1.5 < out[lesion].mean() / out[around].mean() < 1.7
 
 
+@pytest.mark.slow  # 18 s: a second registration of the example, for repeatability
 def test_the_atlas_registration_is_repeatable(example):
     """The same scan gives the same fit, bit for bit (a report reproduces)."""
     work_shape, work_affine = tissue_priors.work_grid(example.shape, example.affine)

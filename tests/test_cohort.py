@@ -89,6 +89,7 @@ def test_a_manifest_that_cannot_be_read_is_refused_before_any_scan(tmp_path):
     assert done.exit_code == 2
 
 
+@pytest.mark.slow  # 34 s: the same cohort on two processes; the one-process test runs by default
 def test_two_torchrun_processes_share_the_manifest_and_merge_one_summary(tmp_path, cohort):
     out = tmp_path / "reports"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]

@@ -207,6 +207,7 @@ def test_cli_embed_example_says_what_it_skipped_and_that_weights_are_random(tmp_
     assert "Without it the weights are random" in " ".join(CliRunner().invoke(main, ["embed", "--help"]).output.split())
 
 
+@pytest.mark.slow  # 27 s: two processes; the one-process embedding tests run by default
 def test_two_torchrun_processes_share_the_scans_and_merge_the_single_process_rows(tmp_path):
     rng = np.random.default_rng(0)
     reference, affine = phantoms.ras_reference()

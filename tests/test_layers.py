@@ -133,6 +133,7 @@ def test_every_moved_module_has_a_home_and_no_old_file_shadows_it():
         assert all(home in KNOWN for home in homes)
 
 
+@pytest.mark.slow  # 16 s: imports every 0.1 path in a fresh interpreter
 def test_old_import_paths_keep_working_with_a_deprecation_warning():
     """What the 0.1 README showed users still imports, warns, and is the same object as the new path."""
     script = """

@@ -116,7 +116,7 @@ def test_a_missing_scan_is_reported_and_the_split_keeps_each_patient_on_one_side
 
 
 def test_stages_one_and_two_train_on_the_cohort_log_validation_and_resume(cohort, init, tmp_path):
-    quick = dict(grad_accum=1, checkpoint_every=1, lr=5e-3, val_fraction=0.4, eval_every=1)
+    quick = dict(grad_accum=1, checkpoint_every=1, lr=5e-3, val_fraction=0.4, eval_every=1, eval_reports=1)
     train, validation = read_training_data(cohort, "train", LMTrainConfig(stage=2, **quick))
     assert validation and {e.target for e in validation if e.question is None} <= set(REPORTS.values())
     assert any(e.question == "Which side is the lesion on?" for e in train + validation)

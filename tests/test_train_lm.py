@@ -121,6 +121,7 @@ def test_a_run_resumes_from_its_last_checkpoint(start):
         torch.testing.assert_close(resumed[name], single[name], atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.slow  # 17 s: two processes; the one-process training tests run by default
 def test_the_same_command_runs_on_two_processes(start):
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "fm.lm.train"]
     options = [
