@@ -108,10 +108,10 @@ class TextScorer:
     def sentence(self, text: str, reference: str) -> dict[str, float]:
         import sacrebleu
 
-        return {
-            "bleu": sacrebleu.sentence_bleu(text, [reference]).score,
-            "rouge_l": self._rouge.score(reference, text)["rougeL"].fmeasure,
-        }
+        return {"bleu": sacrebleu.sentence_bleu(text, [reference]).score, "rouge_l": self.rouge_l(text, reference)}
+
+    def rouge_l(self, text: str, reference: str) -> float:
+        return self._rouge.score(reference, text)["rougeL"].fmeasure
 
     @staticmethod
     def corpus_bleu(texts: list[str], references: list[str]) -> float:

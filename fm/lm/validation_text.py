@@ -55,7 +55,7 @@ class ValidationText:
             model.train(was_training)
         scores = {
             "eval_bleu": self.scorer.corpus_bleu(texts, references),
-            "eval_rouge_l": statistics.fmean(self.scorer.sentence(t, r)["rouge_l"] for t, r in zip(texts, references)),
+            "eval_rouge_l": statistics.fmean(self.scorer.rouge_l(t, r) for t, r in zip(texts, references)),
         }
         if contradictions:
             scores["eval_contradictions_per_report"] = statistics.fmean(contradictions)

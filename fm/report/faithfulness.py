@@ -184,21 +184,17 @@ def check(text: str, findings: Findings, question: str | None = None) -> GuardRe
     for sentence in sentences:
         if is_decline(sentence):  # the program's own answer: it names what it does not measure
             continue
-        if declines(sentence):  # "Midline shift cannot be assessed": that clause claims nothing
-            unchecked += [Unchecked(sentence, t) for t in topics_in(sentence)]
-            rest = _without_declining_clauses(sentence)
-            if rest:  # "The lesion measures 45 mL; midline shift cannot be assessed."
-                read = _read(rest, findings, previous)
-                contradictions += [
-                    dataclasses.replace(c, sentence=sentence)
-                    for c in _sentence_contradictions(read, findings, previous)
-                ]
-                previous = read
-            continue
-        read = _read(sentence, findings, previous)
-        contradictions += _sentence_contradictions(read, findings, previous)
         unchecked += [Unchecked(sentence, t) for t in topics_in(sentence)]
-        unchecked += third_dimensions(read, findings, previous)
+        # "The lesion measures 45 mL; midline shift cannot be assessed.": the declining clause claims nothing
+        checked = _without_declining_clauses(sentence) if declines(sentence) else sentence
+        if not checked:
+            continue
+        read = _read(checked, findings, previous)
+        found = _sentence_contradictions(read, findings, previous) + third_dimensions(read, findings, previous)
+        for claim in found:
+            (contradictions if isinstance(claim, Contradiction) else unchecked).append(
+                dataclasses.replace(claim, sentence=sentence)
+            )
         previous = read
     if question and sentences and topic is None and (asked := answers_another_quantity(question, text)):
         unchecked.append(Unchecked(sentences[0], asked))
