@@ -56,21 +56,28 @@ class Preprocessed:
 
     def to_volume_grid(self, values: torch.Tensor, volume: Volume, mode: str = "bilinear") -> torch.Tensor:
         """Values on the tensor grid (C, D, H, W) resampled onto `volume`'s grid (C, *volume.shape)."""
-        # For every voxel of the volume: where it falls in the tensor grid (voxel units).
-        to_tensor = np.linalg.inv(self.affine) @ volume.affine
-        shape = volume.shape
-        i, j, k = (torch.arange(n, dtype=torch.float32) for n in shape)  # float32: exact enough, half the memory
-        m = torch.from_numpy(to_tensor.astype(np.float32))
-        coords = (
-            m[:3, 3]
-            + i[:, None, None, None] * m[:3, 0]
-            + j[None, :, None, None] * m[:3, 1]
-            + k[None, None, :, None] * m[:3, 2]
-        )
-        sizes = torch.tensor(values.shape[1:], dtype=torch.float32).clamp(min=2)  # a 1-voxel axis: no division by 0
-        grid = (2 * coords / (sizes - 1) - 1).flip(-1)[None]
-        sampled = F.grid_sample(values[None].float(), grid, mode=mode, padding_mode="zeros", align_corners=True)
-        return sampled[0]
+        return _resample(values, np.linalg.inv(self.affine) @ volume.affine, volume.shape, mode)
+
+    def sample(self, values: torch.Tensor, affine: np.ndarray, mode: str = "nearest") -> torch.Tensor:
+        """Values (C, *grid) on another grid, placed by its `affine`, resampled onto the tensor grid
+        (C, D, H, W); zero outside their grid (to_volume_grid's inverse)."""
+        return _resample(values, np.linalg.inv(affine) @ self.affine, self.tensor.shape[2:], mode)
+
+
+def _resample(values: torch.Tensor, target_to_values: np.ndarray, shape, mode: str) -> torch.Tensor:
+    """values (C, *grid) sampled at every voxel of a `shape` grid, whose voxel -> values-voxel map is
+    `target_to_values`."""
+    m = torch.from_numpy(target_to_values.astype(np.float32))
+    i, j, k = (torch.arange(n, dtype=torch.float32) for n in shape)  # float32: exact enough, half the memory
+    coords = (
+        m[:3, 3]
+        + i[:, None, None, None] * m[:3, 0]
+        + j[None, :, None, None] * m[:3, 1]
+        + k[None, None, :, None] * m[:3, 2]
+    )
+    sizes = torch.tensor(values.shape[1:], dtype=torch.float32).clamp(min=2)  # a 1-voxel axis: no division by 0
+    grid = (2 * coords / (sizes - 1) - 1).flip(-1)[None]
+    return F.grid_sample(values[None].float(), grid, mode=mode, padding_mode="zeros", align_corners=True)[0]
 
 
 def monai_preprocess(volume: Volume | Sequence[Volume], spec: InputSpec) -> Preprocessed:

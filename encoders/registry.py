@@ -27,6 +27,7 @@ from encoders.brain_id import BrainID
 from encoders.checkpoint import load_container, load_state_dict_strictly
 from encoders.download import download_weights, is_url
 from encoders.published import published_sha256
+from encoders.segmentation_grid import SegmentationGrid
 from encoders.swin_bob import SwinBOB
 from encoders.timm25d import Timm25D
 from fm.core.errors import InputError, InputFileError
@@ -64,6 +65,11 @@ _REGISTRY: dict[str, EncoderEntry] = {
     ),
     "anatcl": EncoderEntry(AnatCL, dict(), "AnatCL anatomical brain-MRI encoder, 3D ResNet-18, 512-d"),
     "brain_id": EncoderEntry(BrainID, dict(f_maps=64), "Brain-ID contrast-agnostic brain features, 5-level 3D U-Net"),
+    "segmentation_grid": EncoderEntry(
+        SegmentationGrid,
+        dict(),
+        "the scan's segmentation and intensities pooled over the brain with position (lesion-aware tokens, no weights)",
+    ),
     "timm25d": EncoderEntry(
         Timm25D, dict(), "any timm 2D backbone run slice by slice, slices' features pooled (the 2D baseline)"
     ),

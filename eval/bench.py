@@ -172,7 +172,7 @@ def case_lm(repeats: int) -> list[dict]:
     import torch
 
     from eval.bench_lm import timed_generation
-    from fm.core.examples import example_path
+    from fm.core.examples import example_label_map, example_path
     from fm.core.findings import Findings
     from fm.core.io import load_volume
     from fm.lm.loading import load_report_model, model_input
@@ -182,7 +182,7 @@ def case_lm(repeats: int) -> list[dict]:
 
     tokens = 200
     with torch.no_grad():
-        features = model.scan_features(model_input([load_volume(example_path())], model))
+        features = model.scan_features(model_input([load_volume(example_path())], model), example_label_map())
         prompt = model.prompt(features, findings)
         timed_generation(model, features, prompt, 8, True)  # warm-up
         runs = [timed_generation(model, features, prompt, tokens, True) for _ in range(repeats)]

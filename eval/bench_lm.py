@@ -17,7 +17,7 @@ import torch
 from transformers import TextIteratorStreamer
 
 import fm
-from fm.core.examples import example_path
+from fm.core.examples import example_label_map, example_path
 from fm.core.findings import Findings
 from fm.core.io import load_volume
 from fm.lm.modeling import FMForReportGeneration
@@ -77,7 +77,7 @@ def main() -> None:
     model = FMForReportGeneration.from_pretrained(args.model).eval()
     findings = Findings.from_json(example_path().with_name("example_brain_t1_findings.json").read_text())
     with torch.no_grad():
-        features = model.scan_features(load_volume(example_path()))
+        features = model.scan_features(load_volume(example_path()), example_label_map())
         prompt = model.prompt(features, findings)
         timed_generation(model, features, prompt, 8, True)  # warm-up
         runs = {True: [], False: []}

@@ -84,14 +84,14 @@ def composed_model():
 
 
 def example_inputs(model):
-    from fm.core.examples import example_path
+    from fm.core.examples import example_label_map, example_path
     from fm.core.findings import Findings
     from fm.core.io import load_volume
     from fm.lm.prompts import encode_example
     from fm.report.template_narrative import narrative_report
 
     findings = Findings.from_json(example_path().with_name("example_brain_t1_findings.json").read_text())
-    features = model.scan_features(load_volume(example_path()))
+    features = model.scan_features(load_volume(example_path()), example_label_map())
     prompt, answer = encode_example(
         model.tokenizer, model.num_visual_tokens(features), findings, None, None, narrative_report(findings)
     )

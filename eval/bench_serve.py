@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from fm.core.examples import example_path
+from fm.core.examples import example_label_map, example_path
 from fm.core.findings import Findings
 from fm.core.io import load_volume
 from fm.lm.loading import load_report_model
@@ -115,7 +115,7 @@ def main() -> None:
 
     model = load_report_model()
     findings = Findings.from_json(example_path().with_name("example_brain_t1_findings.json").read_text())
-    features = model.scan_features(load_volume(example_path()))
+    features = model.scan_features(load_volume(example_path()), example_label_map())
     prompt = model.prompt(features, findings)
     requests = {
         "grounded": GenerationRequest(features, prompt, NEW_TOKENS, grounded_in=findings),

@@ -3,7 +3,8 @@
 the image when the findings are left out?
 
 Per scan, the narrative written from the findings (the true ones, or with --measured those the
-shipped segmenter measures, as in `fm report`) is checked against them by fm.report.faithfulness
+shipped segmenter measures, as in `fm report`; a model whose encoder reads the segmentation gets
+the true label map, or with --measured the segmenter's) is checked against them by fm.report.faithfulness
 (contradiction rate: share of narratives with at least one; omission rate: share of abnormal
 findings never mentioned) and scored against the reference narrative (BLEU with sacrebleu,
 ROUGE-L with rouge-score, fm.evaluate.reports; with --measured, the template narrative of the measured findings).
@@ -31,10 +32,12 @@ import fm  # noqa: F401  (registers the model)
 from fm.core.errors import InputError
 from fm.core.findings import Findings
 from fm.core.io import load_volume
+from fm.core.labels import LabelMap
 from fm.evaluate.reports import TextScorer
 from fm.evaluate.vqa import closed_correct
 from fm.lm.modeling import FMForReportGeneration
 from fm.pipeline.report_pipeline import ReportPipeline
+from fm.pipeline.scan_features import label_map_of
 from fm.report.faithfulness import check
 from fm.report.template_narrative import narrative_report, ventricles
 from fm.synth.dataset import load_synth_dataset
@@ -69,15 +72,19 @@ def evaluate(model_path: str, data: Path, n: int, measured: bool = False, ground
     for row in tqdm(rows, desc="test scans", unit="scan"):
         volume = load_volume(data / row["image"])
         truth = Findings.from_json((data / row["findings"]).read_text())
-        # the findings the model is given: the truth, or what the shipped segmenter measured
+        # the findings and segmentation the model is given: the truth, or what the shipped segmenter made
         try:
-            findings = pipeline(volume).report.findings if measured else truth
+            result = pipeline(volume) if measured else None
         except InputError as error:  # the gate refuses some out-of-distribution contrasts
             refused.append(f"{row['sample_id']}: {error}")
             continue
+        findings = result.report.findings if measured else truth
+        label_map = (
+            label_map_of(result) if measured else LabelMap.load(data / row["labels"], truth.provenance.label_set)
+        )
         reference = narrative_report(findings) if measured else row["narrative"]
         started = time.perf_counter()
-        features = model.scan_features(volume)  # once per scan: every prompt below reuses it
+        features = model.scan_features(volume, label_map)  # once per scan: every prompt below reuses it
         decode_in = findings if grounded else None  # fm.lm.grounded_decoding, as fm report decodes
         narrative = model.generate_text(features, model.prompt(features, findings), 400, grounded_in=decode_in)
         seconds.append(time.perf_counter() - started)

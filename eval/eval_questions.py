@@ -23,20 +23,22 @@ from tqdm import tqdm
 from fm.core.examples import example_paths
 from fm.core.findings import Findings
 from fm.core.io import load_volume
+from fm.core.labels import LabelMap
 from fm.evaluate.question_set import judge, questions, summary
 from fm.lm.loading import load_report_model
 from fm.pipeline.conversation import answer_all
 from fm.pipeline.report_pipeline import ReportPipeline
+from fm.pipeline.scan_features import label_map_of
 from fm.serve.backends import TransformersBackend
 from fm.synth.dataset import load_synth_dataset
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def ask_all(backend, case: str, volume, findings: Findings, max_new_tokens: int) -> list:
+def ask_all(backend, case: str, volume, findings: Findings, label_map: LabelMap, max_new_tokens: int) -> list:
     from fm.lm.loading import model_input
 
-    features = backend.model.scan_features(model_input(volume, backend.model))
+    features = backend.model.scan_features(model_input(volume, backend.model), label_map)
     asked = questions()
     answers = answer_all(backend, features, findings, [a.question for a in asked], max_new_tokens)
     return [judge(case, a, answer.text, findings) for a, answer in zip(asked, answers)]
@@ -55,14 +57,15 @@ def main(argv: list[str] | None = None) -> None:
     sets = {}
     example = ReportPipeline.from_pretrained()([str(path) for path in example_paths()])  # as fm report --example
     sets["example (measured findings)"] = ask_all(
-        backend, "example", example.session.volumes, example.report.findings, args.max_new_tokens
+        backend, "example", example.session.volumes, example.report.findings, label_map_of(example), args.max_new_tokens
     )
     if args.data:
         judged = []
         for row in tqdm(list(load_synth_dataset(args.data, "test"))[: args.n], desc="synthetic scans", unit="scan"):
             findings = Findings.from_json((args.data / row["findings"]).read_text())
             volume = load_volume(args.data / row["image"])
-            judged += ask_all(backend, row["sample_id"], volume, findings, args.max_new_tokens)
+            truth = LabelMap.load(args.data / row["labels"], findings.provenance.label_set)
+            judged += ask_all(backend, row["sample_id"], volume, findings, truth, args.max_new_tokens)
         sets["OOD synthetic (true findings)"] = judged
     results, wrong = {}, []
     for name, judged in sets.items():

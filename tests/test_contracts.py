@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from encoders.registry import create_encoder, list_encoders
+from encoders.segmentation_grid import GROUPS
 from fm.core.errors import InputFileError
 from fm.core.labels import BTCV
 from heads.folder_segmenter import build_net, save_segmenter_folder
@@ -33,12 +34,13 @@ SMALL = {
 def small_input(encoder) -> torch.Tensor:
     """A random input the encoder allows: windowed or fully convolutional encoders take any multiple
     of divisible_by (here not a multiple of every stride, so rounding is checked too); the others
-    their spec's size."""
+    their spec's size. An encoder that reads the segmentation takes its channels after the scan's."""
     spec = encoder.spec
     size = (
         [spec.divisible_by * -(-40 // spec.divisible_by)] * 3 if spec.windowed or encoder.tileable else list(spec.size)
     )
-    return torch.rand(1, spec.in_channels, *size)
+    segmentation = len(GROUPS) if getattr(encoder, "reads_segmentation", False) else 0
+    return torch.rand(1, spec.in_channels + segmentation, *size)
 
 
 @pytest.mark.parametrize("name", list_encoders())
@@ -50,6 +52,9 @@ def test_encoder_maps_agree_with_what_it_declares(name):
     assert len(features.maps) == len(encoder.feature_info)
     for feature_map, info in zip(features.maps, encoder.feature_info):
         assert feature_map.shape[1] == info["num_chs"]
+        if getattr(encoder, "reads_segmentation", False):  # a fixed grid over the brain, whatever its size
+            assert feature_map.shape[2:] == encoder.grid
+            continue
         # strided convolutions round up, pooling rounds down
         assert all(
             n // info["reduction"] <= m <= -(-n // info["reduction"])

@@ -12,7 +12,7 @@ import torch
 from transformers import AutoModelForImageTextToText
 
 import fm  # noqa: F401  (registers the model)
-from fm.core.examples import example_path
+from fm.core.examples import example_label_map, example_path
 from fm.core.findings import Findings
 from fm.core.io import load_volume
 from fm.lm.loading import default_lm_folder, load_report_model
@@ -41,7 +41,7 @@ def test_the_default_bundle_is_complete_and_loads_through_the_auto_classes(model
 @torch.no_grad()
 def test_closed_questions_are_answered_as_the_findings_say(model, example):
     volume, findings = example
-    features = model.scan_features(volume)
+    features = model.scan_features(volume, example_label_map())  # read by a segmentation-reading encoder
     questions = {
         "Which side is the largest lesion on?": "right",
         "How many lesions are there?": "1",

@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from fm.cli.fm_cli import main
-from fm.core.examples import example_path
+from fm.core.examples import example_label_map, example_path
 from fm.core.findings import Findings
 from fm.core.io import load_volume, volume_from_array
 from fm.lm.grounded_decoding import Grounding
@@ -56,7 +56,7 @@ def model():
 @pytest.fixture(scope="module")
 def example(model):
     findings = Findings.from_json(example_path().with_name("example_brain_t1_findings.json").read_text())
-    return model.scan_features(load_volume(example_path())), findings
+    return model.scan_features(load_volume(example_path()), example_label_map()), findings
 
 
 def requests_for(model, example, report_tokens=120) -> list[GenerationRequest]:
@@ -99,7 +99,7 @@ def test_the_transformers_backend_batches_and_streams_what_it_writes_one_by_one(
     # a batch may hold scans on different grids (their encoder maps differ in size), as a cohort does
     example_scan = load_volume(example_path())
     cropped = volume_from_array(example_scan.array[20:-20, 10:-10], example_scan.affine)
-    other = dataclasses.replace(requests[1], image_features=model.scan_features(cropped))
+    other = dataclasses.replace(requests[1], image_features=model.scan_features(cropped, example_label_map()))
     assert other.image_features.shape != requests[1].image_features.shape
     assert backend.batch([requests[1], other]) == [one_by_one[1], backend.generate(other)]
     # the token ids are the text's: decoding them gives it back
@@ -232,7 +232,7 @@ def test_vllm_writes_the_transformers_text_token_for_token_with_and_without_lora
             text=True,
         )
         assert done.returncode == 0, done.stderr
-        features = model.scan_features(load_volume(example_path()))
+        features = model.scan_features(load_volume(example_path()), example_label_map())
         alone = build_prompt(model.num_visual_tokens(features), None, QUESTIONS[0])
         assert done.stdout.strip() == model.generate_text(features, alone, 128)
 
@@ -249,7 +249,7 @@ def test_vllm_writes_what_transformers_writes_for_a_composed_chat_model(tmp_path
     qwen = write_language_model(tmp_path / "qwen", "qwen2", hidden_size=128, num_attention_heads=4)
     composed = compose_report_model(qwen, queries=8).eval()
     findings = Findings.from_json(example_path().with_name("example_brain_t1_findings.json").read_text())
-    features = composed.scan_features(load_volume(example_path()))
+    features = composed.scan_features(load_volume(example_path()), example_label_map())
     report, question = composed.prompt(features, findings), composed.prompt(features, findings, QUESTIONS[1])
     assert "<|im_start|>system" in report
     requests = [

@@ -27,7 +27,8 @@ def _conversation_options(command):
 
 def _conversation(scans, example, lm, no_findings, backend_options):
     """(generation backend, the scan's encoder features, findings or None) for fm vqa and fm chat."""
-    from fm.lm.loading import load_report_model, model_input
+    from fm.lm.loading import load_report_model
+    from fm.pipeline.scan_features import label_map_of, session_features
 
     report_model = load_report_model(lm)
     backend = generation_backend(report_model, *backend_options)
@@ -35,7 +36,7 @@ def _conversation(scans, example, lm, no_findings, backend_options):
         paths = [str(p) for p in example_paths(example)] if example else list(scans)
         if not paths:
             raise click.UsageError("give a scan or --example")
-        volumes, findings = load_session(paths, None, load=load_volume).volumes, None
+        volumes, findings, segmentation = load_session(paths, None, load=load_volume).volumes, None, None
     else:
         result = run_pipeline(
             scans,
@@ -51,8 +52,8 @@ def _conversation(scans, example, lm, no_findings, backend_options):
             modality=None,
             max_voxels=None,
         )  # the default segmenter, as fm report runs it
-        volumes, findings = result.session.volumes, result.report.findings
-    return backend, report_model.scan_features(model_input(volumes, report_model)), findings
+        volumes, findings, segmentation = result.session.volumes, result.report.findings, label_map_of(result)
+    return backend, session_features(report_model, volumes, segmentation), findings
 
 
 def _answer_and_check(conversation, question, history, max_new_tokens) -> str:

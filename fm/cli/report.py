@@ -204,11 +204,15 @@ def _with_model_narrative(result, lm: str | None, backend_options: tuple):
     """The pipeline's report with the language model's narrative, checked."""
     from fm.lm.loading import DEFAULT_LM_ID, load_report_model
     from fm.pipeline.narration import narrate
+    from fm.pipeline.scan_features import label_map_of
 
     click.echo("[narrative] language model", err=True)
     report_model = load_report_model(lm)
     backend = generation_backend(report_model, *backend_options)
-    written = narrate(result.report, result.session.volumes, report_model, lm or DEFAULT_LM_ID, backend=backend)
+    written = narrate(
+        result.report, result.session.volumes, report_model, lm or DEFAULT_LM_ID, backend=backend,
+        label_map=label_map_of(result),
+    )  # fmt: skip
     if not written.model_narrative.kept:
         click.echo(
             f"note: the language model's narrative was withheld ({len(written.model_narrative.contradictions)} contradiction(s))",
@@ -234,6 +238,7 @@ def _report_cohort(
             return None
         from fm.lm.loading import DEFAULT_LM_ID, load_report_model
         from fm.pipeline.narration import narrate_all
+        from fm.pipeline.scan_features import label_map_of
 
         report_model = load_report_model(lm)
         backend = generation_backend(report_model, *backend_options)
@@ -241,8 +246,9 @@ def _report_cohort(
         def narrate_batch(results):
             sessions = [r.session.volumes for r in results]
             return narrate_all(
-                [r.report for r in results], sessions, report_model, lm or DEFAULT_LM_ID, backend=backend
-            )
+                [r.report for r in results], sessions, report_model, lm or DEFAULT_LM_ID, backend=backend,
+                label_maps=[label_map_of(r) for r in results],
+            )  # fmt: skip
 
         return narrate_batch
 

@@ -3,10 +3,12 @@ without a download."""
 
 from __future__ import annotations
 
+import json
 from importlib.resources import files
 from pathlib import Path
 
 from fm.core.errors import look_up
+from fm.core.labels import LabelMap
 
 # name -> (package, resource paths of one session (the first is the grid of the results), modality,
 # their contrasts, what it is)
@@ -53,3 +55,11 @@ def example_modality(name: str = DEFAULT_EXAMPLE) -> str:
 
 def example_contrasts(name: str = DEFAULT_EXAMPLE) -> tuple[str, ...]:
     return EXAMPLES[name][3]
+
+
+def example_label_map() -> LabelMap:
+    """The synthetic example's true segmentation, written by fm.synth with its scans (for benchmarks
+    and tests that need one without segmenting; `fm report` segments the scans itself)."""
+    scan = example_path()
+    truth = json.loads(scan.with_name("example_brain_t1_findings.json").read_text())
+    return LabelMap.load(scan.with_name("example_brain_t1_labels.nii.gz"), truth["provenance"]["label_set"])

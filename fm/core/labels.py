@@ -5,6 +5,10 @@ whole tumour contains tumour core contains enhancing tumour)."""
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclasses.dataclass(frozen=True)
@@ -247,3 +251,27 @@ def lesions_assessed(label_set_name: str) -> bool:
     """Whether a model with this label set looks for lesions at all (organ-only sets do not)."""
     label_set = LABEL_SETS.get(label_set_name)
     return label_set is None or bool(label_set.lesion)
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelMap:
+    """A segmentation as a model reads it beside the scan: integer labels on a grid whose affine
+    (voxel -> RAS mm) places them, and the label set that names them. The grid need not be the
+    scan's: readers resample through the affines."""
+
+    labels: "np.ndarray"
+    affine: "np.ndarray"
+    label_set: LabelSet
+
+    @classmethod
+    def load(cls, path, label_set: LabelSet | str) -> "LabelMap":
+        """A label-map file (NIfTI and the other formats fm.core.io reads) named by `label_set`."""
+        from fm.core.errors import InputFileError
+        from fm.core.io import load_volume
+
+        if isinstance(label_set, str):
+            if label_set not in LABEL_SETS:
+                raise InputFileError(path, f"names label set {label_set!r}, which this package does not know")
+            label_set = LABEL_SETS[label_set]
+        volume = load_volume(path)
+        return cls(volume.array.round().astype("int16"), volume.affine, label_set)

@@ -66,11 +66,11 @@ class Models:
 
         return load_report_model(self.settings.lm)
 
-    def narrate(self, report, volumes):
+    def narrate(self, report, volumes, label_map=None):
         from fm.lm.loading import DEFAULT_LM_ID
         from fm.pipeline.narration import narrate
 
-        return narrate(report, volumes, self.report_model, self.settings.lm or DEFAULT_LM_ID)
+        return narrate(report, volumes, self.report_model, self.settings.lm or DEFAULT_LM_ID, label_map=label_map)
 
 
 def _legend_html(entries) -> str:
@@ -189,13 +189,16 @@ def build_app(settings: DemoSettings = DemoSettings()) -> gr.Blocks:
             ]
             yield history, ""
             return
-        from fm.lm.loading import model_input
+        from fm.core.labels import LabelMap
         from fm.pipeline.conversation import checked, stream_answer
+        from fm.pipeline.scan_features import session_features
         from fm.serve.backends import TransformersBackend
 
         model = models.report_model
         if state.features is None:
-            state.features = model.scan_features(model_input(state.analysis.volumes, model))
+            analysis = state.analysis
+            segmentation = LabelMap(analysis.labels, analysis.volume.affine, analysis.label_set)
+            state.features = session_features(model, analysis.volumes, segmentation)
         findings = state.analysis.findings
         history += [{"role": "user", "content": question}, {"role": "assistant", "content": ""}]
         answer = ""

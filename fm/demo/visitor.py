@@ -97,9 +97,10 @@ class DemoSession:
 
     def analyse(self, paths: list[Path], contrasts, pipeline, narrate=None, progress=None) -> Analysis:
         """Segment, measure and report the scans of one session; write the report files here.
-        narrate(report, volumes) -> report with the language model's narrative, or None."""
+        narrate(report, volumes, label_map) -> report with the language model's narrative, or None."""
         from fm.clinical.outputs import ClinicalRequest, check_dicom_source
         from fm.pipeline.report_folder import write_report_folder
+        from fm.pipeline.scan_features import label_map_of
 
         self.clear()
         result = pipeline([str(p) for p in paths], progress=progress, contrasts=contrasts)
@@ -107,7 +108,7 @@ class DemoSession:
         if narrate is not None:
             if progress:
                 progress("narrative")
-            report = narrate(report, result.session.volumes)
+            report = narrate(report, result.session.volumes, label_map_of(result))
         if progress:
             progress("write")
         seg = result.segmentation

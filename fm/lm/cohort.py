@@ -57,6 +57,7 @@ class CohortRow:
     report: str  # the section asked for
     findings: str | None  # Findings JSON
     qa: tuple[dict, ...]
+    segmentation: tuple[str, str] | None = None  # (mask file, label set name) beside a report.json
 
 
 def is_cohort(data: str | Path) -> bool:
@@ -161,31 +162,38 @@ def _cohort_row(row: dict, row_id: str, base: Path, section: str, findings_from)
     report = report_section(str(row["report"] or ""), section)
     if not report:
         raise InputError("empty report")
+    findings, segmentation = _findings(row, row_id, base, findings_from)
     return CohortRow(
         id=row_id,
         subject=str(row.get("subject") or row_id),
         split=row.get("split") or None,
         image=";".join(str(file.resolve()) for file in files),
         report=report,
-        findings=_findings(row, row_id, base, findings_from),
+        findings=findings,
         qa=tuple(_qa(row.get("qa"), base)),
+        segmentation=segmentation,
     )
 
 
-def _findings(row: dict, row_id: str, base: Path, findings_from) -> str | None:
+def _findings(row: dict, row_id: str, base: Path, findings_from) -> tuple[str | None, tuple[str, str] | None]:
+    """(Findings JSON, the segmentation they were measured on) of a row: a report.json that `fm
+    report` wrote has its mask.nii.gz beside it, which an encoder that reads segmentations takes."""
     if row.get("findings"):
         file = resolved(base / "x", row["findings"])
     elif findings_from is not None:
         file = Path(findings_from) / row_id / "report.json"
     else:
-        return None
+        return None, None
     if not file.is_file():
         raise InputError(f"{file}: no findings file")
     try:
         data = json.loads(file.read_text())
-        return Findings.from_json(json.dumps(data.get("findings", data))).to_json()
+        findings = Findings.from_json(json.dumps(data.get("findings", data)))
     except ValueError as error:
         raise InputError(f"{file}: not a findings or report.json file ({str(error).splitlines()[0]})") from None
+    mask = file.with_name("mask.nii.gz")
+    segmentation = (str(mask.resolve()), findings.provenance.label_set) if mask.is_file() else None
+    return findings.to_json(), segmentation
 
 
 def _qa(value, base: Path) -> list[dict]:

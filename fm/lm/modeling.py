@@ -3,13 +3,16 @@ causal language model from transformers, as one transformers `PreTrainedModel`.
 
 The scan goes through the encoder's own preprocessing (its InputSpec travels in the config), the
 encoder's tokens through the adapter, and the visual tokens replace the image placeholder tokens
-of the prompt (fm.lm.prompts) in the language model's input embeddings. The findings measured by the
-segmentation are written into the prompt; without them the model answers from the image alone.
+of the prompt (fm.lm.prompts) in the language model's input embeddings. An encoder that reads the
+scan's segmentation (encoders.segmentation_grid, the default model's) takes it beside the scan as a
+fm.core.labels.LabelMap. The findings measured by the segmentation are written into the prompt;
+without them the model answers from the image alone.
 
     model = FMForReportGeneration.from_parts("hf-or-local-causal-lm", encoder="brain_id", encoder_weights=...)
     model.save_pretrained("out")                      # config, safetensors, tokenizer, model card
     model = AutoModelForImageTextToText.from_pretrained("out")   # after `import fm`; no remote code
-    model.generate_report(volume, findings); model.answer(volume, "Which side is the lesion on?", findings)
+    model.generate_report(volume, findings, segmentation=label_map)   # label_map: for a segmentation-reading encoder
+    model.answer(volume, "Which side is the lesion on?", findings, segmentation=label_map)
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from transformers import (
 from transformers.configuration_utils import PreTrainedConfig
 
 from fm import register_with_transformers
+from fm.core.errors import InputError
 from fm.core.findings import Findings
 from fm.core.io import Volume
 from fm.lm.adapter import AdapterConfig, build_adapter
@@ -39,6 +43,7 @@ from fm.lm.prompts import IMAGE_TOKEN, build_prompt, end_of_turn_ids, has_chat_t
 
 if TYPE_CHECKING:
     from encoders.spec import InputSpec
+    from fm.core.labels import LabelMap
 
 # The encoders (and MONAI behind them) are imported where they are used: transformers' Auto module
 # loads this one (fm.register_with_transformers) and may do so while MONAI is still importing.
@@ -213,15 +218,34 @@ class FMForReportGeneration(FMPreTrainedModel, GenerationMixin):
 
     # -- generation --------------------------------------------------------------------------
 
-    def prepare_scan(self, volume: Volume | list[Volume]) -> torch.Tensor:
-        """A scan (or one per input channel) as the encoder's input, by the spec saved with the model."""
+    @property
+    def reads_segmentation(self) -> bool:
+        """Whether the encoder reads the scan's segmentation beside it (encoders.segmentation_grid)."""
+        return bool(getattr(self.encoder, "reads_segmentation", False))
+
+    def prepare_scan(self, volume: Volume | list[Volume], segmentation: "LabelMap | None" = None) -> torch.Tensor:
+        """A scan (or one per input channel) as the encoder's input, by the spec saved with the model;
+        for an encoder that reads it, the segmentation's groups follow as channels on the same grid."""
         from encoders.preprocess import monai_preprocess
 
-        return monai_preprocess(volume, self.input_spec).tensor
+        prepared = monai_preprocess(volume, self.input_spec)
+        if not self.reads_segmentation:
+            return prepared.tensor
+        if segmentation is None:
+            raise InputError(
+                f"this report model's encoder ({self.config.encoder}) reads the scan's segmentation beside it; "
+                "none was given (fm report, fm vqa and fm chat segment the scan first)"
+            )
+        from encoders.segmentation_grid import segmentation_channels
 
-    def scan_features(self, volume: Volume | list[Volume]) -> torch.Tensor:
-        """The encoder's coarsest map of a scan: what every prompt about it reuses."""
-        return self.encode_scan(self.prepare_scan(volume))
+        labels = prepared.sample(torch.from_numpy(segmentation.labels[None].astype("float32")), segmentation.affine)
+        channels = segmentation_channels(labels[0].round().long(), segmentation.label_set)
+        return torch.cat([prepared.tensor, channels[None]], dim=1)
+
+    def scan_features(self, volume: Volume | list[Volume], segmentation: "LabelMap | None" = None) -> torch.Tensor:
+        """The encoder's coarsest map of a scan (and its segmentation, for an encoder that reads
+        one): what every prompt about it reuses."""
+        return self.encode_scan(self.prepare_scan(volume, segmentation))
 
     @torch.no_grad()
     def generate_text(
@@ -284,11 +308,17 @@ class FMForReportGeneration(FMPreTrainedModel, GenerationMixin):
 
     @torch.no_grad()
     def generate_report(
-        self, volume: Volume | list[Volume], findings: Findings | None, grounded: bool = True, **generate_kwargs
+        self,
+        volume: Volume | list[Volume],
+        findings: Findings | None,
+        grounded: bool = True,
+        segmentation: "LabelMap | None" = None,
+        **generate_kwargs,
     ) -> str:
         """The narrative report of a scan, grounded in `findings` (None: from the image alone).
-        grounded: every number and region written is one of the findings' (fm.lm.grounded_decoding)."""
-        features = self.scan_features(volume)
+        grounded: every number and region written is one of the findings' (fm.lm.grounded_decoding).
+        segmentation: the scan's, for an encoder that reads it."""
+        features = self.scan_features(volume, segmentation)
         prompt = self.prompt(features, findings)
         return self.generate_text(features, prompt, grounded_in=findings if grounded else None, **generate_kwargs)
 
@@ -300,11 +330,12 @@ class FMForReportGeneration(FMPreTrainedModel, GenerationMixin):
         findings: Findings | None = None,
         history: list[tuple[str, str]] | None = None,
         grounded: bool = True,
+        segmentation: "LabelMap | None" = None,
         **generate_kwargs,
     ) -> str:
         """The answer to `question` about the scan, after the earlier (question, answer) turns of
         `history`; with findings and `grounded`, every number and region in it is one of theirs."""
-        features = self.scan_features(volume)
+        features = self.scan_features(volume, segmentation)
         prompt = self.prompt(features, findings, question, history)
         return self.generate_text(features, prompt, grounded_in=findings if grounded else None, **generate_kwargs)
 
@@ -370,7 +401,7 @@ import fm
 from transformers import AutoModelForImageTextToText
 
 model = AutoModelForImageTextToText.from_pretrained("PATH_OR_HUB_ID")
-print(model.generate_report(volume, findings))
+print(model.generate_report(volume, findings))  # segmentation=LabelMap(...) if model.reads_segmentation
 ```
 """
         return ModelCard(text)

@@ -43,6 +43,7 @@ from fm.core.checksums import content_hash
 from fm.core.errors import InputError
 from fm.core.findings import Findings
 from fm.core.io import load_volume
+from fm.core.labels import LabelMap
 from fm.core.session import load_session
 from fm.lm.cohort import is_cohort
 from fm.lm.loading import model_input
@@ -73,6 +74,12 @@ class Example:
     target: str
     question: str | None = None  # None: the report task
     history: tuple[tuple[str, str], ...] = ()
+    segmentation: tuple[str, str] | None = None  # (label-map file, label set name) of the scan
+
+    @property
+    def scan(self) -> tuple[str, tuple[str, str] | None]:
+        """What the encoder reads: the scan's files and its segmentation."""
+        return self.image, self.segmentation
 
 
 def synth_examples(
@@ -88,28 +95,31 @@ def synth_examples(
     for row in load_synth_dataset(folder, split):
         findings = (folder / row["findings"]).read_text()
         image = str(folder / row["image"])
+        segmentation = (str(folder / row["labels"]), Findings.from_json(findings).provenance.label_set)
 
         def grounding(image_only_allowed: bool) -> str | None:
             return None if image_only_allowed and rng.random() < image_only_share else findings
 
-        examples.append(Example(image, grounding(stage == 1), row["narrative"]))
+        examples.append(Example(image, grounding(stage == 1), row["narrative"], segmentation=segmentation))
         if stage == 1:
             continue
         pairs = json.loads((folder / "qa" / f"{row['sample_id']}.json").read_text())
         examples += [
-            Example(image, grounding(pair["answer_type"] == "closed"), pair["answer"], pair["question"])
+            Example(
+                image, grounding(pair["answer_type"] == "closed"), pair["answer"], pair["question"], (), segmentation
+            )
             for pair in pairs
         ]
         if len(pairs) > 1:
             *earlier, last = pairs
             history = tuple((pair["question"], pair["answer"]) for pair in earlier)
-            examples.append(Example(image, findings, last["answer"], last["question"], history))
+            examples.append(Example(image, findings, last["answer"], last["question"], history, segmentation))
     return examples
 
 
-def random_findings_examples(count: int, images: list[str], seed: int = 0) -> list[Example]:
+def random_findings_examples(count: int, scans: list[tuple], seed: int = 0) -> list[Example]:
     """Examples for `count` sets of findings drawn at random (fm.synth.random_findings): the report
-    and two questions each, shown with one of `images` that the findings do not describe. A few
+    and two questions each, shown with one of `scans` (Example.scan) that the findings do not describe. A few
     hundred scans give a few hundred sets of numbers, which a small model memorises; these it can
     only copy, and they teach it that the measurements, not its impression of the image, decide
     what it writes (as `fm report` needs when it narrates what the segmenter measured)."""
@@ -117,10 +127,15 @@ def random_findings_examples(count: int, images: list[str], seed: int = 0) -> li
     examples = []
     for _ in range(count):
         findings = random_findings(rng)
-        text, image = findings.to_json(), rng.choice(images)
-        examples.append(Example(image, text, narrative_report(findings, seed=rng.randrange(2**31))))
+        text, (image, segmentation) = findings.to_json(), rng.choice(scans)
+        examples.append(
+            Example(image, text, narrative_report(findings, seed=rng.randrange(2**31)), None, (), segmentation)
+        )
         pairs = qa_pairs(findings, seed=rng.randrange(2**31))
-        examples += [Example(image, text, p["answer"], p["question"]) for p in rng.sample(pairs, min(2, len(pairs)))]
+        examples += [
+            Example(image, text, p["answer"], p["question"], (), segmentation)
+            for p in rng.sample(pairs, min(2, len(pairs)))
+        ]
     return examples
 
 
@@ -131,13 +146,14 @@ def cohort_examples(rows, stage: int, seed: int = 0, image_only_share: float = 0
     rng = random.Random(seed)
     examples = []
     for row in rows:
-        examples.append(Example(row.image, row.findings, row.report))
+        examples.append(Example(row.image, row.findings, row.report, segmentation=row.segmentation))
         if stage == 1:
             continue
         for pair in row.qa:
             closed = (pair.get("answer_type") or "closed") == "closed" and len(str(pair["answer"]).split()) <= 4
             findings = None if closed and rng.random() < image_only_share else row.findings
-            examples.append(Example(row.image, findings, str(pair["answer"]), str(pair["question"])))
+            question, answer = str(pair["question"]), str(pair["answer"])
+            examples.append(Example(row.image, findings, answer, question, (), row.segmentation))
     return examples
 
 
@@ -166,15 +182,15 @@ def read_training_data(data: str | Path, split: str, config: LMTrainConfig, out:
         )
     train_rows, validation_rows = split_rows(rows, config.val_fraction, config.seed)
     train = cohort_examples(train_rows, config.stage, config.seed, config.image_only_share)
-    images = sorted({example.image for example in train})
-    train += random_findings_examples(config.random_findings, images, config.seed)
+    scans = sorted({example.scan for example in train}, key=str)
+    train += random_findings_examples(config.random_findings, scans, config.seed)
     return train, cohort_examples(validation_rows, config.stage, config.seed, 0.0)
 
 
 def training_examples(data: str | Path, split: str, config: LMTrainConfig) -> list[Example]:
     examples = synth_examples(data, split, config.stage, config.seed, config.image_only_share)
-    images = sorted({example.image for example in examples})
-    return examples + random_findings_examples(config.random_findings, images, config.seed)
+    scans = sorted({example.scan for example in examples}, key=str)
+    return examples + random_findings_examples(config.random_findings, scans, config.seed)
 
 
 class ScanTextDataset(torch.utils.data.Dataset):
@@ -188,7 +204,7 @@ class ScanTextDataset(torch.utils.data.Dataset):
         self, examples: list[Example], model: FMForReportGeneration, max_length: int, cache_dir: Path | None = None
     ):
         self.examples, self.model, self.max_length, self.cache_dir = examples, model, max_length, cache_dir
-        self._scans: dict[str, torch.Tensor] = {}
+        self._scans: dict[tuple, torch.Tensor] = {}
         self._encoder_key: str | None = None
 
     def __len__(self) -> int:
@@ -196,16 +212,16 @@ class ScanTextDataset(torch.utils.data.Dataset):
 
     def encode_all(self) -> None:
         """Every scan's input up front, with a progress bar (else each on first use)."""
-        images = sorted({example.image for example in self.examples})
-        for image in tqdm(images, desc="encoding scans", unit="scan"):
-            self._scan(image)
+        scans = sorted({example.scan for example in self.examples}, key=str)
+        for scan in tqdm(scans, desc="encoding scans", unit="scan"):
+            self._scan(scan)
 
     def __getitem__(self, index: int) -> dict:
         example = self.examples[index]
         findings = Findings.from_json(example.findings) if example.findings else None
         prompt_ids, target_ids = encode_example(
             self.model.tokenizer,
-            self.model.num_visual_tokens(self.image_features(example.image)),
+            self.model.num_visual_tokens(self.image_features(example.scan)),
             findings,
             example.question,
             list(example.history),
@@ -218,13 +234,13 @@ class ScanTextDataset(torch.utils.data.Dataset):
         return {
             "input_ids": torch.tensor(prompt_ids + target_ids),
             "labels": torch.tensor([-100] * len(prompt_ids) + target_ids),
-            self._scan_key: self._scan(example.image),
+            self._scan_key: self._scan(example.scan),
         }
 
-    def image_features(self, image: str) -> torch.Tensor:
-        """The encoder's map of a scan, a batch of one: what the prompt makes room for and
-        generation reads (a trained encoder's computed afresh, without gradients)."""
-        scan = self._scan(image)
+    def image_features(self, scan: tuple) -> torch.Tensor:
+        """The encoder's map of a scan (Example.scan), a batch of one: what the prompt makes room for
+        and generation reads (a trained encoder's computed afresh, without gradients)."""
+        scan = self._scan(scan)
         if self.model.config.freeze_encoder:
             return scan[None]
         with torch.no_grad():
@@ -234,37 +250,51 @@ class ScanTextDataset(torch.utils.data.Dataset):
     def _scan_key(self) -> str:
         return "image_features" if self.model.config.freeze_encoder else "pixel_values"
 
-    def _scan(self, path: str) -> torch.Tensor:
-        if path not in self._scans:
-            self._scans[path] = self._cached(path) if self.model.config.freeze_encoder else self._scan_input(path)
-        return self._scans[path]
+    def _scan(self, scan: tuple) -> torch.Tensor:
+        if scan not in self._scans:
+            self._scans[scan] = self._cached(scan) if self.model.config.freeze_encoder else self._scan_input(scan)
+        return self._scans[scan]
 
-    def _cached(self, path: str) -> torch.Tensor:
+    def _cached(self, scan: tuple) -> torch.Tensor:
         if self.cache_dir is None:
-            return self._scan_input(path)
+            return self._scan_input(scan)
         from safetensors.torch import load_file, save_file
 
-        file = self.cache_dir / f"{self._cache_key(path)}.safetensors"
+        file = self.cache_dir / f"{self._cache_key(scan)}.safetensors"
         if file.is_file():
             return load_file(file)["features"]
-        features = self._scan_input(path)
+        features = self._scan_input(scan)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        save_file({"features": features.contiguous()}, file, metadata={"scan": str(path)})
+        save_file({"features": features.contiguous()}, file, metadata={"scan": str(scan[0])})
         return features
 
-    def _cache_key(self, path: str) -> str:
-        """The scan's bytes, the encoder's weights and the input spec: features of another scan,
-        encoder or preprocessing never match (as fm.probe.embed keys its cache)."""
+    def _cache_key(self, scan: tuple) -> str:
+        """The scan's bytes (and its segmentation's, when the encoder reads one), the encoder's
+        configuration and weights and the input spec: features of another scan, encoder or
+        preprocessing never match (as fm.probe.embed keys its cache)."""
         if self._encoder_key is None:
             spec = json.dumps(self.model.config.input_spec, sort_keys=True)
-            self._encoder_key = weights_hash(self.model.encoder) + spec
-        scans = "".join(content_hash(Path(part)) for part in path.split(";"))
-        return hashlib.sha256((scans + self._encoder_key).encode()).hexdigest()
+            encoder = json.dumps([self.model.config.encoder, self.model.config.encoder_kwargs], sort_keys=True)
+            self._encoder_key = weights_hash(self.model.encoder) + spec + encoder
+        path, segmentation = scan
+        files = path.split(";") + ([segmentation[0]] if segmentation and self.model.reads_segmentation else [])
+        contents = "".join(content_hash(Path(part)) for part in files)
+        return hashlib.sha256((contents + self._encoder_key).encode()).hexdigest()
 
-    def _scan_input(self, path: str) -> torch.Tensor:
-        """A session's scans (';' between a cohort's contrasts) as the encoder's input."""
+    def _scan_input(self, scan: tuple) -> torch.Tensor:
+        """A session's scans (';' between a cohort's contrasts), with its segmentation when the
+        encoder reads one, as the encoder's input."""
+        path, segmentation = scan
         volumes = load_session(path.split(";"), None, load=load_volume).volumes
-        prepared = self.model.prepare_scan(model_input(volumes, self.model))
+        label_map = None
+        if self.model.reads_segmentation:
+            if segmentation is None:
+                raise InputError(
+                    f"{path}: no segmentation, and this model's encoder ({self.model.config.encoder}) reads one; "
+                    "give --findings-from, the folder `fm report --manifest` wrote (each session's mask.nii.gz)"
+                )
+            label_map = LabelMap.load(*segmentation)
+        prepared = self.model.prepare_scan(model_input(volumes, self.model), label_map)
         if not self.model.config.freeze_encoder:
             return prepared[0]
         with torch.no_grad():

@@ -44,7 +44,7 @@ class ValidationText:
         try:
             for example in tqdm(self.examples, desc="validation reports", unit="report", leave=False):
                 findings = Findings.from_json(example.findings) if example.findings else None
-                features = self.dataset.image_features(example.image)
+                features = self.dataset.image_features(example.scan)
                 room = self.max_new_tokens or int(len(model.tokenizer(example.target)["input_ids"]) * TOKEN_ROOM) + 8
                 text = model.generate_text(features, model.prompt(features, findings), room, grounded_in=findings)
                 texts.append(text)

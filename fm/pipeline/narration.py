@@ -5,20 +5,34 @@ contradiction (fm.report.document.Report.with_model_narrative)."""
 from __future__ import annotations
 
 from fm.core.io import Volume
-from fm.lm.loading import model_input
+from fm.core.labels import LabelMap
+from fm.pipeline.scan_features import session_features
 from fm.report.document import Report
 
 
 def narrate(
-    report: Report, scans: Volume | list[Volume], report_model, model_id: str, attempts: int = 4, backend=None
+    report: Report,
+    scans: Volume | list[Volume],
+    report_model,
+    model_id: str,
+    attempts: int = 4,
+    backend=None,
+    label_map: LabelMap | None = None,
 ) -> Report:
     """The report with the model's narrative of `scans` grounded in the report's findings, checked.
-    backend: where the language model runs (fm.serve.backends; default: in this process)."""
-    return narrate_all([report], [scans], report_model, model_id, attempts, backend)[0]
+    backend: where the language model runs (fm.serve.backends; default: in this process).
+    label_map: the session's segmentation, for a model whose encoder reads it."""
+    return narrate_all([report], [scans], report_model, model_id, attempts, backend, [label_map])[0]
 
 
 def narrate_all(
-    reports: list[Report], sessions: list, report_model, model_id: str, attempts: int = 4, backend=None
+    reports: list[Report],
+    sessions: list,
+    report_model,
+    model_id: str,
+    attempts: int = 4,
+    backend=None,
+    label_maps: list[LabelMap | None] | None = None,
 ) -> list[Report]:
     """narrate for several sessions' scans at once, each draft round one batch.
     The guard is the verifier: the greedy draft first, and while the guard finds a contradiction,
@@ -27,7 +41,8 @@ def narrate_all(
     from fm.serve.backends import GenerationRequest, TransformersBackend
 
     backend = backend or TransformersBackend(report_model)
-    features = [report_model.scan_features(model_input(scans, report_model)) for scans in sessions]
+    label_maps = label_maps or [None] * len(sessions)
+    features = [session_features(report_model, scans, m) for scans, m in zip(sessions, label_maps)]
     prompts = [report_model.prompt(f, r.findings) for f, r in zip(features, reports)]
     written = list(reports)
     pending = list(range(len(reports)))
