@@ -346,3 +346,8 @@ def test_grounded_decoding_lets_through_only_the_findings_numbers_and_lesion_reg
     assert not can_write(" parietal lobe, 32. The", processor=rounded)
     assert not can_write(" frontal lobe") and not can_write(" parietal lobe, 31.8 mL") and not can_write(" 3 mL")
     assert not can_write(" parietal lobe", after="A lesion in the left"), "the lesion is on the right"
+    # a number that no grounded one continues (sampling can draw its first digit from a grounded
+    # token's neighbours) leaves the end of text allowed, never no token at all: sampling needs one
+    ids = tokenizer("A lesion of 9", add_special_tokens=False)["input_ids"]
+    scores = verbatim(torch.tensor([ids]), torch.zeros(1, len(tokenizer)))[0]
+    assert torch.isfinite(scores).nonzero().flatten().tolist() == [tokenizer.eos_token_id]

@@ -184,3 +184,18 @@ def test_a_cohort_row_brings_the_mask_fm_report_wrote_beside_its_findings(report
     refused = ScanTextDataset(cohort_examples(rows[1:], stage=1), report_model, max_length=4096)
     with pytest.raises(InputError, match="no segmentation.*segmentation_grid.*--findings-from"):
         refused.encode_all()
+
+
+def test_synthetic_training_scans_bring_their_label_maps(report_model, tmp_path):
+    """fm synth writes each scan's label map; training shows it to an encoder that reads one, so the
+    tokens hold a lesion exactly where the scan has one."""
+    from fm.lm.train import ScanTextDataset, synth_examples
+    from fm.synth.dataset import load_synth_dataset, write_dataset
+
+    write_dataset(tmp_path, 2, seed=0, split="train", progress=False, spacing_mm=(4.0, 4.0, 4.0))
+    dataset = ScanTextDataset(synth_examples(tmp_path, "train", stage=1), report_model, max_length=4096)
+    for row in load_synth_dataset(tmp_path):
+        scan = next(example.scan for example in dataset.examples if example.image.endswith(row["image"]))
+        assert scan[1] == (str(tmp_path / row["labels"]), "brain-tumour-v1")
+        cells = dataset.image_features(scan)[0]
+        assert (float(cells[WHOLE_TUMOUR_MAX].max()) > 0) == (row["lesion_count"] > 0), row["sample_id"]

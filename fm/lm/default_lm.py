@@ -1,8 +1,7 @@
 """The recipe for the default report model shipped in fm/data/default_lm: no pretrained language
 model can be downloaded on the project's machines, so a small Llama-architecture model is trained
 from scratch, with a byte-level BPE tokenizer trained on the same corpus, on fm.synth scans and
-texts, behind an MLP adapter that reads each scan's segmentation with its intensities
-(encoders.segmentation_grid; the synthetic label maps in training, the segmenter's in use).
+texts, behind the bundled segmenter's Brain-ID encoder (frozen) and a perceiver adapter.
 
     fm synth --n 480 --seed 0 --split train --out runs/lmdata480
     python -m fm.lm.default_lm --data runs/lmdata480 --out runs/lm480 --export fm/data/default_lm
@@ -48,7 +47,7 @@ class DefaultLMRecipe:
     kv_heads: int = 2
     intermediate_size: int = 512
     max_positions: int = 2048
-    adapter: str = "mlp"  # one visual token per cell of the segmentation grid (64)
+    num_queries: int = 32
     seed: int = 0
     stage1_steps: int = 0
     stage2_steps: int = 6000
@@ -56,7 +55,6 @@ class DefaultLMRecipe:
     stage1_lr: float = 1e-3
     stage2_lr: float = 1e-3
     random_findings: int = 6000
-    image_only_share: float = 0.35  # of the closed questions: what the segmentation's tokens learn from
 
     def common(self) -> dict:
         return dict(seed=self.seed, batch_size=self.batch_size, grad_accum=1, checkpoint_every=500)
@@ -68,7 +66,6 @@ class DefaultLMRecipe:
             lr=self.stage2_lr,
             full_lm=True,
             random_findings=self.random_findings,
-            image_only_share=self.image_only_share,
             **self.common(),
         )
 
@@ -102,9 +99,13 @@ def train_tokenizer(data: Path, recipe: DefaultLMRecipe) -> PreTrainedTokenizerF
 
 
 def untrained_model(tokenizer, recipe: DefaultLMRecipe) -> FMForReportGeneration:
-    """The scan's segmentation pooled with its intensities and positions (encoders.segmentation_grid:
-    tokens that carry the lesions and their side), an MLP adapter per cell, a small Llama."""
+    """The bundled segmenter's encoder and input spec, a perceiver adapter, a small Llama."""
+    from heads.model_folder import read_config
+    from heads.segmenters import bundled_network_folder, create_segmenter
+
     torch.manual_seed(recipe.seed)
+    segmenter, _ = create_segmenter("synth-unet")
+    folder_config = read_config(bundled_network_folder())
     language = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=recipe.hidden_size,
@@ -117,12 +118,16 @@ def untrained_model(tokenizer, recipe: DefaultLMRecipe) -> FMForReportGeneration
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    return FMForReportGeneration.from_parts(
+    model = FMForReportGeneration.from_parts(
         language,
         tokenizer,
-        encoder="segmentation_grid",
-        adapter=AdapterConfig(kind=recipe.adapter),
+        encoder=folder_config.encoder,
+        encoder_kwargs=folder_config.encoder_kwargs,
+        adapter=AdapterConfig(kind="perceiver", num_queries=recipe.num_queries),
+        input_spec=folder_config.input_spec,
     )
+    model.encoder.load_state_dict(segmenter.net.encoder.state_dict())
+    return model
 
 
 def build(data: str | Path, out: str | Path, recipe: DefaultLMRecipe) -> Path:

@@ -157,6 +157,10 @@ def mask_row(
     for token_id, text in _rule_tokens(tokenizer).items():
         if token_id < keep.shape[0]:
             keep[token_id] = grounding.fits(partial + text) and not grounding.names_banned_region(tail, text)
+    if not keep.any() and tokenizer.eos_token_id is not None:
+        # a number no grounded one continues (sampling can write one): end the text rather than
+        # leave no token at all, which sampling cannot draw from
+        keep[tokenizer.eos_token_id] = True
     return scores.masked_fill(~keep, float("-inf"))
 
 

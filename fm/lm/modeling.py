@@ -4,7 +4,7 @@ causal language model from transformers, as one transformers `PreTrainedModel`.
 The scan goes through the encoder's own preprocessing (its InputSpec travels in the config), the
 encoder's tokens through the adapter, and the visual tokens replace the image placeholder tokens
 of the prompt (fm.lm.prompts) in the language model's input embeddings. An encoder that reads the
-scan's segmentation (encoders.segmentation_grid, the default model's) takes it beside the scan as a
+scan's segmentation (encoders.segmentation_grid) takes it beside the scan as a
 fm.core.labels.LabelMap. The findings measured by the segmentation are written into the prompt;
 without them the model answers from the image alone.
 

@@ -32,7 +32,6 @@ class Unchecked:
 
     sentence: str
     topic: str  # what it is about: a topic of fm.report.unmeasured, or "a third lesion dimension"
-    off_question: bool = False  # an answer that gives a quantity its question did not ask for
 
     def __str__(self) -> str:
         return f'"{self.sentence}": {self.topic} is not measured, so this is unchecked'

@@ -161,11 +161,6 @@ class GuardResult:
     def faithful(self) -> bool:
         return not self.contradictions
 
-    @property
-    def answers_the_question(self) -> bool:
-        """No contradiction, and no quantity the question did not ask for: an answer worth keeping."""
-        return self.faithful and not any(claim.off_question for claim in self.unchecked)
-
 
 def check(text: str, findings: Findings, question: str | None = None) -> GuardResult:
     """Contradictions, omissions and unchecked claims of `text` (a narrative, or the answer to
@@ -202,7 +197,7 @@ def check(text: str, findings: Findings, question: str | None = None) -> GuardRe
             )
         previous = read
     if question and sentences and topic is None and (asked := answers_another_quantity(question, text)):
-        unchecked.append(Unchecked(sentences[0], asked, off_question=True))
+        unchecked.append(Unchecked(sentences[0], asked))
     return GuardResult(contradictions, _omissions(text, findings), _unique(unchecked))
 
 
