@@ -227,6 +227,15 @@ ENCODER_WEIGHTS: tuple[PublishedWeights, ...] = (
             "(timm.create_model(name).pretrained_cfg['hf_hub_id'])."
         ),
     ),
+    PublishedWeights(
+        name="segmentation_grid",
+        title="no trained weights: the scan's segmentation pooled to a grid",
+        source="bundled: encoders/segmentation_grid.py in the fm3d package",
+        licence="Apache-2.0 (fm3d)",
+        format="no weights file: computed from the segmentation and the scan at run time",
+        notes="What a report model learns to read it is in its adapter.",
+        bundled=True,
+    ),
 )
 
 
