@@ -37,7 +37,6 @@ from fm.evaluate.reports import TextScorer
 from fm.evaluate.vqa import closed_correct
 from fm.lm.modeling import FMForReportGeneration
 from fm.pipeline.report_pipeline import ReportPipeline
-from fm.pipeline.scan_features import label_map_of
 from fm.report.faithfulness import check
 from fm.report.template_narrative import narrative_report, ventricles
 from fm.synth.dataset import load_synth_dataset
@@ -79,9 +78,7 @@ def evaluate(model_path: str, data: Path, n: int, measured: bool = False, ground
             refused.append(f"{row['sample_id']}: {error}")
             continue
         findings = result.report.findings if measured else truth
-        label_map = (
-            label_map_of(result) if measured else LabelMap.load(data / row["labels"], truth.provenance.label_set)
-        )
+        label_map = result.label_map if measured else LabelMap.load(data / row["labels"], truth.provenance.label_set)
         reference = narrative_report(findings) if measured else row["narrative"]
         started = time.perf_counter()
         features = model.scan_features(volume, label_map)  # once per scan: every prompt below reuses it

@@ -28,7 +28,7 @@ from fm.evaluate.question_set import judge, questions, summary
 from fm.lm.loading import load_report_model
 from fm.pipeline.conversation import answer_all
 from fm.pipeline.report_pipeline import ReportPipeline
-from fm.pipeline.scan_features import label_map_of
+from fm.pipeline.scan_features import session_features
 from fm.serve.backends import TransformersBackend
 from fm.synth.dataset import load_synth_dataset
 
@@ -36,9 +36,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def ask_all(backend, case: str, volume, findings: Findings, label_map: LabelMap, max_new_tokens: int) -> list:
-    from fm.lm.loading import model_input
-
-    features = backend.model.scan_features(model_input(volume, backend.model), label_map)
+    features = session_features(backend.model, volume, label_map)
     asked = questions()
     answers = answer_all(backend, features, findings, [a.question for a in asked], max_new_tokens)
     return [judge(case, a, answer.text, findings) for a, answer in zip(asked, answers)]
@@ -57,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     sets = {}
     example = ReportPipeline.from_pretrained()([str(path) for path in example_paths()])  # as fm report --example
     sets["example (measured findings)"] = ask_all(
-        backend, "example", example.session.volumes, example.report.findings, label_map_of(example), args.max_new_tokens
+        backend, "example", example.session.volumes, example.report.findings, example.label_map, args.max_new_tokens
     )
     if args.data:
         judged = []

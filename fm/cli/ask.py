@@ -28,7 +28,7 @@ def _conversation_options(command):
 def _conversation(scans, example, lm, no_findings, backend_options):
     """(generation backend, the scan's encoder features, findings or None) for fm vqa and fm chat."""
     from fm.lm.loading import load_report_model
-    from fm.pipeline.scan_features import label_map_of, session_features
+    from fm.pipeline.scan_features import session_features
 
     report_model = load_report_model(lm)
     backend = generation_backend(report_model, *backend_options)
@@ -52,7 +52,7 @@ def _conversation(scans, example, lm, no_findings, backend_options):
             modality=None,
             max_voxels=None,
         )  # the default segmenter, as fm report runs it
-        volumes, findings, segmentation = result.session.volumes, result.report.findings, label_map_of(result)
+        volumes, findings, segmentation = result.session.volumes, result.report.findings, result.label_map
     return backend, session_features(report_model, volumes, segmentation), findings
 
 

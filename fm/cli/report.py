@@ -204,14 +204,13 @@ def _with_model_narrative(result, lm: str | None, backend_options: tuple):
     """The pipeline's report with the language model's narrative, checked."""
     from fm.lm.loading import DEFAULT_LM_ID, load_report_model
     from fm.pipeline.narration import narrate
-    from fm.pipeline.scan_features import label_map_of
 
     click.echo("[narrative] language model", err=True)
     report_model = load_report_model(lm)
     backend = generation_backend(report_model, *backend_options)
     written = narrate(
         result.report, result.session.volumes, report_model, lm or DEFAULT_LM_ID, backend=backend,
-        label_map=label_map_of(result),
+        label_map=result.label_map,
     )  # fmt: skip
     if not written.model_narrative.kept:
         click.echo(
@@ -238,7 +237,6 @@ def _report_cohort(
             return None
         from fm.lm.loading import DEFAULT_LM_ID, load_report_model
         from fm.pipeline.narration import narrate_all
-        from fm.pipeline.scan_features import label_map_of
 
         report_model = load_report_model(lm)
         backend = generation_backend(report_model, *backend_options)
@@ -247,7 +245,7 @@ def _report_cohort(
             sessions = [r.session.volumes for r in results]
             return narrate_all(
                 [r.report for r in results], sessions, report_model, lm or DEFAULT_LM_ID, backend=backend,
-                label_maps=[label_map_of(r) for r in results],
+                label_maps=[r.label_map for r in results],
             )  # fmt: skip
 
         return narrate_batch

@@ -189,16 +189,13 @@ def build_app(settings: DemoSettings = DemoSettings()) -> gr.Blocks:
             ]
             yield history, ""
             return
-        from fm.core.labels import LabelMap
         from fm.pipeline.conversation import checked, stream_answer
         from fm.pipeline.scan_features import session_features
         from fm.serve.backends import TransformersBackend
 
         model = models.report_model
         if state.features is None:
-            analysis = state.analysis
-            segmentation = LabelMap(analysis.labels, analysis.volume.affine, analysis.label_set)
-            state.features = session_features(model, analysis.volumes, segmentation)
+            state.features = session_features(model, state.analysis.volumes, state.analysis.label_map)
         findings = state.analysis.findings
         history += [{"role": "user", "content": question}, {"role": "assistant", "content": ""}]
         answer = ""

@@ -13,6 +13,7 @@ import numpy as np
 
 from fm.core.errors import InputError, InputFileError
 from fm.core.findings import Findings
+from fm.core.labels import LabelMap
 from fm.report.views import default_window, label_colours, plane_view, view_axes, view_slices
 
 #: window presets: name -> intensity percentiles (low, high)
@@ -62,6 +63,10 @@ class Analysis:
         return self.volumes[0]
 
     @property
+    def label_map(self) -> LabelMap:
+        return LabelMap(self.labels, self.volume.affine, self.label_set)
+
+    @property
     def findings(self) -> Findings:
         return self.report.findings
 
@@ -100,7 +105,6 @@ class DemoSession:
         narrate(report, volumes, label_map) -> report with the language model's narrative, or None."""
         from fm.clinical.outputs import ClinicalRequest, check_dicom_source
         from fm.pipeline.report_folder import write_report_folder
-        from fm.pipeline.scan_features import label_map_of
 
         self.clear()
         result = pipeline([str(p) for p in paths], progress=progress, contrasts=contrasts)
@@ -108,7 +112,7 @@ class DemoSession:
         if narrate is not None:
             if progress:
                 progress("narrative")
-            report = narrate(report, result.session.volumes, label_map_of(result))
+            report = narrate(report, result.session.volumes, result.label_map)
         if progress:
             progress("write")
         seg = result.segmentation

@@ -106,14 +106,20 @@ def synth_examples(
         pairs = json.loads((folder / "qa" / f"{row['sample_id']}.json").read_text())
         examples += [
             Example(
-                image, grounding(pair["answer_type"] == "closed"), pair["answer"], pair["question"], (), segmentation
+                image,
+                grounding(pair["answer_type"] == "closed"),
+                pair["answer"],
+                pair["question"],
+                segmentation=segmentation,
             )
             for pair in pairs
         ]
         if len(pairs) > 1:
             *earlier, last = pairs
             history = tuple((pair["question"], pair["answer"]) for pair in earlier)
-            examples.append(Example(image, findings, last["answer"], last["question"], history, segmentation))
+            examples.append(
+                Example(image, findings, last["answer"], last["question"], history, segmentation=segmentation)
+            )
     return examples
 
 
@@ -129,11 +135,11 @@ def random_findings_examples(count: int, scans: list[tuple], seed: int = 0) -> l
         findings = random_findings(rng)
         text, (image, segmentation) = findings.to_json(), rng.choice(scans)
         examples.append(
-            Example(image, text, narrative_report(findings, seed=rng.randrange(2**31)), None, (), segmentation)
+            Example(image, text, narrative_report(findings, seed=rng.randrange(2**31)), segmentation=segmentation)
         )
         pairs = qa_pairs(findings, seed=rng.randrange(2**31))
         examples += [
-            Example(image, text, p["answer"], p["question"], (), segmentation)
+            Example(image, text, p["answer"], p["question"], segmentation=segmentation)
             for p in rng.sample(pairs, min(2, len(pairs)))
         ]
     return examples
@@ -153,7 +159,7 @@ def cohort_examples(rows, stage: int, seed: int = 0, image_only_share: float = 0
             closed = (pair.get("answer_type") or "closed") == "closed" and len(str(pair["answer"]).split()) <= 4
             findings = None if closed and rng.random() < image_only_share else row.findings
             question, answer = str(pair["question"]), str(pair["answer"])
-            examples.append(Example(row.image, findings, answer, question, (), row.segmentation))
+            examples.append(Example(row.image, findings, answer, question, segmentation=row.segmentation))
     return examples
 
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from fm.core.errors import InputError
 from fm.core.io import Volume, load_volume
-from fm.core.labels import BRAIN_TUMOUR
+from fm.core.labels import BRAIN_TUMOUR, LabelMap
 from fm.core.measure import measure
 from fm.core.session import Session, load_session
 from fm.core.version import __version__
@@ -51,6 +51,11 @@ class PipelineResult:
     segmentation: Segmentation
     session: Session | None = None  # the scans and their contrasts
     analysis: BrainAnalysis | None = None  # what the adaptive segmenter found out (brain mask, registration)
+
+    @property
+    def label_map(self) -> LabelMap:
+        """The segmentation placed by its first scan's affine, as a report model's encoder reads it."""
+        return LabelMap(self.segmentation.labels, self.volume.affine, self.segmentation.label_set)
 
 
 class ReportPipeline:

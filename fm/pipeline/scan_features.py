@@ -8,16 +8,11 @@ from fm.core.labels import LabelMap
 from fm.lm.loading import model_input
 
 
-def label_map_of(result) -> LabelMap:
-    """A pipeline result's segmentation, placed by its first scan's affine."""
-    return LabelMap(result.segmentation.labels, result.volume.affine, result.segmentation.label_set)
-
-
 def session_features(report_model, scans: Volume | list[Volume], label_map: LabelMap | None = None):
     """report_model.scan_features of a session. A model whose encoder reads the segmentation gets
     `label_map`, or, when none is given, the default segmenter's (as `fm report` segments)."""
     if report_model.reads_segmentation and label_map is None:
         from fm.pipeline.report_pipeline import ReportPipeline
 
-        label_map = label_map_of(ReportPipeline.from_pretrained()(scans))
+        label_map = ReportPipeline.from_pretrained()(scans).label_map
     return report_model.scan_features(model_input(scans, report_model), label_map)
