@@ -192,6 +192,14 @@ def test_an_answer_is_bound_to_what_the_question_asks():
     assert check("It measures 548.1 mL.", findings, question=asked).faithful
 
 
+def test_a_question_on_the_lesion_is_answered_with_the_largest_of_several():
+    assert check("31.7 mL", TWO, question="How big is the lesion?").faithful
+    assert not check("4.2 mL", TWO, question="How big is the lesion?").faithful  # the smaller lesion's
+    assert not check("It measures 4.2 mL.", TWO, question="What is the volume of the main lesion?").faithful
+    assert check("4.2 mL", TWO, question="How big is the left frontal lesion?").faithful  # a named place decides
+    assert check("They measure 31.7 mL and 4.2 mL.", TWO, question="How big are the lesions?").faithful
+
+
 # -- questions on what is not measured, and claims the guard cannot check ----------------------
 
 ISSUE_QUESTIONS = [  # issue 30's six questions, with the answers the model once gave

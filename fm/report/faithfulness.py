@@ -149,6 +149,11 @@ _NORMAL = re.compile(
 _THERE_QUESTION = re.compile(r"^\s*(is|are)\s+there\s+(.+?)\s*\?*\s*$", re.I)
 _PRONOUN = re.compile(r"\b(?:it|its)\b", re.I)
 _THE_ENHANCING = re.compile(r"\bthe\s+(non-?)?enhancing\s+(?:lesion|mass|one|tumou?r)\b", re.I)
+#: a question's "the lesion", "the main mass", "the biggest tumour": one lesion, the largest (lesion 1),
+#: as the program's own answers take it
+_THE_LESION = re.compile(
+    r"\bthe\s+(?:(?:main|largest|biggest|dominant|index)\s+)?(?:lesion|abnormality|mass|tumou?r)\b", re.I
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,6 +247,8 @@ def _read(sentence: str, findings: Findings, previous: Sentence | None, asked: b
     if not named and len(definite) == 1:  # "The enhancing lesion has ..." (but not beside "the non-enhancing one")
         enhancing = definite.pop()
         lesions = [lesion for lesion in findings.lesions if _enhances(lesion) is enhancing] or lesions
+    elif asked and not named and _THE_LESION.search(sentence):
+        lesions = findings.lesions[:1]  # "How big is the lesion?" answered with another lesion's volume is wrong
     return Sentence(sentence, subjects, places, crossing, lesions, asked)
 
 
