@@ -56,3 +56,57 @@ def test_the_judge_tells_right_from_wrong_and_counts_wrong_numbers_the_guard_let
     grey = AskedQuestion("structure", "What is the volume of the left grey matter?", "left grey matter")
     caught = judge("example", grey, "31.7 mL", FINDINGS)  # the lesion's volume: the guard flags it
     assert not caught.right and not caught.unflagged_wrong_number
+
+
+#: the held-out kind (and a question in its phrasing) that judges each kind of training question
+JUDGED_AS = {
+    "presence": ("presence", "Is there a lesion?"),
+    "normal": ("presence", "Is the scan normal?"),
+    "count": ("count", "Count the lesions."),
+    "multiple": ("count", "Is there more than one lesion?"),
+    "side": ("side", "Which side is the lesion on?"),
+    "region": ("region", "Where is the lesion?"),
+    "midline": ("midline", "Does the lesion cross the midline?"),
+    "enhancement": ("enhancement", "Is the lesion enhancing?"),
+    "ventricles": ("ventricles", "Are the ventricles enlarged?"),
+    "ventricles normal": ("ventricles", "Are the lateral ventricles of normal size?"),
+    "volume": ("volume", "How big is the lesion?"),
+    "diameter": ("diameter", "What is the longest diameter of the lesion?"),
+    "oedema": ("oedema", "How much oedema is there around the lesion?"),
+}
+
+
+def test_training_answers_are_right_by_the_held_out_judge():
+    """What training teaches is what the judge takes as right: on the example, on scans without a
+    lesion, without a contrast-enhanced scan, and on random findings of one to several lesions."""
+    import random
+    import re
+
+    from fm.synth.random_findings import random_findings
+    from fm.synth.vqa import qa_pairs
+
+    rng = random.Random(0)
+    cases = [FINDINGS, FINDINGS.model_copy(update={"lesions": []})] + [random_findings(rng) for _ in range(40)]
+    judged = set()
+    for seed, findings in enumerate(cases):
+        for pair in qa_pairs(findings, seed=seed):
+            if pair["type"] == "describe":
+                continue
+            if pair["type"] in ("structure", "place"):
+                names = [s.name for s in findings.structures] + _places()
+                subject = max((name for name in names if name in pair["question"]), key=len)
+                asked = AskedQuestion(pair["type"], pair["question"], subject)
+            else:
+                asked = AskedQuestion(*JUDGED_AS[pair["type"]])
+            expected = expected_answer(asked, findings)
+            assert is_right(pair["answer"], expected), (pair, expected)
+            judged.add(pair["type"])
+            assert not re.search(r"\d", pair["answer"]) or pair["answer_type"] == "open" or pair["type"] == "count"
+    assert judged == set(JUDGED_AS) | {"structure", "place"}
+
+
+def _places() -> list[str]:
+    from fm.synth.vqa import _REGIONS
+
+    regions = _REGIONS + ("deep grey matter and internal capsule", "brainstem")
+    return [f"{side} {region}" for side in ("left", "right") for region in regions]

@@ -82,13 +82,23 @@ class Example:
         return self.image, self.segmentation
 
 
+#: turns of history in a synthetic chat example: enough to teach multi-turn, short enough to train on
+CHAT_TURNS = 5
+
+
 def synth_examples(
-    folder: str | Path, split: str, stage: int, seed: int = 0, image_only_share: float = 0.2
+    folder: str | Path,
+    split: str,
+    stage: int,
+    seed: int = 0,
+    image_only_share: float = 0.2,
+    image_only_copies: int = 0,
 ) -> list[Example]:
     """Text examples from a synthetic dataset folder: each scan's report, and in stage 2 its
-    questions one by one and all of them as one multi-turn chat. Image-only examples (findings left
+    questions one by one and some of them as one multi-turn chat. Image-only examples (findings left
     out) are drawn among stage 1's reports and stage 2's closed questions (yes/no, count, side,
-    region): without the measurements a model must not be taught to write numbers."""
+    region), and each closed question is asked `image_only_copies` more times without them: without
+    the measurements a model must not be taught to write numbers."""
     folder = Path(folder)
     rng = random.Random(seed)
     examples = []
@@ -114,8 +124,14 @@ def synth_examples(
             )
             for pair in pairs
         ]
+        examples += [
+            Example(image, None, pair["answer"], pair["question"], segmentation=segmentation)
+            for pair in pairs
+            if pair["answer_type"] == "closed"
+            for _ in range(image_only_copies)
+        ]
         if len(pairs) > 1:
-            *earlier, last = pairs
+            *earlier, last = rng.sample(pairs, min(len(pairs), CHAT_TURNS + 1))
             history = tuple((pair["question"], pair["answer"]) for pair in earlier)
             examples.append(
                 Example(image, findings, last["answer"], last["question"], history, segmentation=segmentation)
@@ -145,7 +161,9 @@ def random_findings_examples(count: int, scans: list[tuple], seed: int = 0) -> l
     return examples
 
 
-def cohort_examples(rows, stage: int, seed: int = 0, image_only_share: float = 0.2) -> list[Example]:
+def cohort_examples(
+    rows, stage: int, seed: int = 0, image_only_share: float = 0.2, image_only_copies: int = 0
+) -> list[Example]:
     """Examples from a cohort's rows (fm.lm.cohort): each report with the session's measured
     findings (or none, when the cohort has none), and in stage 2 its questions; image-only
     examples among the closed questions, as synth_examples draws them."""
@@ -160,6 +178,8 @@ def cohort_examples(rows, stage: int, seed: int = 0, image_only_share: float = 0
             findings = None if closed and rng.random() < image_only_share else row.findings
             question, answer = str(pair["question"]), str(pair["answer"])
             examples.append(Example(row.image, findings, answer, question, segmentation=row.segmentation))
+            copies = image_only_copies if closed else 0
+            examples += [Example(row.image, None, answer, question, segmentation=row.segmentation)] * copies
     return examples
 
 
@@ -187,14 +207,14 @@ def read_training_data(data: str | Path, split: str, config: LMTrainConfig, out:
             file=sys.stderr,
         )
     train_rows, validation_rows = split_rows(rows, config.val_fraction, config.seed)
-    train = cohort_examples(train_rows, config.stage, config.seed, config.image_only_share)
+    train = cohort_examples(train_rows, config.stage, config.seed, config.image_only_share, config.image_only_copies)
     scans = sorted({example.scan for example in train}, key=str)
     train += random_findings_examples(config.random_findings, scans, config.seed)
     return train, cohort_examples(validation_rows, config.stage, config.seed, 0.0)
 
 
 def training_examples(data: str | Path, split: str, config: LMTrainConfig) -> list[Example]:
-    examples = synth_examples(data, split, config.stage, config.seed, config.image_only_share)
+    examples = synth_examples(data, split, config.stage, config.seed, config.image_only_share, config.image_only_copies)
     scans = sorted({example.scan for example in examples}, key=str)
     return examples + random_findings_examples(config.random_findings, scans, config.seed)
 

@@ -29,6 +29,12 @@ class LMTrainConfig:
     image_only_share: float = dataclasses.field(
         default=0.2, metadata={"help": "Share of closed questions asked without the findings (the image-only mode)."}
     )
+    image_only_copies: int = dataclasses.field(
+        default=0,
+        metadata={
+            "help": "Stage 2: ask each closed question this many more times without the findings (teaches reading the image)."
+        },
+    )
     checkpoint_every: int = dataclasses.field(
         default=100, metadata={"help": "Save a checkpoint every N steps (a rerun resumes from the last)."}
     )
