@@ -190,6 +190,12 @@ def test_an_answer_is_bound_to_what_the_question_asks():
     assert not check("31.7 mL", findings, question=asked).faithful  # the lesion's volume, not the grey matter's
     assert check("548.1 mL.", findings, question=asked).faithful
     assert check("It measures 548.1 mL.", findings, question=asked).faithful
+    # true numbers of something else are no answer: shown as unchecked, never as a checked answer
+    oedema = check("The lateral ventricles measure 48.0 mL.", findings, question="What is the volume of the oedema?")
+    assert oedema.faithful and [u.topic for u in oedema.unchecked] == [
+        "an answer about lateral ventricles to a question about the lesion's oedema part"
+    ]
+    assert not check("26.1 mL of oedema.", findings, question="How much oedema is there?").unchecked
 
 
 def test_a_question_on_the_lesion_is_answered_with_the_largest_of_several():

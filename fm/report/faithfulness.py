@@ -36,6 +36,7 @@ from fm.report.claims import CONTINUES, Contradiction, Sentence, Unchecked, clau
 from fm.report.places import REGIONS
 from fm.report.quantities import (
     LESION_INDEX,
+    answers_about_another_subject,
     answers_another_quantity,
     named_subjects,
     quantity_contradictions,
@@ -180,7 +181,8 @@ def check(text: str, findings: Findings, question: str | None = None) -> GuardRe
     if topic is not None and not declines(text):
         first = sentences[0] if sentences else text
         contradictions.append(Contradiction(first, f"an answer about {topic}", f"{topic} is not measured"))
-    previous = _read(question, findings, None, asked=True) if question else None
+    previous = asked = _read(question, findings, None, asked=True) if question else None
+    answer_reads = []
     if question and sentences and (claim := _yes_no_claim(question, sentences[0])):
         contradictions += [
             dataclasses.replace(c, sentence=sentences[0], claim=f"{c.claim} (answering: {question})")
@@ -195,14 +197,17 @@ def check(text: str, findings: Findings, question: str | None = None) -> GuardRe
         if not checked:
             continue
         read = _read(checked, findings, previous)
+        answer_reads.append((read, previous))
         found = _sentence_contradictions(read, findings, previous) + third_dimensions(read, findings, previous)
         for claim in found:
             (contradictions if isinstance(claim, Contradiction) else unchecked).append(
                 dataclasses.replace(claim, sentence=sentence)
             )
         previous = read
-    if question and sentences and topic is None and (asked := answers_another_quantity(question, text)):
-        unchecked.append(Unchecked(sentences[0], asked))
+    if question and sentences and topic is None:
+        wrong = answers_another_quantity(question, text) or answers_about_another_subject(asked, answer_reads, findings)
+        if wrong:
+            unchecked.append(Unchecked(sentences[0], wrong))
     return GuardResult(contradictions, _omissions(text, findings), _unique(unchecked))
 
 

@@ -441,6 +441,21 @@ def third_dimensions(read: Sentence, findings: Findings, previous: Sentence | No
     ]
 
 
+def answers_about_another_subject(asked: Sentence, answer: list[tuple[Sentence, Sentence | None]], findings: Findings):
+    """What is wrong when an answer's numbers all measure something other than the one structure or
+    lesion part its question names ("What is the volume of the surrounding oedema?" answered with
+    the ventricles' volume): each number may be true, but none answers. `answer`: each sentence read
+    with the one before it (the question, for the first)."""
+    named = [s for s in asked.subjects if s.kind != "unmeasured"]
+    if len(named) != 1:
+        return None
+    wanted = _measured(named[0], "mL", asked, findings)[0]
+    given = {what for read, previous in answer for _, _, _, what, _, _ in _quantities(read, findings, previous)}
+    if not given or wanted in given:
+        return None
+    return f"an answer about {', '.join(sorted(given))} to a question about {wanted}"
+
+
 def answers_another_quantity(question: str, answer: str) -> str | None:
     """What is wrong when an answer gives a quantity the question does not ask for ("4.3 mL" to
     "How many lesions?", "37.5 mm" to "Is there a lesion in the right parietal lobe?"): that
