@@ -207,6 +207,9 @@ def _with_model_narrative(result, lm: str | None, backend_options: tuple):
 
     click.echo("[narrative] language model", err=True)
     report_model = load_report_model(lm)
+    if refusal := report_model.segmentation_refusal(result.label_map):
+        click.echo(f"note: no narrative from the language model: {refusal}; the template stands", err=True)
+        return result.report
     backend = generation_backend(report_model, *backend_options)
     written = narrate(
         result.report, result.session.volumes, report_model, lm or DEFAULT_LM_ID, backend=backend,

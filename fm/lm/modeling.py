@@ -223,6 +223,24 @@ class FMForReportGeneration(FMPreTrainedModel, GenerationMixin):
         """Whether the encoder reads the scan's segmentation beside it (encoders.segmentation_grid)."""
         return bool(getattr(self.encoder, "reads_segmentation", False))
 
+    def segmentation_refusal(self, segmentation: "LabelMap | None") -> str | None:
+        """Why this model cannot read a session with `segmentation`, or None when it can: an
+        encoder that reads the segmentation needs one, of a label set it knows (brain tissue)."""
+        if not self.reads_segmentation:
+            return None
+        if segmentation is None:
+            return (
+                f"this report model's encoder ({self.config.encoder}) reads the scan's segmentation beside it; "
+                "none was given (fm report, fm vqa and fm chat segment the scan first)"
+            )
+        from encoders.segmentation_grid import group_ids
+
+        try:
+            group_ids(segmentation.label_set)
+        except InputError as error:
+            return str(error)
+        return None
+
     def prepare_scan(self, volume: Volume | list[Volume], segmentation: "LabelMap | None" = None) -> torch.Tensor:
         """A scan (or one per input channel) as the encoder's input, by the spec saved with the model;
         for an encoder that reads it, the segmentation's groups follow as channels on the same grid."""
@@ -232,10 +250,7 @@ class FMForReportGeneration(FMPreTrainedModel, GenerationMixin):
         if not self.reads_segmentation:
             return prepared.tensor
         if segmentation is None:
-            raise InputError(
-                f"this report model's encoder ({self.config.encoder}) reads the scan's segmentation beside it; "
-                "none was given (fm report, fm vqa and fm chat segment the scan first)"
-            )
+            raise InputError(self.segmentation_refusal(segmentation))
         from encoders.segmentation_grid import segmentation_channels
 
         labels = prepared.sample(torch.from_numpy(segmentation.labels[None].astype("float32")), segmentation.affine)

@@ -37,15 +37,17 @@ def narrate_all(
     """narrate for several sessions' scans at once, each draft round one batch.
     The guard is the verifier: the greedy draft first, and while the guard finds a contradiction,
     up to `attempts` - 1 sampled drafts (seeded, temperature 0.7); the first faithful draft is
-    kept, else the last is recorded as withheld and the template stands."""
+    kept, else the last is recorded as withheld and the template stands. A session whose
+    segmentation the model cannot read (report_model.segmentation_refusal: a brain model given an
+    abdominal label set) keeps its report as it is, without a model narrative."""
     from fm.serve.backends import GenerationRequest, TransformersBackend
 
     backend = backend or TransformersBackend(report_model)
     label_maps = label_maps or [None] * len(sessions)
-    features = [session_features(report_model, scans, m) for scans, m in zip(sessions, label_maps)]
-    prompts = [report_model.prompt(f, r.findings) for f, r in zip(features, reports)]
     written = list(reports)
-    pending = list(range(len(reports)))
+    pending = [i for i, m in enumerate(label_maps) if m is None or report_model.segmentation_refusal(m) is None]
+    features = {i: session_features(report_model, sessions[i], label_maps[i]) for i in pending}
+    prompts = {i: report_model.prompt(features[i], reports[i].findings) for i in pending}
     for attempt in range(attempts):
         sampling = {"temperature": 0.7 if attempt else 0.0, "seed": attempt}
         requests = [
