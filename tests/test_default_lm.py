@@ -64,3 +64,28 @@ def test_fm_report_keeps_the_bundled_models_narrative_of_the_example(example_rep
     assert narrative["kept"] and not narrative["omissions"] and narrative["model_id"] == "fm3d/default-lm", narrative
     assert "right parietal lobe" in narrative["text"]
     assert narrative["text"] in (out / "report.md").read_text()
+
+
+@torch.no_grad()
+def test_from_the_image_alone_it_tells_whether_and_on_which_side_there_is_a_lesion(model, example):
+    """No findings in the prompt: what it says comes through the visual tokens. The example's right
+    parietal lesion is found and placed; with the lesion relabelled as the white matter around it
+    (same scan, same intensities), the answer turns to no lesion."""
+    from fm.core.labels import LabelMap
+    from fm.lm.prompts import build_prompt
+
+    volume, _ = example
+    labels = example_label_map()
+    lesion = labels.labels >= min(labels.label_set.lesion)
+    white_matter = {name: i for i, name in labels.label_set.structures.items()}["right white matter"]
+    cleared = LabelMap(labels.labels.copy(), labels.affine, labels.label_set)
+    cleared.labels[lesion] = white_matter
+    questions = ["Is there a lesion in this scan?", "Which side is the largest lesion on?"]
+
+    def ask(label_map):
+        features = model.scan_features(volume, label_map)
+        prompts = [build_prompt(model.num_visual_tokens(features), None, q) for q in questions]
+        return [a.rstrip(".").lower() for a in model.generate_text(features, prompts, max_new_tokens=8)]
+
+    assert ask(labels) == ["yes", "right"]
+    assert ask(cleared)[0] == "no"

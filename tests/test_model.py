@@ -138,8 +138,9 @@ def test_every_number_a_report_states_is_written_in_the_prompt():
 
 
 def test_the_lesion_questions_ask_about_is_named_largest_in_the_prompt():
-    """Questions ask about "the main / largest lesion": with several lesions the prompt names it,
-    with one it needs no name; and every question about a lesion says which one it means."""
+    """Questions ask about "the lesion" (or "the main / largest / biggest / dominant" one): the
+    largest, as the guard and the held-out judge take it. With several lesions the prompt names it,
+    with one it needs no name; and every question about a lesion asks about that one."""
     rng = random.Random(2)
     several = next(f for f in iter(lambda: random_findings(rng), None) if len(f.lesions) > 2)
     one = next(f for f in iter(lambda: random_findings(rng), None) if len(f.lesions) == 1)
@@ -152,7 +153,8 @@ def test_the_lesion_questions_ask_about_is_named_largest_in_the_prompt():
     assert "(largest)" not in findings_text(one)
     for qa in qa_pairs(several) + qa_pairs(several, 1):
         if qa["type"] in ("side", "region", "midline", "enhancement", "volume", "diameter", "oedema", "describe"):
-            assert re.search(r"\b(main|largest) lesion\b", qa["question"]), qa["question"]
+            the_largest = r"\bthe\s+(?:(?:main|largest|biggest|dominant)\s+)?(?:lesion|tumour|mass|abnormality)\b"
+            assert re.search(the_largest, qa["question"], re.I), qa["question"]
 
 
 @torch.no_grad()

@@ -23,13 +23,15 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from fm.cli.fm_cli import main
-from fm.core.examples import example_label_map, example_path
+from fm.core.examples import example_label_map, example_path, example_paths
 from fm.core.findings import Findings
-from fm.core.io import load_volume, volume_from_array
+from fm.core.io import load_volume
+from fm.core.session import load_session
 from fm.lm.grounded_decoding import Grounding
 from fm.lm.loading import load_report_model
 from fm.lm.prompts import build_prompt
 from fm.lm.train import LORA_TARGETS
+from fm.pipeline.scan_features import session_features
 from fm.serve.backends import (
     GenerationRequest,
     TransformersBackend,
@@ -96,11 +98,12 @@ def test_the_transformers_backend_batches_and_streams_what_it_writes_one_by_one(
     assert backend.batch(requests) == one_by_one
     assert [g.text.rstrip(".").lower() for g in one_by_one[1:4]] == ["1", "right", "parietal lobe"]
     assert "".join(backend.stream(requests[0])).strip() == one_by_one[0].text
-    # a batch may hold scans on different grids (their encoder maps differ in size), as a cohort does
-    example_scan = load_volume(example_path())
-    cropped = volume_from_array(example_scan.array[20:-20, 10:-10], example_scan.affine)
-    other = dataclasses.replace(requests[1], image_features=model.scan_features(cropped, example_label_map()))
-    assert other.image_features.shape != requests[1].image_features.shape
+    # a batch may hold scans whose encoder maps differ in size (an encoder on each scan's own grid), as a
+    # cohort does: one map a slice shorter, with the prompt that makes room for its visual tokens
+    features, findings = example
+    shorter = features[:, :, :-1]
+    prompt = build_prompt(model.num_visual_tokens(shorter), findings, QUESTIONS[0])
+    other = dataclasses.replace(requests[1], image_features=shorter, prompt=prompt)
     assert backend.batch([requests[1], other]) == [one_by_one[1], backend.generate(other)]
     # the token ids are the text's: decoding them gives it back
     assert model.tokenizer.decode(one_by_one[0].token_ids, skip_special_tokens=True).strip() == one_by_one[0].text
@@ -232,7 +235,9 @@ def test_vllm_writes_the_transformers_text_token_for_token_with_and_without_lora
             text=True,
         )
         assert done.returncode == 0, done.stderr
-        features = model.scan_features(load_volume(example_path()), example_label_map())
+        # as fm vqa --example reads it: the example session, segmented by the default segmenter
+        session = load_session([str(path) for path in example_paths()], None, load=load_volume).volumes
+        features = session_features(model, session)
         alone = build_prompt(model.num_visual_tokens(features), None, QUESTIONS[0])
         assert done.stdout.strip() == model.generate_text(features, alone, 128)
 

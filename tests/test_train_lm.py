@@ -163,28 +163,48 @@ def test_fm_train_lm_shows_its_options():
 
 
 def test_the_default_bundle_recipe_builds_a_model_from_scratch(start):
-    """The recipe at a toy size: its own tokenizer (the image placeholder one token), the bundled
-    segmenter's encoder and input spec, a Llama trained from scratch with the adapter."""
+    """The recipe at a toy size: its own tokenizer (the image placeholder one token), stage 2 behind
+    the bundled segmenter's encoder and input spec, a Llama trained from scratch with the adapter;
+    stage 3 the same language model behind segmentation_grid, its closed questions also asked
+    without the findings."""
     from fm.lm.default_lm import DefaultLMRecipe, build
     from heads.segmenters import create_segmenter
 
     recipe = DefaultLMRecipe(vocab_size=400, hidden_size=64, layers=2, heads=4, kv_heads=2, intermediate_size=128)
-    final = build(start / "data", start / "default", dataclasses.replace(recipe, stage2_steps=3, random_findings=20))
-    model = FMForReportGeneration.from_pretrained(final)
+    recipe = dataclasses.replace(recipe, stage2_steps=3, random_findings=20, stage3_steps=2, stage3_random_findings=4)
+    final = build(start / "data", start / "default", recipe)
+    stage2 = FMForReportGeneration.from_pretrained(start / "default" / "stage2" / "final")
     assert (
-        model.tokenizer.convert_tokens_to_ids(model.tokenizer.tokenize("<image><image>"))
-        == [model.config.image_token_id] * 2
+        stage2.tokenizer.convert_tokens_to_ids(stage2.tokenizer.tokenize("<image><image>"))
+        == [stage2.config.image_token_id] * 2
     )
-    assert [t.lstrip("Ġ") for t in model.tokenizer.tokenize(" 127.3 mL")][1:5] == ["1", "2", "7", "."], "digit by digit"
+    assert [t.lstrip("Ġ") for t in stage2.tokenizer.tokenize(" 127.3 mL")][1:5] == ["1", "2", "7", "."], (
+        "digit by digit"
+    )
     segmenter, _ = create_segmenter("synth-unet")
     for name, value in segmenter.net.encoder.state_dict().items():
-        torch.testing.assert_close(model.encoder.state_dict()[name], value)
+        torch.testing.assert_close(stage2.encoder.state_dict()[name], value)
     assert (
-        model.config.input_spec["spacing_mm"] == [1.5, 1.5, 1.5]
-        and model.config.input_spec["intensity"] == "percentile"
+        stage2.config.input_spec["spacing_mm"] == [1.5, 1.5, 1.5]
+        and stage2.config.input_spec["intensity"] == "percentile"
     )
     assert json.loads((start / "default" / "stage2" / "train_config.json").read_text())["full_lm"] is True
-    assert len(list((start / "default" / "scan_features").glob("*.safetensors"))) == 2, "encoded once, kept"
+    assert len(list((start / "default" / "scan_features").glob("*.safetensors"))) == 4, (
+        "each scan encoded once per encoder"
+    )
+
+    model = FMForReportGeneration.from_pretrained(final)
+    assert final == start / "default" / "stage3" / "final"
+    assert (
+        model.config.encoder == "segmentation_grid"
+        and model.config.adapter["kind"] == "mlp"
+        and model.reads_segmentation
+    )
+    sight = FMForReportGeneration.from_pretrained(start / "default" / "vision_init")
+    for name, value in stage2.language_model.state_dict().items():  # stage 3 starts from stage 2's language model
+        torch.testing.assert_close(sight.language_model.state_dict()[name], value)
+    assert json.loads((start / "default" / "stage3" / "train_config.json").read_text())["image_only_copies"] == 2
+    assert build(start / "data", start / "default", recipe) == final  # done stages are not run again
 
 
 @torch.no_grad()

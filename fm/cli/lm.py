@@ -25,7 +25,8 @@ def lm():
 @click.option(
     "--encoder",
     help="An encoder of the registry (`fm encoders`), e.g. brain_id or swin_bob. Default: the bundled report "
-    "model's encoder, with its weights and input spec.",
+    "model's encoder (segmentation_grid: the segmentation and intensity on a coarse grid, no weights; training "
+    "then needs each scan's segmentation, --findings-from), with its input spec.",
 )
 @click.option(
     "--encoder-weights",

@@ -1,9 +1,9 @@
 """A report model composed from any causal language model that transformers' Auto classes load
 without remote code (`fm lm init`), and the report model behind every command's `--lm`.
 
-The encoder defaults to the bundled report model's (the bundled segmenter's Brain-ID encoder, with
-its weights and input spec), so a composed model reads scans as the default one does; `encoder`
-picks a published one from the registry instead. The adapter between them is new and untrained:
+The encoder defaults to the bundled report model's (segmentation_grid, which reads the scan's
+segmentation, with its weights when it has any and its input spec), so a composed model reads
+scans as the default one does; `encoder` picks a published one from the registry instead. The adapter between them is new and untrained:
 `fm train lm` aligns it (stage 1) before the pair can describe a scan.
 """
 

@@ -1,21 +1,26 @@
 """The recipe for the default report model shipped in fm/data/default_lm: no pretrained language
 model can be downloaded on the project's machines, so a small Llama-architecture model is trained
 from scratch, with a byte-level BPE tokenizer trained on the same corpus, on fm.synth scans and
-texts, behind the bundled segmenter's Brain-ID encoder (frozen) and a perceiver adapter.
+texts.
 
     fm synth --n 480 --seed 0 --split train --out runs/lmdata480
     python -m fm.lm.default_lm --data runs/lmdata480 --out runs/lm480 --export fm/data/default_lm
 
 Steps: (1) the tokenizer, trained on every prompt and target the training will show, digits one
-token each; (2) the untrained model from its parts; (3) stage 2 with the whole language model and
-the adapter trained together (`full_lm`: LoRA needs a pretrained model to adapt), on the scans'
-reports, questions and chats plus `random_findings` sets of findings drawn at random, which teach
-the model to copy the measurements (with the scans' texts alone it memorised them). Copying
-appeared late, as a phase change between steps 2500 and 4000. Stage 1 (the
-adapter alone) is off by default here: against a language model that has not learnt language yet it
-measured no progress (loss 6.79 to 6.72 in 124 steps, ln 1024 = 6.93); it is for pretrained
-language models (`fm train lm`). Each stage resumes when run again (the scans' encoder features
-are kept in the run folder); every step is seeded.
+token each; (2) the untrained model, behind the bundled segmenter's Brain-ID encoder (frozen) and a
+perceiver adapter; (3) stage 2, language: the whole language model and the adapter trained together
+(`full_lm`: LoRA needs a pretrained model to adapt) on the scans' reports, questions and chats plus
+`random_findings` sets of findings drawn at random, which teach the model to copy the measurements
+(with the scans' texts alone it memorised them); copying appeared late, as a phase change between
+steps 2500 and 4000; (4) stage 3, sight: the same language model behind `vision_encoder`
+(segmentation_grid, which carries the lesions the Brain-ID features do not) and a new adapter, at a
+lower learning rate and with each closed question also asked `image_only_copies` times without the
+findings: at stage 2's rate, or as 5 % of the examples, a model never learnt to look at the image.
+Stage 1 (the adapter alone) is off by default here: against a language model that has not learnt
+language yet it measured no progress (loss 6.79 to 6.72 in 124 steps, ln 1024 = 6.93); it is for
+pretrained language models (`fm train lm`). Each stage resumes when run again, and one whose final
+model is in the run folder is skipped (the scans' encoder features are kept there); every step is
+seeded.
 """
 
 from __future__ import annotations
@@ -55,6 +60,12 @@ class DefaultLMRecipe:
     stage1_lr: float = 1e-3
     stage2_lr: float = 1e-3
     random_findings: int = 6000
+    vision_encoder: str = "segmentation_grid"
+    vision_adapter: str = "mlp"
+    stage3_steps: int = 3500
+    stage3_lr: float = 3e-4
+    stage3_random_findings: int = 2000
+    image_only_copies: int = 2
 
     def common(self) -> dict:
         return dict(seed=self.seed, batch_size=self.batch_size, grad_accum=1, checkpoint_every=500)
@@ -66,6 +77,17 @@ class DefaultLMRecipe:
             lr=self.stage2_lr,
             full_lm=True,
             random_findings=self.random_findings,
+            **self.common(),
+        )
+
+    def stage3_config(self) -> LMTrainConfig:
+        return LMTrainConfig(
+            stage=2,
+            steps=self.stage3_steps,
+            lr=self.stage3_lr,
+            full_lm=True,
+            random_findings=self.stage3_random_findings,
+            image_only_copies=self.image_only_copies,
             **self.common(),
         )
 
@@ -130,15 +152,38 @@ def untrained_model(tokenizer, recipe: DefaultLMRecipe) -> FMForReportGeneration
     return model
 
 
+def with_vision(model: FMForReportGeneration, encoder: str, adapter: AdapterConfig) -> FMForReportGeneration:
+    """`model`'s language model and tokenizer behind another encoder and a new, untrained adapter."""
+    composed = FMForReportGeneration.from_parts(model.language_model.config, model.tokenizer, encoder, adapter=adapter)
+    composed.language_model.load_state_dict(model.language_model.state_dict())
+    composed.config.number_forms = model.config.number_forms
+    composed.generation_config = model.generation_config
+    return composed
+
+
 def build(data: str | Path, out: str | Path, recipe: DefaultLMRecipe) -> Path:
+    """Stages 1 (when asked) and 2 on the Brain-ID encoder, then stage 3 on the vision encoder; a
+    stage whose final model is in `out` is not run again."""
     data, out = Path(data), Path(out)
-    if not (out / "init" / "config.json").is_file():
-        untrained_model(train_tokenizer(data, recipe), recipe).save_pretrained(out / "init")
-    start = out / "init"
-    if recipe.stage1_steps:
-        stage1 = LMTrainConfig(stage=1, steps=recipe.stage1_steps, lr=recipe.stage1_lr, **recipe.common())
-        start = train_lm(start, data, out / "stage1", stage1, features_cache=out / "scan_features")
-    return train_lm(start, data, out / "stage2", recipe.stage2_config(), features_cache=out / "scan_features")
+    stage2 = out / "stage2" / "final"
+    if not (stage2 / "config.json").is_file():
+        if not (out / "init" / "config.json").is_file():
+            untrained_model(train_tokenizer(data, recipe), recipe).save_pretrained(out / "init")
+        start = out / "init"
+        if recipe.stage1_steps:
+            stage1 = LMTrainConfig(stage=1, steps=recipe.stage1_steps, lr=recipe.stage1_lr, **recipe.common())
+            start = train_lm(start, data, out / "stage1", stage1, features_cache=out / "scan_features")
+        stage2 = train_lm(start, data, out / "stage2", recipe.stage2_config(), features_cache=out / "scan_features")
+    if not recipe.stage3_steps:
+        return stage2
+    vision = out / "vision_init"
+    if not (vision / "config.json").is_file():
+        torch.manual_seed(recipe.seed)
+        adapter = AdapterConfig(kind=recipe.vision_adapter)
+        with_vision(FMForReportGeneration.from_pretrained(stage2), recipe.vision_encoder, adapter).save_pretrained(
+            vision
+        )
+    return train_lm(vision, data, out / "stage3", recipe.stage3_config(), features_cache=out / "scan_features")
 
 
 def main(argv: list[str] | None = None) -> None:
