@@ -207,7 +207,7 @@ def test_vllm_writes_the_transformers_text_token_for_token_with_and_without_lora
             there = VLLMBackend(in_process, server.url, served)
             expected = [here.generate(request) for request in requests]
             assert expected[0] != expected[-1]  # grounding changes the report: the server's plugin is exercised
-            got = there.batch(requests)  # sent together: vLLM batches them
+            got = there.batch(requests)  # one at a time: the server has LoRA enabled (VLLMBackend.one_at_a_time)
             for request, want, have in zip(requests, expected, got):
                 assert have.token_ids == want.token_ids, (served, request.prompt[-60:], want.text, have.text)
                 assert have.text == want.text

@@ -154,17 +154,21 @@ class VLLMBackend(GenerationBackend):
         self.url = url.rstrip("/")
         self.client = httpx.Client(base_url=self.url, timeout=timeout_s)
         self.workers = workers
-        self.served_model = served_model or self._base_model()
-
-    def _base_model(self) -> str:
         served = self._get("/v1/models")["data"]
+        self.served_model = served_model or self._base_model(served)
+        # vLLM 0.32 on CPU, LoRA enabled: a step that mixes one request's prompt-embeds prefill with
+        # another's decode kills the engine (the embedding's LoRA indices span every token, the
+        # embedding sees the decode tokens only); one request at a time never mixes
+        self.one_at_a_time = any(entry.get("parent") for entry in served)
+
+    def _base_model(self, served: list[dict]) -> str:
         base = [entry["id"] for entry in served if not entry.get("parent")]  # LoRA modules name a parent
         if len(base) != 1:
             raise VLLMServerError(f"{self.url} serves {[entry['id'] for entry in served]}: name one with served_model")
         return base[0]
 
     def batch(self, requests: list[GenerationRequest]) -> list[Generation]:
-        if len(requests) <= 1:
+        if len(requests) <= 1 or self.one_at_a_time:
             return [self._complete(request) for request in requests]
         with ThreadPoolExecutor(min(self.workers, len(requests))) as pool:
             return list(pool.map(self._complete, requests))
