@@ -153,16 +153,21 @@ def _phrasings(frames: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
-def _held_out(phrasing: str) -> bool:
-    """Whether a phrasing, filled with any structure or place, is a question of the held-out set."""
+def _without_held_out(phrasings: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    """The phrasings of each kind less those that, filled with any structure or place, are a question
+    of the held-out set."""
     from fm.evaluate.question_set import PLACES, STRUCTURES, questions
 
     held_out = {asked.question for asked in questions()}
-    return any(phrasing.format(structure=s, place=p) in held_out for s in STRUCTURES for p in PLACES)
+
+    def is_held_out(phrasing: str) -> bool:
+        return any(phrasing.format(structure=s, place=p) in held_out for s in STRUCTURES for p in PLACES)
+
+    return {kind: tuple(p for p in texts if not is_held_out(p)) for kind, texts in phrasings.items()}
 
 
 #: the phrasings training asks, by kind: never one the held-out set asks
-_ASK = {kind: tuple(p for p in _phrasings(frames) if not _held_out(p)) for kind, frames in _FRAMES.items()}
+_ASK = _without_held_out({kind: _phrasings(frames) for kind, frames in _FRAMES.items()})
 #: where a place question may point: the regions lesions are reported in, on either side
 _REGIONS = ("frontal lobe", "parietal lobe", "temporal lobe", "occipital lobe", "insula", "cerebellum")
 NO_LESION = "No lesion is seen."
