@@ -295,3 +295,69 @@ def test_an_answer_gives_the_diameter_its_question_asks_for():
     question = "What is the longest diameter of the lesion?"
     assert check("58.7 mm", BASE, question).faithful and not check("45.4 mm", BASE, question).faithful
     assert check("45.4 mm", BASE, "What is the short axis of the lesion?").faithful
+
+
+# -- a yes or no read as the statement it makes --------------------------------------------------
+
+#: (question, the findings' right answer); phrasings beside those of the held-out question set
+YES_NO = [
+    ("Does the right parietal lobe harbour a mass?", "yes"),
+    ("Does the left occipital lobe show a lesion?", "no"),
+    ("Could you detect a tumour?", "yes"),
+    ("Any mass?", "yes"),
+    ("Are the lateral ventricles dilated?", "no"),
+    ("Are the ventricles normal in size?", "yes"),
+    ("Is the tumour enhancing with gadolinium?", "yes"),
+    ("Does the tumour demonstrate enhancement?", "yes"),
+    ("Does the main mass extend into the opposite hemisphere?", "no"),
+    ("Is there more than one mass?", "no"),
+]
+
+
+@pytest.mark.parametrize("question, right", YES_NO)
+def test_a_yes_or_no_that_the_findings_contradict_is_caught(question, right):
+    wrong = "No." if right == "yes" else "Yes."
+    assert check(f"{right.capitalize()}.", BASE, question=question).faithful, question
+    assert not check(wrong, BASE, question=question).faithful, question
+
+
+def test_no_more_than_is_a_count_at_most():
+    assert check("There is no more than one lesion.", BASE).faithful
+    assert not check("There is no more than one lesion.", TWO).faithful
+    assert check("There are more than one lesions.", TWO).faithful
+
+
+def test_questions_on_what_these_findings_lack_are_declined_without_the_model():
+    from fm.pipeline.conversation import declined_answer, stream_answer
+    from fm.report.unmeasured import declines
+
+    no_contrast = CASES["enhancement not assessed"]
+    cut = BASE.model_copy(
+        update={
+            "structures": [
+                s.model_copy(update={"volume_ml": None, "touches_border": True}) if s.name == "left grey matter" else s
+                for s in BASE.structures
+            ]
+        }
+    )
+    for question, findings in (
+        ("Is the lesion enhancing?", no_contrast),
+        ("How much oedema surrounds it?", no_contrast),
+        ("What is the volume of the left grey matter?", cut),
+        ("Are the lateral ventricles enlarged?", cut),  # the intracranial volume is cut: no size judged
+    ):
+        answer = "".join(stream_answer(None, None, findings, question, []))  # the backend is never asked
+        assert declines(answer) and answer.startswith("Not measured:"), (question, answer)
+    # what they hold is asked of the model: its volume is measured even when the ventricles' size is not judged
+    assert declined_answer("What is the volume of the lateral ventricles?", cut) is None
+    assert declined_answer("Is the lesion enhancing?", BASE) is None
+    assert declined_answer("Is the lesion enhancing?", None) is None  # from the image alone: nothing known
+
+
+def test_the_two_numbers_of_a_size_are_one_lesions_two_diameters():
+    """ "A x B mm" gives a lesion's longest diameter and short axis, in either order; one of them
+    twice passed every number's own check, and is a contradiction."""
+    assert check("The lesion measures 58.7 x 45.4 mm.", BASE).faithful
+    assert check("The lesion measures 4.5 x 5.9 cm.", BASE).faithful
+    assert not check("The lesion measures 45.4 x 45.4 mm.", BASE).faithful
+    assert not check("The right parietal lesion measures 58.7 x 22.3 mm.", TWO).faithful  # one from each lesion

@@ -2,8 +2,9 @@
 so that the four can never disagree.
 
 A question about something the program does not measure (fm.report.unmeasured: age, midline
-shift, a diagnosis, ...) is answered "not measured" without asking the model, which could only
-invent. Any other is answered by the report model with the scan's visual tokens, the measured
+shift, a diagnosis, ...), or about a quantity this scan's findings lack (enhancement without a
+contrast-enhanced scan, a structure cut by the image edge), is answered "not measured" without
+asking the model, which could only invent. Any other is answered by the report model with the scan's visual tokens, the measured
 findings (None: from the image alone) and the earlier turns in its prompt, decoded so that it can
 only copy measured numbers, and the finished answer is checked against the findings
 (fm.report.faithfulness.check, which also holds any answer to an unmeasured question that does
@@ -17,7 +18,7 @@ from collections.abc import Iterator
 
 from fm.core.findings import Findings
 from fm.report.faithfulness import GuardResult, check
-from fm.report.unmeasured import decline, unmeasured_topic
+from fm.report.unmeasured import decline, not_measured_here, unmeasured_topic
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,11 +47,19 @@ def stream_answer(
     max_new_tokens: int = 128,
 ) -> Iterator[str]:
     """The answer's text pieces as the backend (fm.serve.backends) generates them, or the decline."""
-    topic = unmeasured_topic(question)
-    if topic is not None:
-        yield decline(topic)
+    declined = declined_answer(question, findings)
+    if declined is not None:
+        yield declined
         return
     yield from backend.stream(_request(backend, features, findings, question, history, max_new_tokens))
+
+
+def declined_answer(question: str, findings: Findings | None) -> str | None:
+    """The program's own answer to a question it must not pass to the model: about a topic it never
+    measures (fm.report.unmeasured.TOPICS), or about a quantity these findings lack
+    (not_measured_here); None for any other question."""
+    topic = unmeasured_topic(question)
+    return decline(topic) if topic is not None else not_measured_here(question, findings)
 
 
 def checked(question: str, text: str, findings: Findings | None) -> Answer:
@@ -66,10 +75,11 @@ def answer_all(
     """Several independent questions about one scan, generated as one batch. Greedy, one draft:
     redrafting while the guard holds an answer wrong was measured to keep more wrong numbers the guard
     cannot see (docs/report-model.md)."""
-    asked = [q for q in questions if unmeasured_topic(q) is None]
+    declined = {q: declined_answer(q, findings) for q in questions}
+    asked = [q for q in questions if declined[q] is None]
     generations = backend.batch([_request(backend, features, findings, q, [], max_new_tokens) for q in asked])
     written = dict(zip(asked, (g.text for g in generations)))
-    return [checked(q, written[q] if q in written else decline(unmeasured_topic(q)), findings) for q in questions]
+    return [checked(q, written[q] if q in written else declined[q], findings) for q in questions]
 
 
 def answer_items(items, report_model, findings_of=None, max_new_tokens: int = 32, progress: bool = True):
@@ -105,4 +115,4 @@ def _request(backend, features, findings, question, history, max_new_tokens):
     from fm.serve.backends import GenerationRequest  # torch: only when a question is asked
 
     prompt = backend.model.prompt(features, findings, question, history)
-    return GenerationRequest(features, prompt, max_new_tokens, grounded_in=findings)
+    return GenerationRequest(features, prompt, max_new_tokens, grounded_in=findings, asked=question)

@@ -53,7 +53,7 @@ _NUMBER_WORDS = {
 }  # fmt: skip
 _SEVERAL = ("multiple", "several", "numerous", "a few")
 _COUNT = re.compile(
-    r"\b(no|one|a\s+single|single|solitary|two|three|four|five|six|seven|eight|nine|ten|\d+|multiple|several|numerous|a\s+few)"
+    r"\b(no(?!\s+(?:more|fewer|less)\s+than)|one|a\s+single|single|solitary|two|three|four|five|six|seven|eight|nine|ten|\d+|multiple|several|numerous|a\s+few)"
     r"\s+((?:[\w-]+\s+){0,3}?)(lesions?|mass(?:es)?(?!\s+effect)|foci|focus|nodules?|metastases|tumou?rs?)\b",
     re.I,
 )
@@ -80,6 +80,7 @@ _COUNT_ENHANCES = re.compile(
     re.I,
 )
 _MORE_THAN = re.compile(r"\b(?:more\s+than|over|in\s+excess\s+of)\s+$", re.I)
+_AT_MOST = re.compile(r"\b(?:(?:no|not)\s+more\s+than|at\s+most|no\s+over)\s+$", re.I)
 _NOT_A_TOTAL = re.compile(r"\b(?:other|additional|further|new|more|second|third|evidence)\b", re.I)
 _ENHANCES = re.compile(
     r"(?<!non-)(?<!non)(?<!\w)(?:(?:ring|rim|peripheral(?:ly)?|avid(?:ly)?|solid(?:ly)?|homogeneous(?:ly)?|"
@@ -93,6 +94,8 @@ _DOES_NOT_ENHANCE = re.compile(
     rf"\bnon-?enhancing\b{_OF_A_PART}|\bnon-?enh\b|\bunenhancing\b|"
     r"\b(?:no|without|lacks?|lack\s+of|absence\s+of|absent)\s+(?:[\w-]+\s+){0,2}?(?:enhancement|enh)\b|"
     r"\b(?:does|do)\s+not\s+(?:\w+\s+)?enhance\b|\bnot\s+enhancing\b|"
+    r"\b(?:does|do)\s+not\s+(?:have|show|demonstrate|display|take\s+up)\s+(?:an?\s+|any\s+)?(?:[\w-]+\s+){0,2}?"
+    r"(?:enhancement|enhancing\s+(?:component|part|portion|tissue|rim)|contrast|gadolinium)\b|"
     r"\b(?:no|without)\s+(?:an?\s+)?enhancing\s+(?:component|part|portion|tissue|rim)",
     re.I,
 )
@@ -141,6 +144,7 @@ _VENTRICLES = re.compile(
     r"(?<!peri)(?<!third\s)(?<!fourth\s)ventric|hydrocephal|\blat\.?\s+vents\b", re.I
 )  # the lateral ones
 _ENLARGED = re.compile(r"enlarge|dilat|hydrocephal|ventriculomegaly|prominen", re.I)
+_NOT_NORMAL = re.compile(r"\bnot\s+(?:of\s+)?normal(?:\s+in)?\s+size\b|\bnot\s+normal(?=\s*[.,;]|\s*$)", re.I)
 _NORMAL = re.compile(
     r"normal\s+in\s+size|within\s+normal\s+limits|not\s+enlarged|normal-sized|normal\s+size|"
     r"\b(?:no|not|without)\b(?:\s+[\w-]+){0,3}?\s+(?:enlarge\w*|dilat\w*|hydrocephal\w*|ventriculomegaly|prominen\w*)|"
@@ -186,7 +190,8 @@ def check(text: str, findings: Findings, question: str | None = None) -> GuardRe
     if question and sentences and (claim := _yes_no_claim(question, sentences[0])):
         contradictions += [
             dataclasses.replace(c, sentence=sentences[0], claim=f"{c.claim} (answering: {question})")
-            for c in _sentence_contradictions(_read(claim, findings, None), findings, None)
+            # the claim restates the question, and speaks of the lesions it asks about ("the lesion": the largest)
+            for c in _sentence_contradictions(_read(claim, findings, None, asked=True), findings, None)
         ]
     for sentence in sentences:
         if is_decline(sentence):  # the program's own answer: it names what it does not measure
@@ -225,13 +230,62 @@ def split_sentences(text: str) -> list[str]:
 
 
 def _yes_no_claim(question: str, answer: str) -> str | None:
-    """ "Is there a lesion in the left frontal lobe?" answered "Yes" or "No" as the statement it makes."""
-    asked = _THERE_QUESTION.match(question)
+    """A yes/no question answered "Yes" or "No" as the statement the answer makes: "Is there a
+    lesion in the left frontal lobe?" "No" says "There is no lesion in the left frontal lobe.";
+    "Does the right parietal lobe contain a lesion?" "Yes" says "The right parietal lobe contains a
+    lesion."; "Are the lateral ventricles enlarged?" "No" says "The lateral ventricles are not enlarged."."""
     said = re.match(r"\s*(yes|no)\b", answer, re.I)
-    if not (asked and said):
+    if not said:
         return None
-    verb, what = asked.group(1).lower(), re.sub(r"^(?:an?|any)\s+", "", asked.group(2))
-    return f"There {verb} {what}." if said.group(1).lower() == "yes" else f"There {verb} no {what}."
+    yes = said.group(1).lower() == "yes"
+    if asked := _THERE_QUESTION.match(question):
+        verb, what = asked.group(1).lower(), re.sub(r"^(?:an?|any)\s+", "", asked.group(2))
+        return f"There {verb} {what}." if yes else f"There {verb} no {what}."
+    if asked := _EXISTS_QUESTION.match(question):  # "Can you identify a mass?", "Any focal lesion?"
+        what = re.sub(r"^(?:an?|any)\s+", "", asked.group(1))
+        return f"There is {'an' if what[0] in 'aeiou' else 'a'} {what}." if yes else f"There is no {what}."
+    if asked := _CONTAIN_QUESTION.match(question):
+        where, what = asked.group(2), re.sub(r"^(?:an?|any)\s+", "", asked.group(3))
+        verb = "contain" if asked.group(1).lower() == "do" else "contains"
+        return f"{where} {verb} {'an' if what[0] in 'aeiou' else 'a'} {what}." if yes else f"{where} {verb} no {what}."
+    if asked := _DOES_QUESTION.match(question):  # "Does the lesion enhance?" "No": "The lesion does not enhance."
+        auxiliary, subject, verb, rest = (asked.group(i) for i in range(1, 5))
+        if not yes:
+            return f"{subject} {auxiliary.lower()} not {verb}{rest}."
+        if auxiliary.lower() == "does":
+            verb = {"have": "has"}.get(verb.lower(), verb + ("es" if verb.endswith(("s", "sh", "ch", "x")) else "s"))
+        return f"{subject} {verb}{rest}."
+    if asked := _STATE_QUESTION.match(question):
+        verb, subject, state = asked.group(1).lower(), asked.group(2), asked.group(3)
+        return f"{subject} {verb} {state}." if yes else f"{subject} {verb} not {state}."
+    return None
+
+
+_EXISTS_QUESTION = re.compile(
+    r"^\s*(?:(?:can|could|do|does)\s+(?:you|we|one)\s+(?:see|identify|find|detect|spot|appreciate)\s+|any\s+(?=\w))"
+    r"((?:an?\s+|any\s+)?(?:[\w-]+\s+){0,2}?(?:lesion|mass|tumou?r|abnormality|focus|nodule))"
+    r"(?:\s+(?:in|on)\s+(?:this|the)\s+(?:scan|image|brain|study))?\s*\?*\s*$",
+    re.I,
+)
+_CONTAIN_QUESTION = re.compile(
+    r"^\s*(does|do)\s+(the\s+.+?)\s+(?:contain|have|harbou?r|show|hold)\s+(an?\s+(?:lesion|mass|tumou?r|abnormality))\s*\?*\s*$",
+    re.I,
+)
+_STATE_QUESTION = re.compile(
+    r"^\s*(is|are)\s+(the\s+.+?)\s+((?:enhancing|enlarged|dilated|normal(?:\s+in\s+size)?|of\s+normal\s+size|"
+    r"multifocal|bilateral|necrotic|cystic)(?:\s+(?:after|with|on|following)\s+(?:contrast|gadolinium)\w*)?)\s*\?*\s*$",
+    re.I,
+)
+_DOES_QUESTION = re.compile(
+    r"^\s*(does|do)\s+(the\s+.+?)\s+(enhance|show|have|take|cross|reach|extend|spread|involve|demonstrate|display|exhibit)\b(.*?)\s*\?*\s*$",
+    re.I,
+)
+
+
+def read_question(question: str, findings: Findings) -> Sentence:
+    """A question as the guard reads it: the structures it names, and the lesions it asks about
+    (the largest for "the lesion"; those at the place it names)."""
+    return _read(question, findings, None, asked=True)
 
 
 def _read(sentence: str, findings: Findings, previous: Sentence | None, asked: bool = False) -> Sentence:
@@ -301,6 +355,12 @@ def _count_contradictions(read: Sentence, findings: Findings) -> list[Contradict
                 found.append(Contradiction(read.text, f"several {kind}lesions", f"{len(counted)} were measured"))
             continue
         claimed = int(word) if word.isdigit() else _NUMBER_WORDS[word]
+        if _AT_MOST.search(text[: match.start()]):  # "no more than one lesion": one at most
+            if len(counted) > claimed:
+                found.append(
+                    Contradiction(read.text, f"at most {claimed} {kind}lesion(s)", f"{len(counted)} were measured")
+                )
+            continue
         if _MORE_THAN.search(text[: match.start()]):  # "more than one lesion": at least two
             if len(counted) <= claimed:
                 found.append(
@@ -510,8 +570,9 @@ def _ventricle_contradictions(read: Sentence, findings: Findings) -> list[Contra
     if judged is None or not _VENTRICLES.search(read.text):
         return []
     volume, enlarged, fraction = judged
-    normal_said = bool(_NORMAL.search(read.text))
-    enlarged_said = bool(_ENLARGED.search(_NORMAL.sub("", read.text)))
+    text = _NOT_NORMAL.sub("enlarged", read.text)  # "not of normal size": larger than normal, as measured here
+    normal_said = bool(_NORMAL.search(text))
+    enlarged_said = bool(_ENLARGED.search(_NORMAL.sub("", text)))
     measured = f"they measure {volume:.1f} mL ({100 * fraction:.1f} %)"
     if enlarged_said and not enlarged:
         return [Contradiction(read.text, "enlarged ventricles", f"{measured}, normal")]

@@ -63,11 +63,13 @@ _SIDE_HEADING = re.compile(r"(?:\bside\s*:\s*|\bon\s+the\s+)(?P<side>(?-i:L|R|Lt
 _CROSSES = re.compile(
     r"\b(?:cross(?:es|ing)?|extend(?:s|ing)?\s+across|(?<!\d\s)across)\s+(?:the\s+)?(?:midline|corpus\s+callosum)|"
     r"\bcross(?:es|ing)\s+(?:in)?to\s+the\s+(?:left|right|other|opposite|contralateral)|"
+    r"\b(?:reach|extend|spread|pass)(?:es|s|ing)?\s+(?:across\s+)?(?:in)?to\s+the\s+(?:other|opposite|contralateral)\s+(?:side|hemisphere)|"
     r"\bbilateral(?!\s+(?:lateral\s+)?ventric)|\bboth\s+(?:hemispheres|sides)|\bbifrontal|\bbutterfly|\btranscallosal",
     re.I,
 )
 _DOES_NOT_CROSS = re.compile(
     r"\b(?:does\s+not|doesn't|not|without)\s+(?:\w+\s+)?(?:cross(?:ing)?|extend(?:ing)?\s+across)\s+(?:the\s+)?midline|"
+    r"\b(?:does\s+not|doesn't|not)\s+(?:reach|extend|spread|pass)\w*\s+(?:across\s+)?(?:in)?to\s+the\s+(?:other|opposite|contralateral)\s+(?:side|hemisphere)|"
     r"\bconfined\s+to\s+(?:the\s+)?(?:left|right|(?-i:L|R|Lt|Rt))\b|\b(?:nothing|none)\s+(?:\w+\s+)?cross(?:es)?\s+(?:the\s+)?midline|(?<!and\s)(?<!or\s)\b(?:left|right)\s+(?:[\w-]+\s+){0,2}only\b",
     re.I,
 )
@@ -118,16 +120,23 @@ class Place:
         return f"{self.side} {region}" if self.side else region
 
 
+_RELATIVE_BEFORE = re.compile(r"\b(?:other|opposite|contralateral)\s+$", re.I)
+
+
 def places_in(sentence: str) -> list[Place]:
     """Every place the sentence names, in order."""
     found = []
     for match in _PLACE.finditer(sentence):
+        if _RELATIVE_BEFORE.search(sentence[: match.start()]):
+            continue  # "reaches across to the other hemisphere": where it goes from its own side, not a place
         side = _side(match.group("side")) if match.group("side") else None
         region_words = match.group("region").lower()
         regions = next(
             (names for words, names in _REGION_WORDS if names and re.fullmatch(words, region_words)),
             None,
         ) or tuple(name for stem, name in _LOBES.items() if stem in region_words)
+        if regions == _CEREBRAL and not region_words.startswith("cerebral") and _cerebellar(found):
+            regions = ("cerebellum",)  # "cerebellum, extending across the midline into both hemispheres"
         before = _clause_before(sentence, match.start())
         denied = bool(
             _DENIED_BEFORE.search(before)
@@ -143,6 +152,11 @@ def places_in(sentence: str) -> list[Place]:
         )
         found.append(Place(side, regions, denied, match.start(), match.end()))
     return found
+
+
+def _cerebellar(found: list[Place]) -> bool:
+    """Is the last place named the cerebellum, whose hemispheres a sentence may go on to name?"""
+    return bool(found) and found[-1].regions == ("cerebellum",) and not found[-1].denied
 
 
 def sides_alone(sentence: str, places: list[Place]) -> list[tuple[str, bool]]:

@@ -119,16 +119,21 @@ def _abbreviated(words: str) -> str:
     return words
 
 
+def structure_pattern(name: str) -> str:
+    """A regular expression for the ways a text names the structure `name` of the label sets."""
+    if name in _STRUCTURE_WORDS:
+        return _STRUCTURE_WORDS[name]
+    words = r"\s+".join(re.escape(w) for w in name.split()).replace("grey", "gr[ae]y")
+    words = re.sub(r"^(left|right)\\s\+", r"\1\\s+(?:cerebral\\s+)?", words)  # "left cerebral white matter"
+    return _abbreviated(words)  # "L GM", "Rt WM"
+
+
 def named_subjects(text: str, findings: Findings) -> list[_Subject]:
     """What `text` names, in order; a name inside a longer one ("grey matter" in "left grey matter",
     or in "deep grey matter and internal capsule") counts as the longer one only. Places of
     lesions ("R frontal") name the lesion there."""
     patterns = [(kind, "", pattern) for kind, pattern in _LESION_PARTS]
-    for structure in findings.structures:
-        words = r"\s+".join(re.escape(w) for w in structure.name.split()).replace("grey", "gr[ae]y")
-        words = re.sub(r"^(left|right)\\s\+", r"\1\\s+(?:cerebral\\s+)?", words)  # "left cerebral white matter"
-        words = _abbreviated(words)  # "L GM", "Rt WM"
-        patterns.append(("structure", structure.name, _STRUCTURE_WORDS.get(structure.name, words)))
+    patterns += [("structure", structure.name, structure_pattern(structure.name)) for structure in findings.structures]
     patterns += [
         ("tissue", "grey matter", r"gr[ae]y\s+matter|(?-i:GM)"),
         ("tissue", "white matter", r"white\s+matter|(?-i:WM)"),
@@ -229,6 +234,8 @@ _PART_NOUN = re.compile(r"\s+(?:foci|focus)", re.I)
 
 
 def _values(kind: str, name: str, unit: str, findings: Findings, lesions: list[LesionFinding]) -> list[float]:
+    """The measured values of `kind` in `unit`; lengths come as each lesion's (longest, short axis)
+    in turn, which _one_lesions_diameters relies on."""
     volumes = {s.name: s.volume_ml for s in findings.structures if s.volume_ml is not None}
     if kind == "structure":
         if name:
@@ -422,6 +429,7 @@ def quantity_contradictions(read: Sentence, findings: Findings, previous: Senten
             extra = [w for w in written[1:] if not any(_matches(w, factor, m, hedged) for m in allowed)]
             if len(extra) < 2 and all(float(w) * factor <= short + 1e-9 for w in extra):
                 written = [w for w in written if w not in extra or w == written[0]]
+        before = len(found)
         for number in written:
             if not any(_matches(number, factor, measured, hedged) for measured in allowed):
                 measured_text = (
@@ -430,7 +438,29 @@ def quantity_contradictions(read: Sentence, findings: Findings, previous: Senten
                     else f"nothing in {unit} was measured for {what}"
                 )
                 found.append(Contradiction(read.text, f"{number} {match.group(4)}", measured_text, quantity=True))
+        if (
+            len(found) == before
+            and len(written) == 2
+            and unit == "mm"
+            and not _one_lesions_diameters(written, factor, allowed, hedged)
+        ):
+            pairs = " or ".join(f"{allowed[i]:.1f} x {allowed[i + 1]:.1f} mm" for i in range(0, len(allowed) - 1, 2))
+            claim = f"{written[0]} x {written[1]} {match.group(4)}"
+            found.append(Contradiction(read.text, claim, f"{what} measured {pairs}", quantity=True))
     return found
+
+
+def _one_lesions_diameters(written: list[str], factor: float, allowed: list[float], hedged: bool) -> bool:
+    """Are the two numbers of "A x B mm" one lesion's two diameters, in either order, and not one
+    diameter twice ("82.6 x 82.6 mm" for a 96.9 x 82.6 mm lesion)? `allowed`: lengths as _values
+    lists them, each lesion's (longest, short axis) in turn."""
+    pairs = [(allowed[i], allowed[i + 1]) for i in range(0, len(allowed) - 1, 2)]
+    first, second = written
+    return any(
+        (_matches(first, factor, a, hedged) and _matches(second, factor, b, hedged))
+        or (_matches(first, factor, b, hedged) and _matches(second, factor, a, hedged))
+        for a, b in pairs
+    )
 
 
 def third_dimensions(read: Sentence, findings: Findings, previous: Sentence | None) -> list[Unchecked]:
@@ -454,6 +484,21 @@ def answers_about_another_subject(asked: Sentence, answer: list[tuple[Sentence, 
     if not given or wanted in given:
         return None
     return f"an answer about {', '.join(sorted(given))} to a question about {wanted}"
+
+
+def asked_quantity(question: str) -> str | None:
+    """What a question asks for: "a volume", "a length", "how many", "a side or a place", "yes or
+    no", or None when none of these."""
+    return next((kind for kind, pattern, _ in _ASKED_QUANTITIES if pattern.search(question)), None)
+
+
+_YES_NO_QUESTION = re.compile(r"^\s*(?:is|are|does|do|can|could|has|have|was|were|any)\b", re.I)
+
+
+def is_yes_no_question(question: str) -> bool:
+    """Is `question` answered yes or no ("Is there more than one lesion?", "Are the ventricles of
+    normal size?"), not a choice ("Is it on the left or the right?")?"""
+    return bool(_YES_NO_QUESTION.match(question)) and asked_quantity(question) != "a side or a place"
 
 
 def answers_another_quantity(question: str, answer: str) -> str | None:

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import re
 
+from fm.core.findings import Findings
+from fm.report.quantities import structure_pattern
+from fm.report.template_narrative import NOT_ASSESSED, lesion_character, ventricles
+
 #: Topics the findings hold nothing on, each with the words that raise it.
 TOPICS: dict[str, str] = {
     "midline shift": r"midline\s+shift|shift\s+of\s+the\s+midline|subfalcine|\bshift\b",
@@ -92,3 +96,37 @@ def is_decline(text: str) -> bool:
 def declines(text: str) -> bool:
     """Whether `text` says that what was asked is not measured."""
     return bool(_DECLINES.search(text))
+
+
+# -- what the program measures, but not on this scan -------------------------------------------
+
+_ASKS_ENHANCEMENT = re.compile(r"enhanc\w*|contrast|gadolinium|take\s+up", re.I)
+_ASKS_PART = re.compile(r"o?edema\w*|vasogenic|perilesional|necro\w*|cyst\w*", re.I)
+_ASKS_VENTRICLES = re.compile(r"ventric\w*|hydroceph\w*", re.I)
+_ASKS_VOLUME = re.compile(r"\bvolume|\bml\b|\bcc\b|how\s+(?:big|large|much)", re.I)
+
+
+def not_measured_here(question: str, findings: Findings | None) -> str | None:
+    """The answer to a question about something the program measures, but that these findings lack:
+    a lesion's enhancement, oedema or necrosis without a contrast-enhanced scan, the size of
+    ventricles or the volume of a structure cut by the image edge. None when the findings hold it,
+    or are not given (an answer from the image alone)."""
+    if findings is None:
+        return None
+    main = findings.lesions[0] if findings.lesions else None
+    if main is not None and lesion_character(main)["enhancement"] == NOT_ASSESSED:
+        if _ASKS_ENHANCEMENT.search(question) or _ASKS_PART.search(question):
+            return (
+                "Not measured: the lesion's enhancement, oedema and necrosis are not assessed on this scan "
+                "(they need a contrast-enhanced T1 with the FLAIR)."
+            )
+    for structure in findings.structures:
+        if structure.volume_ml is None and re.search(rf"\b(?:{structure_pattern(structure.name)})\b", question, re.I):
+            return f"Not measured: the image edge cuts through the {structure.name} on this scan, so no volume is given for it."
+    asks_size = not _ASKS_VOLUME.search(question)  # their volume is measured even when their size is not judged
+    if _ASKS_VENTRICLES.search(question) and asks_size and ventricles(findings) is None:
+        return (
+            "Not measured: the size of the lateral ventricles is not judged on this scan, because the image edge "
+            "cuts through the brain and its intracranial volume is not known."
+        )
+    return None
