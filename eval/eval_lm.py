@@ -106,7 +106,13 @@ def evaluate(model_path: str, data: Path, n: int, measured: bool = False, ground
         }
         for key, (given, questions) in asked.items():
             prompts = [model.prompt(features, given, qa["question"]) for qa in questions]
-            answers = model.generate_text(features, prompts, 12, grounded_in=given if grounded else None)
+            answers = model.generate_text(
+                features,
+                prompts,
+                12,
+                grounded_in=given if grounded else None,
+                asked=[qa["question"] for qa in questions],
+            )
             for qa, answer in zip(questions, answers):
                 closed[qa["type"]][key].append(closed_correct(answer, qa["answer"]))
         for qa in asked["image_only"][1]:

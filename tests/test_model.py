@@ -14,6 +14,7 @@ import numpy as np
 import phantoms
 import pytest
 import torch
+from test_faithfulness import TWO  # the example's lesion and a smaller, non-enhancing left frontal one
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
@@ -321,18 +322,89 @@ def test_decoding_with_the_findings_copies_their_numbers_digit_for_digit(tokeniz
     assert not set(re.findall(r"\d+(?:\.\d+)?", " ".join(free))) <= allowed, "unconstrained, it invents numbers"
 
 
-def test_grounded_decoding_lets_through_only_the_findings_numbers_and_lesion_regions(tokenizer, findings):
-    verbatim = GroundedDecoding(tokenizer, Grounding.of(findings), prompt_length=0)
-    rounded = GroundedDecoding(tokenizer, Grounding.of(findings, rounded=True), prompt_length=0)
+def writer(tokenizer, grounding):
+    """can_write(text, after): may grounded decoding write `text` after `after`, token by token?"""
+    processor = GroundedDecoding(tokenizer, grounding, prompt_length=0)
 
-    def can_write(text: str, after: str = "A lesion in the right", processor=verbatim) -> bool:
-        ids = tokenizer(after, add_special_tokens=False)["input_ids"]
+    def can_write(text: str, after: str = "") -> bool:
+        ids = tokenizer(after, add_special_tokens=False)["input_ids"] if after else []
         for token in tokenizer(text, add_special_tokens=False)["input_ids"]:
             scores = processor(torch.tensor([ids]), torch.zeros(1, len(tokenizer)))
             if scores[0, token] == float("-inf"):
                 return False
             ids.append(token)
         return True
+
+    return can_write
+
+
+def test_grounded_decoding_binds_each_number_and_word_to_the_subject_its_sentence_names(tokenizer, findings):
+    """A narrative cannot give the second lesion the first one's volume, the grey matter the
+    lesion's, a volume as a length, or a lesion another's place, enhancement or midline crossing."""
+    can_write = writer(tokenizer, Grounding.of(TWO))
+    second, largest = "The second lesion measures", "The largest lesion measures"
+    assert can_write(" 4.2 mL", after=second) and not can_write(" 31.7 mL", after=second)
+    assert can_write(" 31.7 mL", after=largest) and not can_write(" 4.2 mL", after=largest)
+    assert can_write(" 22.3 x 14.0 mm", after=second) and not can_write(" 58.7", after=second)
+    assert not can_write(" 22.3 x 22.3", after=second), "one diameter twice: the other follows the x"
+    # a sentence without a subject of its own speaks of the one before; a heading frees the text
+    assert not can_write(" 31.7 mL", after="The second lesion is small. It measures")
+    assert can_write(" 31.7 mL", after="The second lesion is small.\nIMPRESSION: a lesion of")
+    # a part named since: its volume only
+    assert can_write(" 26.1 mL", after="The largest lesion is large. Surrounding oedema measures")
+    assert not can_write(" 31.7 mL", after="The largest lesion is large. Surrounding oedema measures")
+    # a structure's own volume
+    assert can_write(" 548.1 mL", after="The left grey matter measures")
+    assert not can_write(" 568.5 mL", after="The left grey matter measures")
+    # a number's unit: 31.7 is a volume, 58.7 a length
+    assert can_write(" 31.7 mL", after="A lesion of") and not can_write(" 31.7 mm", after="A lesion of")
+    assert not can_write(" 31.7 x", after="A lesion of") and not can_write(" 58.7 mL", after="A lesion of")
+    # the place, enhancement and midline crossing of the lesion the sentence names
+    assert can_write(" left frontal lobe", after="The second lesion lies in the")
+    assert not can_write(" right parietal lobe", after="The second lesion lies in the")
+    assert can_write(" right parietal lobe", after="The largest lesion lies in the")
+    assert can_write(" non-enhancing", after="The second lesion is") and not can_write(
+        " rim", after="The second lesion is"
+    )
+    assert not can_write(" solidly", after="The second lesion is")
+    assert can_write(" solidly enhancing", after="The largest lesion is")
+    assert not can_write(" crossing the midline", after="The largest lesion,")
+    # a number glued to a full stop is no number a reader (or the guard) reads
+    assert not can_write("31.7 mL", after="A lesion is seen.")
+
+
+def test_grounded_answers_give_what_the_question_asks_and_nothing_the_findings_contradict(tokenizer, findings):
+    def can_answer(question: str, text: str, given=findings) -> bool:
+        return writer(tokenizer, Grounding.of(given, question=question))(text)
+
+    grey = "What is the volume of the left grey matter?"
+    assert can_answer(grey, "548.1 mL") and not can_answer(grey, "31.7 mL") and not can_answer(grey, "Yes")
+    assert can_answer("How many lesions are there?", "1") and not can_answer("How many lesions are there?", "31.7 mL")
+    assert can_answer("How big is the lesion?", "31.7 mL") and not can_answer("How big is the lesion?", "58.7 mm")
+    assert not can_answer("Which side is the lesion on?", "58.7")  # no number answers a side
+    assert not can_answer("How long is the lesion?", "Not measured")  # what is measured was asked
+    # a yes/no question is answered yes or no, and never with the one the guard contradicts
+    there = "Is there a lesion in the right parietal lobe?"
+    assert can_answer(there, "Yes, it measures 31.7 mL.") and not can_answer(there, "No")
+    assert not can_answer(there, "Not measured") and not can_answer(there, "5")
+    assert can_answer("Is there a lesion in the left frontal lobe?", "No")
+    assert not can_answer("Is there a lesion in the left frontal lobe?", "Yes")
+    # with several lesions, "the lesion" is the largest; with none, no number answers and it says so
+    two = TWO
+    assert can_answer("How big is the lesion?", "31.7 mL", two) and not can_answer("How big is the lesion?", "4.2", two)
+    none = findings.model_copy(update={"lesions": []})
+    assert can_answer("How big is the lesion?", "No lesion is seen.", none)
+    assert not can_answer("How big is the lesion?", "48.0 mL", none)
+    grounding = Grounding.of(two, rounded=True, question=there)
+    assert Grounding.from_json(grounding.to_json()) == grounding  # as the vLLM server's plugin gets it
+
+
+def test_grounded_decoding_lets_through_only_the_findings_numbers_and_lesion_regions(tokenizer, findings):
+    verbatim = writer(tokenizer, Grounding.of(findings))
+    rounded = writer(tokenizer, Grounding.of(findings, rounded=True))
+
+    def can_write(text: str, after: str = "A lesion in the right", processor=verbatim) -> bool:
+        return processor(text, after)
 
     assert can_write(" parietal lobe, 31.7 mL.") and can_write(" parietal lobe (58.7 x 45.4 mm)")
     assert not can_write(" parietal lobe, 5.9 x 4.5 cm"), "the template-trained model copies digit for digit"
@@ -351,5 +423,6 @@ def test_grounded_decoding_lets_through_only_the_findings_numbers_and_lesion_reg
     # a number that no grounded one continues (sampling can draw its first digit from a grounded
     # token's neighbours) leaves the end of text allowed, never no token at all: sampling needs one
     ids = tokenizer("A lesion of 9", add_special_tokens=False)["input_ids"]
-    scores = verbatim(torch.tensor([ids]), torch.zeros(1, len(tokenizer)))[0]
+    processor = GroundedDecoding(tokenizer, Grounding.of(findings), prompt_length=0)
+    scores = processor(torch.tensor([ids]), torch.zeros(1, len(tokenizer)))[0]
     assert torch.isfinite(scores).nonzero().flatten().tolist() == [tokenizer.eos_token_id]

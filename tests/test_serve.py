@@ -61,15 +61,16 @@ def example(model):
     return model.scan_features(load_volume(example_path()), example_label_map()), findings
 
 
-def requests_for(model, example, report_tokens=120) -> list[GenerationRequest]:
+def requests_for(model, example, report_tokens=80) -> list[GenerationRequest]:
     """The default model's prompts for the example: its report and three questions, grounded in
-    the findings, and the report decoded free."""
+    the findings (the answers also bound to what their question asks), and the report decoded free."""
     features, findings = example
     slots = model.num_visual_tokens(features)
     report = build_prompt(slots, findings)
     grounded = [GenerationRequest(features, report, report_tokens, grounded_in=findings)]
     grounded += [
-        GenerationRequest(features, build_prompt(slots, findings, q), 12, grounded_in=findings) for q in QUESTIONS
+        GenerationRequest(features, build_prompt(slots, findings, q), 12, grounded_in=findings, asked=q)
+        for q in QUESTIONS
     ]
     return grounded + [GenerationRequest(features, report, report_tokens)]
 
@@ -259,7 +260,7 @@ def test_vllm_writes_what_transformers_writes_for_a_composed_chat_model(tmp_path
     assert "<|im_start|>system" in report
     requests = [
         GenerationRequest(features, report, 24, grounded_in=findings),
-        GenerationRequest(features, question, 12, grounded_in=findings),
+        GenerationRequest(features, question, 12, grounded_in=findings, asked=QUESTIONS[1]),
         GenerationRequest(features, report, 24),
     ]
     exported = export_for_vllm(composed, tmp_path / "export")

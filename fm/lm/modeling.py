@@ -269,15 +269,18 @@ class FMForReportGeneration(FMPreTrainedModel, GenerationMixin):
         prompt: str | list[str],
         max_new_tokens: int = 256,
         grounded_in: Findings | list[Findings | None] | None = None,
+        asked: str | list[str | None] | None = None,
         **generate_kwargs,
     ) -> str | list[str]:
         """The model's text after `prompt`; greedy unless `generate_kwargs` say otherwise
         (do_sample=True, temperature, a streamer...). A list of prompts is generated as one batch
         (left-padded), about one scan (features with batch size 1) or one scan each.
         grounded_in: findings whose numbers and lesion regions are the only ones the text may
-        state (fm.lm.grounded_decoding), for every prompt or one per prompt; None leaves the model free."""
+        state (fm.lm.grounded_decoding), for every prompt or one per prompt; None leaves the model free.
+        asked: the question each text answers (one for all, or one per prompt), whose subject binds
+        a grounded answer's numbers ("the left grey matter": its volume, not the lesion's)."""
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        tokens = self.generate_tokens(image_features, prompts, max_new_tokens, grounded_in, **generate_kwargs)
+        tokens = self.generate_tokens(image_features, prompts, max_new_tokens, grounded_in, asked, **generate_kwargs)
         texts = [text.strip() for text in self.tokenizer.batch_decode(tokens, skip_special_tokens=True)]
         return texts[0] if isinstance(prompt, str) else texts
 
@@ -288,6 +291,7 @@ class FMForReportGeneration(FMPreTrainedModel, GenerationMixin):
         prompts: list[str],
         max_new_tokens: int = 256,
         grounded_in: Findings | list[Findings | None] | None = None,
+        asked: str | list[str | None] | None = None,
         **generate_kwargs,
     ) -> list[list[int]]:
         """generate_text's tokens: for each prompt, the ids it generated, without padding or the
@@ -302,9 +306,13 @@ class FMForReportGeneration(FMPreTrainedModel, GenerationMixin):
         encoded = self.tokenize_prompts(prompts, return_tensors="pt", padding=len(prompts) > 1)
         prompt_length = encoded["input_ids"].shape[1]
         per_row = grounded_in if isinstance(grounded_in, list) else [grounded_in] * len(prompts)
+        questions = asked if isinstance(asked, list) else [asked] * len(prompts)
         if any(findings is not None for findings in per_row):
             rounded = self.config.number_forms == "rounded"
-            groundings = [Grounding.of(findings, rounded) if findings is not None else None for findings in per_row]
+            groundings = [
+                Grounding.of(findings, rounded, question) if findings is not None else None
+                for findings, question in zip(per_row, questions)
+            ]
             grounding = GroundedDecoding(self.tokenizer, groundings, prompt_length)
             generate_kwargs["logits_processor"] = LogitsProcessorList(
                 [grounding, *generate_kwargs.get("logits_processor", [])]
@@ -352,7 +360,8 @@ class FMForReportGeneration(FMPreTrainedModel, GenerationMixin):
         `history`; with findings and `grounded`, every number and region in it is one of theirs."""
         features = self.scan_features(volume, segmentation)
         prompt = self.prompt(features, findings, question, history)
-        return self.generate_text(features, prompt, grounded_in=findings if grounded else None, **generate_kwargs)
+        grounded_in = findings if grounded else None
+        return self.generate_text(features, prompt, grounded_in=grounded_in, asked=question, **generate_kwargs)
 
     # -- saving ------------------------------------------------------------------------------
 

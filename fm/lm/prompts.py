@@ -6,7 +6,7 @@ in that template (apply_chat_template), any other in the project's plain format.
 
 from __future__ import annotations
 
-from fm.core.findings import Findings
+from fm.core.findings import Findings, LesionFinding, StructureFinding
 from fm.report.template_narrative import lesion_character, lesion_volume, location, side_counts, ventricles
 
 IMAGE_TOKEN = "<image>"
@@ -22,33 +22,38 @@ def findings_text(findings: Findings) -> str:
     lines = ["Findings:", f"- lesions: {len(findings.lesions)}"]
     if findings.lesions:
         lines[-1] += f" ({side_counts(findings)})"
-    for lesion in findings.lesions:
-        character = lesion_character(lesion)
-        # questions ask about "the main/largest lesion": name it, so the model need not rank volumes
-        largest = " (largest)" if lesion.lesion_id == 1 and len(findings.lesions) > 1 else ""
-        parts = [
-            f"lesion {lesion.lesion_id}{largest}: {character['enhancement']}",
-            location(lesion),
-            lesion_volume(lesion),
-            f"{lesion.longest_diameter_mm:.1f} x {lesion.short_axis_mm:.1f} mm",
-        ]
-        if character["oedema_ml"] is not None:
-            parts.append(f"oedema {character['oedema_ml']:.1f} mL")
-        if character["necrotic_ml"]:
-            parts.append(f"necrotic core {character['necrotic_ml']:.1f} mL")
-        lines.append("- " + "; ".join(parts))
-    judged = ventricles(findings)
-    for structure in findings.structures:
-        if structure.volume_ml is None:
-            lines.append(f"- {structure.name}: not measured (cut by the image edge)")
-        elif structure.name == "lateral ventricles" and judged is not None:
-            size = "enlarged" if judged[1] else "normal in size"
-            lines.append(
-                f"- {structure.name}: {judged[0]:.1f} mL, {100 * judged[2]:.1f} % of intracranial volume, {size}"
-            )
-        else:
-            lines.append(f"- {structure.name}: {structure.volume_ml:.1f} mL")
+    lines += [lesion_line(lesion, len(findings.lesions)) for lesion in findings.lesions]
+    lines += [structure_line(structure, findings) for structure in findings.structures]
     return "\n".join(lines)
+
+
+def lesion_line(lesion: LesionFinding, lesion_count: int) -> str:
+    """findings_text's line for one lesion."""
+    character = lesion_character(lesion)
+    # questions ask about "the main/largest lesion": name it, so the model need not rank volumes
+    largest = " (largest)" if lesion.lesion_id == 1 and lesion_count > 1 else ""
+    parts = [
+        f"lesion {lesion.lesion_id}{largest}: {character['enhancement']}",
+        location(lesion),
+        lesion_volume(lesion),
+        f"{lesion.longest_diameter_mm:.1f} x {lesion.short_axis_mm:.1f} mm",
+    ]
+    if character["oedema_ml"] is not None:
+        parts.append(f"oedema {character['oedema_ml']:.1f} mL")
+    if character["necrotic_ml"]:
+        parts.append(f"necrotic core {character['necrotic_ml']:.1f} mL")
+    return "- " + "; ".join(parts)
+
+
+def structure_line(structure: StructureFinding, findings: Findings) -> str:
+    """findings_text's line for one structure of `findings`."""
+    if structure.volume_ml is None:
+        return f"- {structure.name}: not measured (cut by the image edge)"
+    judged = ventricles(findings) if structure.name == "lateral ventricles" else None
+    if judged is not None:
+        size = "enlarged" if judged[1] else "normal in size"
+        return f"- {structure.name}: {judged[0]:.1f} mL, {100 * judged[2]:.1f} % of intracranial volume, {size}"
+    return f"- {structure.name}: {structure.volume_ml:.1f} mL"
 
 
 #: What a chat model is told it does, before the measurements (system role, or the first user turn

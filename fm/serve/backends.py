@@ -46,6 +46,7 @@ class GenerationRequest:
     prompt: str
     max_new_tokens: int = 256
     grounded_in: Findings | None = None  # the findings the text may state numbers and regions from
+    asked: str | None = None  # the question the text answers: its subject binds the grounded numbers
     temperature: float = 0.0  # 0: greedy
     seed: int | None = None  # for sampled drafts
 
@@ -101,6 +102,7 @@ class TransformersBackend(GenerationBackend):
                     [request.prompt for request in chosen],
                     max_new_tokens,
                     grounded_in=[request.grounded_in for request in chosen],
+                    asked=[request.asked for request in chosen],
                     **_sampling(temperature),
                 )
             for index, ids in zip(indices, tokens):
@@ -123,6 +125,7 @@ class TransformersBackend(GenerationBackend):
                         [request.prompt],
                         request.max_new_tokens,
                         grounded_in=request.grounded_in,
+                        asked=request.asked,
                         streamer=streamer,
                         **_sampling(request.temperature),
                     )
@@ -208,7 +211,8 @@ class VLLMBackend(GenerationBackend):
         if request.seed is not None:
             body["seed"] = request.seed
         if request.grounded_in is not None:  # applied by the server's plugin, fm.serve.vllm_plugin
-            grounding = Grounding.of(request.grounded_in, self.model.config.number_forms == "rounded")
+            rounded = self.model.config.number_forms == "rounded"
+            grounding = Grounding.of(request.grounded_in, rounded, request.asked)
             body["vllm_xargs"] = {GROUNDING_ARG: grounding.to_json()}
         return body
 
