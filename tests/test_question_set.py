@@ -45,12 +45,16 @@ def test_expected_answers_come_from_the_findings():
     assert expected["Is the scan normal?"] == "no" and expected["How old is the patient?"] == "declined"
     no_lesion = FINDINGS.model_copy(update={"lesions": []})
     assert expected_answer(AskedQuestion("side", "Which side is the lesion on?"), no_lesion) == "none"
+    # "abnormality" holds "normal": the question asks whether there is one, not whether the scan is normal
+    abnormality = AskedQuestion("presence", "Do you see any abnormality in this brain?")
+    assert expected_answer(abnormality, FINDINGS) == "yes" and expected_answer(abnormality, no_lesion) == "no"
 
 
 def test_the_judge_tells_right_from_wrong_and_counts_wrong_numbers_the_guard_let_through():
     assert is_right("Yes, in the right parietal lobe.", "yes") and not is_right("No.", "yes")
     assert is_right("It measures 31.7 mL.", "31.7 mL") and not is_right("131.7 mL", "31.7 mL")
     assert is_right("right", "right") and not is_right("left and right", "right")
+    assert is_right("No lesion is seen.", "0") and is_right("0", "0") and not is_right("1", "0")
     decline = "".join(stream_answer(None, None, FINDINGS, "How old is the patient?", []))
     assert is_right(decline, "declined") and not is_right("54 years", "declined")
     grey = AskedQuestion("structure", "What is the volume of the left grey matter?", "left grey matter")

@@ -86,6 +86,7 @@ STRUCTURES = (
 PLACES = ("left frontal lobe", "right parietal lobe", "left temporal lobe")
 _QUANTITY = re.compile(r"\d(?:\.\d+)?\s*(?:ml|cc|mm|cm|%)", re.I)
 _NO_LESION = re.compile(r"\b(?:no|none|not|0)\b", re.I)
+_ASKS_NORMAL = re.compile(r"\bnormal\b", re.I)  # "Is the scan normal?", not "any abnormality"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,14 +118,18 @@ def expected_answer(asked: AskedQuestion, findings: Findings) -> str:
         return "declined"
     if kind == "presence":
         present = bool(lesions)
-        return ("no" if present else "yes") if "normal" in asked.question else ("yes" if present else "no")
+        return ("no" if present else "yes") if _ASKS_NORMAL.search(asked.question) else ("yes" if present else "no")
     if kind == "count":
         return ("yes" if len(lesions) > 1 else "no") if "more than one" in asked.question else str(len(lesions))
     if kind == "ventricles":
         judged = ventricles(findings)
         if judged is None:
             return "declined"
-        return ("yes" if judged[1] else "no") if "normal" not in asked.question else ("no" if judged[1] else "yes")
+        return (
+            ("yes" if judged[1] else "no")
+            if not _ASKS_NORMAL.search(asked.question)
+            else ("no" if judged[1] else "yes")
+        )
     if kind == "structure":
         volume = findings.structure(asked.subject).volume_ml
         return "declined" if volume is None else f"{volume:.1f} mL"
@@ -165,6 +170,8 @@ def is_right(answer: str, expected: str) -> bool:
         return bool(_NO_LESION.search(said))
     if expected in ("yes", "no"):
         return re.match(r"\W*(yes|no)\b", said) is not None and said.lstrip(" \"'").startswith(expected)
+    if expected == "0" and not re.search(r"\d", said):
+        return bool(_NO_LESION.search(said))  # "How many lesions?" "No lesion is seen."
     if expected[0].isdigit():
         number = expected.split()[0]
         return re.search(rf"(?<![\d.]){re.escape(number)}(?![\d])", said) is not None
