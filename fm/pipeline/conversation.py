@@ -26,7 +26,6 @@ class Answer:
     question: str
     text: str
     verdict: GuardResult | None  # None when the model answered from the image alone
-    declined: str | None = None  # the unmeasured topic the question asked about
 
     @property
     def warnings(self) -> list[str]:
@@ -66,7 +65,7 @@ def checked(question: str, text: str, findings: Findings | None) -> Answer:
     """The finished answer with the guard's verdict (none from the image alone: nothing to check against)."""
     text = text.strip()
     verdict = check(text, findings, question=question) if findings is not None else None
-    return Answer(question, text, verdict, unmeasured_topic(question))
+    return Answer(question, text, verdict)
 
 
 def answer_all(
