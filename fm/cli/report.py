@@ -186,10 +186,15 @@ def report(
     if clinical.dicom:
         check_dicom_source(scans[0], series)
     check_report_folder(out, overwrite, clinical)  # before the model runs, not after
+    from fm.lm.loading import BackgroundLoad
+
+    report_model = None if no_llm else BackgroundLoad(lm)  # loads while the scan is segmented
     result = run_pipeline(
         scans, example, model, encoder_name, settings, etta, contrasts, force, frame, series, modality, max_voxels
     )
-    written = result.report if no_llm else _with_model_narrative(result, lm, (backend, vllm_url, vllm_model))
+    written = (
+        result.report if no_llm else _with_model_narrative(result, lm, report_model, (backend, vllm_url, vllm_model))
+    )
     click.echo("[writing] report files", err=True)
     paths = write_report_folder(
         written, result.volume, result.segmentation.labels, result.segmentation.label_set, out, overwrite, clinical
@@ -200,13 +205,14 @@ def report(
     click.echo(f"wrote {', '.join(str(p) for p in paths.values())}")
 
 
-def _with_model_narrative(result, lm: str | None, backend_options: tuple):
-    """The pipeline's report with the language model's narrative, checked."""
-    from fm.lm.loading import DEFAULT_LM_ID, load_report_model
+def _with_model_narrative(result, lm: str | None, loading, backend_options: tuple):
+    """The pipeline's report with the language model's narrative, checked. loading: the report
+    model at `lm`, being loaded (fm.lm.loading.BackgroundLoad)."""
+    from fm.lm.loading import DEFAULT_LM_ID
     from fm.pipeline.narration import narrate
 
     click.echo("[narrative] language model", err=True)
-    report_model = load_report_model(lm)
+    report_model = loading.result()
     if refusal := report_model.segmentation_refusal(result.label_map):
         click.echo(f"note: no narrative from the language model: {refusal}; the template stands", err=True)
         return result.report

@@ -4,6 +4,7 @@ its encoder takes from a session."""
 from __future__ import annotations
 
 import sys
+import threading
 from importlib.resources import files
 from pathlib import Path
 
@@ -32,6 +33,29 @@ def load_report_model(model: str | Path | None = None):
         )
         return compose_report_model(model).eval()
     return FMForReportGeneration.from_pretrained(hub_or_path(model or default_lm_folder())).eval()
+
+
+class BackgroundLoad:
+    """load_report_model(model) started on a daemon thread, so that loading the language model
+    (importing torch and transformers, reading the weights) overlaps the segmentation that
+    `fm report` runs first; result() waits for it and raises what loading raised."""
+
+    def __init__(self, model: str | Path | None = None):
+        self._model, self._error = None, None
+        self._thread = threading.Thread(target=self._load, args=(model,), daemon=True, name="load report model")
+        self._thread.start()
+
+    def _load(self, model) -> None:
+        try:
+            self._model = load_report_model(model)
+        except BaseException as error:  # raised again in the caller's thread
+            self._error = error
+
+    def result(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._model
 
 
 def model_input(scans: Volume | list[Volume], report_model) -> Volume | list[Volume]:
