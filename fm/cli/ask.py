@@ -27,11 +27,13 @@ def _conversation_options(command):
 
 def _conversation(scans, example, lm, no_findings, backend_options):
     """(generation backend, the scan's encoder features, findings or None) for fm vqa and fm chat."""
-    from fm.lm.loading import load_report_model
+    from fm.lm.loading import BackgroundLoad
     from fm.pipeline.scan_features import session_features
 
-    report_model = load_report_model(lm)
-    backend = generation_backend(report_model, *backend_options)
+    loading = BackgroundLoad(lm)  # while the scan is read and segmented
+    backend = None
+    if backend_options != ("transformers", None, None):  # a vLLM server, or a usage error: checked first
+        backend = generation_backend(loading.result(), *backend_options)
     if no_findings:
         paths = [str(p) for p in example_paths(example)] if example else list(scans)
         if not paths:
@@ -53,6 +55,8 @@ def _conversation(scans, example, lm, no_findings, backend_options):
             max_voxels=None,
         )  # the default segmenter, as fm report runs it
         volumes, findings, segmentation = result.session.volumes, result.report.findings, result.label_map
+    report_model = loading.result()
+    backend = backend or generation_backend(report_model, *backend_options)
     return backend, session_features(report_model, volumes, segmentation), findings
 
 
