@@ -3,6 +3,9 @@ z-scored input, several contrasts of one session, and real scans nobody here mad
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -223,3 +226,29 @@ def test_realdata_healthy_head_has_no_lesion_and_adult_volumes(pipeline, realdat
         and 400 <= tissue["white matter"] <= 600
         and 5 <= tissue["lateral ventricles"] <= 50
     )
+
+
+def test_the_atlas_em_report_loads_neither_torch_nor_monai_nor_transformers():
+    """The default segmenter and report (no network, no narrative) run without the deep-learning
+    stack: a refused or bad scan fails fast, and a machine without a GPU build pays nothing for it.
+    The example at 3 mm, in a fresh process, so that nothing else has imported them."""
+    code = (
+        "import sys\n"
+        "import numpy as np\n"
+        "from fm.core.examples import example_paths\n"
+        "from fm.core.io import load_volume, resample_array, volume_from_array\n"
+        "from fm.pipeline.report_pipeline import ReportPipeline\n"
+        "scans = []\n"
+        "for path in example_paths():\n"
+        "    volume = load_volume(path)\n"
+        "    coarse = volume.affine.copy()\n"
+        "    coarse[:3, :3] *= 3\n"
+        "    shape = [s // 3 for s in volume.array.shape]\n"
+        "    scans.append(volume_from_array(resample_array(volume.array, volume.affine, shape, coarse), coarse))\n"
+        "result = ReportPipeline.from_pretrained()(scans, contrasts=['t1c', 'flair'])\n"
+        "assert result.report.findings.lesions, 'the example lesion is found at 3 mm too'\n"
+        "print(sorted(m for m in ('torch', 'monai', 'transformers', 'timm') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -18,18 +18,29 @@ from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 
 from fm.cli.fm_cli import main
 from fm.core.examples import example_paths
+from fm.core.io import load_volume, resample_array, save_volume, volume_from_array
+
+
+def coarse_copy(source: Path, target: Path) -> None:
+    """`source` at 2 mm: what is tested here is the cohort's bookkeeping, which the resolution does
+    not change, and each session segments in a third of the time."""
+    volume = load_volume(source)
+    affine = volume.affine.copy()
+    affine[:3, :3] *= 2
+    shape = [size // 2 for size in volume.array.shape]
+    save_volume(volume_from_array(resample_array(volume.array, volume.affine, shape, affine), affine), target)
 
 
 @pytest.fixture()
 def cohort(tmp_path) -> Path:
-    """A manifest of three sessions: the example's two contrasts, its T1 alone under another
-    name, and a PDF renamed .nii.gz."""
+    """A manifest of three sessions: the example's two contrasts (at 2 mm), its T1 alone under
+    another name, and a PDF renamed .nii.gz."""
     scans = tmp_path / "scans"
     scans.mkdir()
     t1c, flair = example_paths()
-    shutil.copy(t1c, scans / "sub-01_t1c.nii.gz")
-    shutil.copy(flair, scans / "sub-01_flair.nii.gz")
-    shutil.copy(t1c, scans / "sub-02_t1c.nii.gz")
+    coarse_copy(t1c, scans / "sub-01_t1c.nii.gz")
+    coarse_copy(flair, scans / "sub-01_flair.nii.gz")
+    shutil.copy(scans / "sub-01_t1c.nii.gz", scans / "sub-02_t1c.nii.gz")
     (scans / "sub-03_t1.nii.gz").write_bytes(b"%PDF-1.4 not a scan")
     manifest = tmp_path / "cohort.csv"
     manifest.write_text(
