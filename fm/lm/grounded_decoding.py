@@ -349,8 +349,9 @@ _REGION_WORD = re.compile(
 
 
 class GroundedDecoding(LogitsProcessor):
-    """Masks every token after which the generated text would hold a number not in the grounding
-    (or not on its way to one), or name a region no lesion lies in. `grounding`: one for every row
+    """Masks every token after which the generated text would break the grounding (mask_row): a
+    number not in it or not its subject's, a region, enhancement or crossing its lesion lacks, a
+    unit its number lacks, an answer's first word the findings contradict. `grounding`: one for every row
     of the batch, or one per row (None leaves that row free: a batch may mix scans and tasks).
     `prompt_length`: where the generated tokens start in input_ids."""
 
