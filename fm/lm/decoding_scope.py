@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from fm.report.quantities import lesion_parts_named
+
 _ORDINALS = {
     "largest": 1, "biggest": 1, "dominant": 1, "main": 1, "index": 1, "first": 1, "second": 2, "third": 3,
     "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7, "eighth": 8, "ninth": 9, "tenth": 10,
@@ -29,15 +31,15 @@ _ORDINAL = re.compile(
 )
 _MANY = re.compile(r"\b(?:lesions|masses|tumou?rs|foci|abnormalities|multifocal|multiple)\b", re.I)
 _ONE = re.compile(rf"\b{_LESION}\b", re.I)
-#: a lesion's part named before a number: the number is that part's volume
-_PARTS = (
-    ("oedema", re.compile(r"\b(?:o?edema\w*|vasogenic)", re.I)),
-    ("necrotic", re.compile(r"\b(?:necro\w*|cyst\w*|non-enhancing\s+(?:component|core|part|portion))", re.I)),
-)
 _HEADING = re.compile(r"^\s*[A-Z][A-Z ]+:", re.M)  # "IMPRESSION:" starts afresh
 #: a number written right after a lesion word is its index ("Lesion 2:"), which no subject's numbers hold
 INDEX_BEFORE = re.compile(rf"\b{_LESION}\s+\Z", re.I)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\D)|\n+")
+
+
+def sentence_at_end(text: str) -> str:
+    """The sentence `text` is writing."""
+    return _SENTENCE_END.split(text)[-1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,11 +137,6 @@ class Subjects:
         """Does `text` speak of one lesion ("How big is the lesion?"), not of several ("How many lesions?")?"""
         return bool(_ONE.search(text)) and not _MANY.search(text)
 
-    @staticmethod
-    def part_named(text: str) -> str | None:
-        """The lesion part `text` names ("oedema", "necrotic"), or None."""
-        return next((kind for kind, pattern in _PARTS if pattern.search(text)), None)
-
     def scope_at_end(self, text: str) -> tuple[Scope | None, bool]:
         """(the subject the end of `text` speaks of or None for no single one, whether its own
         sentence names it). A subject carried over from an earlier sentence binds numbers (with the
@@ -152,10 +149,10 @@ class Subjects:
             named_at, scope = self._read(sentence, scope)
             if position < len(sentences) - 1 or scope is None:
                 continue
-            parts = [(m.start(), kind) for kind, pattern in _PARTS for m in pattern.finditer(sentence)]
-            parts = [(start, kind) for start, kind in parts if start > named_at]
+            # a lesion's part named since its subject: the number to come is that part's volume
+            parts = [(start, kind) for start, kind in lesion_parts_named(sentence) if start > named_at]
             if parts:
-                return scope.part(max(parts)[1]), named_at >= 0
+                return scope.part(parts[-1][1]), named_at >= 0
             if named_at >= 0 or (position == 0 and scope is self.asked):  # an answer starts on what was asked
                 return scope, True
             counts = self.counts

@@ -22,11 +22,11 @@ import torch
 from transformers import LogitsProcessor
 
 from fm.core.findings import Findings, Laterality, LesionFinding, StructureFinding
-from fm.lm.decoding_scope import INDEX_BEFORE, Scope, Subjects
+from fm.lm.decoding_scope import INDEX_BEFORE, Scope, Subjects, sentence_at_end
 from fm.lm.prompts import findings_text, lesion_line, structure_line
 from fm.report import places as where
 from fm.report.faithfulness import REGIONS, check, read_question
-from fm.report.quantities import asked_quantity, is_yes_no_question, structure_pattern
+from fm.report.quantities import asked_quantity, is_yes_no_question, lesion_parts_named, structure_pattern
 from fm.report.template_narrative import lesion_character, side_of, ventricles
 
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
@@ -58,18 +58,18 @@ class Grounding:
         """The grounding of `findings`; `rounded`: their measurements may also be written rounded
         (rounded_forms), not only digit for digit; `question`: the text is its answer, so it starts
         on the lesion or structure the question asks about."""
-        words = {REGION_WORDS[lesion.region] for lesion in findings.lesions if lesion.region in REGION_WORDS}
-        sided = {_place(lesion) for lesion in findings.lesions if _place(lesion) and _place(lesion)[0]}
+        places = [place for place in map(_place, findings.lesions) if place]
+        words, sided = {word for _, word in places}, {place for place in places if place[0]}
         verbatim = frozenset(_NUMBER.findall(findings_text(findings)))
         numbers = verbatim | rounded_forms(findings) if rounded else verbatim
-        subjects = _subjects(findings, rounded, question)
+        subjects = _subjects(findings, rounded)
         scopes = [*subjects.lesions, *(scope for _, scope in subjects.structures)]
         lengths = frozenset().union(*(scope.lengths for scope in scopes))
         amounts = subjects.counts.union(*(scope.amounts for scope in scopes))
         refuted = opening = frozenset()
         if question:
             whole = Scope(numbers, verbatim, lengths=lengths, amounts=amounts)
-            asked = _answer_scope(question, subjects, whole, len(findings.lesions))
+            asked = _answer_scope(question, _question_subject(question, findings, subjects), subjects, whole)
             subjects = dataclasses.replace(subjects, asked=asked)
             refuted, opening = _answer_openings(question, findings)
         return cls(
@@ -278,14 +278,15 @@ def _place(lesion: LesionFinding) -> tuple[str, str] | None:
     return ("" if lesion.laterality == Laterality.bilateral else side_of(lesion), REGION_WORDS[lesion.region])
 
 
-def _answer_scope(question: str, subjects: Subjects, whole: Scope, total: int) -> Scope | None:
-    """Where an answer to `question` starts: on the subject it asks about (or on every measurement),
-    with only the numbers of the quantity it asks for: counts for "how many", none for "which
-    side", volumes for "how big", lengths for "how long"."""
-    base = subjects.asked or whole
+def _answer_scope(question: str, subject: Scope | None, subjects: Subjects, whole: Scope) -> Scope | None:
+    """Where an answer to `question` starts: on the `subject` it asks about (or on every
+    measurement, `whole`), with only the numbers of the quantity it asks for: counts for "how
+    many", none for "which side", volumes for "how big", lengths for "how long"."""
+    base = subject or whole
     asked = asked_quantity(question)
     if asked == "how many":  # the total, unless the question names a side ("How many on the left?")
-        counts = subjects.counts if re.search(r"\b(?:left|right)\b", question, re.I) else frozenset({str(total)})
+        total = frozenset({str(len(subjects.lesions))})
+        counts = subjects.counts if re.search(r"\b(?:left|right)\b", question, re.I) else total
         return Scope(counts, counts, amounts=counts)
     if asked == "a side or a place":
         return dataclasses.replace(
@@ -299,7 +300,7 @@ def _answer_scope(question: str, subjects: Subjects, whole: Scope, total: int) -
         return dataclasses.replace(
             base, numbers=base.lengths, verbatim=base.verbatim & base.lengths, amounts=frozenset()
         )
-    return subjects.asked
+    return subject
 
 
 def _answer_openings(question: str, findings: Findings) -> tuple[frozenset[str], frozenset[str]]:
@@ -310,7 +311,7 @@ def _answer_openings(question: str, findings: Findings) -> tuple[frozenset[str],
     "yes", nor "not" (what is not measured was declined before the model was asked), nor "no"
     unless no lesion was measured ("No lesion is seen." may answer "How many lesions?")."""
     if not is_yes_no_question(question):
-        if not findings.lesions and (Subjects.names_one_lesion(question) or Subjects.part_named(question)):
+        if not findings.lesions and _asks_of_a_lesion(question):
             return frozenset(), frozenset({"no"})  # "How big is the lesion?" with none: "No lesion is seen."
         # the program declined what it does not measure before asking: "Not measured" would be untrue
         return frozenset({"yes", "not"} | ({"no"} if findings.lesions else set())), frozenset()
@@ -319,28 +320,39 @@ def _answer_openings(question: str, findings: Findings) -> tuple[frozenset[str],
     return refuted, frozenset({"yes", "no"}) - refuted
 
 
-def _subjects(findings: Findings, rounded: bool, question: str | None) -> Subjects:
+def _asks_of_a_lesion(question: str) -> bool:
+    """Does `question` ask about one lesion or a lesion's part ("How big is the lesion?", "How
+    much oedema is there?")?"""
+    return Subjects.names_one_lesion(question) or bool(lesion_parts_named(question))
+
+
+def _question_subject(question: str, findings: Findings, subjects: Subjects) -> Scope | None:
+    """The subject `question` asks about, as the guard reads the question: a structure it names,
+    the one lesion it asks about ("the lesion" is the largest), the largest lesion's part, the
+    largest lesion for "Which lobe?"; no number at all for a lesion when none was measured; None
+    for no single one."""
+    read = read_question(question, findings)
+    structures = dict(zip((s.name for s in findings.structures), (scope for _, scope in subjects.structures)))
+    named = [s.name for s in read.subjects if s.kind == "structure"]
+    parts = lesion_parts_named(question)
+    if named:
+        return structures[named[-1]]
+    if (read.places or Subjects.names_one_lesion(question)) and len(read.lesions) == 1:
+        return subjects.lesions[findings.lesions.index(read.lesions[0])]
+    if parts and subjects.lesions:  # "How much oedema is there?": the largest lesion's, as "the lesion" is
+        return subjects.lesions[0].part(parts[0][1])
+    if subjects.lesions and not read.subjects and asked_quantity(question) == "a side or a place":
+        return subjects.lesions[0]  # "Which lobe is involved?": the largest lesion's
+    if not subjects.lesions and _asks_of_a_lesion(question):
+        return Scope(frozenset(), frozenset())  # a lesion asked about, and none measured: no number answers
+    return None
+
+
+def _subjects(findings: Findings, rounded: bool) -> Subjects:
     lesions = tuple(_lesion_scope(lesion, len(findings.lesions), rounded) for lesion in findings.lesions)
-    structures = {s.name: _structure_scope(s, findings, rounded) for s in findings.structures}
+    structures = tuple((structure_pattern(s.name), _structure_scope(s, findings, rounded)) for s in findings.structures)
     counts = frozenset(_NUMBER.findall(findings_text(findings).splitlines()[1]))
-    asked = None
-    if question:
-        read = read_question(question, findings)
-        named = [s.name for s in read.subjects if s.kind == "structure"]
-        about_one_lesion = (read.places or Subjects.names_one_lesion(question)) and len(read.lesions) == 1
-        part = Subjects.part_named(question)
-        if named:
-            asked = structures[named[-1]]
-        elif about_one_lesion:
-            asked = lesions[findings.lesions.index(read.lesions[0])]
-        elif part and lesions:  # "How much oedema is there?": the largest lesion's, as "the lesion" is
-            asked = lesions[0].part(part)
-        elif lesions and not read.subjects and asked_quantity(question) == "a side or a place":
-            asked = lesions[0]  # "Which lobe is involved?": the largest lesion's
-        if asked is None and not lesions and (Subjects.names_one_lesion(question) or part):
-            asked = Scope(frozenset(), frozenset())  # a lesion asked about, and none measured: no number answers
-    patterns = tuple((structure_pattern(name), structures[name]) for name in structures)
-    return Subjects(lesions, patterns, counts, asked)
+    return Subjects(lesions, structures, counts)
 
 
 _REGION_WORD = re.compile(
@@ -384,7 +396,7 @@ def mask_row(
         other = scope.other_diameter(pair.group(1)) if pair and named else None
         if other is not None:
             grounding = dataclasses.replace(grounding, numbers=other, verbatim=other & grounding.verbatim)
-    sentence = re.split(r"(?<=[.!?])\s+|\n", text)[-1]
+    sentence = sentence_at_end(text)
     lead = _UNIT_LEAD.search(sentence)
     lead = lead.group() if lead else ""
     enhancement_said = bool(_ENHANCEMENT.search(sentence))

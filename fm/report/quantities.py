@@ -229,6 +229,17 @@ _SHORT_AXIS = re.compile(
     r"\b(?:short(?:est)?[\s-]+axis|short\s+dimension|width|wide|minimum|transverse|perpendicular)\b", re.I
 )
 _PART_KINDS = ("oedema", "necrotic", "enhancing", "core")
+_PART_MENTIONS = tuple(
+    (kind, re.compile(rf"\b(?:{pattern})\b", re.I)) for kind, pattern in _LESION_PARTS if kind in _PART_KINDS
+)
+
+
+def lesion_parts_named(text: str) -> list[tuple[int, str]]:
+    """(where, which) for each lesion part `text` names ("oedema", "necrotic", "enhancing", "core"),
+    in the guard's words for them, in order."""
+    return sorted((match.start(), kind) for kind, pattern in _PART_MENTIONS for match in pattern.finditer(text))
+
+
 _LENGTH_KINDS = ("lesion", *_PART_KINDS)  # a part's length is the lesion's
 _PART_NOUN = re.compile(r"\s+(?:foci|focus)", re.I)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from fm.core.findings import Findings
-from fm.report.quantities import structure_pattern
+from fm.report.quantities import asked_quantity, lesion_parts_named, structure_pattern
 from fm.report.template_narrative import NOT_ASSESSED, lesion_character, ventricles
 
 #: Topics the findings hold nothing on, each with the words that raise it.
@@ -101,9 +101,7 @@ def declines(text: str) -> bool:
 # -- what the program measures, but not on this scan -------------------------------------------
 
 _ASKS_ENHANCEMENT = re.compile(r"enhanc\w*|contrast|gadolinium|take\s+up", re.I)
-_ASKS_PART = re.compile(r"o?edema\w*|vasogenic|perilesional|necro\w*|cyst\w*", re.I)
 _ASKS_VENTRICLES = re.compile(r"ventric\w*|hydroceph\w*", re.I)
-_ASKS_VOLUME = re.compile(r"\bvolume|\bml\b|\bcc\b|how\s+(?:big|large|much)", re.I)
 
 
 def not_measured_here(question: str, findings: Findings | None) -> str | None:
@@ -115,7 +113,7 @@ def not_measured_here(question: str, findings: Findings | None) -> str | None:
         return None
     main = findings.lesions[0] if findings.lesions else None
     if main is not None and lesion_character(main)["enhancement"] == NOT_ASSESSED:
-        if _ASKS_ENHANCEMENT.search(question) or _ASKS_PART.search(question):
+        if _ASKS_ENHANCEMENT.search(question) or lesion_parts_named(question):
             return (
                 "Not measured: the lesion's enhancement, oedema and necrosis are not assessed on this scan "
                 "(they need a contrast-enhanced T1 with the FLAIR)."
@@ -123,7 +121,7 @@ def not_measured_here(question: str, findings: Findings | None) -> str | None:
     for structure in findings.structures:
         if structure.volume_ml is None and re.search(rf"\b(?:{structure_pattern(structure.name)})\b", question, re.I):
             return f"Not measured: the image edge cuts through the {structure.name} on this scan, so no volume is given for it."
-    asks_size = not _ASKS_VOLUME.search(question)  # their volume is measured even when their size is not judged
+    asks_size = asked_quantity(question) != "a volume"  # their volume is measured even when their size is not judged
     if _ASKS_VENTRICLES.search(question) and asks_size and ventricles(findings) is None:
         return (
             "Not measured: the size of the lateral ventricles is not judged on this scan, because the image edge "
