@@ -107,6 +107,12 @@ def brats_run(pipeline: ReportPipeline, case: Path, contrasts: tuple[str, ...], 
             for region, ids in _PREDICTED.items()
         },
         "whole_tumour_ml": {"reference": round(true_ml, 1), "found": round(found_ml, 1)},
+        "tumour_core_ml": {
+            "reference": round(float(np.isin(truth, _REFERENCE["tumour_core"]).sum() * voxel_ml), 1),
+            "found": round(float(np.isin(labels, _PREDICTED["tumour_core"]).sum() * voxel_ml), 1),
+        }
+        if subregions
+        else None,
         "volume_error": round(abs(found_ml - true_ml) / true_ml, 3),
         "false_positive_lesions_ml": [
             round(float(s), 2) for s, hit in zip(sizes, hits) if not hit and s >= FALSE_POSITIVE_ML
@@ -198,7 +204,7 @@ def evaluate(data: Path, figures: Path | None) -> dict:
 
 def print_tables(results: dict) -> None:
     print(
-        f"{'BraTS case':<22}{'contrasts':<11}{'found':>6}{'side ref/found':>16}{'WT Dice':>9}{'core':>7}{'enh':>7}{'WT mL ref/found':>18}{'vol err':>8}  false positives (mL)"
+        f"{'BraTS case':<22}{'contrasts':<11}{'found':>6}{'side ref/found':>16}{'WT Dice':>9}{'core':>7}{'enh':>7}{'WT mL ref/found':>18}{'vol err':>8}{'core mL ref/found':>19}  false positives (mL)"
     )
     for case, runs in results["brats"].items():
         for run, row in runs.items():
@@ -207,10 +213,11 @@ def print_tables(results: dict) -> None:
                 f"{'-' if d[r] is None else format(d[r], '.3f'):>{w}}"
                 for r, w in (("whole_tumour", 9), ("tumour_core", 7), ("enhancing_tumour", 7))
             )
-            ml = row["whole_tumour_ml"]
+            ml, core = row["whole_tumour_ml"], row.get("tumour_core_ml")
+            core_cell = f"{core['reference']:>10.1f}/{core['found']:<8.1f}" if core else f"{'-':>19}"
             print(
                 f"{case:<22}{run:<11}{str(row['tumour_found']):>6}{row['side_reference'] + '/' + str(row['side_found']):>16}{cells}"
-                f"{ml['reference']:>9.1f}/{ml['found']:<8.1f}{row['volume_error']:>8.2f}  {row['false_positive_lesions_ml']}"
+                f"{ml['reference']:>9.1f}/{ml['found']:<8.1f}{row['volume_error']:>8.2f}{core_cell}  {row['false_positive_lesions_ml']}"
             )
     print(f"\n{'healthy':<10}{'contrast':<9}{'brain mL':>9}{'GM':>8}{'WM':>8}{'vent':>7}{'CSF':>7}  lesions >= 0.5 mL")
     for name, row in results["healthy"].items():

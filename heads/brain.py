@@ -188,7 +188,7 @@ class ContrastAdaptiveSegmenter:
         )
         fluid = brain & (full[1] + full[2] > np.maximum(full[3], full[4]))
         lesion = drop_specks(add_cavities(lesion, fluid, brain, spacing, self.rules), spacing, self.rules)
-        labels, probabilities = self._labels(full, brain, lesion, box_channels, mixture, scale, contrasts)
+        labels, probabilities = self._labels(full, brain, lesion, box_channels, mixture, scale, contrasts, spacing)
 
         out_labels = np.zeros(shape, np.uint8)
         out_labels[box] = labels
@@ -231,8 +231,14 @@ class ContrastAdaptiveSegmenter:
         priors = np.concatenate([priors, outlier[:, None]], axis=1)
         return priors / priors.sum(1, keepdims=True)
 
-    def _labels(self, full, brain, lesion, channels, mixture, scale, contrasts) -> tuple[np.ndarray, np.ndarray]:
+    def _labels(
+        self, full, brain, lesion, channels, mixture, scale, contrasts, spacing
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Labels and per-label probabilities (BRAIN_TISSUE ids) on the box."""
+        subregions = split_subregions(lesion, brain, channels, mixture, scale, contrasts, spacing, self.rules)
+        lesion = (
+            subregions["oedema"] | subregions["core"] | subregions["enhancing"]
+        )  # the rim may reach past the lesion
         probabilities = np.zeros((len(BRAIN_TISSUE.names), *full.shape[1:]), np.float32)
         tissue = full[: len(tissue_priors.PRIOR_CLASSES)]
         # Outlier voxels that were not accepted as lesion go to the likeliest tissue.
@@ -243,7 +249,6 @@ class ContrastAdaptiveSegmenter:
         lesion_probability = np.where(lesion, full[-1], 0.0)
         labels = np.argmax(probabilities[: len(_CLASS_LABELS)], axis=0).astype(np.uint8)
         labels[~brain] = 0
-        subregions = split_subregions(lesion, channels, mixture, scale, contrasts, self.rules)
         for label, mask in (
             (_OEDEMA, subregions["oedema"]),
             (_CORE, subregions["core"]),
@@ -305,6 +310,10 @@ class _ChannelScale:
 
     def inverse(self, values: np.ndarray) -> np.ndarray:
         return values * (self.high - self.low) + self.low
+
+    def channel(self, image: np.ndarray, c: int) -> np.ndarray:
+        """One channel's image (any shape) scaled."""
+        return (image - self.low[c]) / (self.high[c] - self.low[c])
 
 
 def _foreground(image: np.ndarray, background: float, brain_extracted: bool) -> np.ndarray:

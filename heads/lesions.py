@@ -16,6 +16,7 @@ import itertools
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import ConvexHull
 
 from fm.core.masks import fill_holes_in_slices
 
@@ -36,7 +37,9 @@ class LesionRules:
     seed_brighter_by_sd: float = 3.0  # ... and by this many SD for the outliers a lesion must hold (its seed)
     asymmetry_by_sd: float = 2.0  # seeds are brighter than their mirror image across the midline by this many SD
     grow_asymmetry_by_sd: float = 1.0  # ... and the voxels a lesion grows into by this many
-    enhancing_by_sd: float = 4.0  # in a contrast-enhanced T1, above white matter by this many SD
+    enhancing_by_sd: float = 4.0  # in a contrast-enhanced T1, above white matter by this many SD (seeds)
+    enhancing_grow_by_sd: float = 2.0  # ... and the voxels joined to those seeds by this many (hysteresis)
+    enhancing_margin_mm: float = 2.0  # enhancement may reach this far beyond the lesion's edge (the rim is its margin)
     t1_evidence_depth_mm: float = (
         10.0  # without a bright-lesion contrast, evidence counts this far inside the brain only
     )
@@ -118,7 +121,7 @@ def accept_lesions(
             & _darker_than_parenchyma(values, mixture)
         )
         if "t1c" in contrasts:
-            enhancing = outlier & _enhancing(values, contrasts, mixture, rules) & deep_rows
+            enhancing = outlier & _enhancing_rows(values, contrasts, mixture, rules) & deep_rows
             enhancing &= _thick(enhancing, inside, brain.shape)
             grow, seed = grow | enhancing, seed | enhancing
     weak = np.zeros(brain.shape, bool)
@@ -137,7 +140,7 @@ def accept_lesions(
     ]
     if bright and "t1c" in contrasts:
         # with FLAIR/T2 the evidence, an enhancing rim (often not bright there) joins the lesion it touches
-        enhancing = outlier & _enhancing(values, contrasts, mixture, rules)
+        enhancing = outlier & _enhancing_rows(values, contrasts, mixture, rules)
         weak.flat[inside[enhancing & _thick(enhancing, inside, brain.shape)]] = True
     lesion |= weak & ndimage.binary_dilation(lesion, structure=_NEIGHBOURS, iterations=rules.rim_voxels)
     return _fill_enclosed(lesion) & brain
@@ -207,25 +210,74 @@ def _fill_enclosed(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def _enhancing(values: np.ndarray, contrasts, mixture, rules: LesionRules) -> np.ndarray:
-    """Voxels (rows of scaled values) brighter than white matter by `enhancing_by_sd` in the
+def _enhancing_rows(values: np.ndarray, contrasts, mixture, rules: LesionRules) -> np.ndarray:
+    """Rows of scaled values brighter than white matter by `enhancing_by_sd` in the
     contrast-enhanced T1 (white matter is the brightest normal tissue there)."""
     c = contrasts.index("t1c")
     white_mean, white_cov = mixture.class_gaussian(_WHITE)
     return values[:, c] > white_mean[c] + rules.enhancing_by_sd * np.sqrt(white_cov[c, c])
 
 
-def split_subregions(lesion, channels, mixture, scale, contrasts, rules: LesionRules) -> dict[str, np.ndarray]:
-    """Enhancing tumour (brighter than white matter in the contrast-enhanced T1), core (enhancing
-    plus what it encloses) and oedema (the rest). Without a contrast-enhanced T1 nothing is told
-    apart: the whole lesion is returned as 'oedema' and the caller reports sub-regions as not
+def _enhancing_tumour(
+    t1c: np.ndarray,
+    lesion: np.ndarray,
+    brain: np.ndarray,
+    white_mean: float,
+    white_sd: float,
+    spacing,
+    rules: LesionRules,
+) -> np.ndarray:
+    """Enhancing tumour: voxels brighter than white matter (the brightest normal tissue in a
+    contrast-enhanced T1) by `enhancing_by_sd`, with the voxels joined to them that are brighter by
+    `enhancing_grow_by_sd` (hysteresis: a rim's fainter stretches belong to it, isolated faint
+    voxels do not). The rim is the tumour's margin, so it may run up to `enhancing_margin_mm`
+    beyond the edge the lesion was given; vessels and dura elsewhere are not reached."""
+    margin = ndimage.distance_transform_edt(~lesion, sampling=spacing) <= rules.enhancing_margin_mm
+    candidates = margin & brain & (t1c > white_mean + rules.enhancing_grow_by_sd * white_sd)
+    seeds = lesion & (t1c > white_mean + rules.enhancing_by_sd * white_sd)  # as _enhancing_rows
+    components, _ = ndimage.label(candidates, structure=_NEIGHBOURS)
+    kept = np.unique(components[seeds & candidates])
+    return np.isin(components, kept[kept > 0])
+
+
+def _inside_rims(enhancing: np.ndarray, within: np.ndarray) -> np.ndarray:
+    """Voxels of `within` inside the convex hull of each enhancing rim. A rim seen in a
+    contrast-enhanced T1 is rarely closed (thin or faint stretches fall under any threshold), so
+    what it encloses (necrosis, non-enhancing tumour) is taken as what its hull holds; one voxel's
+    closing first joins the pieces of a broken rim."""
+    joined = ndimage.binary_closing(enhancing, structure=_NEIGHBOURS) | enhancing
+    components, n = ndimage.label(joined, structure=_NEIGHBOURS)
+    out = np.zeros(enhancing.shape, bool)
+    for k, box in enumerate(ndimage.find_objects(components), start=1):
+        rim = np.argwhere(components[box] == k)
+        if np.ptp(rim, axis=0).min() < 2:  # flat: a hull of no volume
+            continue
+        facets = ConvexHull(rim).equations  # inside: normal . x + offset <= 0
+        candidates = np.argwhere(within[box])
+        inside = (candidates @ facets[:, :3].T + facets[:, 3] <= 0.5).all(1)  # half a voxel of tolerance
+        corner = np.array([s.start for s in box])
+        out[tuple((candidates[inside] + corner).T)] = True
+    return out
+
+
+def split_subregions(
+    lesion, brain, channels, mixture, scale, contrasts, spacing, rules: LesionRules
+) -> dict[str, np.ndarray]:
+    """Enhancing tumour (brighter than white matter in the contrast-enhanced T1, see _enhancing),
+    core (enhancing plus the lesion inside its rims) and oedema (the rest of the lesion). The
+    enhancing rim may add voxels at the lesion's margin. Without a contrast-enhanced T1 nothing is
+    told apart: the whole lesion is returned as 'oedema' and the caller reports sub-regions as not
     assessed."""
     empty = np.zeros(lesion.shape, bool)
     if "t1c" not in contrasts or not lesion.any():
         return {"oedema": lesion, "core": empty, "enhancing": empty}
-    enhancing = np.zeros(lesion.shape, bool)
-    enhancing[lesion] = _enhancing(scale(channels[:, lesion].T), contrasts, mixture, rules)
-    core = lesion & (enhancing | _fill_enclosed(enhancing))
+    c = contrasts.index("t1c")
+    white_mean, white_cov = mixture.class_gaussian(_WHITE)
+    t1c = scale.channel(channels[c], c)
+    enhancing = _enhancing_tumour(t1c, lesion, brain, white_mean[c], np.sqrt(white_cov[c, c]), spacing, rules)
+    # the hull from the rim inside the lesion: a vessel leaving the rim would stretch it outwards
+    core = enhancing | _inside_rims(enhancing & lesion, lesion)
+    lesion = lesion | enhancing
     return {"oedema": lesion & ~core, "core": core & ~enhancing, "enhancing": enhancing}
 
 
