@@ -177,18 +177,23 @@ class ContrastAdaptiveSegmenter:
         full[0, ~brain] = 1.0
 
         box_channels = channels[(slice(None), *box)]
-        # Lesion evidence is the mirror image in bright-lesion contrasts, depth in T1-like ones.
-        if any(lesion_directions(mixture, contrasts)):
-            deep, mirrored = None, np.stack([_mirrored(c, box_affine, scan_to_mni) for c in box_channels])
-        else:
+        # Lesion evidence is the mirror image in bright-lesion contrasts and for enhancement (normal
+        # enhancement, the choroid plexus, sinuses and vessels, comes in pairs or on the midline),
+        # depth in T1-like ones.
+        mirrored = deep = None
+        if any(lesion_directions(mixture, contrasts)) or "t1c" in contrasts:
+            mirrored = np.stack([_mirrored(c, box_affine, scan_to_mni) for c in box_channels])
+        if not any(lesion_directions(mixture, contrasts)):
             deep = ndimage.distance_transform_edt(brain, sampling=spacing) >= self.rules.t1_evidence_depth_mm
-            deep, mirrored = deep & (box_fluid_prior < 0.3), None
+            deep &= box_fluid_prior < 0.3
         lesion = accept_lesions(
             full, brain, box_channels, mixture, scale, contrasts, spacing, self.rules, deep, mirrored
         )
         fluid = brain & (full[1] + full[2] > np.maximum(full[3], full[4]))
         lesion = drop_specks(add_cavities(lesion, fluid, brain, spacing, self.rules), spacing, self.rules)
-        labels, probabilities = self._labels(full, brain, lesion, box_channels, mixture, scale, contrasts, spacing)
+        labels, probabilities = self._labels(
+            full, brain, lesion, box_channels, mirrored, mixture, scale, contrasts, spacing
+        )
 
         out_labels = np.zeros(shape, np.uint8)
         out_labels[box] = labels
@@ -232,13 +237,12 @@ class ContrastAdaptiveSegmenter:
         return priors / priors.sum(1, keepdims=True)
 
     def _labels(
-        self, full, brain, lesion, channels, mixture, scale, contrasts, spacing
+        self, full, brain, lesion, channels, mirrored, mixture, scale, contrasts, spacing
     ) -> tuple[np.ndarray, np.ndarray]:
         """Labels and per-label probabilities (BRAIN_TISSUE ids) on the box."""
-        subregions = split_subregions(lesion, brain, channels, mixture, scale, contrasts, spacing, self.rules)
-        lesion = (
-            subregions["oedema"] | subregions["core"] | subregions["enhancing"]
-        )  # the rim may reach past the lesion
+        subregions = split_subregions(lesion, brain, channels, mirrored, mixture, scale, contrasts, spacing, self.rules)
+        # enhancement and what its rims hold may reach past the lesion
+        lesion = subregions["oedema"] | subregions["core"] | subregions["enhancing"]
         probabilities = np.zeros((len(BRAIN_TISSUE.names), *full.shape[1:]), np.float32)
         tissue = full[: len(tissue_priors.PRIOR_CLASSES)]
         # Outlier voxels that were not accepted as lesion go to the likeliest tissue.

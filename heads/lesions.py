@@ -219,25 +219,34 @@ def _enhancing_rows(values: np.ndarray, contrasts, mixture, rules: LesionRules) 
 
 
 def _enhancing_tumour(
-    t1c: np.ndarray,
-    lesion: np.ndarray,
-    brain: np.ndarray,
-    white_mean: float,
-    white_sd: float,
-    spacing,
-    rules: LesionRules,
-) -> np.ndarray:
-    """Enhancing tumour: voxels brighter than white matter (the brightest normal tissue in a
-    contrast-enhanced T1) by `enhancing_by_sd`, with the voxels joined to them that are brighter by
-    `enhancing_grow_by_sd` (hysteresis: a rim's fainter stretches belong to it, isolated faint
-    voxels do not). The rim is the tumour's margin, so it may run up to `enhancing_margin_mm`
-    beyond the edge the lesion was given; vessels and dura elsewhere are not reached."""
-    margin = ndimage.distance_transform_edt(~lesion, sampling=spacing) <= rules.enhancing_margin_mm
+    t1c, mirror, lesion, brain, white, grey_sd: float, spacing, rules: LesionRules
+) -> tuple[np.ndarray, np.ndarray]:
+    """Enhancing tumour, from a contrast-enhanced T1 scaled as the mixture (`mirror`: the same
+    reflected across the midline; `white`: white matter's mean and SD there, the brightest normal
+    tissue). Seeds are voxels brighter than white matter by `enhancing_by_sd`: inside the lesion,
+    or beside it (within `enhancing_margin_mm`) in a thick piece of at least `min_volume_ml` that is
+    also brighter than its mirror image (a large tumour's enhancing solid part can look like
+    cortex in FLAIR and be left out of the lesion; normal enhancement, the choroid plexus,
+    sinuses and vessels, comes in pairs or on the midline, and is thin). Enhancement is then
+    grown by hysteresis into voxels brighter by `enhancing_grow_by_sd` (a rim's fainter stretches
+    belong to it, isolated faint voxels do not), up to `enhancing_margin_mm` from the lesion and
+    the pieces that joined it: the rim is the tumour's margin, and vessels and dura farther away
+    are not reached. Returns the enhancement and the lesion with the pieces that joined it."""
+    white_mean, white_sd = white
+    bright = brain & (t1c > white_mean + rules.enhancing_by_sd * white_sd)
+    beside = ndimage.binary_opening(bright & (t1c - mirror > rules.asymmetry_by_sd * grey_sd), structure=_FACES)
+    pieces, n = ndimage.label(beside, structure=_NEIGHBOURS)
+    if n:
+        near = ndimage.distance_transform_edt(~lesion, sampling=spacing) <= rules.enhancing_margin_mm
+        ml = ndimage.sum_labels(beside, pieces, index=np.arange(1, n + 1)) * float(np.prod(spacing)) / 1000
+        touching = ndimage.maximum(near, pieces, index=np.arange(1, n + 1)).astype(bool)
+        beside = np.concatenate([[False], (ml >= rules.min_volume_ml) & touching])[pieces]
+    seeds = (lesion & bright) | beside
+    margin = ndimage.distance_transform_edt(~(lesion | beside), sampling=spacing) <= rules.enhancing_margin_mm
     candidates = margin & brain & (t1c > white_mean + rules.enhancing_grow_by_sd * white_sd)
-    seeds = lesion & (t1c > white_mean + rules.enhancing_by_sd * white_sd)  # as _enhancing_rows
     components, _ = ndimage.label(candidates, structure=_NEIGHBOURS)
     kept = np.unique(components[seeds & candidates])
-    return np.isin(components, kept[kept > 0])
+    return np.isin(components, kept[kept > 0]), lesion | beside
 
 
 def _inside_rims(enhancing: np.ndarray, within: np.ndarray) -> np.ndarray:
@@ -261,23 +270,29 @@ def _inside_rims(enhancing: np.ndarray, within: np.ndarray) -> np.ndarray:
 
 
 def split_subregions(
-    lesion, brain, channels, mixture, scale, contrasts, spacing, rules: LesionRules
+    lesion, brain, channels, mirrored, mixture, scale, contrasts, spacing, rules: LesionRules
 ) -> dict[str, np.ndarray]:
-    """Enhancing tumour (brighter than white matter in the contrast-enhanced T1, see _enhancing),
-    core (enhancing plus the lesion inside its rims) and oedema (the rest of the lesion). The
-    enhancing rim may add voxels at the lesion's margin. Without a contrast-enhanced T1 nothing is
-    told apart: the whole lesion is returned as 'oedema' and the caller reports sub-regions as not
-    assessed."""
+    """Enhancing tumour (see _enhancing_tumour), core (enhancing plus the brain inside its rims)
+    and oedema (the rest of the lesion); `mirrored`: the channels reflected across the midline.
+    Enhancement and what its rims hold may add to the lesion. Without a contrast-enhanced T1
+    nothing is told apart: the whole lesion is returned as 'oedema' and the caller reports
+    sub-regions as not assessed."""
     empty = np.zeros(lesion.shape, bool)
     if "t1c" not in contrasts or not lesion.any():
         return {"oedema": lesion, "core": empty, "enhancing": empty}
     c = contrasts.index("t1c")
     white_mean, white_cov = mixture.class_gaussian(_WHITE)
-    t1c = scale.channel(channels[c], c)
-    enhancing = _enhancing_tumour(t1c, lesion, brain, white_mean[c], np.sqrt(white_cov[c, c]), spacing, rules)
-    # the hull from the rim inside the lesion: a vessel leaving the rim would stretch it outwards
-    core = enhancing | _inside_rims(enhancing & lesion, lesion)
-    lesion = lesion | enhancing
+    grey_sd = np.sqrt(mixture.class_gaussian(_GREY)[1][c, c])
+    t1c, mirror = scale.channel(channels[c], c), scale.channel(mirrored[c], c)
+    enhancing, anchored = _enhancing_tumour(
+        t1c, mirror, lesion, brain, (white_mean[c], np.sqrt(white_cov[c, c])), grey_sd, spacing, rules
+    )
+    # The hulls from the rims where they are anchored (a vessel leaving a rim would stretch them)
+    # hold the lesion and what is dark in the T1c (necrosis, which FLAIR can show as grey as
+    # cortex), not the normal-looking tissue a rim's hull takes in where the rim is not convex.
+    dark = t1c < mixture.class_gaussian(_GREY)[0][c] - rules.brighter_by_sd * grey_sd
+    core = enhancing | _inside_rims(enhancing & anchored, anchored | (brain & dark))
+    lesion = lesion | core
     return {"oedema": lesion & ~core, "core": core & ~enhancing, "enhancing": enhancing}
 
 

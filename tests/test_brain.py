@@ -121,11 +121,12 @@ def test_a_necrotic_centre_inside_a_broken_enhancing_rim_is_core_and_only_the_ri
     poles (no slice through the centre sees it closed): the dark centre is core, the oedema
     around the rim is not; the rim's faint stretches enhance with it, up to 2 mm past the lesion's
     edge, while a faint speck in the oedema and a bright vessel leaving the rim, beyond those
-    2 mm, do not."""
-    i, j, k = np.indices((48, 48, 48))
-    x, y, z = i - 24, j - 24, k - 24
+    2 mm, do not. Beside the lesion, an enhancing solid part its edge left out joins it; an
+    equally bright piece that the other hemisphere has too (the mirror image) does not."""
+    i, j, k = np.indices((64, 64, 64))
+    x, y, z = i - 32, j - 32, k - 32
     radius = np.sqrt(x**2 + y**2 + z**2)
-    brain = radius < 23
+    brain = radius < 31
     poles = (np.abs(x) < 5) & (np.abs(y) < 5) | (np.abs(x) < 5) & (np.abs(z) < 5) | (np.abs(y) < 5) & (np.abs(z) < 5)
     centre, rim = radius < 8, (radius >= 8) & (radius < 11) & ~poles
     white_mean, white_sd = 0.7, 0.03
@@ -137,10 +138,14 @@ def test_a_necrotic_centre_inside_a_broken_enhancing_rim_is_core_and_only_the_ri
     t1c[faint] = white_mean + 3 * white_sd  # part of the rim, under the seeds' threshold
     speck = (np.abs(x + 13) <= 1) & (np.abs(y) <= 1) & (np.abs(z) <= 1)  # in the oedema, alone
     t1c[speck] = white_mean + 3 * white_sd
-    vessel = (np.abs(x - y) <= 1) & (np.abs(y - z) <= 1) & (x > 0) & (radius >= 11) & (radius < 22)
+    vessel = (np.abs(x - y) <= 1) & (np.abs(y - z) <= 1) & (x > 0) & (radius >= 11) & (radius < 30)
     t1c[vessel] = white_mean + 8 * white_sd
     lesion = radius < 14
     lesion[rim & (radius >= 10)] = False  # the lesion's edge cut the rim's outer millimetre off
+    mirror = np.full(brain.shape, white_mean, np.float32)  # the other hemisphere: normal
+    solid = (x >= 15) & (x < 27) & (np.abs(y) <= 5) & (np.abs(z) <= 5)  # 1.6 mL, 1 mm from the lesion
+    paired = (x <= -15) & (x > -27) & (np.abs(y) <= 5) & (np.abs(z) <= 5)
+    t1c[solid | paired] = mirror[paired] = white_mean + 6 * white_sd
     mixture = Mixture(
         means=np.array([[0.0], [0.3], [0.6], [white_mean]]),
         covariances=np.array([[[0.01]], [[0.01]], [[0.003]], [[white_sd**2]]]),
@@ -151,6 +156,7 @@ def test_a_necrotic_centre_inside_a_broken_enhancing_rim_is_core_and_only_the_ri
         lesion & brain,
         brain,
         t1c[None],
+        mirror[None],
         mixture,
         _ChannelScale(np.zeros(1), np.ones(1)),
         ("t1c",),
@@ -163,6 +169,8 @@ def test_a_necrotic_centre_inside_a_broken_enhancing_rim_is_core_and_only_the_ri
     assert not parts["enhancing"][speck | far].any() and not (parts["core"] | parts["oedema"])[far].any()
     oedema = lesion & (radius >= 12) & (np.abs(x - y) + np.abs(y - z) > 10)  # the vessel crossing it bends the hull
     assert parts["oedema"][oedema].all() and not parts["core"][oedema].any()
+    assert parts["enhancing"][solid].all()
+    assert not (parts["enhancing"] | parts["core"] | parts["oedema"])[paired].any()
 
 
 def test_the_gate_refuses_ct_2d_and_body_scans_from_the_file_alone(example):
