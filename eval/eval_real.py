@@ -11,7 +11,9 @@ README): what a user would see, case by case.
   tissue volumes, and the T1-PD agreement;
 - a head CT (8-bit): the input gate's verdict.
 
-    python eval/eval_real.py        # prints the tables; JSON and overlay PNGs in eval/results/
+    python -m eval.eval_real        # prints the tables; JSON, goals.md and overlay PNGs in eval/results/
+
+The goals table (eval.goals) sets these real-scan figures beside the synthetic and speed ones.
 
 brats_2013_pat0006_1 was the held-out case: no threshold was tuned on it, but one lesion rule (fluid in
 FLAIR, heads.lesions) came from looking at why it failed.
@@ -32,6 +34,8 @@ import numpy as np  # noqa: E402
 from scipy import ndimage  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from eval.goals import all_goals, markdown  # noqa: E402
+from fm.core.examples import example_contrasts, example_path, example_paths  # noqa: E402
 from fm.core.io import load_volume  # noqa: E402
 from fm.core.measure import grouped_lesions  # noqa: E402
 from fm.core.midline import Midline  # noqa: E402
@@ -152,6 +156,14 @@ def healthy_run(pipeline: ReportPipeline, path: Path, contrast: str, figures: Pa
     }
 
 
+def example_run(pipeline: ReportPipeline) -> dict:
+    """The bundled synthetic example (T1c + FLAIR) against the truth it was drawn with."""
+    result = pipeline(example_paths(), contrasts=list(example_contrasts()))
+    truth = json.loads(example_path().with_name("example_brain_t1_findings.json").read_text())["lesions"]
+    found = [round(lesion.volume_ml, 1) for lesion in result.report.findings.lesions]
+    return {"lesion_ml": {"reference": [round(t["volume_ml"], 1) for t in truth], "found": found}}
+
+
 def ct_run(pipeline: ReportPipeline, path: Path) -> dict:
     try:
         pipeline(path)
@@ -187,7 +199,7 @@ def evaluate(data: Path, figures: Path | None) -> dict:
     jobs = (
         [("brats", case, run) for case in BRATS_CASES for run in BRATS_RUNS]
         + [("healthy", name, None) for name in HEALTHY]
-        + [("ct", CT, None)]
+        + [("ct", CT, None), ("example", "bundled example", None)]
     )
     results: dict = {"brats": {}, "healthy": {}}
     for kind, name, run in tqdm(jobs, desc="real scans", unit="run"):
@@ -195,8 +207,10 @@ def evaluate(data: Path, figures: Path | None) -> dict:
             results["brats"].setdefault(name, {})["+".join(run)] = brats_run(pipeline, data / name, run, figures)
         elif kind == "healthy":
             results["healthy"][name] = healthy_run(pipeline, data / HEALTHY[name][0], HEALTHY[name][1], figures)
-        else:
+        elif kind == "ct":
             results["ct"] = ct_run(pipeline, data / CT)
+        else:
+            results["example"] = example_run(pipeline)
     t1, pd = results["healthy"]["chris_t1"]["tissue_ml"], results["healthy"]["chris_PD"]["tissue_ml"]
     results["t1_pd_difference"] = {name: round(abs(t1[name] - pd[name]) / max(t1[name], 1e-6), 3) for name in t1}
     return results
@@ -241,9 +255,13 @@ def main():
         parser.error(f"{args.data} is not a folder; the real scans live in ../shared/realdata beside the checkout")
     results = evaluate(args.data, args.figures)
     print_tables(results)
+    table = markdown(all_goals(results))
+    print(f"\nIssue 31's goals (real scans from this run; synthetic and speed from their own results):\n{table}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1))
-    print(f"wrote {args.out} and overlays in {args.figures}")
+    goals_file = args.out.with_name("goals.md")
+    goals_file.write_text(f"# The default segmenter's goals\n\n{table}")
+    print(f"wrote {args.out}, {goals_file} and overlays in {args.figures}")
 
 
 if __name__ == "__main__":
