@@ -191,6 +191,8 @@ class ContrastAdaptiveSegmenter:
         )
         fluid = brain & (full[1] + full[2] > np.maximum(full[3], full[4]))
         lesion = drop_specks(add_cavities(lesion, fluid, brain, spacing, self.rules), spacing, self.rules)
+        tissue = brain & ~lesion
+        full[:, tissue] = _majority_tissue(full[:, tissue].T, scale(box_channels[:, tissue].T), mixture).T
         labels, probabilities = self._labels(
             full, brain, lesion, box_channels, mirrored, mixture, scale, contrasts, spacing
         )
@@ -291,6 +293,41 @@ def _split_fluid(posteriors: np.ndarray, priors: np.ndarray) -> np.ndarray:
         ],
         axis=1,
     )
+
+
+# Fluid and a tissue must lie this many of the tissue's SDs apart (along the line between them)
+# for a voxel between them to be read as a mixture of the two: with less contrast (a PD) the
+# fluid's own noise would be.
+_MIXTURE_CONTRAST_SD = 3.0
+
+
+def _majority_tissue(posteriors: np.ndarray, data: np.ndarray, mixture: Mixture) -> np.ndarray:
+    """(N, 5 + outlier) posteriors with the cortex's partial-volume voxels given to the tissue that
+    fills most of them. A voxel labelled CSF whose intensities lie more than halfway from the
+    fluid's mean towards grey (or white) matter's is mostly that tissue: the fluid class is wide
+    (it also takes the partial-volume rim of the cortex), so the likelihoods alone would give such
+    voxels to CSF, and CSF would grow at the expense of the cortex. The ventricles are left to
+    their prior: in some contrasts (a PD) they are hard to tell from white matter by intensity.
+    Applied after the lesions are decided, to the tissue labels only."""
+    fluid_mean = mixture.class_gaussian(MIXTURE_CLASSES.index("fluid"))[0]
+    csf = posteriors[:, 1]
+    won = csf >= np.delete(posteriors, 1, axis=1).max(1)
+    best_share, best_column = np.full(len(data), 0.5), np.zeros(len(data), int)
+    for name, column in (("grey", 3), ("white", 4)):
+        mean, covariance = mixture.class_gaussian(MIXTURE_CLASSES.index(name))
+        step = mean - fluid_mean
+        length = float(np.linalg.norm(step))
+        spread = float(np.sqrt(step @ covariance @ step)) / max(length, 1e-12)
+        if length < _MIXTURE_CONTRAST_SD * spread:
+            continue
+        share = (data - fluid_mean) @ step / length**2  # 0 at the fluid's mean, 1 at the tissue's
+        better = won & (share > best_share)
+        best_share[better], best_column[better] = share[better], column
+    moved = best_column > 0
+    out = posteriors.copy()
+    out[moved, best_column[moved]] += csf[moved]
+    out[moved, 1] = 0.0
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
