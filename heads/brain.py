@@ -162,7 +162,7 @@ class ContrastAdaptiveSegmenter:
             [resample_array(p, work_affine, box_shape, box_affine) for p in work_priors]
         )  # smooth maps: linear interpolation is enough
         box_priors /= np.maximum(box_priors.sum(0, keepdims=True), 1e-6)
-        box_fluid_prior = box_priors[1] + box_priors[2]
+        box_fluid_prior, box_parenchyma = box_priors[1] + box_priors[2], box_priors[3] + box_priors[4]
         box_foreground = foreground[box]
         box_data = scale(channels[(slice(None), *box)][:, box_foreground].T)
         box_priors = box_priors[:, box_foreground].T
@@ -187,7 +187,7 @@ class ContrastAdaptiveSegmenter:
             deep = ndimage.distance_transform_edt(brain, sampling=spacing) >= self.rules.t1_evidence_depth_mm
             deep &= box_fluid_prior < 0.3
         lesion = accept_lesions(
-            full, brain, box_channels, mixture, scale, contrasts, spacing, self.rules, deep, mirrored
+            full, brain, box_channels, mixture, scale, contrasts, spacing, self.rules, deep, mirrored, box_parenchyma
         )
         fluid = brain & (full[1] + full[2] > np.maximum(full[3], full[4]))
         lesion = drop_specks(add_cavities(lesion, fluid, brain, spacing, self.rules), spacing, self.rules)

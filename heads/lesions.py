@@ -41,7 +41,7 @@ class LesionRules:
     enhancing_grow_by_sd: float = 2.0  # ... and the voxels joined to those seeds by this many (hysteresis)
     enhancing_margin_mm: float = 2.0  # enhancement may reach this far beyond the lesion's edge (the rim is its margin)
     t1_evidence_depth_mm: float = (
-        10.0  # without a bright-lesion contrast, evidence counts this far inside the brain only
+        10.0  # without a bright-lesion contrast, T1-dark evidence counts this far inside the brain only
     )
     rim_voxels: int = 2  # how far a lesion takes back abnormal voxels the opening removed
     cavity_enclosed: float = (
@@ -70,12 +70,13 @@ def lesion_directions(mixture, contrasts: tuple[str, ...]) -> list[bool]:
 
 
 def accept_lesions(
-    posteriors, brain, channels, mixture, scale, contrasts, spacing, rules: LesionRules, deep, mirrored
+    posteriors, brain, channels, mixture, scale, contrasts, spacing, rules: LesionRules, deep, mirrored, parenchyma
 ) -> np.ndarray:
     """Boolean lesion mask on the box grid. posteriors: (prior classes + outlier, ...) with the
     outlier class last; channels: (C, ...) in scan units; mirrored: the channels reflected across
-    the midline (needed when a contrast shows lesions bright); deep: where T1-like evidence counts
-    (needed otherwise).
+    the midline (needed when a contrast shows lesions bright, or a contrast-enhanced T1 is one);
+    deep: where T1-like evidence counts (needed otherwise); parenchyma: the atlas's grey plus white
+    matter prior, where enhancement counts without a bright-lesion contrast.
 
     Two levels of evidence, as hysteresis: a lesion is a connected region of abnormal voxels
     (in every bright-lesion contrast brighter than normal parenchyma and than the mirror image;
@@ -110,9 +111,8 @@ def accept_lesions(
     if not bright:
         # T1-like contrasts: an affine atlas cannot say that grey-matter-like signal in white
         # matter is abnormal (cortex varies by centimetres between brains), so only signal outside
-        # the range of every tissue counts: darker than parenchyma yet far from fluid, and, in a
-        # contrast-enhanced T1, enhancement deep in the brain (away from the surface's
-        # vessels and sinuses and from the choroid plexus in the ventricles).
+        # the range of every tissue counts: darker than parenchyma yet far from fluid, deep in
+        # the brain, and, in a contrast-enhanced T1, enhancement (below).
         deep_rows = deep.reshape(-1)[inside]
         grow = seed = (
             outlier
@@ -121,8 +121,17 @@ def accept_lesions(
             & _darker_than_parenchyma(values, mixture)
         )
         if "t1c" in contrasts:
-            enhancing = outlier & _enhancing_rows(values, contrasts, mixture, rules) & deep_rows
-            enhancing &= _thick(enhancing, inside, brain.shape)
+            # Enhancement anywhere in the parenchyma the atlas maps (the sinuses, dura and choroid
+            # plexus lie outside it) that is brighter than its mirror image (normal enhancement
+            # comes in pairs or on the midline); thin pieces (vessels) go in the opening below.
+            c = contrasts.index("t1c")
+            mirror = scale(mirrored.reshape(len(mirrored), -1)[:, inside].T)
+            enhancing = (
+                outlier
+                & _enhancing_rows(values, contrasts, mixture, rules)
+                & (parenchyma.reshape(-1)[inside] >= 0.5)
+                & _asymmetric(values, mirror, [c], mixture, rules.asymmetry_by_sd)
+            )
             grow, seed = grow | enhancing, seed | enhancing
     weak = np.zeros(brain.shape, bool)
     weak.flat[inside[grow]] = True
@@ -237,16 +246,35 @@ def _enhancing_tumour(
     beside = ndimage.binary_opening(bright & (t1c - mirror > rules.asymmetry_by_sd * grey_sd), structure=_FACES)
     pieces, n = ndimage.label(beside, structure=_NEIGHBOURS)
     if n:
-        near = ndimage.distance_transform_edt(~lesion, sampling=spacing) <= rules.enhancing_margin_mm
+        near = _within_mm(lesion, rules.enhancing_margin_mm, spacing)
         ml = ndimage.sum_labels(beside, pieces, index=np.arange(1, n + 1)) * float(np.prod(spacing)) / 1000
-        touching = ndimage.maximum(near, pieces, index=np.arange(1, n + 1)).astype(bool)
+        touching = np.isin(np.arange(1, n + 1), pieces[near])
         beside = np.concatenate([[False], (ml >= rules.min_volume_ml) & touching])[pieces]
     seeds = (lesion & bright) | beside
-    margin = ndimage.distance_transform_edt(~(lesion | beside), sampling=spacing) <= rules.enhancing_margin_mm
+    margin = _within_mm(lesion | beside, rules.enhancing_margin_mm, spacing)
     candidates = margin & brain & (t1c > white_mean + rules.enhancing_grow_by_sd * white_sd)
     components, _ = ndimage.label(candidates, structure=_NEIGHBOURS)
     kept = np.unique(components[seeds & candidates])
     return np.isin(components, kept[kept > 0]), lesion | beside
+
+
+def _padded_box(mask: np.ndarray, pad) -> tuple[slice, ...]:
+    """Slices of the mask's bounding box grown by `pad` voxels per axis (mask not empty)."""
+    return tuple(
+        slice(max(s.start - int(p), 0), s.stop + int(p))
+        for s, p in zip(ndimage.find_objects(mask.astype(np.uint8))[0], pad)
+    )
+
+
+def _within_mm(mask: np.ndarray, mm: float, spacing) -> np.ndarray:
+    """Voxels within `mm` of the mask, worked on its bounding box (a distance map of the whole
+    brain would cost seconds)."""
+    out = np.zeros(mask.shape, bool)
+    if not mask.any():
+        return out
+    box = _padded_box(mask, np.ceil(mm / np.asarray(spacing, float)) + 1)
+    out[box] = ndimage.distance_transform_edt(~mask[box], sampling=spacing) <= mm
+    return out
 
 
 def _inside_rims(enhancing: np.ndarray, within: np.ndarray) -> np.ndarray:
@@ -254,9 +282,13 @@ def _inside_rims(enhancing: np.ndarray, within: np.ndarray) -> np.ndarray:
     contrast-enhanced T1 is rarely closed (thin or faint stretches fall under any threshold), so
     what it encloses (necrosis, non-enhancing tumour) is taken as what its hull holds; one voxel's
     closing first joins the pieces of a broken rim."""
-    joined = ndimage.binary_closing(enhancing, structure=_NEIGHBOURS) | enhancing
-    components, n = ndimage.label(joined, structure=_NEIGHBOURS)
     out = np.zeros(enhancing.shape, bool)
+    if not enhancing.any():
+        return out
+    crop = _padded_box(enhancing, np.full(3, 2))
+    joined = ndimage.binary_closing(enhancing[crop], structure=_NEIGHBOURS) | enhancing[crop]
+    components = np.zeros(enhancing.shape, np.int32)
+    components[crop] = ndimage.label(joined, structure=_NEIGHBOURS)[0]
     for k, box in enumerate(ndimage.find_objects(components), start=1):
         rim = np.argwhere(components[box] == k)
         if np.ptp(rim, axis=0).min() < 2:  # flat: a hull of no volume

@@ -19,7 +19,7 @@ from fm.pipeline.report_pipeline import ReportPipeline
 from heads import tissue_priors
 from heads.bias import correct_bias
 from heads.brain import _ChannelScale
-from heads.lesions import LesionRules, add_cavities, split_subregions
+from heads.lesions import LesionRules, accept_lesions, add_cavities, split_subregions
 from heads.mixture import Mixture, fit_mixture
 
 TRUTH = Findings.from_json(example_path().with_name("example_brain_t1_findings.json").read_text())
@@ -176,6 +176,55 @@ def test_a_necrotic_centre_inside_a_broken_enhancing_rim_is_core_and_only_the_ri
     assert parts["oedema"][oedema].all() and not parts["core"][oedema].any()
     assert parts["enhancing"][solid].all()
     assert not (parts["enhancing"] | parts["core"] | parts["oedema"])[paired].any()
+
+
+def test_enhancement_in_a_t1c_alone_is_a_lesion_unless_paired_outside_the_parenchyma_or_thin():
+    """A contrast-enhanced T1 without FLAIR: a thick enhancing piece of 1 mL or more inside the
+    parenchyma, brighter than its mirror image, is a lesion wherever it lies (here 3 mm under the
+    surface); an equally bright piece that the other side has too (choroid plexus), one where
+    the atlas maps no parenchyma (a sinus) and a thin sheet (dura in a fold; 1.4 mL, enough to
+    count were it thick) are not."""
+    shape = (64, 64, 64)
+    i, j, k = np.indices(shape)
+    brain = (i - 32) ** 2 + (j - 32) ** 2 + (k - 32) ** 2 < 30**2
+    white_mean, white_sd = 0.7, 0.03
+
+    def block(x, y, z, size=12):
+        return (abs(i - x) < size / 2) & (abs(j - y) < size / 2) & (abs(k - z) < size / 2)
+
+    tumour = block(10, 32, 32)  # 1.7 mL, its edge 3 mm under the brain's surface
+    paired, sinus = block(32, 12, 32), block(32, 32, 54)
+    sheet = (i == 46) & (abs(j - 32) < 19) & (abs(k - 32) < 19) & brain  # one voxel thick
+    t1c = np.full(shape, white_mean, np.float32)
+    mirror = t1c.copy()
+    for piece in (tumour, paired, sinus, sheet):
+        t1c[piece] = white_mean + 8 * white_sd
+    mirror[paired] = t1c[paired]
+    parenchyma = np.where(block(32, 32, 54, 16), 0.1, 0.9).astype(np.float32)
+    posteriors = np.zeros((6, *shape), np.float32)  # outside, CSF, ventricles, grey, white, outlier
+    posteriors[4] = 1.0
+    posteriors[:, t1c > white_mean + 4 * white_sd] = np.array([0, 0, 0, 0, 0.2, 0.8])[:, None]
+    mixture = Mixture(
+        means=np.array([[0.0], [0.3], [0.6], [white_mean]]),
+        covariances=np.array([[[0.01]], [[0.01]], [[0.003]], [[white_sd**2]]]),
+        weights=np.ones(4),
+        classes=np.arange(4),
+    )
+    lesion = accept_lesions(
+        posteriors,
+        brain,
+        t1c[None],
+        mixture,
+        _ChannelScale(np.zeros(1), np.ones(1)),
+        ("t1c",),
+        (1.0, 1.0, 1.0),
+        LesionRules(),
+        np.zeros(shape, bool),  # no T1-dark evidence counts: this is about enhancement
+        mirror[None],
+        parenchyma,
+    )
+    assert lesion[tumour].mean() > 0.9  # the opening that drops vessels takes the block's edges
+    assert not lesion[paired | sinus | sheet].any()
 
 
 def test_a_voxel_mostly_cortex_between_csf_and_grey_matter_is_grey_matter():
