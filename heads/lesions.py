@@ -304,8 +304,9 @@ def _inside_rims(enhancing: np.ndarray, within: np.ndarray) -> np.ndarray:
 def split_subregions(
     lesion, brain, channels, mirrored, mixture, scale, contrasts, spacing, rules: LesionRules
 ) -> dict[str, np.ndarray]:
-    """Enhancing tumour (see _enhancing_tumour), core (enhancing plus the brain inside its rims)
-    and oedema (the rest of the lesion); `mirrored`: the channels reflected across the midline.
+    """Enhancing tumour (see _enhancing_tumour), core (enhancing plus what is dark in the T1c
+    inside its rims) and oedema (the rest of the lesion); `mirrored`: the channels reflected
+    across the midline.
     Enhancement and what its rims hold may add to the lesion. Without a contrast-enhanced T1
     nothing is told apart: the whole lesion is returned as 'oedema' and the caller reports
     sub-regions as not assessed."""
@@ -319,11 +320,12 @@ def split_subregions(
     enhancing, anchored = _enhancing_tumour(
         t1c, mirror, lesion, brain, (white_mean[c], np.sqrt(white_cov[c, c])), grey_sd, spacing, rules
     )
-    # The hulls from the rims where they are anchored (a vessel leaving a rim would stretch them)
-    # hold the lesion and what is dark in the T1c (necrosis, which FLAIR can show as grey as
-    # cortex), not the normal-looking tissue a rim's hull takes in where the rim is not convex.
+    # Core is what the rims' hulls hold that is dark in the T1c: necrosis, as FLAIR may show it as
+    # oedema or as grey as cortex. Oedema and normal tissue inside a hull that is not convex,
+    # and faint enhancement at a solid part's edge, are not dark. The hulls come from the rims
+    # where they are anchored (a vessel leaving a rim would stretch them).
     dark = t1c < mixture.class_gaussian(_GREY)[0][c] - rules.brighter_by_sd * grey_sd
-    core = enhancing | _inside_rims(enhancing & anchored, anchored | (brain & dark))
+    core = enhancing | _inside_rims(enhancing & anchored, brain & dark)
     lesion = lesion | core
     return {"oedema": lesion & ~core, "core": core & ~enhancing, "enhancing": enhancing}
 

@@ -347,10 +347,10 @@ def test_realdata_glioma_from_flair_and_t1c_is_outlined_without_false_positives(
     assert row["side_found"] == row["side_reference"] == "right"
     assert row["dice"]["whole_tumour"] >= 0.75 and row["volume_error"] <= 0.2
     assert row["false_positive_lesions_ml"] == []
-    # issue 31's goals: core Dice >= 0.60 and its volume within 25 %, enhancing Dice >= 0.75.
-    # Measured 0.82, +26 % (the rims' hull takes in some oedema: not met) and 0.76.
+    # issue 31's goals: core Dice >= 0.60 and its volume within 25 %, enhancing Dice >= 0.75
+    # (measured 0.81, -5 % and 0.76; 0.72 here leaves room for a registration's last digits)
     core_ml = row["tumour_core_ml"]
-    assert row["dice"]["tumour_core"] >= 0.60 and abs(core_ml["found"] / core_ml["reference"] - 1) <= 0.30
+    assert row["dice"]["tumour_core"] >= 0.60 and abs(core_ml["found"] / core_ml["reference"] - 1) <= 0.25
     assert row["dice"]["enhancing_tumour"] >= 0.72
 
 
