@@ -35,6 +35,16 @@ def example():
     return load_volume(example_path())
 
 
+def single_channel_mixture(means, sds) -> Mixture:
+    """One Gaussian per class (outside, fluid, grey, white) over one scaled channel."""
+    return Mixture(
+        means=np.array(means, float)[:, None],
+        covariances=np.array(sds, float)[:, None, None] ** 2,
+        weights=np.ones(len(means)),
+        classes=np.arange(len(means)),
+    )
+
+
 def truth_labels() -> np.ndarray:
     return load_volume(example_path().with_name("example_brain_t1_labels.nii.gz")).array.astype(np.uint8)
 
@@ -151,12 +161,7 @@ def test_a_necrotic_centre_inside_a_broken_enhancing_rim_is_core_and_only_the_ri
     solid = (x >= 15) & (x < 27) & (np.abs(y) <= 5) & (np.abs(z) <= 5)  # 1.6 mL, 1 mm from the lesion
     paired = (x <= -15) & (x > -27) & (np.abs(y) <= 5) & (np.abs(z) <= 5)
     t1c[solid | paired] = mirror[paired] = white_mean + 6 * white_sd
-    mixture = Mixture(
-        means=np.array([[0.0], [0.3], [0.6], [white_mean]]),
-        covariances=np.array([[[0.01]], [[0.01]], [[0.003]], [[white_sd**2]]]),
-        weights=np.ones(4),
-        classes=np.arange(4),
-    )
+    mixture = single_channel_mixture((0.0, 0.3, 0.6, white_mean), (0.1, 0.1, 0.055, white_sd))
     parts = split_subregions(
         lesion & brain,
         brain,
@@ -204,12 +209,7 @@ def test_enhancement_in_a_t1c_alone_is_a_lesion_unless_paired_outside_the_parenc
     posteriors = np.zeros((6, *shape), np.float32)  # outside, CSF, ventricles, grey, white, outlier
     posteriors[4] = 1.0
     posteriors[:, t1c > white_mean + 4 * white_sd] = np.array([0, 0, 0, 0, 0.2, 0.8])[:, None]
-    mixture = Mixture(
-        means=np.array([[0.0], [0.3], [0.6], [white_mean]]),
-        covariances=np.array([[[0.01]], [[0.01]], [[0.003]], [[white_sd**2]]]),
-        weights=np.ones(4),
-        classes=np.arange(4),
-    )
+    mixture = single_channel_mixture((0.0, 0.3, 0.6, white_mean), (0.1, 0.1, 0.055, white_sd))
     lesion = accept_lesions(
         posteriors,
         brain,
@@ -234,12 +234,7 @@ def test_a_voxel_mostly_cortex_between_csf_and_grey_matter_is_grey_matter():
     from heads.brain import _majority_tissue
 
     def mixture(grey_mean):
-        return Mixture(
-            means=np.array([[0.0], [0.2], [grey_mean], [0.9]]),
-            covariances=np.array([[[0.01]], [[0.04]], [[0.05**2]], [[0.04**2]]]),
-            weights=np.ones(4),
-            classes=np.arange(4),
-        )
+        return single_channel_mixture((0.0, 0.2, grey_mean, 0.9), (0.1, 0.2, 0.05, 0.04))
 
     # columns: outside, CSF, ventricles, grey, white, outlier
     posteriors = np.array(
