@@ -280,8 +280,8 @@ def _within_mm(mask: np.ndarray, mm: float, spacing) -> np.ndarray:
 def _inside_rims(enhancing: np.ndarray, within: np.ndarray) -> np.ndarray:
     """Voxels of `within` inside the convex hull of each enhancing rim. A rim seen in a
     contrast-enhanced T1 is rarely closed (thin or faint stretches fall under any threshold), so
-    what it encloses (necrosis, non-enhancing tumour) is taken as what its hull holds; one voxel's
-    closing first joins the pieces of a broken rim."""
+    what it encloses is taken as what its hull holds; one voxel's closing first joins the pieces
+    of a broken rim."""
     out = np.zeros(enhancing.shape, bool)
     if not enhancing.any():
         return out
