@@ -173,8 +173,8 @@ def ct_run(pipeline: ReportPipeline, path: Path) -> dict:
 
 
 def overlay(image: np.ndarray, labels: np.ndarray, truth: np.ndarray | None, path: Path, title: str) -> None:
-    """Three planes through the lesion (or the middle): the image, tissue outlines, lesion in red,
-    reference outline in cyan."""
+    """Three planes through the lesion (or the middle): the image, tissue outlines, lesion in red
+    with its core and enhancing parts outlined, reference outline in cyan."""
     lesion = np.isin(labels, _PREDICTED["whole_tumour"])
     focus = truth if truth is not None and truth.any() else lesion if lesion.any() else None
     centre = np.argwhere(focus).mean(0).astype(int) if focus is not None else np.array(image.shape) // 2
@@ -183,11 +183,15 @@ def overlay(image: np.ndarray, labels: np.ndarray, truth: np.ndarray | None, pat
         axis.imshow(image[cut].T, origin="lower", cmap="gray")
         axis.contour(np.isin(labels[cut], (3, 4)).T, [0.5], colors="yellow", linewidths=0.4)
         axis.imshow(np.ma.masked_where(~lesion[cut].T, lesion[cut].T), origin="lower", cmap="autumn", alpha=0.5)
+        for ids, colour in ((_PREDICTED["tumour_core"], "orange"), (_PREDICTED["enhancing_tumour"], "magenta")):
+            if np.isin(labels[cut], ids).any():
+                axis.contour(np.isin(labels[cut], ids).T, [0.5], colors=colour, linewidths=0.6)
         if truth is not None:
             axis.contour(truth[cut].T, [0.5], colors="cyan", linewidths=0.8)
         axis.set_axis_off()
     figure.suptitle(
-        f"{title}: lesion red, reference cyan, grey matter outline yellow (array axes; RAS from the affine)"
+        f"{title}: lesion red (core outlined orange, enhancing magenta), reference cyan, grey matter yellow"
+        " (array axes; RAS from the affine)"
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=70, bbox_inches="tight")
