@@ -42,6 +42,13 @@ def _within(what, found, reference, share, command) -> Goal:
     )
 
 
+def _at_most(what, value, limit, target: str, shown: str, command) -> Goal:
+    """A goal met when `value` is `limit` or less; `shown` formats the value ("{:.1f} s")."""
+    if value is None:
+        return Goal(what, target, "not measured", None, command)
+    return Goal(what, target, shown.format(value), value <= limit, command)
+
+
 def real_scan_goals(real: dict) -> list[Goal]:
     brats = real.get("brats", {})
 
@@ -63,13 +70,13 @@ def real_scan_goals(real: dict) -> list[Goal]:
         rows.append(_within("bundled example lesion volume", example["found"][0], example["reference"][0], 0.15, REAL))
     difference = real.get("t1_pd_difference", {})
     for structure, share in (("grey matter", 0.10), ("white matter", 0.10), ("lateral ventricles", 0.20)):
-        value = difference.get(structure)
         rows.append(
-            Goal(
+            _at_most(
                 f"chris T1 vs PD, {structure}",
+                difference.get(structure),
+                share,
                 f"within {share:.0%}",
-                "not measured" if value is None else f"{value:.0%} apart",
-                None if value is None else value <= share,
+                "{:.0%} apart",
                 REAL,
             )
         )
@@ -103,38 +110,16 @@ def ood_goals(ood: dict | None) -> list[Goal]:
         _at_least("OOD synthetic detection of lesions >= 1 mL", summary.get("sensitivity_1ml"), 0.90, OOD),
     ]
     fp = summary.get("false_positives_per_scan")
-    rows.append(
-        Goal(
-            "OOD synthetic false positives per scan",
-            "<= 0.2",
-            "not measured" if fp is None else f"{fp:.2f}",
-            None if fp is None else fp <= 0.2,
-            OOD,
-        )
-    )
+    rows.append(_at_most("OOD synthetic false positives per scan", fp, 0.2, "<= 0.2", "{:.2f}", OOD))
     return rows
 
 
 def speed_goals(bench: dict | None) -> list[Goal]:
     rows = {row["case"]: row for row in (bench or {}).get("rows", []) if row.get("group") == "report"}
-    total = rows.get("total")
-    if total is None:
-        return [Goal("fm report --example, median on 2 cores", "<= 10 s", "not measured", None, BENCH)]
+    total = rows.get("total", {})
     return [
-        Goal(
-            "fm report --example, median on 2 cores",
-            "<= 10 s",
-            f"{total['median_s']:.1f} s",
-            total["median_s"] <= 10,
-            BENCH,
-        ),
-        Goal(
-            "fm report --example, peak memory",
-            "<= 3 GiB",
-            f"{total['peak_rss_gib']:.1f} GiB",
-            total["peak_rss_gib"] <= 3,
-            BENCH,
-        ),
+        _at_most("fm report --example, median on 2 cores", total.get("median_s"), 10, "<= 10 s", "{:.1f} s", BENCH),
+        _at_most("fm report --example, peak memory", total.get("peak_rss_gib"), 3, "<= 3 GiB", "{:.1f} GiB", BENCH),
     ]
 
 

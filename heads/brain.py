@@ -181,9 +181,10 @@ class ContrastAdaptiveSegmenter:
         # enhancement, the choroid plexus, sinuses and vessels, comes in pairs or on the midline),
         # depth in T1-like ones.
         mirrored = deep = None
-        if any(lesion_directions(mixture, contrasts)) or "t1c" in contrasts:
+        bright_lesions = any(lesion_directions(mixture, contrasts))
+        if bright_lesions or "t1c" in contrasts:
             mirrored = np.stack([_mirrored(c, box_affine, scan_to_mni) for c in box_channels])
-        if not any(lesion_directions(mixture, contrasts)):
+        if not bright_lesions:
             deep = ndimage.distance_transform_edt(brain, sampling=spacing) >= self.rules.t1_evidence_depth_mm
             deep &= box_fluid_prior < 0.3
         lesion = accept_lesions(

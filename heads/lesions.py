@@ -92,6 +92,7 @@ def accept_lesions(
     values = scale(channels.reshape(len(channels), -1)[:, inside].T)
     not_fluid = _mahalanobis_rows(values, *mixture.class_gaussian(_FLUID)) >= rules.fluid_distance
     bright = [c for c, is_bright in enumerate(lesion_directions(mixture, contrasts)) if is_bright]
+    mirror = None if mirrored is None else scale(mirrored.reshape(len(mirrored), -1)[:, inside].T)
     if bright:
         grow = _brighter(values, bright, mixture, rules.brighter_by_sd)
         if _fluid_is_bright(bright, mixture):
@@ -104,7 +105,6 @@ def accept_lesions(
         # signal (periventricular caps, choroid plexus, a bias left over) is symmetric.
         # Growth must be asymmetric too, less so: else a lesion creeps along the ventricles' bright
         # lining, which both hemispheres have.
-        mirror = scale(mirrored.reshape(len(mirrored), -1)[:, inside].T)
         grow &= _asymmetric(values, mirror, bright, mixture, rules.grow_asymmetry_by_sd)
         seed &= _asymmetric(values, mirror, bright, mixture, rules.asymmetry_by_sd)
     outlier = posteriors[-1].reshape(-1)[inside] > 0.5
@@ -125,7 +125,6 @@ def accept_lesions(
             # plexus lie outside it) that is brighter than its mirror image (normal enhancement
             # comes in pairs or on the midline); thin pieces (vessels) go in the opening below.
             c = contrasts.index("t1c")
-            mirror = scale(mirrored.reshape(len(mirrored), -1)[:, inside].T)
             enhancing = (
                 outlier
                 & _enhancing_rows(values, contrasts, mixture, rules)
@@ -209,7 +208,7 @@ def _fill_enclosed(mask: np.ndarray) -> np.ndarray:
     bounding box."""
     if not mask.any():
         return mask
-    box = tuple(slice(max(s.start - 3, 0), s.stop + 3) for s in ndimage.find_objects(mask.astype(np.uint8))[0])
+    box = _padded_box(mask, (3, 3, 3))
     closed = ndimage.binary_closing(mask[box], structure=_NEIGHBOURS, iterations=2) | mask[box]
     filled = ndimage.binary_fill_holes(closed)
     for axis in range(3):
@@ -219,20 +218,25 @@ def _fill_enclosed(mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def _above_white(mixture, c: int, by_sd: float) -> float:
+    """White matter's mean plus `by_sd` of its SD in channel c: in a contrast-enhanced T1, white
+    matter is the brightest normal tissue, so what lies well above it enhances."""
+    white_mean, white_cov = mixture.class_gaussian(_WHITE)
+    return float(white_mean[c] + by_sd * np.sqrt(white_cov[c, c]))
+
+
 def _enhancing_rows(values: np.ndarray, contrasts, mixture, rules: LesionRules) -> np.ndarray:
     """Rows of scaled values brighter than white matter by `enhancing_by_sd` in the
-    contrast-enhanced T1 (white matter is the brightest normal tissue there)."""
+    contrast-enhanced T1."""
     c = contrasts.index("t1c")
-    white_mean, white_cov = mixture.class_gaussian(_WHITE)
-    return values[:, c] > white_mean[c] + rules.enhancing_by_sd * np.sqrt(white_cov[c, c])
+    return values[:, c] > _above_white(mixture, c, rules.enhancing_by_sd)
 
 
 def _enhancing_tumour(
-    t1c, mirror, lesion, brain, white, grey_sd: float, spacing, rules: LesionRules
+    t1c, mirror, lesion, brain, mixture, c: int, spacing, rules: LesionRules
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Enhancing tumour, from a contrast-enhanced T1 scaled as the mixture (`mirror`: the same
-    reflected across the midline; `white`: white matter's mean and SD there, the brightest normal
-    tissue). Seeds are voxels brighter than white matter by `enhancing_by_sd`: inside the lesion,
+    """Enhancing tumour, from a contrast-enhanced T1 (channel c) scaled as the mixture (`mirror`:
+    the same reflected across the midline). Seeds are voxels brighter than white matter by `enhancing_by_sd`: inside the lesion,
     or beside it (within `enhancing_margin_mm`) in a thick piece of at least `min_volume_ml` that is
     also brighter than its mirror image (a large tumour's enhancing solid part can look like
     cortex in FLAIR and be left out of the lesion; normal enhancement, the choroid plexus,
@@ -241,18 +245,18 @@ def _enhancing_tumour(
     belong to it, isolated faint voxels do not), up to `enhancing_margin_mm` from the lesion and
     the pieces that joined it: the rim is the tumour's margin, and vessels and dura farther away
     are not reached. Returns the enhancement and the lesion with the pieces that joined it."""
-    white_mean, white_sd = white
-    bright = brain & (t1c > white_mean + rules.enhancing_by_sd * white_sd)
+    grey_sd = np.sqrt(mixture.class_gaussian(_GREY)[1][c, c])
+    bright = brain & (t1c > _above_white(mixture, c, rules.enhancing_by_sd))
     beside = ndimage.binary_opening(bright & (t1c - mirror > rules.asymmetry_by_sd * grey_sd), structure=_FACES)
     pieces, n = ndimage.label(beside, structure=_NEIGHBOURS)
+    near = _within_mm(lesion, rules.enhancing_margin_mm, spacing)
     if n:
-        near = _within_mm(lesion, rules.enhancing_margin_mm, spacing)
         ml = ndimage.sum_labels(beside, pieces, index=np.arange(1, n + 1)) * float(np.prod(spacing)) / 1000
         touching = np.isin(np.arange(1, n + 1), pieces[near])
         beside = np.concatenate([[False], (ml >= rules.min_volume_ml) & touching])[pieces]
     seeds = (lesion & bright) | beside
-    margin = _within_mm(lesion | beside, rules.enhancing_margin_mm, spacing)
-    candidates = margin & brain & (t1c > white_mean + rules.enhancing_grow_by_sd * white_sd)
+    margin = near | _within_mm(beside, rules.enhancing_margin_mm, spacing)  # within reach of either
+    candidates = margin & brain & (t1c > _above_white(mixture, c, rules.enhancing_grow_by_sd))
     components, _ = ndimage.label(candidates, structure=_NEIGHBOURS)
     kept = np.unique(components[seeds & candidates])
     return np.isin(components, kept[kept > 0]), lesion | beside
@@ -314,17 +318,14 @@ def split_subregions(
     if "t1c" not in contrasts or not lesion.any():
         return {"oedema": lesion, "core": empty, "enhancing": empty}
     c = contrasts.index("t1c")
-    white_mean, white_cov = mixture.class_gaussian(_WHITE)
-    grey_sd = np.sqrt(mixture.class_gaussian(_GREY)[1][c, c])
     t1c, mirror = scale.channel(channels[c], c), scale.channel(mirrored[c], c)
-    enhancing, anchored = _enhancing_tumour(
-        t1c, mirror, lesion, brain, (white_mean[c], np.sqrt(white_cov[c, c])), grey_sd, spacing, rules
-    )
+    enhancing, anchored = _enhancing_tumour(t1c, mirror, lesion, brain, mixture, c, spacing, rules)
     # Core is what the rims' hulls hold that is dark in the T1c: necrosis, as FLAIR may show it as
     # oedema or as grey as cortex. Oedema and normal tissue inside a hull that is not convex,
     # and faint enhancement at a solid part's edge, are not dark. The hulls come from the rims
     # where they are anchored (a vessel leaving a rim would stretch them).
-    dark = t1c < mixture.class_gaussian(_GREY)[0][c] - rules.brighter_by_sd * grey_sd
+    grey_mean, grey_cov = mixture.class_gaussian(_GREY)
+    dark = t1c < grey_mean[c] - rules.brighter_by_sd * np.sqrt(grey_cov[c, c])
     core = enhancing | _inside_rims(enhancing & anchored, brain & dark)
     lesion = lesion | core
     return {"oedema": lesion & ~core, "core": core & ~enhancing, "enhancing": enhancing}
@@ -346,10 +347,7 @@ def add_cavities(lesion: np.ndarray, fluid: np.ndarray, brain: np.ndarray, spaci
         return lesion
     step = np.maximum(1, np.round(2.0 / np.asarray(spacing, float))).astype(int)
     reach = np.ceil(rules.cavity_reach_mm / (np.asarray(spacing) * step)).astype(int)
-    box = tuple(
-        slice(max(s.start - r * k, 0), s.stop + r * k)
-        for s, r, k in zip(ndimage.find_objects(lesion.astype(np.uint8))[0], reach, step)
-    )
+    box = _padded_box(lesion, reach * step)
     coarse = tuple(slice(None, None, k) for k in step)
     # 0 outside the brain, 1 fluid, 2 lesion, 3 normal tissue
     kind = np.where(brain[box], 3, 0).astype(np.uint8)
