@@ -27,7 +27,7 @@ from scipy import ndimage
 
 from fm.core.io import Volume, resample_array
 from fm.core.labels import BRAIN_TISSUE
-from fm.core.masks import background_value, fill_holes_in_slices
+from fm.core.masks import background_value, fill_holes, fill_holes_in_slices
 from fm.core.midline import Midline
 from heads import tissue_priors
 from heads.bias import correct_bias
@@ -363,14 +363,14 @@ def _foreground(image: np.ndarray, background: float, brain_extracted: bool) -> 
     head, those brighter than a tenth of the 95th percentile above the background (air is dark in
     every MRI contrast), with holes (sinuses, dark skull) filled."""
     if brain_extracted:
-        return ndimage.binary_fill_holes(image != background)
+        return fill_holes(image != background)
     above = image[image > background]
     if above.size == 0:
         return np.zeros(image.shape, bool)
     mask = image > background + 0.1 * (np.percentile(above, 95) - background)
     mask = ndimage.binary_opening(mask, iterations=1)
     # holes open to the outside in 3D (the nasal cavity, ear canals) are closed in axial slices
-    return fill_holes_in_slices(ndimage.binary_fill_holes(mask), axis=2)
+    return fill_holes_in_slices(fill_holes(mask), axis=2)
 
 
 # Grey-white order every scan of a named contrast shows, as (darker, brighter); a fit that breaks it
@@ -409,9 +409,12 @@ def _bright_outside_brain(image, foreground, outside_prior, background: float) -
 def _mirrored(image: np.ndarray, affine: np.ndarray, scan_to_mni: np.ndarray) -> np.ndarray:
     """The image reflected across the brain's midline (MNI x = 0 of the registered template):
     each voxel gets the intensity of its mirror point in the other hemisphere."""
-    flip = np.diag([-1.0, 1.0, 1.0, 1.0])
-    voxel_map = np.linalg.solve(affine, np.linalg.solve(scan_to_mni, flip @ scan_to_mni @ affine))
-    return ndimage.affine_transform(image, voxel_map[:3, :3], voxel_map[:3, 3], order=1, mode="nearest")
+    mirror = np.linalg.solve(scan_to_mni, np.diag([-1.0, 1.0, 1.0, 1.0]) @ scan_to_mni)
+    # A mirror point beyond the image (outside the brain: the image is a box around the atlas's
+    # brain, which is symmetric) takes the image's typical edge value, as nearest-edge sampling did.
+    faces = np.concatenate([image[i].ravel() for i in (0, -1)] + [image[:, j].ravel() for j in (0, -1)])
+    faces = np.concatenate([faces, image[:, :, 0].ravel(), image[:, :, -1].ravel()])
+    return resample_array(image, affine, image.shape, affine, transform=mirror, fill=float(np.median(faces)))
 
 
 def _shell_to_brain(image, brain, foreground, background: float, spacing) -> float | None:
@@ -456,4 +459,4 @@ def _brain_mask(posteriors: np.ndarray, foreground: np.ndarray, spacing: np.ndar
     if n == 0:
         return brain
     sizes = ndimage.sum_labels(np.ones_like(components), components, index=np.arange(1, n + 1))
-    return ndimage.binary_fill_holes(components == 1 + int(np.argmax(sizes)))
+    return fill_holes(components == 1 + int(np.argmax(sizes)))

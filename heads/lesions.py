@@ -18,7 +18,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import ConvexHull
 
-from fm.core.masks import fill_holes_in_slices
+from fm.core.masks import fill_holes, fill_holes_in_slices
 
 _FLUID, _GREY, _WHITE = 1, 2, 3  # classes of heads.brain.MIXTURE_CLASSES
 BRIGHT_LESION_CONTRASTS = ("flair", "t2", "pd")
@@ -210,7 +210,7 @@ def _fill_enclosed(mask: np.ndarray) -> np.ndarray:
         return mask
     box = _padded_box(mask, (3, 3, 3))
     closed = ndimage.binary_closing(mask[box], structure=_NEIGHBOURS, iterations=2) | mask[box]
-    filled = ndimage.binary_fill_holes(closed)
+    filled = fill_holes(closed)
     for axis in range(3):
         filled |= fill_holes_in_slices(closed, axis)
     out = mask.copy()

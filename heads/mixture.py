@@ -53,13 +53,13 @@ class Mixture:
     def component_likelihoods(self, data: np.ndarray) -> np.ndarray:
         """(N, G) weight x Gaussian density of each voxel's intensities under each Gaussian."""
         n, d = data.shape
-        out = np.empty((n, len(self.weights)), dtype=data.dtype)
-        for g, (mean, covariance, weight) in enumerate(zip(self.means, self.covariances, self.weights)):
-            cholesky = np.linalg.cholesky(covariance)
-            whitened = (data - mean) @ np.linalg.inv(cholesky).T  # (N, D); the D x D inverse is cheap, N solves are not
-            log_norm = -0.5 * d * np.log(2 * np.pi) - np.log(np.diag(cholesky)).sum()
-            out[:, g] = weight * np.exp(log_norm - 0.5 * (whitened**2).sum(1))
-        return out
+        cholesky = np.linalg.cholesky(self.covariances)  # (G, D, D)
+        whitening = np.linalg.inv(cholesky)  # the D x D inverses are cheap, N solves are not
+        # all Gaussians at once, channels along the rows: (G, D, N)
+        centred = data.T[None] - self.means[:, :, None]
+        distance = np.square(np.matmul(whitening, centred)).sum(1)  # (G, N) squared Mahalanobis
+        log_norm = -0.5 * d * np.log(2 * np.pi) - np.log(np.diagonal(cholesky, axis1=1, axis2=2)).sum(1)
+        return (self.weights[:, None] * np.exp(log_norm[:, None] - 0.5 * distance)).T.astype(data.dtype, copy=False)
 
     def class_likelihoods(self, data: np.ndarray) -> np.ndarray:
         """(N, K) likelihood of each voxel's intensities under each class (K counts the outlier class)."""
@@ -136,30 +136,30 @@ def fit_mixture(
     d = data.shape[1]
     peaks = _BinnedPeaks(data, lesions_bright_in) if robust_classes else None
     previous = -np.inf
+    gaussian_prior = gaussian_priors[:, mixture.classes]  # (N, G): each Gaussian under its class's prior
+    outlier_prior = outlier_density * priors[:, -1] if outlier_density is not None else 0.0
+    fitted = [g for g in range(len(mixture.weights)) if mixture.classes[g] not in robust_classes]
+    # second moments of the intensities, so that every least-squares Gaussian's covariance is one product
+    pairs = np.einsum("ni,nj->nij", data, data).reshape(len(data), d * d)
     for _ in range(iterations):
-        joint = mixture.component_likelihoods(data) * gaussian_priors[:, mixture.classes]
-        total = joint.sum(1, keepdims=True)
-        if outlier_density is not None:
-            total = total + outlier_density * priors[:, -1:]
-        total = np.maximum(total, 1e-300)
-        responsibilities = joint / total
+        joint = mixture.component_likelihoods(data) * gaussian_prior
+        total = np.maximum(joint.sum(1) + outlier_prior, 1e-300)
+        responsibilities = joint / total[:, None]
         log_likelihood = float(np.log(total).mean())
+        mass = responsibilities.sum(0)
         for g in range(len(mixture.weights)):
-            r = responsibilities[:, g]
-            mass = r.sum()
-            if mass < 1e-6:
-                continue
-            if mixture.classes[g] in robust_classes:
-                peak, spread = peaks(r)
+            if mass[g] >= 1e-6 and mixture.classes[g] in robust_classes:
+                peak, spread = peaks(responsibilities[:, g])
                 mixture.means[g] = peak
                 mixture.covariances[g] = np.diag(spread**2 + _MIN_VARIANCE)
-                mixture.weights[g] = mass
-                continue
-            mean = r @ data / mass
-            residual = data - mean
-            mixture.means[g] = mean
-            mixture.covariances[g] = (residual.T @ (residual * r[:, None])) / mass + _MIN_VARIANCE * np.eye(d)
-            mixture.weights[g] = mass
+        fit = [g for g in fitted if mass[g] >= 1e-6]
+        weights = responsibilities[:, fit] / mass[fit]
+        means = weights.T @ data  # (F, D)
+        second = (weights.T @ pairs).reshape(len(fit), d, d)
+        mixture.means[fit] = means
+        mixture.covariances[fit] = second - np.einsum("fi,fj->fij", means, means) + _MIN_VARIANCE * np.eye(d)
+        kept = mass >= 1e-6
+        mixture.weights[kept] = mass[kept]
         for k in range(mixture.n_classes):
             own = mixture.classes == k
             mixture.weights[own] /= max(mixture.weights[own].sum(), 1e-12)
