@@ -412,8 +412,7 @@ def _mirrored(image: np.ndarray, affine: np.ndarray, scan_to_mni: np.ndarray) ->
     mirror = np.linalg.solve(scan_to_mni, np.diag([-1.0, 1.0, 1.0, 1.0]) @ scan_to_mni)
     # A mirror point beyond the image (outside the brain: the image is a box around the atlas's
     # brain, which is symmetric) takes the image's typical edge value, as nearest-edge sampling did.
-    faces = np.concatenate([image[i].ravel() for i in (0, -1)] + [image[:, j].ravel() for j in (0, -1)])
-    faces = np.concatenate([faces, image[:, :, 0].ravel(), image[:, :, -1].ravel()])
+    faces = np.concatenate([np.take(image, i, axis=a).ravel() for a in range(3) for i in (0, -1)])
     return resample_array(image, affine, image.shape, affine, transform=mirror, fill=float(np.median(faces)))
 
 

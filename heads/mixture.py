@@ -147,18 +147,18 @@ def fit_mixture(
         responsibilities = joint / total[:, None]
         log_likelihood = float(np.log(total).mean())
         mass = responsibilities.sum(0)
-        for g in range(len(mixture.weights)):
-            if mass[g] >= 1e-6 and mixture.classes[g] in robust_classes:
+        kept = mass >= 1e-6  # a Gaussian that lost all its voxels keeps its last fit
+        for g in np.flatnonzero(kept):
+            if mixture.classes[g] in robust_classes:
                 peak, spread = peaks(responsibilities[:, g])
                 mixture.means[g] = peak
                 mixture.covariances[g] = np.diag(spread**2 + _MIN_VARIANCE)
-        fit = [g for g in fitted if mass[g] >= 1e-6]
+        fit = [g for g in fitted if kept[g]]
         weights = responsibilities[:, fit] / mass[fit]
         means = weights.T @ data  # (F, D)
         second = (weights.T @ pairs).reshape(len(fit), d, d)
         mixture.means[fit] = means
         mixture.covariances[fit] = second - np.einsum("fi,fj->fij", means, means) + _MIN_VARIANCE * np.eye(d)
-        kept = mass >= 1e-6
         mixture.weights[kept] = mass[kept]
         for k in range(mixture.n_classes):
             own = mixture.classes == k

@@ -551,10 +551,10 @@ def resample_array(
     Nearest-neighbour and linear sampling go through SimpleITK (threaded, and several times faster
     than SciPy's general spline code on a 1 mm brain); higher orders and grids whose axes are not
     orthogonal go through SciPy."""
-    transform = np.eye(4) if transform is None else np.asarray(transform, float)
     if order <= 1 and _orthogonal(affine) and _orthogonal(target_affine):
         return _resample_sitk(array, affine, shape, target_affine, order, fill, transform)
-    source_from_target = np.linalg.solve(affine, transform @ target_affine)
+    mapped = target_affine if transform is None else np.asarray(transform, float) @ target_affine
+    source_from_target = np.linalg.solve(affine, mapped)
     matrix = source_from_target[:3, :3]
     if np.allclose(matrix, np.diag(np.diag(matrix)), atol=1e-9):
         matrix = np.diag(matrix)  # axis-aligned grids: SciPy's faster path
@@ -582,8 +582,8 @@ def _resample_sitk(array, affine, shape, target_affine, order, fill, transform) 
     resampler.SetOutputDirection([float(v) for v in (target[:3, :3] / spacing).ravel()])
     resampler.SetInterpolator(sitk.sitkNearestNeighbor if order == 0 else sitk.sitkLinear)
     resampler.SetDefaultPixelValue(float(fill))
-    if not np.allclose(transform, np.eye(4)):
-        lps_transform = LPS_TO_RAS @ transform @ LPS_TO_RAS  # the flip is its own inverse
+    if transform is not None:
+        lps_transform = LPS_TO_RAS @ np.asarray(transform, float) @ LPS_TO_RAS  # the flip is its own inverse
         resampler.SetTransform(
             sitk.AffineTransform(lps_transform[:3, :3].ravel().tolist(), lps_transform[:3, 3].tolist())
         )
